@@ -1,0 +1,277 @@
+// Command shadowlab proves a new service against live traffic: it programs
+// Envoy to mirror selected routes to a shadow service.
+//
+//	shadowlab validate FILE        check a policy, list every problem
+//	shadowlab translate FILE       print the Envoy resources a policy becomes
+//	shadowlab serve --policy FILE  run the xDS control plane, follow FILE
+//	shadowlab bootstrap            print an Envoy bootstrap for `serve`
+//	shadowlab demo                 run the whole thing on loopback
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/shadowlab/shadowlab/demo"
+	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/xds"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the command ran and failed (invalid policy, server error)
+	exitUsage   = 2
+	usageHeader = `usage: shadowlab <command> [flags]
+
+commands:
+  validate FILE               check a policy; every problem with its line
+  translate FILE              print the Envoy resources FILE becomes (YAML)
+  serve --policy FILE         run the xDS control plane and follow FILE
+  bootstrap                   print an Envoy bootstrap for serve
+  demo                        build a demo on loopback ports, drive traffic, report
+
+run 'shadowlab <command> -h' for a command's flags
+`
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageHeader)
+		return exitUsage
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "validate":
+		return validate(args, stdout, stderr)
+	case "translate":
+		return translate(args, stdout, stderr)
+	case "serve":
+		return serve(ctx, args, stderr)
+	case "bootstrap":
+		return bootstrap(args, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usageHeader)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "shadowlab: unknown command %q\n\n%s", cmd, usageHeader)
+		return exitUsage
+	}
+}
+
+// flagSet returns a flag set that reports to stderr; parse errors are usage
+// errors.
+func flagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("shadowlab "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// oneFile parses flags and expects exactly one positional FILE.
+func oneFile(name string, args []string, stderr io.Writer) (string, int, bool) {
+	fs := flagSet(name, stderr)
+	fs.Usage = func() { fmt.Fprintf(stderr, "usage: shadowlab %s FILE\n", name) }
+	if code, ok := parse(fs, args); !ok {
+		return "", code, false
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return "", exitUsage, false
+	}
+	return fs.Arg(0), 0, true
+}
+
+// loadPolicy loads path, printing every problem on failure.
+func loadPolicy(path string, stderr io.Writer) (*policy.Policy, bool) {
+	p, err := policy.Load(path)
+	if err != nil {
+		var perr *policy.Error
+		if errors.As(err, &perr) {
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n%s\n", path, len(perr.Problems), perr.Error())
+		} else {
+			fmt.Fprintf(stderr, "shadowlab: %v\n", err)
+		}
+		return nil, false
+	}
+	return p, true
+}
+
+func validate(args []string, stdout, stderr io.Writer) int {
+	path, code, ok := oneFile("validate", args, stderr)
+	if !ok {
+		return code
+	}
+	p, ok := loadPolicy(path, stderr)
+	if !ok {
+		return exitFailed
+	}
+	mirrored := 0
+	for _, r := range p.Routes {
+		if r.Shadow != nil {
+			mirrored++
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d listener(s), %d service(s), %d route(s), %d mirrored; hash %.12s\n",
+		path, len(p.Listeners), len(p.Services), len(p.Routes), mirrored, p.Hash)
+	return exitOK
+}
+
+func translate(args []string, stdout, stderr io.Writer) int {
+	path, code, ok := oneFile("translate", args, stderr)
+	if !ok {
+		return code
+	}
+	p, ok := loadPolicy(path, stderr)
+	if !ok {
+		return exitFailed
+	}
+	res, err := xds.Translate(p)
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
+		return exitFailed
+	}
+	out, err := res.YAML()
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
+		return exitFailed
+	}
+	_, _ = stdout.Write(out)
+	return exitOK
+}
+
+func bootstrap(args []string, stdout, stderr io.Writer) int {
+	fs := flagSet("bootstrap", stderr)
+	var cfg xds.BootstrapConfig
+	host, _ := os.Hostname()
+	fs.StringVar(&cfg.NodeID, "node-id", "envoy-"+host, "Envoy node id")
+	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "host:port of shadowlab serve's xDS port")
+	fs.StringVar(&cfg.AdminAddress, "admin-address", "127.0.0.1:9901", "host:port for Envoy's admin interface (port 0: any)")
+	fs.BoolVar(&cfg.Delta, "delta", false, "use incremental xDS (DELTA_GRPC) instead of state of the world")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	b, err := xds.Bootstrap(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
+		return exitFailed
+	}
+	out, err := xds.MessageYAML(b)
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
+		return exitFailed
+	}
+	_, _ = stdout.Write(out)
+	return exitOK
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flagSet("serve", stderr)
+	path := fs.String("policy", "", "policy file to serve and follow (required)")
+	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "host:port for the xDS (ADS) gRPC server")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "json", "json or console")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *path == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: shadowlab serve --policy FILE [--xds-address host:port]")
+		return exitUsage
+	}
+	log, err := newLogger(*level, *format, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
+		return exitUsage
+	}
+	defer func() { _ = log.Sync() }()
+
+	// Load first: a broken policy must stop serve before it listens.
+	if _, ok := loadPolicy(*path, stderr); !ok {
+		return exitFailed
+	}
+	lis, err := net.Listen("tcp", *xdsAddr)
+	if err != nil {
+		log.Error("cannot listen for xDS", zap.String("address", *xdsAddr), zap.Error(err))
+		return exitFailed
+	}
+	srv := xds.NewServer(log.Named("xds"))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- xds.WatchPolicy(ctx, *path, srv, log.Named("policy")) }()
+	go func() { errc <- srv.Serve(ctx, lis) }()
+	log.Info("serving xDS", zap.String("address", lis.Addr().String()), zap.String("policy", *path))
+
+	// Either goroutine ending (a fatal watch error, the gRPC server dying,
+	// or a signal) stops both.
+	err = <-errc
+	cancel()
+	if err = errors.Join(err, <-errc); err != nil {
+		log.Error("serve stopped", zap.Error(err))
+		return exitFailed
+	}
+	log.Info("serve stopped")
+	return exitOK
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flagSet("demo", stderr)
+	var cfg demo.Config
+	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding the shadowlab and backend binaries (default: next to this binary)")
+	fs.IntVar(&cfg.Requests, "requests", 600, "requests of mixed traffic to drive")
+	fs.BoolVar(&cfg.Verbose, "v", false, "show the processes' logs")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if err := demo.Run(ctx, cfg, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "shadowlab demo: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(encCfg)
+	case "console":
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	default:
+		return nil, fmt.Errorf("--log-format: want json or console (got %q)", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}

@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/shadowlab/shadowlab/envoy"
+	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/xds"
+)
+
+// envoyBin is resolved once per test binary; a missing Envoy fails every
+// test that needs it (never a skip).
+var envoyBin = sync.OnceValues(envoy.Binary)
+
+// ports are the loopback addresses a policy template can use.
+type ports struct {
+	Listener  string
+	Legacy    string
+	Candidate string
+}
+
+// env is one real deployment: the two example backends, an in-process
+// control plane (real gRPC) following a policy file, and a real Envoy.
+type env struct {
+	t          *testing.T
+	dir        string
+	policyPath string
+	ports      ports
+	xdsAddr    string
+	delta      bool
+
+	legacy, candidate *backend.Server
+	cp                *controlPlane
+	envoy             *envoy.Process
+	client            *http.Client
+}
+
+type envOptions struct {
+	delta bool // incremental xDS instead of state of the world
+}
+
+// newEnv starts everything for a policy template (text/template over ports)
+// and waits until Envoy serves it. Everything stops when the test ends;
+// Envoy's log is printed if the test failed.
+func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
+	t.Helper()
+	bin, err := envoyBin()
+	require.NoError(t, err, "envoy is required for the end-to-end tests (make envoy)")
+
+	e := &env{
+		t:      t,
+		dir:    t.TempDir(),
+		delta:  opts.delta,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+	}
+	e.policyPath = filepath.Join(e.dir, "policy.yaml")
+
+	e.legacy, e.candidate = backend.New("legacy"), backend.New("candidate")
+	for _, b := range []*backend.Server{e.legacy, e.candidate} {
+		require.NoError(t, b.Start("127.0.0.1:0"))
+		t.Cleanup(func() { _ = b.Close() })
+	}
+	e.ports = ports{Listener: freeAddr(t), Legacy: e.legacy.Addr(), Candidate: e.candidate.Addr()}
+	e.writePolicy(policyTmpl)
+
+	e.xdsAddr = freeAddr(t)
+	e.cp = startControlPlane(t, e.xdsAddr, e.policyPath)
+
+	boot, err := xds.Bootstrap(xds.BootstrapConfig{
+		NodeID: "e2e-" + t.Name(), XDSAddress: e.xdsAddr, AdminAddress: "127.0.0.1:0", Delta: opts.delta,
+	})
+	require.NoError(t, err)
+	bootYAML, err := xds.MessageYAML(boot)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e.envoy, err = envoy.Start(ctx, envoy.Config{Bin: bin, Bootstrap: bootYAML, Dir: e.dir})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = e.envoy.Stop()
+		if t.Failed() {
+			t.Logf("envoy log:\n%s", tail(e.envoy.Logs(), 200))
+		}
+	})
+	require.NoError(t, e.envoy.WaitReady(ctx), "envoy log:\n%s", tail(e.envoy.Logs(), 100))
+	e.waitServing()
+	return e
+}
+
+// writePolicy renders a template over the env's ports into the policy file,
+// atomically (write + rename), as an editor or a ConfigMap update would.
+func (e *env) writePolicy(tmpl string) {
+	e.t.Helper()
+	var buf bytes.Buffer
+	require.NoError(e.t, template.Must(template.New("p").Option("missingkey=error").Parse(tmpl)).Execute(&buf, e.ports))
+	tmp := e.policyPath + ".tmp"
+	require.NoError(e.t, os.WriteFile(tmp, buf.Bytes(), 0o600))
+	require.NoError(e.t, os.Rename(tmp, e.policyPath))
+}
+
+// waitServing waits until the listener answers from the primary.
+func (e *env) waitServing() {
+	e.t.Helper()
+	require.Eventually(e.t, func() bool {
+		resp, err := e.client.Get("http://" + e.ports.Listener + "/__ready_probe")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Header.Get(backend.HeaderBackend) != ""
+	}, 20*time.Second, 20*time.Millisecond, "envoy never routed to a backend; log:\n%s", tail(e.envoy.Logs(), 60))
+	e.resetBackends()
+}
+
+func (e *env) resetBackends() {
+	e.legacy.Reset()
+	e.candidate.Reset()
+}
+
+// do sends one request through Envoy and returns the response with its body
+// read.
+func (e *env) do(method, path string, headers map[string]string) (*http.Response, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, "http://"+e.ports.Listener+path, nil)
+	require.NoError(e.t, err)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.client.Do(req)
+	require.NoError(e.t, err, "%s %s", method, path)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	return resp, body
+}
+
+// mustPrimary sends a request and checks the client got legacy's answer.
+func (e *env) mustPrimary(method, path string, headers map[string]string) backend.Reply {
+	e.t.Helper()
+	resp, body := e.do(method, path, headers)
+	require.Equal(e.t, http.StatusOK, resp.StatusCode, "%s %s: %s", method, path, body)
+	require.Equal(e.t, "legacy", resp.Header.Get(backend.HeaderBackend), "%s %s answered by the wrong service", method, path)
+	var r backend.Reply
+	if method != http.MethodHead {
+		require.NoError(e.t, json.Unmarshal(body, &r), "body %q", body)
+		require.Equal(e.t, "legacy", r.Service)
+	}
+	return r
+}
+
+// settle waits until the shadow has stopped receiving (mirrors are
+// asynchronous) and returns what it received.
+func (e *env) settle() []backend.Request {
+	e.t.Helper()
+	last, stable := -1, 0
+	require.Eventually(e.t, func() bool {
+		n := e.candidate.Count()
+		if n == last {
+			stable++
+		} else {
+			last, stable = n, 0
+		}
+		return stable >= 5
+	}, 10*time.Second, 40*time.Millisecond)
+	return e.candidate.Received()
+}
+
+// controlPlane is `shadowlab serve` in-process: the xDS server on real gRPC
+// plus the policy file watch, stoppable and restartable.
+type controlPlane struct {
+	srv    *xds.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+	logs   *bytes.Buffer
+}
+
+func startControlPlane(t *testing.T, addr, policyPath string) *controlPlane {
+	t.Helper()
+	var lis net.Listener
+	require.Eventually(t, func() bool {
+		var err error
+		lis, err = net.Listen("tcp", addr)
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond, "xds address %s stays busy", addr)
+
+	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	srv := xds.NewServer(log.Named("xds"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cp := &controlPlane{srv: srv, cancel: cancel, done: make(chan struct{})}
+	published := make(chan struct{})
+	go func() {
+		defer close(cp.done)
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = srv.Serve(ctx, lis) })
+		wg.Go(func() {
+			err := xds.WatchPolicy(ctx, policyPath, publishNotify{srv, published}, log.Named("policy"))
+			if err != nil {
+				t.Errorf("policy watch: %v", err)
+				cancel()
+			}
+		})
+		wg.Wait()
+	}()
+	select {
+	case <-published:
+	case <-cp.done:
+		t.Fatalf("control plane stopped before publishing")
+	case <-time.After(10 * time.Second):
+		t.Fatalf("control plane did not publish the policy")
+	}
+	t.Cleanup(cp.stop)
+	return cp
+}
+
+func (cp *controlPlane) stop() {
+	cp.cancel()
+	<-cp.done
+}
+
+// publishNotify closes ch after the first successful publish.
+type publishNotify struct {
+	*xds.Server
+	ch chan struct{}
+}
+
+func (p publishNotify) Publish(ctx context.Context, pol *policy.Policy) (string, error) {
+	v, err := p.Server.Publish(ctx, pol)
+	if err == nil {
+		select {
+		case <-p.ch:
+		default:
+			close(p.ch)
+		}
+	}
+	return v, err
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func tail(s string, lines int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > lines {
+		ls = append([]string{fmt.Sprintf("... (%d lines before)", len(ls)-lines)}, ls[len(ls)-lines:]...)
+	}
+	return strings.Join(ls, "\n")
+}

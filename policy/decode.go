@@ -1,0 +1,484 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads the policy file at path and parses it with Parse. A file that
+// cannot be read gives the os error (wrapped); a policy that is wrong gives
+// an *Error that wraps ErrInvalid.
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes, validates and defaults one policy document. source names it
+// in error messages (usually the file name).
+//
+// Decoding is strict: unknown fields, values of the wrong type, duplicate
+// keys and YAML aliases are problems. Every problem found is returned
+// together in one *Error; the policy is returned only when there is none, with
+// all defaults applied and Hash set.
+func Parse(data []byte, source string) (*Policy, error) {
+	d := &decoder{idx: newIndex(), bad: map[string]bool{}}
+	root := d.document(data)
+	if root == nil {
+		return nil, &Error{Source: source, Problems: sortedProblems(d.problems)}
+	}
+	d.walk(root, reflect.TypeFor[Policy](), "")
+
+	var p Policy
+	if d.decode(data, &p) {
+		c := &checker{idx: d.idx}
+		c.policy(&p)
+		for _, pr := range c.problems {
+			if !d.suppressed(pr.Path) {
+				d.problems = append(d.problems, pr)
+			}
+		}
+	}
+	if len(d.problems) > 0 {
+		return nil, &Error{Source: source, Problems: sortedProblems(d.problems)}
+	}
+
+	applyDefaults(&p)
+	h, err := p.hash()
+	if err != nil {
+		return nil, err
+	}
+	p.Hash = h
+	return &p, nil
+}
+
+// UnmarshalYAML reads a Go duration string ("1s", "250ms", "1h30m"). A bad
+// value is reported as a *yaml.TypeError so that decoding goes on and every
+// other problem is still found.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDurationNode(n)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration as a Go duration string.
+func (d Duration) MarshalYAML() (any, error) {
+	return d.String(), nil
+}
+
+func parseDurationNode(n *yaml.Node) (time.Duration, error) {
+	if n.Kind != yaml.ScalarNode {
+		return 0, fmt.Errorf("must be a duration such as \"250ms\", \"1s\" or \"2m\" (got %s)", describe(n))
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q (want a Go duration such as \"250ms\", \"1s\" or \"2m\")", clip(n.Value))
+	}
+	return v, nil
+}
+
+// decoder turns YAML into a Policy and collects the problems found on the
+// way: it walks the node tree against the Go types (unknown fields, wrong
+// kinds, bad scalars, with exact paths), then lets yaml.v3 fill the struct.
+type decoder struct {
+	idx      *index
+	problems []Problem
+	bad      map[string]bool // paths that could not be decoded
+}
+
+func (d *decoder) fail(path string, line int, format string, args ...any) {
+	d.problems = append(d.problems, Problem{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+	d.bad[path] = true
+}
+
+// suppressed reports whether path is, or is under, a path that could not be
+// decoded: its validation problems would only repeat the decoding one.
+func (d *decoder) suppressed(path string) bool {
+	for range 64 {
+		if d.bad[path] {
+			return true
+		}
+		p, ok := d.idx.parents[path]
+		if !ok {
+			return false
+		}
+		path = p
+	}
+	return false
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// document parses data into a node tree and returns the root mapping, or nil
+// after recording why there is none.
+func (d *decoder) document(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			d.fail("", 1, "the policy is empty (want a mapping with version, listeners, services and routes)")
+		} else {
+			d.yamlError(err)
+		}
+		return nil
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		d.fail("", max(doc.Line, 1), "the policy is empty (want a mapping with version, listeners, services and routes)")
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		d.fail("", root.Line, "the policy must be a mapping with version, listeners, services and routes (got %s)", describe(root))
+		return nil
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		d.yamlError(err)
+		return nil
+	case len(next.Content) > 0 && !isNull(next.Content[0]):
+		d.fail("", next.Content[0].Line, "only one YAML document is allowed (found a second one)")
+		return nil
+	}
+	d.idx.add("", "", root.Line)
+	return root
+}
+
+func (d *decoder) yamlError(err error) {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		d.fail("", line, "invalid YAML: %s", m[2])
+		return
+	}
+	d.fail("", 0, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// decode fills p with yaml.v3 (known fields only). The walk has already
+// reported everything yaml.v3 can object to, with better paths; anything it
+// reports on a line the walk found nothing wrong with is added as a fallback.
+// decode returns false when p could not be filled well enough to validate.
+func (d *decoder) decode(data []byte, p *Policy) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(p)
+	if err == nil {
+		return true
+	}
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		if len(d.problems) == 0 {
+			d.yamlError(err)
+		}
+		return false
+	}
+	lines := map[int]bool{}
+	for _, pr := range d.problems {
+		lines[pr.Line] = true
+	}
+	for _, msg := range te.Errors {
+		line, text := 0, msg
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			text = m[2]
+		}
+		if lines[line] {
+			continue
+		}
+		d.fail(d.pathAt(line), line, "%s", text)
+	}
+	return true
+}
+
+// pathAt returns the deepest known path on line, or "".
+func (d *decoder) pathAt(line int) string {
+	best := ""
+	for p, l := range d.idx.lines {
+		if l == line && (len(p) > len(best) || len(p) == len(best) && p < best) {
+			best = p
+		}
+	}
+	return best
+}
+
+var durationType = reflect.TypeFor[Duration]()
+
+// walk checks node n against Go type t and records every path it finds.
+func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
+	if n.Kind == yaml.AliasNode {
+		d.fail(path, n.Line, "YAML aliases (*%s) are not supported; write the value out", n.Value)
+		return
+	}
+	if t.Kind() == reflect.Pointer {
+		if isNull(n) {
+			return
+		}
+		t = t.Elem()
+	}
+	if t == durationType {
+		if isNull(n) {
+			return
+		}
+		if _, err := parseDurationNode(n); err != nil {
+			d.fail(path, n.Line, "%v", err)
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		d.walkStruct(n, t, path)
+	case reflect.Map:
+		d.walkMap(n, t, path)
+	case reflect.Slice:
+		if isNull(n) {
+			return
+		}
+		if n.Kind != yaml.SequenceNode {
+			hint := ""
+			if n.Kind == yaml.ScalarNode {
+				hint = fmt.Sprintf("; write [%s]", clip(n.Value))
+			}
+			d.fail(path, n.Line, "must be a list (got %s%s)", describe(n), hint)
+			return
+		}
+		for i, e := range n.Content {
+			child := itemPath(path, i)
+			d.idx.add(child, path, e.Line)
+			d.walk(e, t.Elem(), child)
+		}
+	default:
+		d.walkScalar(n, t, path)
+	}
+}
+
+func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) {
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(path, n.Line, "must be a mapping (got %s)", describe(n))
+		return
+	}
+	names, types := yamlFields(t)
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !d.key(k, path) {
+			continue
+		}
+		child := fieldPath(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.fail(child, k.Line, "duplicate key %q (first at line %d)", k.Value, first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		ft, ok := types[k.Value]
+		if !ok {
+			d.idx.link(child, path)
+			d.fail(child, k.Line, "field %q not known (%s)", k.Value, suggest(k.Value, names))
+			continue
+		}
+		d.idx.add(child, path, k.Line)
+		d.walk(v, ft, child)
+	}
+}
+
+func (d *decoder) walkMap(n *yaml.Node, t reflect.Type, path string) {
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(path, n.Line, "must be a mapping (got %s)", describe(n))
+		return
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !d.key(k, path) {
+			continue
+		}
+		child := fieldPath(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.fail(child, k.Line, "duplicate key %q (first at line %d)", k.Value, first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		d.idx.add(child, path, k.Line)
+		d.walk(v, t.Elem(), child)
+	}
+}
+
+// key checks that a mapping key is a plain string.
+func (d *decoder) key(k *yaml.Node, path string) bool {
+	switch {
+	case k.Kind != yaml.ScalarNode:
+		d.fail(path, k.Line, "mapping keys must be strings (got %s)", describe(k))
+		return false
+	case k.Value == "<<" && k.Style == 0 && k.ShortTag() == "!!merge":
+		d.fail(path, k.Line, "YAML merge keys (<<) are not supported; write the fields out")
+		return false
+	}
+	return true
+}
+
+func (d *decoder) walkScalar(n *yaml.Node, t reflect.Type, path string) {
+	if n.Kind != yaml.ScalarNode {
+		d.fail(path, n.Line, "must be %s (got %s)", kindName(t), describe(n))
+		return
+	}
+	if isNull(n) {
+		return
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err == nil {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		var f float64
+		if n.Decode(&f) == nil && f == math.Trunc(f) && !math.IsInf(f, 0) {
+			lo, hi := intRange(t)
+			d.fail(path, n.Line, "must be a whole number between %s and %s (got %s)", lo, hi, clip(n.Value))
+			return
+		}
+	}
+	d.fail(path, n.Line, "must be %s (got %s)", kindName(t), describe(n))
+}
+
+func intRange(t reflect.Type) (string, string) {
+	switch t.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "0", strconv.FormatUint(math.MaxUint64>>(64-t.Bits()), 10)
+	}
+	hi := int64(1)<<(t.Bits()-1) - 1
+	return strconv.FormatInt(-hi-1, 10), strconv.FormatInt(hi, 10)
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	}
+	return "a " + t.String()
+}
+
+// yamlFields returns the YAML field names of struct t in declaration order
+// and their types.
+func yamlFields(t reflect.Type) ([]string, map[string]reflect.Type) {
+	var names []string
+	types := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		names = append(names, name)
+		types[name] = f.Type
+	}
+	return names, types
+}
+
+// suggest names the closest known field, or lists them all.
+func suggest(got string, known []string) string {
+	norm := func(s string) string {
+		return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
+	}
+	best, bestDist := "", 3
+	for _, k := range known {
+		if norm(k) == norm(got) {
+			return fmt.Sprintf("did you mean %q?", k)
+		}
+		if dist := levenshtein(strings.ToLower(got), strings.ToLower(k)); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("did you mean %q?", best)
+	}
+	sorted := append([]string(nil), known...)
+	sort.Strings(sorted)
+	return "known fields: " + strings.Join(sorted, ", ")
+}
+
+func levenshtein(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe says what a node is, for "(got ...)".
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return strconv.Quote(clip(n.Value))
+}
+
+// clip shortens s for a message.
+func clip(s string) string {
+	const n = 60
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}

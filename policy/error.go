@@ -1,0 +1,98 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// ErrInvalid is the sentinel every *Error wraps: errors.Is(err, ErrInvalid)
+// tells "the policy is wrong" apart from "the file could not be read".
+var ErrInvalid = errors.New("invalid policy")
+
+// Problem is one thing wrong with a policy.
+type Problem struct {
+	// Path names the offending node, e.g. "routes[2].shadow.percent" or
+	// "services.billing-v2.endpoints[0]". Empty for problems with the file
+	// as a whole (YAML syntax, empty file).
+	Path string
+
+	// Line is the 1-based YAML line of the node, or of its nearest existing
+	// parent when the node is missing (a required field points at the mapping
+	// that lacks it). 0 when unknown, e.g. for a policy built in code.
+	Line int
+
+	// Msg says what is wrong and what was found.
+	Msg string
+}
+
+// Error lists every problem found in one policy. It wraps ErrInvalid.
+type Error struct {
+	Source   string // file name or other label given to Parse
+	Problems []Problem
+}
+
+// Error renders one problem per line, "source:LINE: PATH: MSG", sorted by
+// line then path. The ":LINE" part is left out when the line is unknown and
+// "PATH: " when the problem concerns the whole file.
+func (e *Error) Error() string {
+	if len(e.Problems) == 0 {
+		return prefix(e.Source, 0) + ErrInvalid.Error()
+	}
+	ps := sortedProblems(e.Problems)
+	var b strings.Builder
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(prefix(e.Source, p.Line))
+		if p.Path != "" {
+			b.WriteString(p.Path)
+			b.WriteString(": ")
+		}
+		b.WriteString(p.Msg)
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrInvalid.
+func (e *Error) Unwrap() error { return ErrInvalid }
+
+func prefix(source string, line int) string {
+	switch {
+	case source != "" && line > 0:
+		return fmt.Sprintf("%s:%d: ", source, line)
+	case source != "":
+		return source + ": "
+	case line > 0:
+		return fmt.Sprintf("line %d: ", line)
+	}
+	return ""
+}
+
+// sortedProblems returns ps sorted by line, path and message, without
+// exact duplicates.
+func sortedProblems(ps []Problem) []Problem {
+	out := make([]Problem, len(ps))
+	copy(out, ps)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		return a.Msg < b.Msg
+	})
+	n := 0
+	for i, p := range out {
+		if i > 0 && p == out[n-1] {
+			continue
+		}
+		out[n] = p
+		n++
+	}
+	return out[:n]
+}

@@ -1,0 +1,78 @@
+package policy
+
+import (
+	"regexp"
+	"strconv"
+)
+
+// index maps problem paths ("routes[2].shadow.percent") to YAML lines. It
+// also remembers each path's parent, so a missing field can be reported at
+// the line of the nearest node that does exist.
+type index struct {
+	lines   map[string]int
+	parents map[string]string
+}
+
+func newIndex() *index {
+	return &index{lines: map[string]int{}, parents: map[string]string{}}
+}
+
+// add records that path exists at line and is a child of parent.
+func (x *index) add(path, parent string, line int) {
+	x.lines[path] = line
+	if path != "" {
+		x.parents[path] = parent
+	}
+}
+
+// link records parent as the parent of path without claiming that path
+// exists in the file.
+func (x *index) link(path, parent string) {
+	if _, ok := x.parents[path]; !ok && path != "" {
+		x.parents[path] = parent
+	}
+}
+
+// has reports whether path was written in the file.
+func (x *index) has(path string) bool {
+	_, ok := x.lines[path]
+	return ok
+}
+
+// line returns the line of path, or of its nearest existing parent, or 0.
+func (x *index) line(path string) int {
+	for range 64 {
+		if l, ok := x.lines[path]; ok {
+			return l
+		}
+		p, ok := x.parents[path]
+		switch {
+		case ok:
+			path = p
+		case path != "":
+			path = "" // an unlinked path: fall back to the document
+		default:
+			return 0
+		}
+	}
+	return 0
+}
+
+// plainKey matches map keys and field names that read well after a dot.
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// fieldPath is parent.name, or name at the root.
+func fieldPath(parent, name string) string {
+	if !plainKey.MatchString(name) {
+		return parent + "[" + strconv.Quote(name) + "]"
+	}
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}
+
+// itemPath is parent[i].
+func itemPath(parent string, i int) string {
+	return parent + "[" + strconv.Itoa(i) + "]"
+}

@@ -1,0 +1,748 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits enforced by validation.
+const (
+	maxConnectTimeout = 60 * time.Second
+	maxRouteTimeout   = time.Hour
+	maxMaxConcurrent  = 100_000
+	maxMaxBodyBytes   = int64(64 << 20)
+	maxAdmissionDelay = time.Hour
+	maxRateCount      = 1_000_000_000
+	minRateWindow     = time.Millisecond
+	maxRateWindow     = 24 * time.Hour
+)
+
+// Validate checks a policy built in memory against every rule Parse applies
+// and returns an *Error (wrapping ErrInvalid) listing all problems, or nil.
+// The problems carry paths but no lines. Defaults need not have been applied;
+// p is not changed.
+func (p *Policy) Validate() error {
+	c := &checker{idx: newIndex()}
+	c.policy(p)
+	if len(c.problems) == 0 {
+		return nil
+	}
+	return &Error{Problems: sortedProblems(c.problems)}
+}
+
+// checker applies the validation rules to a decoded policy. idx gives lines
+// (and tells written-but-empty fields from absent ones); it is empty for a
+// policy built in memory.
+type checker struct {
+	idx      *index
+	problems []Problem
+}
+
+func (c *checker) add(path, format string, args ...any) {
+	c.problems = append(c.problems, Problem{Path: path, Line: c.idx.line(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) field(parent, name string) string {
+	p := fieldPath(parent, name)
+	c.idx.link(p, parent)
+	return p
+}
+
+func (c *checker) item(parent string, i int) string {
+	p := itemPath(parent, i)
+	c.idx.link(p, parent)
+	return p
+}
+
+// where says where path is, for "(first at ...)": its line, or the path
+// itself when lines are unknown.
+func (c *checker) where(path string) string {
+	if l := c.idx.line(path); l > 0 {
+		return "line " + strconv.Itoa(l)
+	}
+	return path
+}
+
+func (c *checker) policy(p *Policy) {
+	switch {
+	case p.Version == 0 && !c.idx.has("version"):
+		c.add("version", "required: write \"version: 1\"")
+	case p.Version != 1:
+		c.add("version", "must be 1 (got %d)", p.Version)
+	}
+	listeners := c.listeners(p.Listeners)
+	c.services(p.Services)
+	c.routes(p, listeners)
+}
+
+// nameRE is the rule for listener, service and route names: they become
+// Envoy cluster names, stat prefixes and runtime keys.
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+
+const nameRule = "use 1 to 63 lower-case letters, digits, '-' or '_', starting and ending with a letter or digit (names become Envoy cluster names, stat prefixes and runtime keys)"
+
+func (c *checker) name(path, name string) bool {
+	switch {
+	case name == "":
+		c.add(path, "required")
+		return false
+	case !nameRE.MatchString(name):
+		c.add(path, "invalid name %q: %s", clip(name), nameRule)
+		return false
+	}
+	return true
+}
+
+// listeners checks the listeners and returns the set of valid names.
+func (c *checker) listeners(ls []Listener) map[string]bool {
+	if len(ls) == 0 {
+		c.add("listeners", "at least one listener is required")
+	}
+	names := map[string]bool{}
+	firstName := map[string]string{}
+	firstAddr := map[string]string{}
+	for i, l := range ls {
+		lp := c.item("listeners", i)
+		np := c.field(lp, "name")
+		if c.name(np, l.Name) {
+			if first, dup := firstName[l.Name]; dup {
+				c.add(np, "duplicate listener name %q (first at %s)", l.Name, c.where(first))
+			} else {
+				firstName[l.Name] = np
+				names[l.Name] = true
+			}
+		}
+		ap := c.field(lp, "address")
+		if canon, ok := c.listenAddress(ap, l.Address); ok {
+			if first, dup := firstAddr[canon]; dup {
+				c.add(ap, "duplicate address %q (first at %s)", l.Address, c.where(first))
+			} else {
+				firstAddr[canon] = ap
+			}
+		}
+	}
+	return names
+}
+
+// listenAddress checks a listener address: host:port where host is an IP
+// literal (IPv6 in brackets, no zone) or "localhost". It returns a canonical
+// form for duplicate detection.
+func (c *checker) listenAddress(path, s string) (string, bool) {
+	host, port, ok := c.hostPort(path, s, "0.0.0.0:10000")
+	if !ok {
+		return "", false
+	}
+	if host == "localhost" {
+		return net.JoinHostPort(host, strconv.Itoa(port)), true
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		c.add(path, "host must be an IP address or \"localhost\" (got %q)", clip(host))
+		return "", false
+	}
+	if addr.Zone() != "" {
+		c.add(path, "IPv6 zones are not supported (got %q)", clip(host))
+		return "", false
+	}
+	return netip.AddrPortFrom(addr, uint16(port)).String(), true
+}
+
+// endpoint checks a service endpoint: host:port where host is an IP literal,
+// "localhost" or a DNS host name. It returns a canonical form for duplicate
+// detection.
+func (c *checker) endpoint(path, s string) (string, bool) {
+	host, port, ok := c.hostPort(path, s, "127.0.0.1:8080")
+	if !ok {
+		return "", false
+	}
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if addr.Zone() != "" {
+			c.add(path, "IPv6 zones are not supported (got %q)", clip(host))
+			return "", false
+		}
+		return netip.AddrPortFrom(addr, uint16(port)).String(), true
+	}
+	if !validHostname(host) {
+		c.add(path, "host must be an IP address, \"localhost\" or a DNS host name (got %q)", clip(host))
+		return "", false
+	}
+	return net.JoinHostPort(strings.ToLower(host), strconv.Itoa(port)), true
+}
+
+func (c *checker) hostPort(path, s, example string) (string, int, bool) {
+	if s == "" {
+		c.add(path, "required: host:port, e.g. %s", example)
+		return "", 0, false
+	}
+	host, portText, err := net.SplitHostPort(s)
+	if err != nil {
+		reason := err.Error()
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			reason = ae.Err
+		}
+		c.add(path, "must be host:port, e.g. %s (got %q: %s)", example, clip(s), reason)
+		return "", 0, false
+	}
+	if host == "" {
+		c.add(path, "host is missing, e.g. %s (got %q)", example, clip(s))
+		return "", 0, false
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || !isDigits(portText) || port < 1 || port > 65535 {
+		c.add(path, "port must be between 1 and 65535 (got %s)", clip(portText))
+		return "", 0, false
+	}
+	return host, port, true
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// validHostname reports whether h is a DNS host name (RFC 1123): labels of
+// 1 to 63 letters, digits and '-', not starting or ending with '-', at most
+// 253 bytes, and a last label that is not all digits (so that a mistyped
+// IPv4 address such as 10.0.0.256 is not taken for a name).
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	labels := strings.Split(h, ".")
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := range len(l) {
+			b := l[i]
+			if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-') {
+				return false
+			}
+		}
+	}
+	return !isDigits(labels[len(labels)-1])
+}
+
+func (c *checker) services(ss map[string]Service) {
+	if len(ss) == 0 {
+		c.add("services", "at least one service is required")
+	}
+	names := make([]string, 0, len(ss))
+	for n := range ss {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s := ss[name]
+		sp := c.field("services", name)
+		c.name(sp, name)
+		ep := c.field(sp, "endpoints")
+		if len(s.Endpoints) == 0 {
+			c.add(ep, "at least one endpoint (host:port) is required")
+		}
+		first := map[string]string{}
+		for i, e := range s.Endpoints {
+			ip := c.item(ep, i)
+			canon, ok := c.endpoint(ip, e)
+			if !ok {
+				continue
+			}
+			if f, dup := first[canon]; dup {
+				c.add(ip, "duplicate endpoint %q (first at %s)", e, c.where(f))
+				continue
+			}
+			first[canon] = ip
+		}
+		if s.ConnectTimeout != nil {
+			c.duration(c.field(sp, "connectTimeout"), s.ConnectTimeout.Duration, maxConnectTimeout, "60s")
+		}
+	}
+}
+
+// duration checks 0 < d <= limit.
+func (c *checker) duration(path string, d, limit time.Duration, limitText string) {
+	if d <= 0 || d > limit {
+		c.add(path, "must be greater than 0 and at most %s (got %s)", limitText, d)
+	}
+}
+
+// serviceRef checks that name names a defined service.
+func (c *checker) serviceRef(path, name string, ss map[string]Service) bool {
+	if name == "" {
+		c.add(path, "required: the name of a service")
+		return false
+	}
+	if _, ok := ss[name]; ok {
+		return true
+	}
+	names := make([]string, 0, len(ss))
+	for n := range ss {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		c.add(path, "unknown service %q (no services are defined)", clip(name))
+	} else {
+		c.add(path, "unknown service %q (defined: %s)", clip(name), strings.Join(names, ", "))
+	}
+	return false
+}
+
+type routeMatch struct {
+	name, path string
+	listeners  []string
+}
+
+func (c *checker) routes(p *Policy, listeners map[string]bool) {
+	if len(p.Routes) == 0 {
+		c.add("routes", "at least one route is required")
+	}
+	firstName := map[string]string{}
+	matches := map[string][]routeMatch{}
+	for i := range p.Routes {
+		r := &p.Routes[i]
+		rp := c.item("routes", i)
+		np := c.field(rp, "name")
+		if c.name(np, r.Name) {
+			if first, dup := firstName[r.Name]; dup {
+				c.add(np, "duplicate route name %q (first at %s)", r.Name, c.where(first))
+			} else {
+				firstName[r.Name] = np
+			}
+		}
+		c.serviceRef(c.field(rp, "primary"), r.Primary, p.Services)
+		c.routeListeners(c.field(rp, "listeners"), r.Listeners, listeners)
+		if r.Timeout != nil {
+			c.duration(c.field(rp, "timeout"), r.Timeout.Duration, maxRouteTimeout, "1h")
+		}
+		mp := c.field(rp, "match")
+		key, ok := c.match(mp, &r.Match)
+		if r.Shadow != nil {
+			c.shadow(c.field(rp, "shadow"), r, p.Services)
+		}
+		if r.Compare != nil {
+			cp := c.field(rp, "compare")
+			if r.Shadow == nil {
+				c.add(cp, "compare needs a shadow (this route mirrors nothing to compare with)")
+			}
+			c.compare(cp, r.Compare)
+		}
+		if r.Admission != nil {
+			c.admission(c.field(rp, "admission"), r.Admission)
+		}
+		if !ok {
+			continue
+		}
+		for _, prev := range matches[key] {
+			if shareListener(prev.listeners, r.Listeners) {
+				c.add(mp, "unreachable: same match as route %q at %s", prev.name, c.where(prev.path))
+				break
+			}
+		}
+		matches[key] = append(matches[key], routeMatch{name: r.Name, path: rp, listeners: r.Listeners})
+	}
+}
+
+// shareListener reports whether two routes are served on a common listener
+// (an empty list means every listener).
+func shareListener(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *checker) routeListeners(path string, names []string, defined map[string]bool) {
+	seen := map[string]bool{}
+	for i, n := range names {
+		ip := c.item(path, i)
+		switch {
+		case n == "":
+			c.add(ip, "must not be empty")
+		case seen[n]:
+			c.add(ip, "listener %q listed twice", clip(n))
+		case !defined[n]:
+			c.add(ip, "unknown listener %q (defined: %s)", clip(n), strings.Join(sortedSet(defined), ", "))
+		}
+		seen[n] = true
+	}
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// match checks a route's match and returns a canonical key of it, used to
+// find routes that can never be reached; ok is false when the match is
+// invalid.
+func (c *checker) match(path string, m *Match) (key string, ok bool) {
+	ok = true
+	var got []string
+	for _, s := range []struct{ field, value string }{
+		{"pathPrefix", m.PathPrefix}, {"path", m.Path}, {"pathRegex", m.PathRegex},
+	} {
+		fp := c.field(path, s.field)
+		if s.value == "" {
+			if c.idx.has(fp) {
+				c.add(fp, "must not be empty")
+				ok = false
+			}
+			continue
+		}
+		got = append(got, s.field)
+		switch s.field {
+		case "pathPrefix", "path":
+			if !strings.HasPrefix(s.value, "/") {
+				c.add(fp, "must start with \"/\" (got %q)", clip(s.value))
+				ok = false
+			} else if strings.ContainsAny(s.value, "?#") {
+				c.add(fp, "must not contain '?' or '#': the query string is not part of the path (got %q)", clip(s.value))
+				ok = false
+			}
+		case "pathRegex":
+			ok = c.regex(fp, s.value) && ok
+		}
+	}
+	switch {
+	case len(got) == 0 && ok:
+		c.add(path, "one of pathPrefix, path or pathRegex is required")
+		ok = false
+	case len(got) > 1:
+		c.add(path, "exactly one of pathPrefix, path or pathRegex is allowed (got %s)", strings.Join(got, " and "))
+		ok = false
+	}
+
+	mp := c.field(path, "methods")
+	seen := map[string]bool{}
+	for i, meth := range m.Methods {
+		ip := c.item(mp, i)
+		switch {
+		case meth == "":
+			c.add(ip, "must not be empty")
+		case !isToken(meth):
+			c.add(ip, "invalid method %q: must be an HTTP token such as GET", clip(meth))
+		case strings.ToUpper(meth) != meth:
+			c.add(ip, "method %q must be upper case (write %q)", meth, strings.ToUpper(meth))
+		case seen[meth]:
+			c.add(ip, "duplicate method %q", meth)
+		default:
+			seen[meth] = true
+			continue
+		}
+		ok = false
+	}
+
+	hp := c.field(path, "headers")
+	headerKeys := make([]string, 0, len(m.Headers))
+	for i := range m.Headers {
+		k, hok := c.headerMatch(c.item(hp, i), &m.Headers[i])
+		ok = ok && hok
+		headerKeys = append(headerKeys, k)
+	}
+	if !ok {
+		return "", false
+	}
+	methods := slices.Clone(m.Methods)
+	sort.Strings(methods)
+	sort.Strings(headerKeys)
+	return fmt.Sprintf("prefix=%q path=%q regex=%q methods=%q headers=%q",
+		m.PathPrefix, m.Path, m.PathRegex, methods, headerKeys), true
+}
+
+func (c *checker) headerMatch(path string, h *HeaderMatch) (string, bool) {
+	ok := c.headerName(c.field(path, "name"), h.Name, true)
+	var got []string
+	for _, s := range []struct{ field, value string }{
+		{"exact", h.Exact}, {"prefix", h.Prefix}, {"regex", h.Regex},
+	} {
+		fp := c.field(path, s.field)
+		if s.value == "" {
+			if c.idx.has(fp) {
+				c.add(fp, "must not be empty (to match a header that is absent, use present: false)")
+				ok = false
+			}
+			continue
+		}
+		got = append(got, s.field)
+		if s.field == "regex" {
+			ok = c.regex(fp, s.value) && ok
+		}
+	}
+	if h.Present != nil {
+		got = append(got, "present")
+	}
+	switch {
+	case len(got) == 0 && ok:
+		c.add(path, "one of exact, prefix, regex or present is required")
+		ok = false
+	case len(got) > 1:
+		c.add(path, "exactly one of exact, prefix, regex or present is allowed (got %s)", strings.Join(got, " and "))
+		ok = false
+	}
+	present := "-"
+	if h.Present != nil {
+		present = strconv.FormatBool(*h.Present)
+	}
+	return fmt.Sprintf("%q exact=%q prefix=%q regex=%q present=%s invert=%t",
+		h.Name, h.Exact, h.Prefix, h.Regex, present, h.Invert), ok
+}
+
+// headerName checks a lower-case HTTP header name. Pseudo-headers (":path")
+// are refused everywhere; inMatch tailors the hint.
+func (c *checker) headerName(path, name string, inMatch bool) bool {
+	switch {
+	case name == "":
+		c.add(path, "required: a lower-case header name")
+	case strings.HasPrefix(name, ":"):
+		hint := "pseudo-headers are not allowed here"
+		if inMatch {
+			switch name {
+			case ":method":
+				hint = "pseudo-headers cannot be matched here; use match.methods"
+			case ":path":
+				hint = "pseudo-headers cannot be matched here; use match.path, match.pathPrefix or match.pathRegex"
+			default:
+				hint = "pseudo-headers cannot be matched here"
+			}
+		}
+		c.add(path, "%s (got %q)", hint, clip(name))
+	case !isToken(name):
+		c.add(path, "invalid header name %q: use letters, digits and !#$%%&'*+-.^_`|~", clip(name))
+	case strings.ToLower(name) != name:
+		c.add(path, "header name %q must be lower case (write %q)", name, strings.ToLower(name))
+	default:
+		return true
+	}
+	return false
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 tchar).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		b := s[i]
+		if b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(b)) {
+			return false
+		}
+	}
+	return true
+}
+
+// regex checks that s compiles with Go's regexp, whose syntax is RE2's, the
+// engine Envoy uses.
+func (c *checker) regex(path, s string) bool {
+	if _, err := regexp.Compile(s); err != nil {
+		c.add(path, "invalid RE2 regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		return false
+	}
+	return true
+}
+
+// shadow checks a route's shadow block. Percent is rounded to 0.0001 % when
+// translated (Envoy's finest fraction is per million); more digits are
+// accepted, not refused.
+func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
+	s := r.Shadow
+	sp := c.field(path, "service")
+	if c.serviceRef(sp, s.Service, ss) && s.Service == r.Primary {
+		c.add(sp, "must differ from primary %q (a route cannot mirror to its own primary)", r.Primary)
+	}
+	pp := c.field(path, "percent")
+	switch {
+	case s.Percent == nil:
+		c.add(pp, "required: the percent of matching requests to mirror, 0 to 100")
+	case math.IsNaN(*s.Percent) || *s.Percent < 0 || *s.Percent > 100:
+		c.add(pp, "must be between 0 and 100 (got %s)", strconv.FormatFloat(*s.Percent, 'g', -1, 64))
+	}
+	if t := s.Tenants; t != nil {
+		tp := c.field(path, "tenants")
+		c.headerName(c.field(tp, "header"), t.Header, false)
+		vp := c.field(tp, "values")
+		if len(t.Values) == 0 {
+			c.add(vp, "at least one value is required (omit tenants to mirror every client)")
+		}
+		first := map[string]string{}
+		for i, v := range t.Values {
+			ip := c.item(vp, i)
+			switch f, dup := first[v]; {
+			case v == "":
+				c.add(ip, "must not be empty")
+			case dup:
+				c.add(ip, "duplicate value %q (first at %s)", clip(v), c.where(f))
+			default:
+				first[v] = ip
+			}
+		}
+	}
+	if mc := s.MaxConcurrent; mc != nil && (*mc < 1 || *mc > maxMaxConcurrent) {
+		c.add(c.field(path, "maxConcurrent"), "must be between 1 and %d (got %d)", maxMaxConcurrent, *mc)
+	}
+	// A shadow that can never fire is a mistake: the route matches only
+	// methods that are not mirrored without unsafeMethods.
+	if len(r.Match.Methods) > 0 && !s.UnsafeMethods {
+		safe := false
+		for _, m := range r.Match.Methods {
+			safe = safe || slices.Contains(SafeMethods, strings.ToUpper(m))
+		}
+		if !safe {
+			c.add(c.field(path, "unsafeMethods"),
+				"nothing would be mirrored: the route matches only %s, and methods other than GET, HEAD and OPTIONS are mirrored only with unsafeMethods: true",
+				strings.Join(r.Match.Methods, ", "))
+		}
+	}
+}
+
+func (c *checker) compare(path string, cm *Compare) {
+	c.jsonPaths(c.field(path, "ignore"), cm.Ignore, true)
+	c.jsonPaths(c.field(path, "unorderedArrays"), cm.UnorderedArrays, false)
+	if t := cm.NumericTolerance; t != nil && (math.IsNaN(*t) || math.IsInf(*t, 0) || *t < 0) {
+		c.add(c.field(path, "numericTolerance"), "must be a number of at least 0 (got %s)", strconv.FormatFloat(*t, 'g', -1, 64))
+	}
+	hp := c.field(path, "headers")
+	first := map[string]string{}
+	for i, h := range cm.Headers {
+		ip := c.item(hp, i)
+		if !c.headerName(ip, h, false) {
+			continue
+		}
+		if f, dup := first[h]; dup {
+			c.add(ip, "duplicate header %q (first at %s)", h, c.where(f))
+			continue
+		}
+		first[h] = ip
+	}
+	if mb := cm.MaxBodyBytes; mb != nil && (*mb < 1 || *mb > maxMaxBodyBytes) {
+		c.add(c.field(path, "maxBodyBytes"), "must be between 1 and %d (64 MiB) (got %d)", maxMaxBodyBytes, *mb)
+	}
+	rp := c.field(path, "redact")
+	for i, r := range cm.Redact {
+		if r == "" {
+			c.add(c.item(rp, i), "must not be empty")
+		}
+	}
+}
+
+func (c *checker) jsonPaths(path string, paths []string, ignore bool) {
+	for i, s := range paths {
+		ip := c.item(path, i)
+		segs, err := ParsePath(s)
+		switch {
+		case err != nil:
+			c.add(ip, "invalid JSON path %q: %v", clip(s), err)
+		case ignore && len(segs) == 0:
+			c.add(ip, "ignoring \"$\" would ignore the whole body; name what to ignore, e.g. \"$.generated_at\"")
+		}
+	}
+}
+
+// admission checks a route's admission block. The rules:
+//   - rate is required, "N/W": N a whole number from 1 to 1e9, W a Go
+//     duration ("15m", "500ms", "1h30m") or a bare unit meaning one of it
+//     ("ms", "s", "m", "h"), between 1ms and 24h;
+//   - mode is delay (default), reject or observe;
+//   - scope is local (default, the wasm plugin in each Envoy) or global
+//     (the ext_proc server, shared by all Envoys);
+//   - key is "route" (default) or "header:<name>" with a lower-case header
+//     name that is not a pseudo-header;
+//   - maxDelay is required with mode delay (how long a request may be held);
+//     when set it must be greater than 0 and at most 1h (a held request ties
+//     up a downstream connection; longer holds are better refused);
+//   - maxDelay is refused with mode reject, where requests over the rate are
+//     answered at once and nothing is held; with observe it is accepted (it
+//     says what delay mode would do).
+func (c *checker) admission(path string, a *Admission) {
+	rp := c.field(path, "rate")
+	if a.Rate == "" {
+		c.add(rp, "required, e.g. \"100/s\" or \"10000/15m\"")
+	} else if _, _, err := parseRate(a.Rate); err != nil {
+		c.add(rp, "invalid rate %q: %v", clip(a.Rate), err)
+	}
+	mode := a.Mode
+	switch mode {
+	case "":
+		mode = ModeDelay
+	case ModeDelay, ModeReject, ModeObserve:
+	default:
+		c.add(c.field(path, "mode"), "must be %s, %s or %s (got %q)", ModeDelay, ModeReject, ModeObserve, clip(a.Mode))
+	}
+	switch a.Scope {
+	case "", ScopeLocal, ScopeGlobal:
+	default:
+		c.add(c.field(path, "scope"), "must be %s or %s (got %q)", ScopeLocal, ScopeGlobal, clip(a.Scope))
+	}
+	kp := c.field(path, "key")
+	switch {
+	case a.Key == "" || a.Key == KeyRoute:
+	case strings.HasPrefix(a.Key, KeyHeaderPrefix):
+		c.headerName(kp, strings.TrimPrefix(a.Key, KeyHeaderPrefix), false)
+	default:
+		c.add(kp, "must be %q or \"%s<header name>\" (got %q)", KeyRoute, KeyHeaderPrefix, clip(a.Key))
+	}
+	mp := c.field(path, "maxDelay")
+	switch {
+	case a.MaxDelay == nil:
+		if mode == ModeDelay {
+			c.add(mp, "required with mode delay: how long a request may be held, e.g. \"2m\"")
+		}
+	case a.MaxDelay.Duration <= 0 || a.MaxDelay.Duration > maxAdmissionDelay:
+		c.add(mp, "must be greater than 0 and at most 1h (got %s)", a.MaxDelay.Duration)
+	case mode == ModeReject:
+		c.add(mp, "has no effect with mode reject (requests over the rate are refused at once); remove it or use mode delay")
+	}
+}
+
+// parseRate parses "N/W" (see admission).
+func parseRate(s string) (int, time.Duration, error) {
+	count, window, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, 0, errors.New(`want "count/window", e.g. "100/s" or "10000/15m"`)
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil || !isDigits(count) || n < 1 || n > maxRateCount {
+		return 0, 0, fmt.Errorf("count must be a whole number from 1 to %d (got %q)", maxRateCount, clip(count))
+	}
+	switch window {
+	case "ms", "s", "m", "h":
+		window = "1" + window
+	}
+	w, err := time.ParseDuration(window)
+	if err != nil {
+		return 0, 0, fmt.Errorf("window must be a unit (ms, s, m, h) or a Go duration such as \"15m\" (got %q)", clip(window))
+	}
+	if w < minRateWindow || w > maxRateWindow {
+		return 0, 0, fmt.Errorf("window must be between 1ms and 24h (got %s)", w)
+	}
+	return n, w, nil
+}

@@ -1,0 +1,179 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	runtimesvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/shadowlab/shadowlab/policy"
+)
+
+// Log field keys (STYLE.md: snake_case, constants).
+const (
+	logVersion  = "version"
+	logNodeID   = "node_id"
+	logTypeURL  = "type_url"
+	logStreamID = "stream_id"
+	logNonce    = "nonce"
+	logTook     = "took"
+)
+
+// fleet is the snapshot cache's node hash: every Envoy that bootstraps
+// against shadowlab gets the same snapshot, whatever its node id.
+type fleet struct{}
+
+func (fleet) ID(*corev3.Node) string { return "shadowlab" }
+
+// Server is the xDS control plane: an ADS server (state of the world and
+// delta on one port) over a snapshot cache that only ever holds a snapshot
+// that translated, validated and was consistent.
+type Server struct {
+	log   *zap.Logger
+	cache cachev3.SnapshotCache
+
+	policy atomic.Pointer[policy.Policy] // last good policy
+	nacks  atomic.Int64
+
+	mu          sync.Mutex
+	version     string
+	publishedAt time.Time
+	nodes       map[int64]string // stream id → node id
+}
+
+// NewServer returns a control plane with nothing published yet.
+func NewServer(log *zap.Logger) *Server {
+	return &Server{
+		log:   log,
+		cache: cachev3.NewSnapshotCache(true, fleet{}, log.Named("cache").Sugar()),
+		nodes: map[int64]string{},
+	}
+}
+
+// Publish translates p and, only if translation, validation and the
+// consistency check all succeed, makes it the snapshot every Envoy receives.
+// On error nothing changes: Envoy keeps the last good config.
+func (s *Server) Publish(ctx context.Context, p *policy.Policy) (string, error) {
+	res, err := Translate(p)
+	if err != nil {
+		return "", fmt.Errorf("translating policy: %w", err)
+	}
+	snap, err := res.Snapshot()
+	if err != nil {
+		return "", err
+	}
+	version, err := res.Version()
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if version == s.version {
+		return version, nil
+	}
+	if err := s.cache.SetSnapshot(ctx, fleet{}.ID(nil), snap); err != nil {
+		return "", fmt.Errorf("setting snapshot: %w", err)
+	}
+	s.version, s.publishedAt = version, time.Now()
+	s.policy.Store(p)
+	return version, nil
+}
+
+// Policy is the last policy published (nil before the first).
+func (s *Server) Policy() *policy.Policy { return s.policy.Load() }
+
+// Version is the content version of the last published snapshot.
+func (s *Server) Version() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version
+}
+
+// NACKs counts configuration rejections reported by Envoys.
+func (s *Server) NACKs() int64 { return s.nacks.Load() }
+
+// Serve runs the ADS gRPC server on lis until ctx is done.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	g := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1000),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
+	)
+	srv := serverv3.NewServer(ctx, s.cache, s.callbacks())
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	runtimesvcv3.RegisterRuntimeDiscoveryServiceServer(g, srv)
+
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			g.Stop() // Envoy reconnects on its own; nothing to drain
+		case <-done:
+		}
+	}()
+	err := g.Serve(lis)
+	close(done)
+	if errors.Is(err, grpc.ErrServerStopped) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) callbacks() serverv3.CallbackFuncs {
+	return serverv3.CallbackFuncs{
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.forget(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.forget(id) },
+		StreamRequestFunc: func(id int64, r *discoveryv3.DiscoveryRequest) error {
+			s.onRequest(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+			return nil
+		},
+		StreamDeltaRequestFunc: func(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+			s.onRequest(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+			return nil
+		},
+	}
+}
+
+// onRequest logs what an Envoy says about the last response on a stream:
+// a NACK (counted, logged with Envoy's error) or an ACK (logged with the time
+// since the snapshot was published).
+func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, nonce, version, nackMsg string, nack bool) {
+	s.mu.Lock()
+	if node.GetId() != "" {
+		s.nodes[stream] = node.GetId()
+	}
+	nodeID, took := s.nodes[stream], time.Since(s.publishedAt)
+	s.mu.Unlock()
+
+	fields := []zap.Field{zap.String(logNodeID, nodeID), zap.String(logTypeURL, typeURL), zap.Int64(logStreamID, stream)}
+	switch {
+	case nack:
+		s.nacks.Add(1)
+		s.log.Error("envoy rejected configuration (NACK)", append(fields,
+			zap.String(logNonce, nonce), zap.String(logVersion, version), zap.String("error", nackMsg))...)
+	case nonce == "":
+		s.log.Info("envoy subscribed", fields...)
+	default:
+		if ce := s.log.Check(zap.InfoLevel, "envoy applied configuration"); ce != nil {
+			ce.Write(append(fields, zap.String(logVersion, version), zap.Duration(logTook, took))...)
+		}
+	}
+}
+
+func (s *Server) forget(stream int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.nodes, stream)
+}

@@ -1,0 +1,469 @@
+// Package xds turns a policy into Envoy resources and serves them to Envoy.
+//
+// Translate is pure: the same policy always gives byte-identical resources.
+// Everything with I/O (the gRPC server, the file watch) lives in server.go and
+// watch.go and only ever publishes a snapshot that translated, validated and
+// passed Consistent() in full.
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/shadowlab/shadowlab/policy"
+)
+
+// Resources is everything Envoy needs for one policy, each list sorted by
+// name.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Runtimes  []*runtimev3.Runtime
+}
+
+// percentDenominator is the resolution of mirror percentages: a millionth,
+// i.e. 0.0001 %.
+const percentDenominator = typev3.FractionalPercent_MILLION
+
+// Translate builds the Envoy resources for p. It is pure and deterministic.
+// It returns every problem it finds (joined); a policy that passed
+// policy.Load should always translate, so an error here is a bug to report.
+func Translate(p *policy.Policy) (*Resources, error) {
+	var errs []error
+	res := &Resources{}
+
+	for _, l := range p.Listeners {
+		lis, err := listener(l)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listener %q: %w", l.Name, err))
+			continue
+		}
+		res.Listeners = append(res.Listeners, lis)
+		res.Routes = append(res.Routes, routeConfiguration(l.Name, p.Routes))
+	}
+
+	for _, name := range p.ServiceNames() {
+		c, err := serviceCluster(name, p.Services[name])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %q: %w", name, err))
+			continue
+		}
+		res.Clusters = append(res.Clusters, c)
+	}
+	for _, r := range p.Routes {
+		if r.Shadow == nil {
+			continue
+		}
+		c, err := shadowCluster(r, p.Services[r.Shadow.Service])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %q: shadow: %w", r.Name, err))
+			continue
+		}
+		res.Clusters = append(res.Clusters, c)
+	}
+	res.Runtimes = []*runtimev3.Runtime{runtimeLayer(p.Routes)}
+
+	slices.SortFunc(res.Listeners, byName[*listenerv3.Listener])
+	slices.SortFunc(res.Routes, byName[*routev3.RouteConfiguration])
+	slices.SortFunc(res.Clusters, byName[*clusterv3.Cluster])
+
+	errs = append(errs, res.validate()...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return res, nil
+}
+
+type named interface{ GetName() string }
+
+func byName[T named](a, b T) int { return strings.Compare(a.GetName(), b.GetName()) }
+
+// validate runs Envoy's own proto validation (PGV) on every resource.
+func (r *Resources) validate() []error {
+	var errs []error
+	check := func(kind string, m interface {
+		named
+		ValidateAll() error
+	}) {
+		if err := m.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q fails Envoy validation: %w", kind, m.GetName(), err))
+		}
+	}
+	for _, m := range r.Listeners {
+		check("listener", m)
+	}
+	for _, m := range r.Routes {
+		check("route configuration", m)
+	}
+	for _, m := range r.Clusters {
+		check("cluster", m)
+	}
+	for _, m := range r.Runtimes {
+		check("runtime", m)
+	}
+	return errs
+}
+
+// listener is the Envoy listener for policy listener l: one HTTP connection
+// manager whose routes come over RDS.
+func listener(l policy.Listener) (*listenerv3.Listener, error) {
+	addr, err := socketAddress(l.Address)
+	if err != nil {
+		return nil, err
+	}
+	if sa := addr.GetSocketAddress(); sa.GetAddress() == "localhost" {
+		sa.Address = "127.0.0.1" // Envoy binds IP literals only
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: StatPrefix(l.Name),
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: RouteConfigName(l.Name),
+			ConfigSource:    adsSource(),
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       "envoy.filters.http.router",
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+		}},
+		// Envoy generates x-request-id, which pairs a primary with its
+		// shadow. Whether Envoy keeps a client-supplied one depends on
+		// whether it deems the client internal (loopback and private ranges
+		// are), so an untrusting listener removes the client's ID before
+		// anything else runs and Envoy always generates a fresh one.
+		GenerateRequestId:         wrapperspb.Bool(true),
+		PreserveExternalRequestId: l.TrustRequestID,
+		UseRemoteAddress:          wrapperspb.Bool(true),
+	}
+	if !l.TrustRequestID {
+		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
+			Name: "shadowlab.drop_client_request_id",
+			TypedConfig: mustAny(&earlymutationv3.HeaderMutation{Mutations: []*mutationv3.HeaderMutation{{
+				Action: &mutationv3.HeaderMutation_Remove{Remove: HeaderRequestID},
+			}}}),
+		}}
+	}
+	return &listenerv3.Listener{
+		Name:    ListenerName(l.Name),
+		Address: addr,
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       "envoy.filters.network.http_connection_manager",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+			}},
+		}},
+	}, nil
+}
+
+// routeConfiguration holds, in policy order, the routes served on listener l.
+// Headers that mark shadow requests are stripped from every client request, so
+// a client cannot pass its request off as a shadow.
+func routeConfiguration(l string, routes []policy.Route) *routev3.RouteConfiguration {
+	var out []*routev3.Route
+	for _, r := range routes {
+		if len(r.Listeners) > 0 && !slices.Contains(r.Listeners, l) {
+			continue
+		}
+		out = append(out, envoyRoutes(r)...)
+	}
+	return &routev3.RouteConfiguration{
+		Name: RouteConfigName(l),
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    VirtualHost,
+			Domains: []string{"*"},
+			Routes:  out,
+		}},
+		RequestHeadersToRemove: []string{HeaderShadow, HeaderRoute, HeaderDryRun},
+	}
+}
+
+// envoyRoutes expands one policy route into Envoy routes, first match wins:
+//
+//  1. safe methods (GET/HEAD/OPTIONS ∩ match.methods) of selected tenants,
+//     mirrored;
+//  2. with unsafeMethods, the other methods of selected tenants, mirrored with
+//     the dry-run marker;
+//  3. everything else the route matches, primary only.
+//
+// A route without a shadow is just (3), named after the route.
+func envoyRoutes(r policy.Route) []*routev3.Route {
+	if r.Shadow == nil {
+		return []*routev3.Route{primaryRoute(r.Name, r, nil)}
+	}
+	var tenant []*routev3.HeaderMatcher
+	if t := r.Shadow.Tenants; t != nil {
+		tenant = []*routev3.HeaderMatcher{oneOfHeader(t.Header, t.Values, false)}
+	}
+	safe, unsafe := splitMethods(r.Match.Methods)
+
+	var out []*routev3.Route
+	if len(safe) > 0 {
+		rt := primaryRoute(MirrorRouteName(r.Name), r, append(slices.Clone(tenant), methodHeader(safe, false)))
+		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, false)
+		out = append(out, rt)
+	}
+	if r.Shadow.UnsafeMethods && (unsafe == nil || len(unsafe) > 0) {
+		var m *routev3.HeaderMatcher
+		if unsafe == nil { // any method that is not safe
+			m = methodHeader(policy.SafeMethods, true)
+		} else {
+			m = methodHeader(unsafe, false)
+		}
+		rt := primaryRoute(MirrorUnsafeRouteName(r.Name), r, append(slices.Clone(tenant), m))
+		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, true)
+		out = append(out, rt)
+	}
+	return append(out, primaryRoute(DirectRouteName(r.Name), r, nil))
+}
+
+// splitMethods splits a route's methods into safe and unsafe ones. With no
+// methods (any method), safe is policy.SafeMethods and unsafe is nil, meaning
+// "every other method"; otherwise unsafe is non-nil (maybe empty).
+func splitMethods(methods []string) (safe, unsafe []string) {
+	if len(methods) == 0 {
+		return policy.SafeMethods, nil
+	}
+	unsafe = []string{}
+	for _, m := range methods {
+		if slices.Contains(policy.SafeMethods, m) {
+			safe = append(safe, m)
+		} else {
+			unsafe = append(unsafe, m)
+		}
+	}
+	return safe, unsafe
+}
+
+// primaryRoute is an Envoy route named name that sends r's matching requests
+// (narrowed by extra header matchers) to r's primary service.
+func primaryRoute(name string, r policy.Route, extra []*routev3.HeaderMatcher) *routev3.Route {
+	match := routeMatch(r.Match)
+	match.Headers = append(match.Headers, extra...)
+	return &routev3.Route{
+		Name:  name,
+		Match: match,
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ServiceCluster(r.Primary)},
+			Timeout:          durationpb.New(r.Timeout.Duration),
+		}},
+	}
+}
+
+func routeMatch(m policy.Match) *routev3.RouteMatch {
+	rm := &routev3.RouteMatch{}
+	switch {
+	case m.Path != "":
+		rm.PathSpecifier = &routev3.RouteMatch_Path{Path: m.Path}
+	case m.PathRegex != "":
+		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: m.PathRegex}}
+	default:
+		rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: m.PathPrefix}
+	}
+	if len(m.Methods) > 0 {
+		rm.Headers = append(rm.Headers, methodHeader(m.Methods, false))
+	}
+	for _, h := range m.Headers {
+		rm.Headers = append(rm.Headers, headerMatcher(h))
+	}
+	return rm
+}
+
+func headerMatcher(h policy.HeaderMatch) *routev3.HeaderMatcher {
+	hm := &routev3.HeaderMatcher{Name: h.Name, InvertMatch: h.Invert}
+	switch {
+	case h.Present != nil:
+		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: *h.Present}
+	case h.Regex != "":
+		hm.HeaderMatchSpecifier = stringMatch(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
+			SafeRegex: &matcherv3.RegexMatcher{Regex: h.Regex}}})
+	case h.Prefix != "":
+		hm.HeaderMatchSpecifier = stringMatch(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: h.Prefix}})
+	default:
+		hm.HeaderMatchSpecifier = stringMatch(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Exact}})
+	}
+	return hm
+}
+
+func stringMatch(m *matcherv3.StringMatcher) *routev3.HeaderMatcher_StringMatch {
+	return &routev3.HeaderMatcher_StringMatch{StringMatch: m}
+}
+
+func methodHeader(methods []string, invert bool) *routev3.HeaderMatcher {
+	return oneOfHeader(":method", methods, invert)
+}
+
+// oneOfHeader matches header name against any of values exactly (one exact
+// matcher for one value, an anchored RE2 alternation for several).
+func oneOfHeader(name string, values []string, invert bool) *routev3.HeaderMatcher {
+	if len(values) == 1 {
+		return &routev3.HeaderMatcher{Name: name, InvertMatch: invert, HeaderMatchSpecifier: stringMatch(
+			&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: values[0]}})}
+	}
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = regexp.QuoteMeta(v)
+	}
+	return &routev3.HeaderMatcher{Name: name, InvertMatch: invert, HeaderMatchSpecifier: stringMatch(
+		&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
+			SafeRegex: &matcherv3.RegexMatcher{Regex: "^(" + strings.Join(quoted, "|") + ")$"}}})}
+}
+
+// mirrorPolicies mirrors route r to its shadow cluster. The share comes from
+// the runtime key served over RTDS (the route itself carries 0 %, so a
+// missing runtime mirrors nothing and a percentage change rewrites no route).
+func mirrorPolicies(r policy.Route, dryRun bool) []*routev3.RouteAction_RequestMirrorPolicy {
+	muts := []*mutationv3.HeaderMutation{setHeader(HeaderShadow, "1"), setHeader(HeaderRoute, r.Name)}
+	if dryRun {
+		muts = append(muts, setHeader(HeaderDryRun, "1"))
+	}
+	return []*routev3.RouteAction_RequestMirrorPolicy{{
+		Cluster: ShadowCluster(r.Name),
+		RuntimeFraction: &corev3.RuntimeFractionalPercent{
+			DefaultValue: &typev3.FractionalPercent{Numerator: 0, Denominator: percentDenominator},
+			RuntimeKey:   MirrorPercentKey(r.Name),
+		},
+		TraceSampled:                  wrapperspb.Bool(false),
+		DisableShadowHostSuffixAppend: true,
+		RequestHeadersMutations:       muts,
+	}}
+}
+
+func setHeader(key, value string) *mutationv3.HeaderMutation {
+	return &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: key, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}}}
+}
+
+// runtimeLayer is the RTDS layer: each mirrored route's percentage as a
+// fraction of a million.
+func runtimeLayer(routes []policy.Route) *runtimev3.Runtime {
+	fields := map[string]*structpb.Value{}
+	for _, r := range routes {
+		if r.Shadow == nil {
+			continue
+		}
+		fields[MirrorPercentKey(r.Name)] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"numerator":   structpb.NewNumberValue(float64(mirrorNumerator(*r.Shadow.Percent))),
+			"denominator": structpb.NewStringValue(percentDenominator.String()),
+		}})
+	}
+	return &runtimev3.Runtime{Name: RuntimeLayer, Layer: &structpb.Struct{Fields: fields}}
+}
+
+// mirrorNumerator converts a percentage to millionths, rounded.
+func mirrorNumerator(percent float64) uint32 {
+	return uint32(math.Round(percent * 10_000))
+}
+
+// serviceCluster is the cluster primary traffic to service name goes to.
+func serviceCluster(name string, s policy.Service) (*clusterv3.Cluster, error) {
+	return staticCluster(ServiceCluster(name), s)
+}
+
+// shadowCluster is route r's mirror target: the shadow service's endpoints
+// behind circuit breakers sized by shadow.maxConcurrent, so a slow shadow
+// sheds mirrored requests instead of piling them up.
+func shadowCluster(r policy.Route, s policy.Service) (*clusterv3.Cluster, error) {
+	c, err := staticCluster(ShadowCluster(r.Name), s)
+	if err != nil {
+		return nil, err
+	}
+	limit := wrapperspb.UInt32(*r.Shadow.MaxConcurrent)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		Priority:           corev3.RoutingPriority_DEFAULT,
+		MaxConnections:     limit,
+		MaxPendingRequests: limit,
+		MaxRequests:        limit,
+		MaxRetries:         wrapperspb.UInt32(0),
+		TrackRemaining:     true,
+	}}}
+	return c, nil
+}
+
+// staticCluster is a cluster named name with s's endpoints inline: STATIC when
+// every endpoint is an IP literal, STRICT_DNS otherwise.
+func staticCluster(name string, s policy.Service) (*clusterv3.Cluster, error) {
+	kind := clusterv3.Cluster_STATIC
+	var lbs []*endpointv3.LbEndpoint
+	for _, e := range s.Endpoints {
+		addr, err := socketAddress(e)
+		if err != nil {
+			return nil, err
+		}
+		if net.ParseIP(addr.GetSocketAddress().GetAddress()) == nil {
+			kind = clusterv3.Cluster_STRICT_DNS
+		}
+		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+			Endpoint: &endpointv3.Endpoint{Address: addr}}})
+	}
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: kind},
+		ConnectTimeout:       durationpb.New(s.ConnectTimeout.Duration),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}},
+		},
+	}
+	if kind == clusterv3.Cluster_STRICT_DNS {
+		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
+	}
+	return c, nil
+}
+
+func socketAddress(hostport string) (*corev3.Address, error) {
+	host, portText, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", hostport, err)
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: bad port", hostport)
+	}
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
+	}}}, nil
+}
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+// mustAny packs m. Packing a non-nil generated message cannot fail.
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(fmt.Sprintf("xds: packing %T: %v", m, err))
+	}
+	return a
+}

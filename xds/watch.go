@@ -1,0 +1,114 @@
+package xds
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+
+	"github.com/shadowlab/shadowlab/policy"
+)
+
+// debounce lets an editor finish writing (truncate, write, rename) before
+// the file is read.
+const debounce = 50 * time.Millisecond
+
+// Publisher takes a new policy live. Server.Publish is the one in use.
+type Publisher interface {
+	Publish(ctx context.Context, p *policy.Policy) (string, error)
+}
+
+// WatchPolicy loads the policy at path, publishes it, then follows the file
+// with filesystem notifications (no polling) until ctx is done. A change that
+// does not load or does not publish is logged with every problem and
+// otherwise ignored: the last good policy keeps serving. Only the first load
+// is fatal, so `serve` never starts on a broken file.
+func WatchPolicy(ctx context.Context, path string, pub Publisher, log *zap.Logger) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", path, err)
+	}
+	defer w.Close()
+	// The directory, not the file: editors and Kubernetes replace files by
+	// rename, which ends a watch on the file itself.
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		return fmt.Errorf("watching %s: %w", filepath.Dir(abs), err)
+	}
+
+	var last []byte
+	reload := func(first bool) error {
+		data, err := os.ReadFile(abs)
+		if err != nil {
+			log.Error("policy unreadable; keeping the last good one", zap.String("path", abs), zap.Error(err))
+			return err
+		}
+		if !first && bytes.Equal(data, last) {
+			return nil
+		}
+		last = data
+		start := time.Now()
+		p, err := policy.Parse(data, path)
+		if err != nil {
+			logProblems(log, abs, err)
+			return err
+		}
+		version, err := pub.Publish(ctx, p)
+		if err != nil {
+			log.Error("policy refused; Envoy keeps the last good config", zap.String("path", abs), zap.Error(err))
+			return err
+		}
+		log.Info("policy published", zap.String("path", abs), zap.String(logVersion, version),
+			zap.Int("routes", len(p.Routes)), zap.Duration(logTook, time.Since(start)))
+		return nil
+	}
+	if err := reload(true); err != nil {
+		return err
+	}
+
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("policy watch closed")
+			}
+			if ev.Has(fsnotify.Chmod) && !ev.Has(fsnotify.Write) {
+				continue
+			}
+			timer = time.After(debounce)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("policy watch closed")
+			}
+			log.Warn("policy watch error", zap.Error(err))
+		case <-timer:
+			timer = nil
+			_ = reload(false) // logged inside; the last good policy stays
+		}
+	}
+}
+
+// logProblems logs a refused policy with every problem it has.
+func logProblems(log *zap.Logger, path string, err error) {
+	var perr *policy.Error
+	if errors.As(err, &perr) {
+		lines := strings.Split(strings.TrimSpace(perr.Error()), "\n")
+		log.Error("policy invalid; Envoy keeps the last good config",
+			zap.String("path", path), zap.Int("problems", len(lines)), zap.Strings("errors", lines))
+		return
+	}
+	log.Error("policy invalid; Envoy keeps the last good config", zap.String("path", path), zap.Error(err))
+}
