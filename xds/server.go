@@ -44,8 +44,9 @@ type Server struct {
 	log   *zap.Logger
 	cache cachev3.SnapshotCache
 
-	policy atomic.Pointer[policy.Policy] // last good policy
-	nacks  atomic.Int64
+	policy  atomic.Pointer[policy.Policy] // last good policy
+	nacks   atomic.Int64
+	refused atomic.Int64
 
 	mu          sync.Mutex
 	version     string
@@ -103,6 +104,13 @@ func (s *Server) Version() string {
 
 // NACKs counts configuration rejections reported by Envoys.
 func (s *Server) NACKs() int64 { return s.nacks.Load() }
+
+// Refuse records a policy change that was not published (it did not load,
+// or did not translate); the last good snapshot keeps serving.
+func (s *Server) Refuse(error) { s.refused.Add(1) }
+
+// Refused counts policy changes that were not published.
+func (s *Server) Refused() int64 { return s.refused.Load() }
 
 // Serve runs the ADS gRPC server on lis until ctx is done.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {

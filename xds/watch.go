@@ -20,9 +20,11 @@ import (
 // the file is read.
 const debounce = 50 * time.Millisecond
 
-// Publisher takes a new policy live. Server.Publish is the one in use.
+// Publisher takes a new policy live, or hears why a change was refused.
+// *Server is the one in use.
 type Publisher interface {
 	Publish(ctx context.Context, p *policy.Policy) (string, error)
+	Refuse(err error)
 }
 
 // WatchPolicy loads the policy at path, publishes it, then follows the file
@@ -51,6 +53,7 @@ func WatchPolicy(ctx context.Context, path string, pub Publisher, log *zap.Logge
 		data, err := os.ReadFile(abs)
 		if err != nil {
 			log.Error("policy unreadable; keeping the last good one", zap.String("path", abs), zap.Error(err))
+			pub.Refuse(err)
 			return err
 		}
 		if !first && bytes.Equal(data, last) {
@@ -61,11 +64,13 @@ func WatchPolicy(ctx context.Context, path string, pub Publisher, log *zap.Logge
 		p, err := policy.Parse(data, path)
 		if err != nil {
 			logProblems(log, abs, err)
+			pub.Refuse(err)
 			return err
 		}
 		version, err := pub.Publish(ctx, p)
 		if err != nil {
 			log.Error("policy refused; Envoy keeps the last good config", zap.String("path", abs), zap.Error(err))
+			pub.Refuse(err)
 			return err
 		}
 		log.Info("policy published", zap.String("path", abs), zap.String(logVersion, version),
