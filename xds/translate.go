@@ -259,10 +259,15 @@ func splitMethods(methods []string) (safe, unsafe []string) {
 }
 
 // primaryRoute is an Envoy route named name that sends r's matching requests
-// (narrowed by extra header matchers) to r's primary service.
+// to r's primary service. Extra header matchers narrow it; when they are
+// given they include the :method matcher, which replaces the route's own.
 func primaryRoute(name string, r policy.Route, extra []*routev3.HeaderMatcher) *routev3.Route {
-	match := routeMatch(r.Match)
-	match.Headers = append(match.Headers, extra...)
+	m := r.Match
+	if len(extra) > 0 {
+		m.Methods = nil
+	}
+	match := routeMatch(m)
+	match.Headers = append(extra, match.Headers...)
 	return &routev3.Route{
 		Name:  name,
 		Match: match,
