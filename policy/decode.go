@@ -37,7 +37,7 @@ func Load(path string) (*Policy, error) {
 // together in one *Error; the policy is returned only when there is none, with
 // all defaults applied and Hash set.
 func Parse(data []byte, source string) (*Policy, error) {
-	d := &decoder{idx: newIndex(), bad: map[string]bool{}}
+	d := &decoder{idx: newIndex(), bad: map[string]bool{}, fields: map[reflect.Type]structFields{}}
 	root := d.document(data)
 	if root == nil {
 		return nil, &Error{Source: source, Problems: sortedProblems(d.problems)}
@@ -45,8 +45,8 @@ func Parse(data []byte, source string) (*Policy, error) {
 	d.walk(root, reflect.TypeFor[Policy](), "")
 
 	var p Policy
-	if d.decode(data, &p) {
-		c := &checker{idx: d.idx}
+	if d.decode(root, &p) {
+		c := &checker{idx: d.idx, undecoded: d.bad}
 		c.policy(&p)
 		for _, pr := range c.problems {
 			if !d.suppressed(pr.Path) {
@@ -96,12 +96,22 @@ func parseDurationNode(n *yaml.Node) (time.Duration, error) {
 }
 
 // decoder turns YAML into a Policy and collects the problems found on the
-// way: it walks the node tree against the Go types (unknown fields, wrong
-// kinds, bad scalars, with exact paths), then lets yaml.v3 fill the struct.
+// way. It parses the text once into a node tree, walks the tree against the
+// Go types (the strict part: unknown fields, duplicate keys, wrong kinds, bad
+// scalars, aliases, each with its exact path and line), then lets yaml.v3
+// fill the struct from the same tree.
 type decoder struct {
 	idx      *index
 	problems []Problem
 	bad      map[string]bool // paths that could not be decoded
+	fields   map[reflect.Type]structFields
+}
+
+// structFields are the YAML field names of a struct in declaration order and
+// their types.
+type structFields struct {
+	names []string
+	types map[string]reflect.Type
 }
 
 func (d *decoder) fail(path string, line int, format string, args ...any) {
@@ -173,14 +183,13 @@ func (d *decoder) yamlError(err error) {
 	d.fail("", 0, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
 }
 
-// decode fills p with yaml.v3 (known fields only). The walk has already
-// reported everything yaml.v3 can object to, with better paths; anything it
-// reports on a line the walk found nothing wrong with is added as a fallback.
-// decode returns false when p could not be filled well enough to validate.
-func (d *decoder) decode(data []byte, p *Policy) bool {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(p)
+// decode fills p from the root node with yaml.v3. The walk has already
+// reported everything yaml.v3 can object to (and unknown fields, which it
+// would ignore here), with better paths; anything yaml.v3 reports on a line
+// the walk found nothing wrong with is added as a fallback. decode returns
+// false when p could not be filled well enough to validate.
+func (d *decoder) decode(root *yaml.Node, p *Policy) bool {
+	err := root.Decode(p)
 	if err == nil {
 		return true
 	}
@@ -278,7 +287,11 @@ func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 		d.fail(path, n.Line, "must be a mapping (got %s)", describe(n))
 		return
 	}
-	names, types := yamlFields(t)
+	sf, ok := d.fields[t]
+	if !ok {
+		sf = yamlFields(t)
+		d.fields[t] = sf
+	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -291,10 +304,10 @@ func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		ft, ok := types[k.Value]
+		ft, ok := sf.types[k.Value]
 		if !ok {
 			d.idx.link(child, path)
-			d.fail(child, k.Line, "field %q not known (%s)", k.Value, suggest(k.Value, names))
+			d.fail(child, k.Line, "field %q not known (%s)", k.Value, suggest(k.Value, sf.names))
 			continue
 		}
 		d.idx.add(child, path, k.Line)
@@ -345,17 +358,27 @@ func (d *decoder) walkScalar(n *yaml.Node, t reflect.Type, path string) {
 		d.fail(path, n.Line, "must be %s (got %s)", kindName(t), describe(n))
 		return
 	}
-	if isNull(n) {
-		return
+	if isNull(n) || t.Kind() == reflect.String {
+		return // any scalar reads as a string
 	}
-	if err := n.Decode(reflect.New(t).Interface()); err == nil {
+	// yaml.v3 would truncate 1.5 into an integer and read "yes" as true;
+	// the policy wants the plain YAML 1.2 types.
+	tag := n.ShortTag()
+	strict := true
+	switch t.Kind() {
+	case reflect.Bool:
+		strict = tag == "!!bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		strict = tag == "!!int"
+	}
+	if strict && n.Decode(reflect.New(t).Interface()) == nil {
 		return
 	}
 	switch t.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		var f float64
-		if n.Decode(&f) == nil && f == math.Trunc(f) && !math.IsInf(f, 0) {
+		if tag == "!!int" { // out of the type's range
 			lo, hi := intRange(t)
 			d.fail(path, n.Line, "must be a whole number between %s and %s (got %s)", lo, hi, clip(n.Value))
 			return
@@ -388,9 +411,8 @@ func kindName(t reflect.Type) string {
 	return "a " + t.String()
 }
 
-// yamlFields returns the YAML field names of struct t in declaration order
-// and their types.
-func yamlFields(t reflect.Type) ([]string, map[string]reflect.Type) {
+// yamlFields lists the YAML fields of struct t.
+func yamlFields(t reflect.Type) structFields {
 	var names []string
 	types := map[string]reflect.Type{}
 	for i := range t.NumField() {
@@ -405,7 +427,7 @@ func yamlFields(t reflect.Type) ([]string, map[string]reflect.Type) {
 		names = append(names, name)
 		types[name] = f.Type
 	}
-	return names, types
+	return structFields{names: names, types: types}
 }
 
 // suggest names the closest known field, or lists them all.

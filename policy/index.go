@@ -1,9 +1,6 @@
 package policy
 
-import (
-	"regexp"
-	"strconv"
-)
+import "strconv"
 
 // index maps problem paths ("routes[2].shadow.percent") to YAML lines. It
 // also remembers each path's parent, so a missing field can be reported at
@@ -58,12 +55,24 @@ func (x *index) line(path string) int {
 	return 0
 }
 
-// plainKey matches map keys and field names that read well after a dot.
-var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// plainKey reports whether a map key or field name reads well after a dot:
+// [A-Za-z0-9_-]+.
+func plainKey(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // fieldPath is parent.name, or name at the root.
 func fieldPath(parent, name string) string {
-	if !plainKey.MatchString(name) {
+	if !plainKey(name) {
 		return parent + "[" + strconv.Quote(name) + "]"
 	}
 	if parent == "" {

@@ -45,6 +45,11 @@ func (p *Policy) Validate() error {
 type checker struct {
 	idx      *index
 	problems []Problem
+
+	// undecoded holds the paths Parse could not decode (nil for a policy
+	// built in memory): a block that failed to decode is absent, and its
+	// absence is not reported again.
+	undecoded map[string]bool
 }
 
 func (c *checker) add(path, format string, args ...any) {
@@ -339,7 +344,7 @@ func (c *checker) routes(p *Policy, listeners map[string]bool) {
 		}
 		if r.Compare != nil {
 			cp := c.field(rp, "compare")
-			if r.Shadow == nil {
+			if r.Shadow == nil && !c.undecoded[c.field(rp, "shadow")] {
 				c.add(cp, "compare needs a shadow (this route mirrors nothing to compare with)")
 			}
 			c.compare(cp, r.Compare)
@@ -611,10 +616,11 @@ func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 	}
 	// A shadow that can never fire is a mistake: the route matches only
 	// methods that are not mirrored without unsafeMethods.
+	// (Invalid methods are reported by match and skip this check.)
 	if len(r.Match.Methods) > 0 && !s.UnsafeMethods {
 		safe := false
 		for _, m := range r.Match.Methods {
-			safe = safe || slices.Contains(SafeMethods, strings.ToUpper(m))
+			safe = safe || !isToken(m) || slices.Contains(SafeMethods, strings.ToUpper(m))
 		}
 		if !safe {
 			c.add(c.field(path, "unsafeMethods"),

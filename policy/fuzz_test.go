@@ -1,0 +1,57 @@
+package policy
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics, that every failure is an *Error
+// with at least one problem, and that a policy it accepts re-validates and
+// hashes to the same value.
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	for _, s := range []string{
+		"", "---\n", "version: 1\n", "version: 1\nx: &a 1\nlisteners: *a\n", "a: [1\n",
+		"version: 1\nlisteners: [{name: a, address: '[::1]:1'}]\nservices: {s: {endpoints: ['h.example:1']}, t: {endpoints: ['127.0.0.1:2']}}\n" +
+			"routes: [{name: r, match: {pathRegex: '/a.*', headers: [{name: x, present: true}]}, primary: s, shadow: {service: t, percent: 1.5}}]\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data, "fuzz")
+		if err != nil {
+			var perr *Error
+			if !errors.As(err, &perr) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error is not an *Error wrapping ErrInvalid: %v", err)
+			}
+			if len(perr.Problems) == 0 {
+				t.Fatal("*Error without problems")
+			}
+			for _, pr := range perr.Problems {
+				if pr.Msg == "" || pr.Line < 0 {
+					t.Fatalf("bad problem %+v", pr)
+				}
+			}
+			return
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("parsed policy does not re-validate: %v\ninput:\n%s", err, data)
+		}
+		h, err := p.hash()
+		if err != nil || h != p.Hash {
+			t.Fatalf("hash %q, recomputed %q (%v)", p.Hash, h, err)
+		}
+	})
+}
