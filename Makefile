@@ -31,16 +31,16 @@ demo: build envoy ## run the demo: services, control plane and Envoy on loopback
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	$(GO) test ./policy -run '^$$' -fuzz FuzzParse -fuzztime $(or $(FUZZTIME),30s)
-	$(GO) test ./policy -run '^$$' -fuzz FuzzParsePath -fuzztime $(or $(FUZZTIME),30s)
-	$(GO) test ./xds -run '^$$' -fuzz FuzzTranslate -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzJSONPath$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./xds -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(or $(FUZZTIME),30s)
 
 .PHONY: check
 check: ## gofmt, go vet, go mod tidy and golden files unchanged
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
-	$(GO) test ./xds -run Golden -update >/dev/null && git diff --exit-code -- xds/testdata policy/testdata
+	$(GO) test ./xds -run Golden -update >/dev/null && $(GO) test ./policy -update >/dev/null && git diff --exit-code -- xds/testdata policy/testdata
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .tools/)

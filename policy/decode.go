@@ -122,17 +122,15 @@ func (d *decoder) fail(path string, line int, format string, args ...any) {
 // suppressed reports whether path is, or is under, a path that could not be
 // decoded: its validation problems would only repeat the decoding one.
 func (d *decoder) suppressed(path string) bool {
-	for range 64 {
+	for {
 		if d.bad[path] {
 			return true
 		}
-		p, ok := d.idx.parents[path]
-		if !ok {
+		if path == "" {
 			return false
 		}
-		path = p
+		path = parentPath(path)
 	}
-	return false
 }
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
@@ -169,7 +167,7 @@ func (d *decoder) document(data []byte) *yaml.Node {
 		d.fail("", next.Content[0].Line, "only one YAML document is allowed (found a second one)")
 		return nil
 	}
-	d.idx.add("", "", root.Line)
+	d.idx.add("", root.Line)
 	return root
 }
 
@@ -271,7 +269,7 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 		for i, e := range n.Content {
 			child := itemPath(path, i)
-			d.idx.add(child, path, e.Line)
+			d.idx.add(child, e.Line)
 			d.walk(e, t.Elem(), child)
 		}
 	default:
@@ -306,11 +304,10 @@ func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 		seen[k.Value] = k.Line
 		ft, ok := sf.types[k.Value]
 		if !ok {
-			d.idx.link(child, path)
 			d.fail(child, k.Line, "field %q not known (%s)", k.Value, suggest(k.Value, sf.names))
 			continue
 		}
-		d.idx.add(child, path, k.Line)
+		d.idx.add(child, k.Line)
 		d.walk(v, ft, child)
 	}
 }
@@ -335,7 +332,7 @@ func (d *decoder) walkMap(n *yaml.Node, t reflect.Type, path string) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		d.idx.add(child, path, k.Line)
+		d.idx.add(child, k.Line)
 		d.walk(v, t.Elem(), child)
 	}
 }

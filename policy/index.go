@@ -1,33 +1,24 @@
 package policy
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
-// index maps problem paths ("routes[2].shadow.percent") to YAML lines. It
-// also remembers each path's parent, so a missing field can be reported at
-// the line of the nearest node that does exist.
+// index maps problem paths ("routes[2].shadow.percent") to the YAML lines
+// of the nodes written in the file. A path that is not in the file (a
+// missing field) is reported at the line of its nearest existing parent.
 type index struct {
-	lines   map[string]int
-	parents map[string]string
+	lines map[string]int
 }
 
 func newIndex() *index {
-	return &index{lines: map[string]int{}, parents: map[string]string{}}
+	return &index{lines: map[string]int{}}
 }
 
-// add records that path exists at line and is a child of parent.
-func (x *index) add(path, parent string, line int) {
+// add records that path exists at line.
+func (x *index) add(path string, line int) {
 	x.lines[path] = line
-	if path != "" {
-		x.parents[path] = parent
-	}
-}
-
-// link records parent as the parent of path without claiming that path
-// exists in the file.
-func (x *index) link(path, parent string) {
-	if _, ok := x.parents[path]; !ok && path != "" {
-		x.parents[path] = parent
-	}
 }
 
 // has reports whether path was written in the file.
@@ -38,21 +29,41 @@ func (x *index) has(path string) bool {
 
 // line returns the line of path, or of its nearest existing parent, or 0.
 func (x *index) line(path string) int {
-	for range 64 {
+	for {
 		if l, ok := x.lines[path]; ok {
 			return l
 		}
-		p, ok := x.parents[path]
-		switch {
-		case ok:
-			path = p
-		case path != "":
-			path = "" // an unlinked path: fall back to the document
-		default:
+		if path == "" {
 			return 0
 		}
+		path = parentPath(path)
 	}
-	return 0
+}
+
+// Paths are built only by fieldPath and itemPath:
+//
+//	routes[2].shadow.percent   services.billing-v2   services["a.b"].endpoints
+//
+// A plain name never contains '.', '[' or ']', and a quoted one never
+// contains `["` (strconv.Quote escapes every '"'), so the last segment can
+// be cut off again.
+
+// parentPath returns path without its last segment ("" for a top-level path).
+func parentPath(path string) string {
+	switch {
+	case strings.HasSuffix(path, `"]`):
+		if i := strings.LastIndex(path, `["`); i >= 0 {
+			return path[:i]
+		}
+	case strings.HasSuffix(path, "]"):
+		if i := strings.LastIndexByte(path, '['); i >= 0 {
+			return path[:i]
+		}
+	}
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[:i]
+	}
+	return ""
 }
 
 // plainKey reports whether a map key or field name reads well after a dot:
@@ -70,7 +81,8 @@ func plainKey(s string) bool {
 	return true
 }
 
-// fieldPath is parent.name, or name at the root.
+// fieldPath is parent.name, or name at the root; a name that is not plain is
+// quoted: parent["a.b"].
 func fieldPath(parent, name string) string {
 	if !plainKey(name) {
 		return parent + "[" + strconv.Quote(name) + "]"

@@ -56,18 +56,6 @@ func (c *checker) add(path, format string, args ...any) {
 	c.problems = append(c.problems, Problem{Path: path, Line: c.idx.line(path), Msg: fmt.Sprintf(format, args...)})
 }
 
-func (c *checker) field(parent, name string) string {
-	p := fieldPath(parent, name)
-	c.idx.link(p, parent)
-	return p
-}
-
-func (c *checker) item(parent string, i int) string {
-	p := itemPath(parent, i)
-	c.idx.link(p, parent)
-	return p
-}
-
 // where says where path is, for "(first at ...)": its line, or the path
 // itself when lines are unknown.
 func (c *checker) where(path string) string {
@@ -116,8 +104,8 @@ func (c *checker) listeners(ls []Listener) map[string]bool {
 	firstName := map[string]string{}
 	firstAddr := map[string]string{}
 	for i, l := range ls {
-		lp := c.item("listeners", i)
-		np := c.field(lp, "name")
+		lp := itemPath("listeners", i)
+		np := fieldPath(lp, "name")
 		if c.name(np, l.Name) {
 			if first, dup := firstName[l.Name]; dup {
 				c.add(np, "duplicate listener name %q (first at %s)", l.Name, c.where(first))
@@ -126,7 +114,7 @@ func (c *checker) listeners(ls []Listener) map[string]bool {
 				names[l.Name] = true
 			}
 		}
-		ap := c.field(lp, "address")
+		ap := fieldPath(lp, "address")
 		if canon, ok := c.listenAddress(ap, l.Address); ok {
 			if first, dup := firstAddr[canon]; dup {
 				c.add(ap, "duplicate address %q (first at %s)", l.Address, c.where(first))
@@ -256,15 +244,15 @@ func (c *checker) services(ss map[string]Service) {
 	sort.Strings(names)
 	for _, name := range names {
 		s := ss[name]
-		sp := c.field("services", name)
+		sp := fieldPath("services", name)
 		c.name(sp, name)
-		ep := c.field(sp, "endpoints")
+		ep := fieldPath(sp, "endpoints")
 		if len(s.Endpoints) == 0 {
 			c.add(ep, "at least one endpoint (host:port) is required")
 		}
 		first := map[string]string{}
 		for i, e := range s.Endpoints {
-			ip := c.item(ep, i)
+			ip := itemPath(ep, i)
 			canon, ok := c.endpoint(ip, e)
 			if !ok {
 				continue
@@ -276,7 +264,7 @@ func (c *checker) services(ss map[string]Service) {
 			first[canon] = ip
 		}
 		if s.ConnectTimeout != nil {
-			c.duration(c.field(sp, "connectTimeout"), s.ConnectTimeout.Duration, maxConnectTimeout, "60s")
+			c.duration(fieldPath(sp, "connectTimeout"), s.ConnectTimeout.Duration, maxConnectTimeout, "60s")
 		}
 	}
 }
@@ -323,8 +311,8 @@ func (c *checker) routes(p *Policy, listeners map[string]bool) {
 	matches := map[string][]routeMatch{}
 	for i := range p.Routes {
 		r := &p.Routes[i]
-		rp := c.item("routes", i)
-		np := c.field(rp, "name")
+		rp := itemPath("routes", i)
+		np := fieldPath(rp, "name")
 		if c.name(np, r.Name) {
 			if first, dup := firstName[r.Name]; dup {
 				c.add(np, "duplicate route name %q (first at %s)", r.Name, c.where(first))
@@ -332,25 +320,25 @@ func (c *checker) routes(p *Policy, listeners map[string]bool) {
 				firstName[r.Name] = np
 			}
 		}
-		c.serviceRef(c.field(rp, "primary"), r.Primary, p.Services)
-		c.routeListeners(c.field(rp, "listeners"), r.Listeners, listeners)
+		c.serviceRef(fieldPath(rp, "primary"), r.Primary, p.Services)
+		c.routeListeners(fieldPath(rp, "listeners"), r.Listeners, listeners)
 		if r.Timeout != nil {
-			c.duration(c.field(rp, "timeout"), r.Timeout.Duration, maxRouteTimeout, "1h")
+			c.duration(fieldPath(rp, "timeout"), r.Timeout.Duration, maxRouteTimeout, "1h")
 		}
-		mp := c.field(rp, "match")
+		mp := fieldPath(rp, "match")
 		key, ok := c.match(mp, &r.Match)
 		if r.Shadow != nil {
-			c.shadow(c.field(rp, "shadow"), r, p.Services)
+			c.shadow(fieldPath(rp, "shadow"), r, p.Services)
 		}
 		if r.Compare != nil {
-			cp := c.field(rp, "compare")
-			if r.Shadow == nil && !c.undecoded[c.field(rp, "shadow")] {
+			cp := fieldPath(rp, "compare")
+			if r.Shadow == nil && !c.undecoded[fieldPath(rp, "shadow")] {
 				c.add(cp, "compare needs a shadow (this route mirrors nothing to compare with)")
 			}
 			c.compare(cp, r.Compare)
 		}
 		if r.Admission != nil {
-			c.admission(c.field(rp, "admission"), r.Admission)
+			c.admission(fieldPath(rp, "admission"), r.Admission)
 		}
 		if !ok {
 			continue
@@ -382,7 +370,7 @@ func shareListener(a, b []string) bool {
 func (c *checker) routeListeners(path string, names []string, defined map[string]bool) {
 	seen := map[string]bool{}
 	for i, n := range names {
-		ip := c.item(path, i)
+		ip := itemPath(path, i)
 		switch {
 		case n == "":
 			c.add(ip, "must not be empty")
@@ -413,7 +401,7 @@ func (c *checker) match(path string, m *Match) (key string, ok bool) {
 	for _, s := range []struct{ field, value string }{
 		{"pathPrefix", m.PathPrefix}, {"path", m.Path}, {"pathRegex", m.PathRegex},
 	} {
-		fp := c.field(path, s.field)
+		fp := fieldPath(path, s.field)
 		if s.value == "" {
 			if c.idx.has(fp) {
 				c.add(fp, "must not be empty")
@@ -444,10 +432,10 @@ func (c *checker) match(path string, m *Match) (key string, ok bool) {
 		ok = false
 	}
 
-	mp := c.field(path, "methods")
+	mp := fieldPath(path, "methods")
 	seen := map[string]bool{}
 	for i, meth := range m.Methods {
-		ip := c.item(mp, i)
+		ip := itemPath(mp, i)
 		switch {
 		case meth == "":
 			c.add(ip, "must not be empty")
@@ -464,10 +452,10 @@ func (c *checker) match(path string, m *Match) (key string, ok bool) {
 		ok = false
 	}
 
-	hp := c.field(path, "headers")
+	hp := fieldPath(path, "headers")
 	headerKeys := make([]string, 0, len(m.Headers))
 	for i := range m.Headers {
-		k, hok := c.headerMatch(c.item(hp, i), &m.Headers[i])
+		k, hok := c.headerMatch(itemPath(hp, i), &m.Headers[i])
 		ok = ok && hok
 		headerKeys = append(headerKeys, k)
 	}
@@ -482,12 +470,12 @@ func (c *checker) match(path string, m *Match) (key string, ok bool) {
 }
 
 func (c *checker) headerMatch(path string, h *HeaderMatch) (string, bool) {
-	ok := c.headerName(c.field(path, "name"), h.Name, true)
+	ok := c.headerName(fieldPath(path, "name"), h.Name, true)
 	var got []string
 	for _, s := range []struct{ field, value string }{
 		{"exact", h.Exact}, {"prefix", h.Prefix}, {"regex", h.Regex},
 	} {
-		fp := c.field(path, s.field)
+		fp := fieldPath(path, s.field)
 		if s.value == "" {
 			if c.idx.has(fp) {
 				c.add(fp, "must not be empty (to match a header that is absent, use present: false)")
@@ -580,11 +568,11 @@ func (c *checker) regex(path, s string) bool {
 // accepted, not refused.
 func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 	s := r.Shadow
-	sp := c.field(path, "service")
+	sp := fieldPath(path, "service")
 	if c.serviceRef(sp, s.Service, ss) && s.Service == r.Primary {
 		c.add(sp, "must differ from primary %q (a route cannot mirror to its own primary)", r.Primary)
 	}
-	pp := c.field(path, "percent")
+	pp := fieldPath(path, "percent")
 	switch {
 	case s.Percent == nil:
 		c.add(pp, "required: the percent of matching requests to mirror, 0 to 100")
@@ -592,15 +580,15 @@ func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 		c.add(pp, "must be between 0 and 100 (got %s)", strconv.FormatFloat(*s.Percent, 'g', -1, 64))
 	}
 	if t := s.Tenants; t != nil {
-		tp := c.field(path, "tenants")
-		c.headerName(c.field(tp, "header"), t.Header, false)
-		vp := c.field(tp, "values")
+		tp := fieldPath(path, "tenants")
+		c.headerName(fieldPath(tp, "header"), t.Header, false)
+		vp := fieldPath(tp, "values")
 		if len(t.Values) == 0 {
 			c.add(vp, "at least one value is required (omit tenants to mirror every client)")
 		}
 		first := map[string]string{}
 		for i, v := range t.Values {
-			ip := c.item(vp, i)
+			ip := itemPath(vp, i)
 			switch f, dup := first[v]; {
 			case v == "":
 				c.add(ip, "must not be empty")
@@ -612,7 +600,7 @@ func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 		}
 	}
 	if mc := s.MaxConcurrent; mc != nil && (*mc < 1 || *mc > maxMaxConcurrent) {
-		c.add(c.field(path, "maxConcurrent"), "must be between 1 and %d (got %d)", maxMaxConcurrent, *mc)
+		c.add(fieldPath(path, "maxConcurrent"), "must be between 1 and %d (got %d)", maxMaxConcurrent, *mc)
 	}
 	// A shadow that can never fire is a mistake: the route matches only
 	// methods that are not mirrored without unsafeMethods.
@@ -623,7 +611,7 @@ func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 			safe = safe || !isToken(m) || slices.Contains(SafeMethods, strings.ToUpper(m))
 		}
 		if !safe {
-			c.add(c.field(path, "unsafeMethods"),
+			c.add(fieldPath(path, "unsafeMethods"),
 				"nothing would be mirrored: the route matches only %s, and methods other than GET, HEAD and OPTIONS are mirrored only with unsafeMethods: true",
 				strings.Join(r.Match.Methods, ", "))
 		}
@@ -631,15 +619,15 @@ func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 }
 
 func (c *checker) compare(path string, cm *Compare) {
-	c.jsonPaths(c.field(path, "ignore"), cm.Ignore, true)
-	c.jsonPaths(c.field(path, "unorderedArrays"), cm.UnorderedArrays, false)
+	c.jsonPaths(fieldPath(path, "ignore"), cm.Ignore, true)
+	c.jsonPaths(fieldPath(path, "unorderedArrays"), cm.UnorderedArrays, false)
 	if t := cm.NumericTolerance; t != nil && (math.IsNaN(*t) || math.IsInf(*t, 0) || *t < 0) {
-		c.add(c.field(path, "numericTolerance"), "must be a number of at least 0 (got %s)", strconv.FormatFloat(*t, 'g', -1, 64))
+		c.add(fieldPath(path, "numericTolerance"), "must be a number of at least 0 (got %s)", strconv.FormatFloat(*t, 'g', -1, 64))
 	}
-	hp := c.field(path, "headers")
+	hp := fieldPath(path, "headers")
 	first := map[string]string{}
 	for i, h := range cm.Headers {
-		ip := c.item(hp, i)
+		ip := itemPath(hp, i)
 		if !c.headerName(ip, h, false) {
 			continue
 		}
@@ -650,19 +638,19 @@ func (c *checker) compare(path string, cm *Compare) {
 		first[h] = ip
 	}
 	if mb := cm.MaxBodyBytes; mb != nil && (*mb < 1 || *mb > maxMaxBodyBytes) {
-		c.add(c.field(path, "maxBodyBytes"), "must be between 1 and %d (64 MiB) (got %d)", maxMaxBodyBytes, *mb)
+		c.add(fieldPath(path, "maxBodyBytes"), "must be between 1 and %d (64 MiB) (got %d)", maxMaxBodyBytes, *mb)
 	}
-	rp := c.field(path, "redact")
+	rp := fieldPath(path, "redact")
 	for i, r := range cm.Redact {
 		if r == "" {
-			c.add(c.item(rp, i), "must not be empty")
+			c.add(itemPath(rp, i), "must not be empty")
 		}
 	}
 }
 
 func (c *checker) jsonPaths(path string, paths []string, ignore bool) {
 	for i, s := range paths {
-		ip := c.item(path, i)
+		ip := itemPath(path, i)
 		segs, err := ParsePath(s)
 		switch {
 		case err != nil:
@@ -689,7 +677,7 @@ func (c *checker) jsonPaths(path string, paths []string, ignore bool) {
 //     answered at once and nothing is held; with observe it is accepted (it
 //     says what delay mode would do).
 func (c *checker) admission(path string, a *Admission) {
-	rp := c.field(path, "rate")
+	rp := fieldPath(path, "rate")
 	if a.Rate == "" {
 		c.add(rp, "required, e.g. \"100/s\" or \"10000/15m\"")
 	} else if _, _, err := parseRate(a.Rate); err != nil {
@@ -701,14 +689,14 @@ func (c *checker) admission(path string, a *Admission) {
 		mode = ModeDelay
 	case ModeDelay, ModeReject, ModeObserve:
 	default:
-		c.add(c.field(path, "mode"), "must be %s, %s or %s (got %q)", ModeDelay, ModeReject, ModeObserve, clip(a.Mode))
+		c.add(fieldPath(path, "mode"), "must be %s, %s or %s (got %q)", ModeDelay, ModeReject, ModeObserve, clip(a.Mode))
 	}
 	switch a.Scope {
 	case "", ScopeLocal, ScopeGlobal:
 	default:
-		c.add(c.field(path, "scope"), "must be %s or %s (got %q)", ScopeLocal, ScopeGlobal, clip(a.Scope))
+		c.add(fieldPath(path, "scope"), "must be %s or %s (got %q)", ScopeLocal, ScopeGlobal, clip(a.Scope))
 	}
-	kp := c.field(path, "key")
+	kp := fieldPath(path, "key")
 	switch {
 	case a.Key == "" || a.Key == KeyRoute:
 	case strings.HasPrefix(a.Key, KeyHeaderPrefix):
@@ -716,7 +704,7 @@ func (c *checker) admission(path string, a *Admission) {
 	default:
 		c.add(kp, "must be %q or \"%s<header name>\" (got %q)", KeyRoute, KeyHeaderPrefix, clip(a.Key))
 	}
-	mp := c.field(path, "maxDelay")
+	mp := fieldPath(path, "maxDelay")
 	switch {
 	case a.MaxDelay == nil:
 		if mode == ModeDelay {
