@@ -159,3 +159,40 @@ func TestControlPlaneRestart(t *testing.T) {
 	took := e.waitMirrored("/orders", nil)
 	t.Logf("after restart, envoy resynchronised in %v (%v since the control plane came back)", took, time.Since(restarted))
 }
+
+// TestNACKKeepsLastGood publishes a policy that passes shadowlab's
+// validation but that Envoy refuses (a path regex beyond RE2's default
+// program-size limit of 100): the NACK is counted and logged with Envoy's
+// reason, traffic keeps flowing on the previous routes, and the next good
+// edit is applied.
+func TestNACKKeepsLastGood(t *testing.T) {
+	for name, opts := range map[string]envOptions{"sotw": {}, "delta": {delta: true}} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testNACKKeepsLastGood(t, opts)
+		})
+	}
+}
+
+func testNACKKeepsLastGood(t *testing.T, opts envOptions) {
+	e := newEnv(t, basePolicy, opts)
+	huge := strings.Replace(basePolicy, "  - name: rest\n", `  - name: huge
+    match: {pathRegex: "/huge/[a-z]{150}"}
+    primary: legacy
+  - name: rest
+`, 1)
+	before := e.routeVersions()
+	e.writePolicy(huge)
+	require.Eventually(t, func() bool { return e.cp.srv.NACKs() > 0 }, 10*time.Second, 10*time.Millisecond, "envoy did not NACK")
+	assert.Equal(t, before, e.routeVersions(), "envoy must keep its last good routes")
+
+	e.resetBackends()
+	for i := range 20 {
+		e.mustPrimary("GET", fmt.Sprintf("/users/%d", i), nil)
+	}
+	assert.Len(t, e.settle(), 20, "the last good config must keep mirroring")
+	assert.Equal(t, int64(1), e.cp.srv.NACKs(), "a refused config must not be resent in a loop")
+
+	e.writePolicy(strings.Replace(basePolicy, "  - name: rest\n", "  - name: orders\n    match: {pathPrefix: /orders}\n    primary: legacy\n    shadow: {service: candidate, percent: 100}\n  - name: rest\n", 1))
+	e.waitMirrored("/orders", nil)
+}

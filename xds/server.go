@@ -50,9 +50,18 @@ type Server struct {
 
 	mu          sync.Mutex
 	version     string
+	snapshot    *cachev3.Snapshot
 	publishedAt time.Time
-	nodes       map[int64]string // stream id → node id
+	nodes       map[int64]string     // stream id → node id
+	sent        map[sentKey]response // last SotW response per stream and type
 }
+
+type sentKey struct {
+	stream  int64
+	typeURL string
+}
+
+type response struct{ nonce, version string }
 
 // NewServer returns a control plane with nothing published yet.
 func NewServer(log *zap.Logger) *Server {
@@ -60,6 +69,7 @@ func NewServer(log *zap.Logger) *Server {
 		log:   log,
 		cache: cachev3.NewSnapshotCache(true, fleet{}, log.Named("cache").Sugar()),
 		nodes: map[int64]string{},
+		sent:  map[sentKey]response{},
 	}
 }
 
@@ -87,7 +97,7 @@ func (s *Server) Publish(ctx context.Context, p *policy.Policy) (string, error) 
 	if err := s.cache.SetSnapshot(ctx, fleet{}.ID(nil), snap); err != nil {
 		return "", fmt.Errorf("setting snapshot: %w", err)
 	}
-	s.version, s.publishedAt = version, time.Now()
+	s.version, s.snapshot, s.publishedAt = version, snap, time.Now()
 	s.policy.Store(p)
 	return version, nil
 }
@@ -144,20 +154,47 @@ func (s *Server) callbacks() serverv3.CallbackFuncs {
 		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.forget(id) },
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.forget(id) },
 		StreamRequestFunc: func(id int64, r *discoveryv3.DiscoveryRequest) error {
-			s.onRequest(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+			rejected := ""
+			if r.GetErrorDetail() != nil {
+				rejected = s.parkNACK(id, r)
+			}
+			s.onRequest(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), rejected, r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 			return nil
 		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.sent[sentKey{id, resp.GetTypeUrl()}] = response{resp.GetNonce(), resp.GetVersionInfo()}
+		},
 		StreamDeltaRequestFunc: func(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-			s.onRequest(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+			s.onRequest(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", "", r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 			return nil
 		},
 	}
 }
 
+// parkNACK stops a state-of-the-world NACK loop. A NACK carries the version
+// Envoy still runs, so the snapshot cache would answer it at once with the
+// very config Envoy just refused, forever. When the refused response is the
+// current snapshot's, the request is marked as being at that version: the
+// watch then waits for the next publish. It returns the refused version.
+func (s *Server) parkNACK(stream int64, r *discoveryv3.DiscoveryRequest) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last, ok := s.sent[sentKey{stream, r.GetTypeUrl()}]
+	if !ok || last.nonce != r.GetResponseNonce() {
+		return ""
+	}
+	if s.snapshot != nil && s.snapshot.GetVersion(r.GetTypeUrl()) == last.version {
+		r.VersionInfo = last.version
+	}
+	return last.version
+}
+
 // onRequest logs what an Envoy says about the last response on a stream:
 // a NACK (counted, logged with Envoy's error) or an ACK (logged with the time
 // since the snapshot was published).
-func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, nonce, version, nackMsg string, nack bool) {
+func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, nonce, version, rejected, nackMsg string, nack bool) {
 	s.mu.Lock()
 	if node.GetId() != "" {
 		s.nodes[stream] = node.GetId()
@@ -169,8 +206,8 @@ func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, nonce, vers
 	switch {
 	case nack:
 		s.nacks.Add(1)
-		s.log.Error("envoy rejected configuration (NACK)", append(fields,
-			zap.String(logNonce, nonce), zap.String(logVersion, version), zap.String("error", nackMsg))...)
+		s.log.Error("envoy rejected configuration (NACK); it keeps running its previous one", append(fields,
+			zap.String(logNonce, nonce), zap.String("rejected_version", rejected), zap.String("error", nackMsg))...)
 	case nonce == "":
 		s.log.Info("envoy subscribed", fields...)
 	default:
@@ -184,4 +221,9 @@ func (s *Server) forget(stream int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.nodes, stream)
+	for k := range s.sent {
+		if k.stream == stream {
+			delete(s.sent, k)
+		}
+	}
 }

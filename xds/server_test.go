@@ -147,3 +147,27 @@ func TestWatchPolicyFirstLoadIsFatal(t *testing.T) {
 	err = WatchPolicy(context.Background(), filepath.Join(t.TempDir(), "missing.yaml"), &recorder{}, zap.NewNop())
 	require.Error(t, err)
 }
+
+// TestParkNACK: a NACK of the current snapshot is parked (the request is
+// marked as at that version, so the cache waits for the next publish instead
+// of resending the refused config); a NACK of an older response is not.
+func TestParkNACK(t *testing.T) {
+	s := NewServer(zap.NewNop())
+	_, err := s.Publish(context.Background(), load(t, "testdata/basic.policy.yaml"))
+	require.NoError(t, err)
+	const routeType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	current := s.snapshot.GetVersion(routeType)
+	require.NotEmpty(t, current)
+	cb := s.callbacks()
+
+	cb.StreamResponseFunc(context.Background(), 7, nil, &discoveryv3.DiscoveryResponse{TypeUrl: routeType, Nonce: "n1", VersionInfo: current})
+	nack := &discoveryv3.DiscoveryRequest{TypeUrl: routeType, ResponseNonce: "n1", VersionInfo: "old", ErrorDetail: &statuspb.Status{Message: "no"}}
+	require.NoError(t, cb.StreamRequestFunc(7, nack))
+	assert.Equal(t, current, nack.VersionInfo, "parked at the refused (current) version")
+
+	cb.StreamResponseFunc(context.Background(), 8, nil, &discoveryv3.DiscoveryResponse{TypeUrl: routeType, Nonce: "n2", VersionInfo: "older"})
+	stale := &discoveryv3.DiscoveryRequest{TypeUrl: routeType, ResponseNonce: "n2", VersionInfo: "old", ErrorDetail: &statuspb.Status{Message: "no"}}
+	require.NoError(t, cb.StreamRequestFunc(8, stale))
+	assert.Equal(t, "old", stale.VersionInfo, "a NACK of a superseded response must let the current snapshot through")
+	assert.Equal(t, int64(2), s.NACKs())
+}
