@@ -77,6 +77,10 @@ type demo struct {
 	dir   string
 	procs []*proc
 	envoy *envoy.Process
+
+	addrs    map[string]string // service name → address
+	client   *http.Client
+	listener string // Envoy's listener address
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -158,35 +162,100 @@ func (d *demo) run(ctx context.Context) error {
 	if err := waitRouting(readyCtx, client, listenerAddr); err != nil {
 		return err
 	}
-	for _, addr := range addrs {
-		if err := post(ctx, client, "http://"+addr+backend.ControlPrefix+"reset"); err != nil {
-			return err
-		}
-	}
 	d.say("shadowlab demo: %s", envoyVersion(envoyBin))
 	d.say("  legacy (primary) %s, candidate (shadow) %s, control plane %s, Envoy listener %s",
 		addrs["legacy"], addrs["candidate"], xdsAddr, listenerAddr)
 	d.say("  policy %s: %d routes, %d mirrored", policyPath, len(pol.Routes), mirroredRoutes(pol))
 
-	// 4. Traffic.
+	// 4. Traffic on the policy as written.
+	d.addrs, d.client, d.listener = addrs, client, listenerAddr
+	d.say("")
+	d.say("scene 1: mixed traffic on the policy as written")
+	if err := d.round(ctx, pol, d.cfg.Seed); err != nil {
+		return err
+	}
+
+	// 5. Edit the policy file under the running Envoy: orders 25 % → 100 %,
+	// tenant initech added to billing-records. No restart.
+	d.say("")
+	d.say("scene 2: edit %s: orders 25 %% → 100 %%, add tenant initech to billing-records", filepath.Base(policyPath))
+	edited := strings.Replace(buf.String(), "shadow: {service: candidate, percent: 25}", "shadow: {service: candidate, percent: 100}", 1)
+	edited = strings.Replace(edited, "values: [acme, globex]", "values: [acme, globex, initech]", 1)
+	if edited == buf.String() {
+		return errors.New("demo policy template changed: scene 2 edits nothing")
+	}
+	if err := writeAtomic(policyPath, []byte(edited)); err != nil {
+		return err
+	}
+	took, err := d.waitMirrored(ctx, "/billing/records/probe", "initech")
+	if err != nil {
+		return err
+	}
+	d.say("  Envoy (pid %d, not restarted) applied it in %v (file write → first mirrored request)", d.envoy.Pid(), took.Round(time.Millisecond))
+	if pol, err = policy.Load(policyPath); err != nil {
+		return err
+	}
+	return d.round(ctx, pol, d.cfg.Seed+1)
+}
+
+// round resets the services, drives the mixed traffic, and reports what
+// each side saw against pol.
+func (d *demo) round(ctx context.Context, pol *policy.Policy, seed uint64) error {
+	for _, addr := range d.addrs {
+		if err := post(ctx, d.client, "http://"+addr+backend.ControlPrefix+"reset"); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
-	sent, err := drive(ctx, client, listenerAddr, d.cfg.Requests, d.cfg.Seed)
+	sent, err := drive(ctx, d.client, d.listener, d.cfg.Requests, seed)
 	if err != nil {
 		return err
 	}
 	d.say("  drove %d requests (GET/HEAD/POST/DELETE, tenants acme, globex, initech, none) in %v",
 		len(sent), time.Since(start).Round(time.Millisecond))
-
-	// 5. What each side saw.
-	primary, err := received(ctx, client, addrs["legacy"])
+	primary, err := received(ctx, d.client, d.addrs["legacy"])
 	if err != nil {
 		return err
 	}
-	shadow, err := settle(ctx, client, addrs["candidate"])
+	shadow, err := settle(ctx, d.client, d.addrs["candidate"])
 	if err != nil {
 		return err
 	}
 	return d.report(pol, sent, primary, shadow)
+}
+
+// waitMirrored sends GETs for tenant to path until the shadow receives one,
+// and returns how long that took.
+func (d *demo) waitMirrored(ctx context.Context, path, tenant string) (time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		r := sentRequest{method: http.MethodGet, path: path, tenant: tenant}
+		if err := send(ctx, d.client, d.listener, &r); err != nil {
+			return 0, err
+		}
+		got, err := received(ctx, d.client, d.addrs["candidate"])
+		if err != nil {
+			return 0, err
+		}
+		if slices.ContainsFunc(got, func(q backend.Request) bool { return q.Path == path }) {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("the policy edit never took effect: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // sentRequest is one request the driver sent and the answer it got.
