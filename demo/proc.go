@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shadowlab/shadowlab/envoy"
 )
 
 // proc is a child process the demo started and must stop.
@@ -80,20 +82,7 @@ func startProc(ctx context.Context, dir, name, ready, bin string, args ...string
 }
 
 // stop sends SIGTERM and waits, killing the process group after 5 s.
-func (p *proc) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.exited
-	}
-}
+func (p *proc) stop() { envoy.Terminate(p.cmd.Process, p.exited, 5*time.Second) }
 
 func (p *proc) logs() string {
 	b, err := os.ReadFile(p.log)

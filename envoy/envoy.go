@@ -188,17 +188,24 @@ func (p *Process) Logs() string {
 
 // Stop asks Envoy to exit (SIGTERM) and kills it after 5 s.
 func (p *Process) Stop() error {
+	Terminate(p.cmd.Process, p.exited, 5*time.Second)
+	return nil
+}
+
+// Terminate stops a child started in its own process group: SIGTERM, then,
+// if exited is not closed within grace, SIGKILL to the whole group. It
+// returns once exited is closed.
+func Terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) {
 	select {
-	case <-p.exited:
-		return nil
+	case <-exited:
+		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.Signal(syscall.SIGTERM)
 	select {
-	case <-p.exited:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.exited
+	case <-exited:
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+		<-exited
 	}
-	return nil
 }
