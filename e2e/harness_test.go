@@ -203,7 +203,7 @@ func startControlPlane(t *testing.T, addr, policyPath string) *controlPlane {
 	}, 5*time.Second, 20*time.Millisecond, "xds address %s stays busy", addr)
 
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
-	srv := xds.NewServer(log.Named("xds"))
+	srv := xds.NewServer(xds.Options{}, log.Named("xds"))
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &controlPlane{srv: srv, cancel: cancel, done: make(chan struct{})}
 	published := make(chan struct{})

@@ -31,7 +31,7 @@ func BenchmarkTranslate10k(b *testing.B) {
 	p := bigPolicy(b, 10_000)
 	b.ResetTimer()
 	for b.Loop() {
-		res, err := Translate(p)
+		res, err := Translate(p, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

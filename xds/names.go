@@ -63,3 +63,22 @@ func DirectRouteName(r string) string { return r + "/direct" }
 
 // MirrorPercentKey is the runtime key holding route r's mirror percentage.
 func MirrorPercentKey(r string) string { return "shadowlab.mirror." + r }
+
+const (
+	// ExtProcCluster is the cluster of shadowlab's ext_proc (capture) server.
+	ExtProcCluster = "shadowlab_extproc"
+	// ExtProcFilter is the HTTP filter name of the capture filter, downstream
+	// (primary) and upstream on shadow clusters (shadow).
+	ExtProcFilter = "envoy.filters.http.ext_proc"
+	// ExtProcStatPrefix prefixes the capture filter's stats.
+	ExtProcStatPrefix = "shadowlab_capture"
+
+	// MetadataRoute and MetadataSide are the gRPC initial metadata with which
+	// Envoy opens a capture stream: the policy route and the side. Route
+	// attributes are empty on shadow requests, so both sides say it this way.
+	MetadataRoute = "x-shadowlab-route"
+	MetadataSide  = "x-shadowlab-side"
+
+	SidePrimary = "primary"
+	SideShadow  = "shadow"
+)

@@ -42,6 +42,7 @@ func (fleet) ID(*corev3.Node) string { return "shadowlab" }
 // that translated, validated and was consistent.
 type Server struct {
 	log   *zap.Logger
+	opts  Options
 	cache cachev3.SnapshotCache
 
 	policy  atomic.Pointer[policy.Policy] // last good policy
@@ -64,9 +65,10 @@ type sentKey struct {
 type response struct{ nonce, version string }
 
 // NewServer returns a control plane with nothing published yet.
-func NewServer(log *zap.Logger) *Server {
+func NewServer(opts Options, log *zap.Logger) *Server {
 	return &Server{
 		log:   log,
+		opts:  opts,
 		cache: cachev3.NewSnapshotCache(true, fleet{}, log.Named("cache").Sugar()),
 		nodes: map[int64]string{},
 		sent:  map[sentKey]response{},
@@ -77,7 +79,7 @@ func NewServer(log *zap.Logger) *Server {
 // consistency check all succeed, makes it the snapshot every Envoy receives.
 // On error nothing changes: Envoy keeps the last good config.
 func (s *Server) Publish(ctx context.Context, p *policy.Policy) (string, error) {
-	res, err := Translate(p)
+	res, err := Translate(p, s.opts)
 	if err != nil {
 		return "", fmt.Errorf("translating policy: %w", err)
 	}

@@ -24,7 +24,7 @@ import (
 
 func TestNACKsAreCountedAndLogged(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	s := NewServer(zap.New(core))
+	s := NewServer(Options{}, zap.New(core))
 	cb := s.callbacks()
 
 	require.NoError(t, cb.StreamRequestFunc(1, &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "envoy-a"}, TypeUrl: "t/Listener"}))
@@ -51,7 +51,7 @@ func TestNACKsAreCountedAndLogged(t *testing.T) {
 }
 
 func TestPublishKeepsLastGood(t *testing.T) {
-	s := NewServer(zap.NewNop())
+	s := NewServer(Options{}, zap.NewNop())
 	p := load(t, "testdata/basic.policy.yaml")
 	v1, err := s.Publish(context.Background(), p)
 	require.NoError(t, err)
@@ -152,7 +152,7 @@ func TestWatchPolicyFirstLoadIsFatal(t *testing.T) {
 // marked as at that version, so the cache waits for the next publish instead
 // of resending the refused config); a NACK of an older response is not.
 func TestParkNACK(t *testing.T) {
-	s := NewServer(zap.NewNop())
+	s := NewServer(Options{}, zap.NewNop())
 	_, err := s.Publish(context.Background(), load(t, "testdata/basic.policy.yaml"))
 	require.NoError(t, err)
 	const routeType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"

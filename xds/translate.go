@@ -22,7 +22,6 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
 	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
@@ -50,21 +49,32 @@ type Resources struct {
 // i.e. 0.0001 %.
 const percentDenominator = typev3.FractionalPercent_MILLION
 
+// Options are the parts of the Envoy config that come from how shadowlab
+// runs, not from the policy.
+type Options struct {
+	// ExtProcAddress is host:port of shadowlab's ext_proc (capture) server.
+	// Empty: mirror only, capture nothing.
+	ExtProcAddress string
+}
+
+// capture reports whether responses are captured for comparison.
+func (o Options) capture() bool { return o.ExtProcAddress != "" }
+
 // Translate builds the Envoy resources for p. It is pure and deterministic.
 // It returns every problem it finds (joined); a policy that passed
 // policy.Load should always translate, so an error here is a bug to report.
-func Translate(p *policy.Policy) (*Resources, error) {
+func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 	var errs []error
 	res := &Resources{}
 
 	for _, l := range p.Listeners {
-		lis, err := listener(l)
+		lis, err := listener(l, p, opts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listener %q: %w", l.Name, err))
 			continue
 		}
 		res.Listeners = append(res.Listeners, lis)
-		res.Routes = append(res.Routes, routeConfiguration(l.Name, p.Routes))
+		res.Routes = append(res.Routes, routeConfiguration(l.Name, p.Routes, opts))
 	}
 
 	for _, name := range p.ServiceNames() {
@@ -79,12 +89,20 @@ func Translate(p *policy.Policy) (*Resources, error) {
 		if r.Shadow == nil {
 			continue
 		}
-		c, err := shadowCluster(r, p.Services[r.Shadow.Service])
+		c, err := shadowCluster(r, p.Services[r.Shadow.Service], opts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q: shadow: %w", r.Name, err))
 			continue
 		}
 		res.Clusters = append(res.Clusters, c)
+	}
+	if opts.capture() {
+		c, err := extProcCluster(opts.ExtProcAddress)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ext_proc server: %w", err))
+		} else {
+			res.Clusters = append(res.Clusters, c)
+		}
 	}
 	res.Runtimes = []*runtimev3.Runtime{runtimeLayer(p.Routes)}
 
@@ -131,7 +149,7 @@ func (r *Resources) validate() []error {
 
 // listener is the Envoy listener for policy listener l: one HTTP connection
 // manager whose routes come over RDS.
-func listener(l policy.Listener) (*listenerv3.Listener, error) {
+func listener(l policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Listener, error) {
 	addr, err := socketAddress(l.Address)
 	if err != nil {
 		return nil, err
@@ -146,10 +164,7 @@ func listener(l policy.Listener) (*listenerv3.Listener, error) {
 			RouteConfigName: RouteConfigName(l.Name),
 			ConfigSource:    adsSource(),
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       "envoy.filters.http.router",
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
-		}},
+		HttpFilters: httpFilters(p, opts),
 		// Envoy generates x-request-id, which pairs a primary with its
 		// shadow. Whether Envoy keeps a client-supplied one depends on
 		// whether it deems the client internal (loopback and private ranges
@@ -182,13 +197,13 @@ func listener(l policy.Listener) (*listenerv3.Listener, error) {
 // routeConfiguration holds, in policy order, the routes served on listener l.
 // Headers that mark shadow requests are stripped from every client request, so
 // a client cannot pass its request off as a shadow.
-func routeConfiguration(l string, routes []policy.Route) *routev3.RouteConfiguration {
+func routeConfiguration(l string, routes []policy.Route, opts Options) *routev3.RouteConfiguration {
 	var out []*routev3.Route
 	for _, r := range routes {
 		if len(r.Listeners) > 0 && !slices.Contains(r.Listeners, l) {
 			continue
 		}
-		out = append(out, envoyRoutes(r)...)
+		out = append(out, envoyRoutes(r, opts)...)
 	}
 	return &routev3.RouteConfiguration{
 		Name: RouteConfigName(l),
@@ -203,14 +218,17 @@ func routeConfiguration(l string, routes []policy.Route) *routev3.RouteConfigura
 
 // envoyRoutes expands one policy route into Envoy routes, first match wins:
 //
-//  1. safe methods (GET/HEAD/OPTIONS ∩ match.methods) of selected tenants,
-//     mirrored;
-//  2. with unsafeMethods, the other methods of selected tenants, mirrored with
-//     the dry-run marker;
+//  1. sampled safe methods (GET/HEAD/OPTIONS ∩ match.methods) of selected
+//     tenants: mirrored and captured;
+//  2. with unsafeMethods, the other methods of selected tenants, sampled:
+//     mirrored with the dry-run marker and captured;
 //  3. everything else the route matches, primary only.
 //
-// A route without a shadow is just (3), named after the route.
-func envoyRoutes(r policy.Route) []*routev3.Route {
+// Sampling is the route match's runtime fraction (the percentage, served
+// over RTDS), not the mirror policy's: a request is then mirrored exactly
+// when its primary is captured, so an unsampled request never looks like a
+// lost shadow. A route without a shadow is just (3), named after the route.
+func envoyRoutes(r policy.Route, opts Options) []*routev3.Route {
 	if r.Shadow == nil {
 		return []*routev3.Route{primaryRoute(r.Name, r, nil)}
 	}
@@ -221,21 +239,27 @@ func envoyRoutes(r policy.Route) []*routev3.Route {
 	safe, unsafe := splitMethods(r.Match.Methods)
 
 	var out []*routev3.Route
-	if len(safe) > 0 {
-		rt := primaryRoute(MirrorRouteName(r.Name), r, append(slices.Clone(tenant), methodHeader(safe, false)))
-		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, false)
+	mirrored := func(name string, methods *routev3.HeaderMatcher, dryRun bool) {
+		rt := primaryRoute(name, r, append(slices.Clone(tenant), methods))
+		rt.Match.RuntimeFraction = &corev3.RuntimeFractionalPercent{
+			DefaultValue: &typev3.FractionalPercent{Numerator: 0, Denominator: percentDenominator},
+			RuntimeKey:   MirrorPercentKey(r.Name),
+		}
+		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, dryRun)
+		if opts.capture() {
+			rt.TypedPerFilterConfig = map[string]*anypb.Any{ExtProcFilter: capturePerRoute(r.Name)}
+		}
 		out = append(out, rt)
 	}
+	if len(safe) > 0 {
+		mirrored(MirrorRouteName(r.Name), methodHeader(safe, false), false)
+	}
 	if r.Shadow.UnsafeMethods && (unsafe == nil || len(unsafe) > 0) {
-		var m *routev3.HeaderMatcher
 		if unsafe == nil { // any method that is not safe
-			m = methodHeader(policy.SafeMethods, true)
+			mirrored(MirrorUnsafeRouteName(r.Name), methodHeader(policy.SafeMethods, true), true)
 		} else {
-			m = methodHeader(unsafe, false)
+			mirrored(MirrorUnsafeRouteName(r.Name), methodHeader(unsafe, false), true)
 		}
-		rt := primaryRoute(MirrorUnsafeRouteName(r.Name), r, append(slices.Clone(tenant), m))
-		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, true)
-		out = append(out, rt)
 	}
 	return append(out, primaryRoute(DirectRouteName(r.Name), r, nil))
 }
@@ -337,20 +361,16 @@ func oneOfHeader(name string, values []string, invert bool) *routev3.HeaderMatch
 			SafeRegex: &matcherv3.RegexMatcher{Regex: "^(" + strings.Join(quoted, "|") + ")$"}}})}
 }
 
-// mirrorPolicies mirrors route r to its shadow cluster. The share comes from
-// the runtime key served over RTDS (the route itself carries 0 %, so a
-// missing runtime mirrors nothing and a percentage change rewrites no route).
+// mirrorPolicies mirrors every request of a sampled route to r's shadow
+// cluster, marked as a shadow of route r (and as a dry run for unsafe
+// methods), with the Host header unchanged.
 func mirrorPolicies(r policy.Route, dryRun bool) []*routev3.RouteAction_RequestMirrorPolicy {
 	muts := []*mutationv3.HeaderMutation{setHeader(HeaderShadow, "1"), setHeader(HeaderRoute, r.Name)}
 	if dryRun {
 		muts = append(muts, setHeader(HeaderDryRun, "1"))
 	}
 	return []*routev3.RouteAction_RequestMirrorPolicy{{
-		Cluster: ShadowCluster(r.Name),
-		RuntimeFraction: &corev3.RuntimeFractionalPercent{
-			DefaultValue: &typev3.FractionalPercent{Numerator: 0, Denominator: percentDenominator},
-			RuntimeKey:   MirrorPercentKey(r.Name),
-		},
+		Cluster:                       ShadowCluster(r.Name),
 		TraceSampled:                  wrapperspb.Bool(false),
 		DisableShadowHostSuffixAppend: true,
 		RequestHeadersMutations:       muts,
@@ -392,11 +412,17 @@ func serviceCluster(name string, s policy.Service) (*clusterv3.Cluster, error) {
 
 // shadowCluster is route r's mirror target: the shadow service's endpoints
 // behind circuit breakers sized by shadow.maxConcurrent, so a slow shadow
-// sheds mirrored requests instead of piling them up.
-func shadowCluster(r policy.Route, s policy.Service) (*clusterv3.Cluster, error) {
+// sheds mirrored requests instead of piling them up; with capture, an
+// upstream capture filter sees the shadow's response.
+func shadowCluster(r policy.Route, s policy.Service, opts Options) (*clusterv3.Cluster, error) {
 	c, err := staticCluster(ShadowCluster(r.Name), s)
 	if err != nil {
 		return nil, err
+	}
+	if opts.capture() {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+			httpProtocolOptionsKey: mustAny(shadowProtocolOptions(r)),
+		}
 	}
 	limit := wrapperspb.UInt32(*r.Shadow.MaxConcurrent)
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{

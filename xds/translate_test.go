@@ -57,23 +57,34 @@ func load(t *testing.T, path string) *policy.Policy {
 	return p
 }
 
-// TestTranslateGolden: testdata/<case>.policy.yaml → <case>.envoy.yaml.
+// goldenOptions are the options the golden cases translate with: capture
+// on, as `shadowlab serve` runs.
+var goldenOptions = Options{ExtProcAddress: "127.0.0.1:18001"}
+
+// TestTranslateGolden: testdata/<case>.policy.yaml → <case>.envoy.yaml, and
+// basic without capture → basic.mirror-only.envoy.yaml.
 func TestTranslateGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/*.policy.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, cases)
+	type goldenCase struct {
+		policy string
+		opts   Options
+	}
+	tests := map[string]goldenCase{"basic.mirror-only": {"testdata/basic.policy.yaml", Options{}}}
 	for _, path := range cases {
-		name := strings.TrimSuffix(filepath.Base(path), ".policy.yaml")
+		tests[strings.TrimSuffix(filepath.Base(path), ".policy.yaml")] = goldenCase{path, goldenOptions}
+	}
+	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			p := load(t, path)
-			res, err := Translate(p)
+			res, err := Translate(load(t, tt.policy), tt.opts)
 			require.NoError(t, err)
 			out, err := res.YAML()
 			require.NoError(t, err)
 			golden(t, name+".envoy.yaml", out)
 
 			// Deterministic: a second translation is byte-identical.
-			again, err := Translate(load(t, path))
+			again, err := Translate(load(t, tt.policy), tt.opts)
 			require.NoError(t, err)
 			out2, err := again.YAML()
 			require.NoError(t, err)
@@ -126,10 +137,10 @@ func TestBootstrapErrors(t *testing.T) {
 // clients are sent the runtime layer alone.
 func TestPercentChangeOnlyTouchesRuntime(t *testing.T) {
 	p := load(t, "testdata/basic.policy.yaml")
-	before, err := Translate(p)
+	before, err := Translate(p, goldenOptions)
 	require.NoError(t, err)
 	*p.Routes[0].Shadow.Percent = 55
-	after, err := Translate(p)
+	after, err := Translate(p, goldenOptions)
 	require.NoError(t, err)
 
 	s1, err := before.Snapshot()
@@ -200,7 +211,7 @@ func FuzzTranslate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		res, err := Translate(p)
+		res, err := Translate(p, goldenOptions)
 		if err != nil {
 			t.Fatalf("valid policy does not translate: %v\n%s", err, data)
 		}

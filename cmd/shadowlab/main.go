@@ -153,7 +153,7 @@ func translate(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitFailed
 	}
-	res, err := xds.Translate(p)
+	res, err := xds.Translate(p, xds.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
 		return exitFailed
@@ -221,7 +221,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("cannot listen for xDS", zap.String("address", *xdsAddr), zap.Error(err))
 		return exitFailed
 	}
-	srv := xds.NewServer(log.Named("xds"))
+	srv := xds.NewServer(xds.Options{}, log.Named("xds"))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)

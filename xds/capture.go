@@ -1,0 +1,163 @@
+package xds
+
+import (
+	"slices"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	upstreamcodecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/shadowlab/shadowlab/policy"
+)
+
+// httpProtocolOptionsKey is where a cluster's HTTP protocol options go in
+// typed_extension_protocol_options.
+const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// capturedHeaders are forwarded to the capture server on every half; the
+// route's compare.headers are added. Nothing else leaves Envoy: no
+// Authorization, no Cookie, no Set-Cookie.
+var capturedHeaders = []string{":method", ":path", ":status", HeaderRequestID, "content-type", "content-encoding", "content-length"}
+
+// secretHeaders are never forwarded, whatever a policy asks.
+var secretHeaders = []string{"authorization", "proxy-authorization", "cookie", "set-cookie"}
+
+// httpFilters is the listener's filter chain: the capture filter (off by
+// default, switched on by the routes that sample for mirroring) and the
+// router.
+func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
+	router := &hcmv3.HttpFilter{
+		Name:       "envoy.filters.http.router",
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+	}
+	if !opts.capture() {
+		return []*hcmv3.HttpFilter{router}
+	}
+	var headers []string
+	for _, r := range p.Routes {
+		if r.Shadow != nil && r.Compare != nil {
+			headers = append(headers, r.Compare.Headers...)
+		}
+	}
+	return []*hcmv3.HttpFilter{{
+		Name:       ExtProcFilter,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(captureFilter(headers, nil))},
+		Disabled:   true,
+	}, router}
+}
+
+// captureFilter is the ext_proc filter in observability mode ("send and
+// go"): Envoy streams request headers, response headers and the response
+// body to the capture server and never waits for it, and a capture server
+// that is down, slow or full changes nothing for the request
+// (failure_mode_allow). metadata opens each gRPC stream.
+func captureFilter(extraHeaders []string, metadata []*corev3.HeaderValue) *extprocv3.ExternalProcessor {
+	headers := slices.Clone(capturedHeaders)
+	for _, h := range extraHeaders {
+		if !slices.Contains(headers, h) && !slices.Contains(secretHeaders, h) {
+			headers = append(headers, h)
+		}
+	}
+	slices.Sort(headers[len(capturedHeaders):])
+	patterns := make([]*matcherv3.StringMatcher, len(headers))
+	for i, h := range headers {
+		patterns[i] = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h}}
+	}
+	return &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster}},
+			InitialMetadata: metadata,
+		},
+		FailureModeAllow:  true,
+		ObservabilityMode: true,
+		StatPrefix:        ExtProcStatPrefix,
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+			ResponseBodyMode:    extprocv3.ProcessingMode_STREAMED,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		},
+		ForwardRules: &extprocv3.HeaderForwardingRules{
+			AllowedHeaders: &matcherv3.ListStringMatcher{Patterns: patterns},
+		},
+	}
+}
+
+// captureMetadata names the route and side of a capture stream.
+func captureMetadata(route, side string) []*corev3.HeaderValue {
+	return []*corev3.HeaderValue{{Key: MetadataRoute, Value: route}, {Key: MetadataSide, Value: side}}
+}
+
+// capturePerRoute switches the listener's capture filter on for a sampled
+// route and labels its streams as route's primary side.
+func capturePerRoute(route string) *anypb.Any {
+	return mustAny(&routev3.FilterConfig{Config: mustAny(&extprocv3.ExtProcPerRoute{
+		Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
+			GrpcInitialMetadata: captureMetadata(route, SidePrimary),
+		}},
+	})})
+}
+
+// shadowProtocolOptions puts a capture filter in front of the codec of
+// route r's shadow cluster: an upstream filter, so it sees the mirrored
+// request and the shadow's response, which Envoy otherwise discards.
+func shadowProtocolOptions(r policy.Route) *httpv3.HttpProtocolOptions {
+	var headers []string
+	if r.Compare != nil {
+		headers = r.Compare.Headers
+	}
+	return &httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       ExtProcFilter,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(captureFilter(headers, captureMetadata(r.Name, SideShadow)))},
+		}, {
+			Name:       "envoy.filters.http.upstream_codec",
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&upstreamcodecv3.UpstreamCodec{})},
+		}},
+	}
+}
+
+// http2Options makes a cluster speak HTTP/2 (gRPC) to its endpoints.
+func http2Options() *anypb.Any {
+	return mustAny(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}},
+	})
+}
+
+// extProcCluster reaches the capture server over HTTP/2. Every captured
+// request is one gRPC stream, so its limits are far above Envoy's defaults
+// (1024); beyond them a request simply goes uncaptured (failure_mode_allow).
+func extProcCluster(addr string) (*clusterv3.Cluster, error) {
+	c, err := staticCluster(ExtProcCluster, policy.Service{
+		Endpoints:      []string{addr},
+		ConnectTimeout: &policy.Duration{Duration: 250 * time.Millisecond},
+	})
+	if err != nil {
+		return nil, err
+	}
+	limit := wrapperspb.UInt32(100_000)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections: limit, MaxPendingRequests: limit, MaxRequests: limit,
+	}}}
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: http2Options()}
+	c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{
+		TcpKeepalive: &corev3.TcpKeepalive{KeepaliveTime: wrapperspb.UInt32(30)},
+	}
+	return c, nil
+}
