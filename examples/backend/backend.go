@@ -99,6 +99,7 @@ type controlStatus struct {
 // use.
 type Server struct {
 	name string
+	api  *API // nil: echo requests as a Reply
 
 	// Set by New; tests in this package shorten them before first use.
 	limit           int
@@ -120,16 +121,27 @@ type Server struct {
 	cancel  context.CancelFunc
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithAPI makes the Server answer as the example billing API (see API)
+// instead of echoing requests.
+func WithAPI(a API) Option { return func(s *Server) { s.api = &a } }
+
 // New returns a Server named name; it serves nothing until Start, but its
 // Handler can be used at once.
-func New(name string) *Server {
-	return &Server{
+func New(name string, opts ...Option) *Server {
+	s := &Server{
 		name:            name,
 		limit:           MaxRecorded,
 		maxSleep:        MaxSleep,
 		shutdownTimeout: shutdownTimeout,
 		now:             time.Now,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Name returns the name the Server was created with.
@@ -288,6 +300,10 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	if id != "" {
 		w.Header().Set(HeaderRequestID, id)
 	}
+	if s.api != nil {
+		s.answerAPI(w, r, at)
+		return
+	}
 	reply := Reply{Service: s.name, Method: r.Method, Path: r.URL.Path, RequestID: id}
 
 	delay, err := sleepDuration(r.URL.Query().Get("sleep"), s.maxSleep)
@@ -306,6 +322,23 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, statusFromPath(r.URL.Path), reply)
+}
+
+// answerAPI answers as the example billing API.
+func (s *Server) answerAPI(w http.ResponseWriter, r *http.Request, at time.Time) {
+	status, body, delay := s.api.Answer(r.Method, r.URL.Path, at)
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 // control serves the endpoints under ControlPrefix.

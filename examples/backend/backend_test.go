@@ -688,3 +688,61 @@ func TestConcurrent(t *testing.T) {
 	assert.LessOrEqual(t, s.Count(), 500)
 	assert.Len(t, s.Received(), s.Count())
 }
+
+func TestAPI(t *testing.T) {
+	now := time.Date(2026, 11, 22, 17, 0, 0, 0, time.UTC)
+	decode := func(t *testing.T, b []byte) map[string]any {
+		t.Helper()
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(b, &m))
+		return m
+	}
+	tests := map[string]struct {
+		path       string
+		candidate  bool
+		wantStatus int
+		check      func(t *testing.T, body map[string]any)
+		wantDelay  time.Duration
+	}{
+		"legacy record": {path: "/billing/records/8", wantStatus: 200, check: func(t *testing.T, b map[string]any) {
+			rec := b["record"].(map[string]any)
+			assert.Equal(t, "EUR", rec["currency"])
+			assert.Equal(t, 12.5*9, rec["amount"])
+			assert.NotEmpty(t, b["request_uuid"])
+			assert.Equal(t, "2026-11-22T17:00:00Z", b["generated_at"])
+		}},
+		"candidate renames currency when n%4==0": {path: "/billing/records/8", candidate: true, wantStatus: 200, check: func(t *testing.T, b map[string]any) {
+			rec := b["record"].(map[string]any)
+			assert.NotContains(t, rec, "currency")
+			assert.Equal(t, "EUR", rec["currency_code"])
+			assert.InDelta(t, 12.5*9+0.0004, rec["amount"], 1e-9)
+		}},
+		"candidate keeps currency otherwise": {path: "/billing/records/9", candidate: true, wantStatus: 200, check: func(t *testing.T, b map[string]any) {
+			assert.Equal(t, "EUR", b["record"].(map[string]any)["currency"])
+		}},
+		"candidate order total off when n%3==0": {path: "/orders/3", candidate: true, wantStatus: 200, wantDelay: SlowerDelay, check: func(t *testing.T, b map[string]any) {
+			o := b["order"].(map[string]any)
+			assert.Equal(t, round2(102.9*1.02), o["total"])
+			assert.Equal(t, "normal", o["priority"])
+		}},
+		"legacy order": {path: "/orders/3", wantStatus: 200, check: func(t *testing.T, b map[string]any) {
+			assert.Equal(t, 102.9, b["order"].(map[string]any)["total"])
+		}},
+		"candidate 404 on users n%10==7": {path: "/users/17", candidate: true, wantStatus: 404},
+		"legacy user 17":                 {path: "/users/17", wantStatus: 200},
+		"other path":                     {path: "/static/x", candidate: true, wantStatus: 200},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			status, body, delay := API{Candidate: tt.candidate}.Answer("GET", tt.path, now)
+			assert.Equal(t, tt.wantStatus, status)
+			assert.Equal(t, tt.wantDelay, delay)
+			m := decode(t, body)
+			if tt.check != nil {
+				tt.check(t, m)
+			}
+		})
+	}
+	_, body, _ := API{}.Answer("HEAD", "/users/1", now)
+	assert.Empty(t, body, "HEAD has no body")
+}

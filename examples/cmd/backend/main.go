@@ -41,8 +41,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	name := fs.String("name", "", "backend name, e.g. legacy or candidate (required)")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
+	api := fs.String("api", "", "answer as the example billing API: legacy, or candidate (with its seeded differences); default: echo requests")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: backend -name NAME [-addr HOST:PORT]")
+		fmt.Fprintln(fs.Output(), "usage: backend -name NAME [-addr HOST:PORT] [-api legacy|candidate]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -62,7 +63,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	s := backend.New(*name)
+	var opts []backend.Option
+	switch *api {
+	case "":
+	case "legacy", "candidate":
+		opts = append(opts, backend.WithAPI(backend.API{Candidate: *api == "candidate"}))
+	default:
+		fmt.Fprintf(stderr, "backend: -api must be legacy or candidate (got %q)\n", *api)
+		return exitUsage
+	}
+	s := backend.New(*name, opts...)
 	if err := s.Start(*addr); err != nil {
 		fmt.Fprintf(stderr, "backend: %v\n", err)
 		return exitFailure
