@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -21,6 +23,8 @@ import (
 //	/billing/records/{n}  {"record": {"id", "amount", "currency", "lines": [...]}, "generated_at", "request_uuid"}
 //	/orders/{n}           {"order": {"id", "total", "status"}, "generated_at", "nonce"}
 //	/users/{n}            {"user": {"id", "name", "plan"}, "generated_at"}
+//	/large/{n}            {"blob": "<n bytes>"}, for body-size limits
+//	/gz/<any of the above> the same answer, gzip-encoded (Content-Encoding: gzip)
 //	anything else         {"path", "generated_at"}
 //
 // Noise, in both services: generated_at (the time of the answer),
@@ -59,8 +63,25 @@ var SeededDifferences = []SeededDifference{
 // SlowerDelay is how much slower the candidate answers /orders.
 const SlowerDelay = 25 * time.Millisecond
 
-// Answer returns the status, JSON body and delay for a request.
-func (a API) Answer(method, path string, now time.Time) (int, []byte, time.Duration) {
+// Answer is what the API answers to one request.
+type Answer struct {
+	Status int
+	Body   []byte // JSON, gzip-encoded when Gzip
+	Gzip   bool
+	Delay  time.Duration
+}
+
+// Answer returns the answer to a request.
+func (a API) Answer(method, path string, now time.Time) Answer {
+	if inner, ok := strings.CutPrefix(path, "/gz/"); ok {
+		ans := a.Answer(method, "/"+inner, now)
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(ans.Body) // writes to a bytes.Buffer do not fail
+		_ = zw.Close()
+		ans.Body, ans.Gzip = buf.Bytes(), true
+		return ans
+	}
 	n := lastNumber(path)
 	stamp := now.UTC().Format(time.RFC3339Nano)
 	var body any
@@ -91,6 +112,8 @@ func (a API) Answer(method, path string, now time.Time) (int, []byte, time.Durat
 			delay = SlowerDelay
 		}
 		body = map[string]any{"order": order, "generated_at": stamp, "nonce": randomHex(8)}
+	case strings.HasPrefix(path, "/large/"):
+		body = map[string]any{"blob": strings.Repeat("x", n)}
 	case strings.HasPrefix(path, "/users/"):
 		if a.Candidate && n%10 == 7 {
 			status, body = http.StatusNotFound, map[string]any{"error": fmt.Sprintf("user %d not found", n)}
@@ -101,10 +124,10 @@ func (a API) Answer(method, path string, now time.Time) (int, []byte, time.Durat
 		body = map[string]any{"path": path, "generated_at": stamp}
 	}
 	if method == http.MethodHead {
-		return status, nil, delay
+		return Answer{Status: status, Delay: delay}
 	}
 	b, _ := json.Marshal(body) // maps of plain values always marshal
-	return status, b, delay
+	return Answer{Status: status, Body: b, Delay: delay}
 }
 
 func lastNumber(path string) int {

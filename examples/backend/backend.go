@@ -22,6 +22,8 @@ package backend
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,6 +70,9 @@ type Request struct {
 	BodyBytes int `json:"body_bytes"`
 	// At is when the request reached the handler.
 	At time.Time `json:"at"`
+	// ResponseSHA256 is the hex SHA-256 of the body answered (API mode
+	// only), so a test can check that a client got exactly it.
+	ResponseSHA256 string `json:"response_sha256,omitempty"`
 }
 
 // Reply is the JSON body of the answer to every non-control request.
@@ -282,26 +287,34 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.answer(w, r)
 }
 
-// answer records r and answers it with a Reply.
+// answer records r and answers it: as the API when the Server has one,
+// otherwise with a Reply.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	at := s.now()
 	// A body that breaks off midway still counts what arrived.
 	n, _ := io.Copy(io.Discard, r.Body)
-	s.record(Request{
+	req := Request{
 		Method:    r.Method,
 		Path:      r.URL.Path,
 		Query:     r.URL.RawQuery,
 		Headers:   recordedHeaders(r),
 		BodyBytes: int(n),
 		At:        at,
-	})
+	}
+	var ans Answer
+	if s.api != nil {
+		ans = s.api.Answer(r.Method, r.URL.Path, at)
+		sum := sha256.Sum256(ans.Body)
+		req.ResponseSHA256 = hex.EncodeToString(sum[:])
+	}
+	s.record(req)
 
 	id := r.Header.Get("X-Request-Id")
 	if id != "" {
 		w.Header().Set(HeaderRequestID, id)
 	}
 	if s.api != nil {
-		s.answerAPI(w, r, at)
+		writeAnswer(w, r, ans)
 		return
 	}
 	reply := Reply{Service: s.name, Method: r.Method, Path: r.URL.Path, RequestID: id}
@@ -324,11 +337,11 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, statusFromPath(r.URL.Path), reply)
 }
 
-// answerAPI answers as the example billing API.
-func (s *Server) answerAPI(w http.ResponseWriter, r *http.Request, at time.Time) {
-	status, body, delay := s.api.Answer(r.Method, r.URL.Path, at)
-	if delay > 0 {
-		t := time.NewTimer(delay)
+// writeAnswer writes an API answer after its delay (unless the client gave
+// up).
+func writeAnswer(w http.ResponseWriter, r *http.Request, ans Answer) {
+	if ans.Delay > 0 {
+		t := time.NewTimer(ans.Delay)
 		defer t.Stop()
 		select {
 		case <-r.Context().Done():
@@ -337,8 +350,11 @@ func (s *Server) answerAPI(w http.ResponseWriter, r *http.Request, at time.Time)
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	if ans.Gzip {
+		w.Header().Set("Content-Encoding", "gzip")
+	}
+	w.WriteHeader(ans.Status)
+	_, _ = w.Write(ans.Body)
 }
 
 // control serves the endpoints under ControlPrefix.

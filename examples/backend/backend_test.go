@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -734,15 +736,23 @@ func TestAPI(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			status, body, delay := API{Candidate: tt.candidate}.Answer("GET", tt.path, now)
-			assert.Equal(t, tt.wantStatus, status)
-			assert.Equal(t, tt.wantDelay, delay)
-			m := decode(t, body)
+			ans := API{Candidate: tt.candidate}.Answer("GET", tt.path, now)
+			assert.Equal(t, tt.wantStatus, ans.Status)
+			assert.Equal(t, tt.wantDelay, ans.Delay)
+			m := decode(t, ans.Body)
 			if tt.check != nil {
 				tt.check(t, m)
 			}
 		})
 	}
-	_, body, _ := API{}.Answer("HEAD", "/users/1", now)
-	assert.Empty(t, body, "HEAD has no body")
+	assert.Empty(t, API{}.Answer("HEAD", "/users/1", now).Body, "HEAD has no body")
+
+	gz := API{}.Answer("GET", "/gz/users/1", now)
+	require.True(t, gz.Gzip)
+	zr, err := gzip.NewReader(bytes.NewReader(gz.Body))
+	require.NoError(t, err)
+	plain, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	assert.Equal(t, API{}.Answer("GET", "/users/1", now).Body, plain)
+	assert.Len(t, decode(t, API{}.Answer("GET", "/large/5000", now).Body)["blob"], 5000)
 }
