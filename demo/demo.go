@@ -109,7 +109,7 @@ func (d *demo) run(ctx context.Context) error {
 	// 1. The example services, as processes.
 	addrs := map[string]string{}
 	for _, name := range []string{"legacy", "candidate"} {
-		p, addr, err := startProc(ctx, d.dir, name, "listening ", backendBin, "-name", name, "-addr", "127.0.0.1:0")
+		p, addr, err := startProc(ctx, d.dir, name, "listening ", backendBin, "-name", name, "-addr", "127.0.0.1:0", "-api", name)
 		if err != nil {
 			return err
 		}
@@ -118,7 +118,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	// 2. The policy, on free ports, and the control plane following it.
-	listenerAddr, xdsAddr, err := freeAddr(), freeAddr(), error(nil)
+	listenerAddr, xdsAddr, extprocAddr, apiAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	policyPath := filepath.Join(d.dir, "policy.yaml")
 	var buf bytes.Buffer
 	err = template.Must(template.New("policy").Parse(policyTemplate)).Execute(&buf, map[string]string{
@@ -135,7 +135,8 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	cp, _, err := startProc(ctx, d.dir, "shadowlab-serve", "", self,
-		"serve", "--policy", policyPath, "--xds-address", xdsAddr, "--log-format", "console")
+		"serve", "--policy", policyPath, "--xds-address", xdsAddr, "--extproc-address", extprocAddr,
+		"--api-address", apiAddr, "--db", filepath.Join(d.dir, "shadowlab.db"), "--log-format", "console")
 	if err != nil {
 		return err
 	}
@@ -163,8 +164,8 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("shadowlab demo: %s", envoyVersion(envoyBin))
-	d.say("  legacy (primary) %s, candidate (shadow) %s, control plane %s, Envoy listener %s",
-		addrs["legacy"], addrs["candidate"], xdsAddr, listenerAddr)
+	d.say("  legacy (primary) %s, candidate (shadow) %s, Envoy listener %s", addrs["legacy"], addrs["candidate"], listenerAddr)
+	d.say("  shadowlab serve: xDS %s, capture %s, report API http://%s", xdsAddr, extprocAddr, apiAddr)
 	d.say("  policy %s: %d routes, %d mirrored", policyPath, len(pol.Routes), mirroredRoutes(pol))
 
 	// 4. Traffic on the policy as written.
@@ -195,16 +196,26 @@ func (d *demo) run(ctx context.Context) error {
 	if pol, err = policy.Load(policyPath); err != nil {
 		return err
 	}
-	return d.round(ctx, pol, d.cfg.Seed+1)
+	if err := d.round(ctx, pol, d.cfg.Seed+1); err != nil {
+		return err
+	}
+
+	// 6. What the comparison found.
+	d.say("")
+	d.say("scene 3: the comparison report (shadowlab report --server http://%s)", apiAddr)
+	return d.comparison(ctx, apiAddr)
 }
 
-// round resets the services, drives the mixed traffic, and reports what
-// each side saw against pol.
+// round drives the mixed traffic and reports what each side saw of it
+// against pol.
 func (d *demo) round(ctx context.Context, pol *policy.Policy, seed uint64) error {
-	for _, addr := range d.addrs {
-		if err := post(ctx, d.client, "http://"+addr+backend.ControlPrefix+"reset"); err != nil {
+	before := map[string]int{}
+	for name := range d.addrs {
+		got, err := received(ctx, d.client, d.addrs[name])
+		if err != nil {
 			return err
 		}
+		before[name] = len(got)
 	}
 	start := time.Now()
 	sent, err := drive(ctx, d.client, d.listener, d.cfg.Requests, seed)
@@ -221,7 +232,7 @@ func (d *demo) round(ctx context.Context, pol *policy.Policy, seed uint64) error
 	if err != nil {
 		return err
 	}
-	return d.report(pol, sent, primary, shadow)
+	return d.report(pol, sent, primary[before["legacy"]:], shadow[before["candidate"]:])
 }
 
 // waitMirrored sends GETs for tenant to path until the shadow receives one,
@@ -276,7 +287,7 @@ func drive(ctx context.Context, client *http.Client, addr string, n int, seed ui
 	for i := range reqs {
 		reqs[i] = sentRequest{
 			method: methods[rng.IntN(len(methods))],
-			path:   fmt.Sprintf("%s/%d", prefixes[rng.IntN(len(prefixes))], i),
+			path:   fmt.Sprintf("%s/%d", prefixes[rng.IntN(len(prefixes))], rng.IntN(24)), // repeats: noise is learned from them
 			tenant: tenants[rng.IntN(len(tenants))],
 		}
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/shadowlab/shadowlab/envoy"
 	"github.com/shadowlab/shadowlab/examples/backend"
-	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/serve"
 	"github.com/shadowlab/shadowlab/xds"
 )
 
@@ -44,7 +44,7 @@ type env struct {
 	dir        string
 	policyPath string
 	ports      ports
-	xdsAddr    string
+	cpAddrs    cpAddrs
 	delta      bool
 
 	legacy, candidate *backend.Server
@@ -54,7 +54,9 @@ type env struct {
 }
 
 type envOptions struct {
-	delta bool // incremental xDS instead of state of the world
+	delta bool         // incremental xDS instead of state of the world
+	api   bool         // the services answer as the example billing API
+	serve serve.Config // control plane settings (ports and policy are the env's)
 }
 
 // newEnv starts everything for a policy template (text/template over ports)
@@ -73,7 +75,12 @@ func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
 	}
 	e.policyPath = filepath.Join(e.dir, "policy.yaml")
 
-	e.legacy, e.candidate = backend.New("legacy"), backend.New("candidate")
+	if opts.api {
+		e.legacy = backend.New("legacy", backend.WithAPI(backend.API{}))
+		e.candidate = backend.New("candidate", backend.WithAPI(backend.API{Candidate: true}))
+	} else {
+		e.legacy, e.candidate = backend.New("legacy"), backend.New("candidate")
+	}
 	for _, b := range []*backend.Server{e.legacy, e.candidate} {
 		require.NoError(t, b.Start("127.0.0.1:0"))
 		t.Cleanup(func() { _ = b.Close() })
@@ -81,11 +88,11 @@ func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
 	e.ports = ports{Listener: freeAddr(t), Legacy: e.legacy.Addr(), Candidate: e.candidate.Addr()}
 	e.writePolicy(policyTmpl)
 
-	e.xdsAddr = freeAddr(t)
-	e.cp = startControlPlane(t, e.xdsAddr, e.policyPath)
+	e.cpAddrs = cpAddrs{xds: freeAddr(t), extproc: freeAddr(t), api: freeAddr(t)}
+	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, opts.serve)
 
 	boot, err := xds.Bootstrap(xds.BootstrapConfig{
-		NodeID: "e2e-" + t.Name(), XDSAddress: e.xdsAddr, AdminAddress: "127.0.0.1:0", Delta: opts.delta,
+		NodeID: "e2e-" + t.Name(), XDSAddress: e.cpAddrs.xds, AdminAddress: "127.0.0.1:0", Delta: opts.delta,
 	})
 	require.NoError(t, err)
 	bootYAML, err := xds.MessageYAML(boot)
@@ -184,75 +191,39 @@ func (e *env) settle() []backend.Request {
 	return e.candidate.Received()
 }
 
-// controlPlane is `shadowlab serve` in-process: the xDS server on real gRPC
-// plus the policy file watch, stoppable and restartable.
+// controlPlane is `shadowlab serve` in-process: the xDS server, the capture
+// (ext_proc) server and the report API on real sockets, following the
+// policy file; stoppable and restartable on the same ports.
 type controlPlane struct {
-	srv    *xds.Server
-	cancel context.CancelFunc
-	done   chan struct{}
-	logs   *bytes.Buffer
+	*serve.Instance
+	srv *xds.Server
 }
 
-func startControlPlane(t *testing.T, addr, policyPath string) *controlPlane {
+// cpAddrs are the control plane's ports, fixed for the env's life so that a
+// restarted control plane is found by the same Envoy.
+type cpAddrs struct{ xds, extproc, api string }
+
+func startControlPlane(t *testing.T, addrs cpAddrs, policyPath string, cfg serve.Config) *controlPlane {
 	t.Helper()
-	var lis net.Listener
-	require.Eventually(t, func() bool {
-		var err error
-		lis, err = net.Listen("tcp", addr)
-		return err == nil
-	}, 5*time.Second, 20*time.Millisecond, "xds address %s stays busy", addr)
-
+	cfg.PolicyPath, cfg.XDSAddress, cfg.ExtProcAddress, cfg.APIAddress = policyPath, addrs.xds, addrs.extproc, addrs.api
+	if cfg.Pairer.Grace == 0 {
+		cfg.Pairer.Grace = 200 * time.Millisecond
+	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
-	srv := xds.NewServer(xds.Options{}, log.Named("xds"))
-	ctx, cancel := context.WithCancel(context.Background())
-	cp := &controlPlane{srv: srv, cancel: cancel, done: make(chan struct{})}
-	published := make(chan struct{})
-	go func() {
-		defer close(cp.done)
-		var wg sync.WaitGroup
-		wg.Go(func() { _ = srv.Serve(ctx, lis) })
-		wg.Go(func() {
-			err := xds.WatchPolicy(ctx, policyPath, publishNotify{srv, published}, log.Named("policy"))
-			if err != nil {
-				t.Errorf("policy watch: %v", err)
-				cancel()
-			}
-		})
-		wg.Wait()
-	}()
-	select {
-	case <-published:
-	case <-cp.done:
-		t.Fatalf("control plane stopped before publishing")
-	case <-time.After(10 * time.Second):
-		t.Fatalf("control plane did not publish the policy")
-	}
-	t.Cleanup(cp.stop)
-	return cp
-}
-
-func (cp *controlPlane) stop() {
-	cp.cancel()
-	<-cp.done
-}
-
-// publishNotify closes ch after the first successful publish.
-type publishNotify struct {
-	*xds.Server
-	ch chan struct{}
-}
-
-func (p publishNotify) Publish(ctx context.Context, pol *policy.Policy) (string, error) {
-	v, err := p.Server.Publish(ctx, pol)
-	if err == nil {
-		select {
-		case <-p.ch:
-		default:
-			close(p.ch)
+	var in *serve.Instance
+	require.Eventually(t, func() bool { // a just-stopped control plane's ports may take a moment
+		var err error
+		in, err = serve.Start(context.Background(), cfg, log)
+		if err != nil && !strings.Contains(err.Error(), "address already in use") {
+			require.NoError(t, err)
 		}
-	}
-	return v, err
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond, "control plane ports stay busy")
+	t.Cleanup(in.Stop)
+	return &controlPlane{Instance: in, srv: in.XDS}
 }
+
+func (cp *controlPlane) stop() { cp.Stop() }
 
 // freeAddr returns a loopback address with a port nobody listens on now.
 func freeAddr(t *testing.T) string {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shadowlab/shadowlab/serve"
 )
 
 // routeVersions reads the version of every dynamic route configuration from
@@ -155,7 +157,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	t.Logf("control plane down for %v under traffic, no failed request", time.Since(stopped))
 
 	restarted := time.Now()
-	e.cp = startControlPlane(t, e.xdsAddr, e.policyPath)
+	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, serve.Config{})
 	took := e.waitMirrored("/orders", nil)
 	t.Logf("after restart, envoy resynchronised in %v (%v since the control plane came back)", took, time.Since(restarted))
 }

@@ -14,6 +14,7 @@ import (
 	runtimesvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -228,4 +229,28 @@ func (s *Server) forget(stream int64) {
 			delete(s.sent, k)
 		}
 	}
+}
+
+// RegisterMetrics exposes the control plane's counters on reg.
+func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shadowlab_xds_nacks_total", Help: "Configurations Envoys rejected (NACK).",
+		}, func() float64 { return float64(s.nacks.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shadowlab_policy_refused_total", Help: "Policy edits refused (invalid or untranslatable); the last good policy kept serving.",
+		}, func() float64 { return float64(s.refused.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shadowlab_xds_streams", Help: "Envoy xDS streams open.",
+		}, func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(len(s.nodes))
+		}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("registering xds metrics: %w", err)
+		}
+	}
+	return nil
 }

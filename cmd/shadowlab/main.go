@@ -5,25 +5,32 @@
 //	shadowlab translate FILE       print the Envoy resources a policy becomes
 //	shadowlab serve --policy FILE  run the xDS control plane, follow FILE
 //	shadowlab bootstrap            print an Envoy bootstrap for `serve`
+//	shadowlab report               print the comparison report of a running serve
 //	shadowlab demo                 run the whole thing on loopback
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
+	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/shadowlab/shadowlab/demo"
 	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/report"
+	"github.com/shadowlab/shadowlab/serve"
 	"github.com/shadowlab/shadowlab/xds"
 )
 
@@ -39,6 +46,7 @@ commands:
   translate FILE              print the Envoy resources FILE becomes (YAML)
   serve --policy FILE         run the xDS control plane and follow FILE
   bootstrap                   print an Envoy bootstrap for serve
+  report                      print what serve found: per route, outcomes, differing paths, noise, latency
   demo                        build a demo on loopback ports, drive traffic, report
 
 run 'shadowlab <command> -h' for a command's flags
@@ -63,9 +71,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "translate":
 		return translate(args, stdout, stderr)
 	case "serve":
-		return serve(ctx, args, stderr)
+		return serveCmd(ctx, args, stderr)
 	case "bootstrap":
 		return bootstrap(args, stdout, stderr)
+	case "report":
+		return reportCmd(ctx, args, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
@@ -192,17 +202,23 @@ func bootstrap(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) int {
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flagSet("serve", stderr)
-	path := fs.String("policy", "", "policy file to serve and follow (required)")
-	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "host:port for the xDS (ADS) gRPC server")
+	var cfg serve.Config
+	fs.StringVar(&cfg.PolicyPath, "policy", "", "policy file to serve and follow (required)")
+	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "host:port for the xDS (ADS) gRPC server")
+	fs.StringVar(&cfg.ExtProcAddress, "extproc-address", "127.0.0.1:18001", "host:port for the capture (ext_proc) gRPC server; empty: mirror without capture")
+	fs.StringVar(&cfg.ExtProcAdvertise, "extproc-advertise", "", "address Envoy dials for capture (default: --extproc-address, 0.0.0.0 as 127.0.0.1)")
+	fs.StringVar(&cfg.APIAddress, "api-address", "127.0.0.1:18080", "host:port for the report API and /metrics; empty: off")
+	fs.StringVar(&cfg.Report.DBPath, "db", "shadowlab.db", "SQLite file keeping results across restarts; empty: memory only")
+	fs.DurationVar(&cfg.Pairer.TTL, "pair-ttl", 30*time.Second, "how long a captured half waits for its other side")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "json", "json or console")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if *path == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: shadowlab serve --policy FILE [--xds-address host:port]")
+	if cfg.PolicyPath == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: shadowlab serve --policy FILE [--xds-address host:port] [--extproc-address host:port] [--api-address host:port] [--db FILE]")
 		return exitUsage
 	}
 	log, err := newLogger(*level, *format, stderr)
@@ -212,33 +228,91 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	defer func() { _ = log.Sync() }()
 
-	// Load first: a broken policy must stop serve before it listens.
-	if _, ok := loadPolicy(*path, stderr); !ok {
+	// Load first: a broken policy must stop serve before it listens, with
+	// every problem printed plainly.
+	if _, ok := loadPolicy(cfg.PolicyPath, stderr); !ok {
 		return exitFailed
 	}
-	lis, err := net.Listen("tcp", *xdsAddr)
+	in, err := serve.Start(ctx, cfg, log)
 	if err != nil {
-		log.Error("cannot listen for xDS", zap.String("address", *xdsAddr), zap.Error(err))
+		log.Error("serve failed to start", zap.Error(err))
 		return exitFailed
 	}
-	srv := xds.NewServer(xds.Options{}, log.Named("xds"))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- xds.WatchPolicy(ctx, *path, srv, log.Named("policy")) }()
-	go func() { errc <- srv.Serve(ctx, lis) }()
-	log.Info("serving xDS", zap.String("address", lis.Addr().String()), zap.String("policy", *path))
-
-	// Either goroutine ending (a fatal watch error, the gRPC server dying,
-	// or a signal) stops both.
-	err = <-errc
-	cancel()
-	if err = errors.Join(err, <-errc); err != nil {
+	if err := in.Wait(); err != nil {
 		log.Error("serve stopped", zap.Error(err))
 		return exitFailed
 	}
 	log.Info("serve stopped")
 	return exitOK
+}
+
+func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flagSet("report", stderr)
+	server := fs.String("server", "http://127.0.0.1:18080", "base URL of shadowlab serve's API (--api-address)")
+	route := fs.String("route", "", "show only this route")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	maxPaths := fs.Int("paths", 20, "differing paths shown per route")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: shadowlab report [--server URL] [--route NAME] [--json]")
+		return exitUsage
+	}
+	url := strings.TrimRight(*server, "/") + "/api/v1/report"
+	if *route != "" {
+		url = strings.TrimRight(*server, "/") + "/api/v1/routes/" + neturl.PathEscape(*route)
+	}
+	body, err := httpGet(ctx, url)
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
+		return exitFailed
+	}
+	if *asJSON {
+		_, _ = stdout.Write(body)
+		return exitOK
+	}
+	var rep report.Report
+	if *route != "" {
+		var rr report.RouteReport
+		err = json.Unmarshal(body, &rr)
+		rep.Routes = []report.RouteReport{rr}
+	} else {
+		err = json.Unmarshal(body, &rep)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab report: reading %s: %v\n", url, err)
+		return exitFailed
+	}
+	if err := report.Render(stdout, rep, report.RenderOptions{Route: *route, MaxPaths: *maxPaths}); err != nil {
+		fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// httpGet fetches url and fails on any status but 200, with the server's
+// message.
+func httpGet(ctx context.Context, url string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("is shadowlab serve running? %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -1,0 +1,147 @@
+package compare
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var benchSizes = []struct {
+	name string
+	size int
+}{{"1KiB", 1 << 10}, {"4KiB", 4 << 10}, {"64KiB", 64 << 10}}
+
+// benchPairs returns a few distinct realistic pairs of about size bytes:
+// different noise (ids, timestamps, nonce) and two real differences each.
+func benchPairs(size int) [][2]Response {
+	h := map[string]string{"content-type": "application/json"}
+	var out [][2]Response
+	for s := range uint64(8) {
+		p, q := benchPair(s+1, size)
+		out = append(out, [2]Response{{Status: 200, Headers: h, Body: p}, {Status: 200, Headers: h, Body: q}})
+	}
+	return out
+}
+
+func BenchmarkCompare(b *testing.B) {
+	rules, err := NewRules(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bs := range benchSizes {
+		pairs := benchPairs(bs.size)
+		b.Run(bs.name, func(b *testing.B) {
+			b.SetBytes(int64(len(pairs[0][0].Body) + len(pairs[0][1].Body)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				p := pairs[i%len(pairs)]
+				if res := Compare(p[0], p[1], rules); len(res.Differences) == 0 {
+					b.Fatal("no differences")
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+		})
+	}
+}
+
+func BenchmarkBaseline(b *testing.B) {
+	for _, bs := range benchSizes {
+		pairs := benchPairs(bs.size)
+		b.Run(bs.name, func(b *testing.B) {
+			b.SetBytes(int64(len(pairs[0][0].Body) + len(pairs[0][1].Body)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				p := pairs[i%len(pairs)]
+				if diffs := baselineCompare(p[0].Body, p[1].Body); len(diffs) == 0 {
+					b.Fatal("no differences")
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+		})
+	}
+}
+
+// baselineCompare is what a straightforward comparator looks like:
+// encoding/json into any, a generic recursive diff building paths as it
+// goes, json.Marshal for excerpts, differences sorted by path.
+func baselineCompare(a, b []byte) []Difference {
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		return []Difference{{Path: "body", Kind: Body}}
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		return []Difference{{Path: "body", Kind: Body}}
+	}
+	var out []Difference
+	baselineDiff("$", "$", va, vb, &out)
+	slices.SortFunc(out, func(x, y Difference) int { return strings.Compare(x.Path, y.Path) })
+	return out
+}
+
+func baselineDiff(path, pattern string, a, b any, out *[]Difference) {
+	switch av := a.(type) {
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok {
+			*out = append(*out, baselineDifference(path, pattern, TypeChanged, a, b))
+			return
+		}
+		for k, x := range av {
+			p, q := path+"."+k, pattern+"."+k
+			if y, ok := bv[k]; ok {
+				baselineDiff(p, q, x, y, out)
+			} else {
+				*out = append(*out, baselineDifference(p, q, Removed, x, nil))
+			}
+		}
+		for k, y := range bv {
+			if _, ok := av[k]; !ok {
+				*out = append(*out, baselineDifference(path+"."+k, pattern+"."+k, Added, nil, y))
+			}
+		}
+	case []any:
+		bv, ok := b.([]any)
+		if !ok {
+			*out = append(*out, baselineDifference(path, pattern, TypeChanged, a, b))
+			return
+		}
+		q := pattern + "[*]"
+		for i := range max(len(av), len(bv)) {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			switch {
+			case i < len(av) && i < len(bv):
+				baselineDiff(p, q, av[i], bv[i], out)
+			case i < len(av):
+				*out = append(*out, baselineDifference(p, q, Removed, av[i], nil))
+			default:
+				*out = append(*out, baselineDifference(p, q, Added, nil, bv[i]))
+			}
+		}
+	default:
+		if fmt.Sprintf("%T", a) != fmt.Sprintf("%T", b) {
+			*out = append(*out, baselineDifference(path, pattern, TypeChanged, a, b))
+		} else if a != b {
+			*out = append(*out, baselineDifference(path, pattern, Changed, a, b))
+		}
+	}
+}
+
+func baselineDifference(path, pattern string, k Kind, a, b any) Difference {
+	d := Difference{Path: path, Pattern: pattern, Kind: k}
+	if a != nil || k != Added {
+		j, _ := json.Marshal(a)
+		d.Primary = cut(j, MaxExcerpt)
+	}
+	if b != nil || k != Removed {
+		j, _ := json.Marshal(b)
+		d.Shadow = cut(j, MaxExcerpt)
+	}
+	return d
+}

@@ -1,0 +1,230 @@
+// Package extproc is shadowlab's ext_proc server. Envoy opens one gRPC
+// stream per captured request half (the primary downstream, the shadow on
+// the shadow cluster's upstream filter), in observability mode: it sends and
+// never waits, so nothing here can slow a user request. Each finished half
+// goes, without blocking, to the pairer, which pairs halves by route and
+// request id, compares them, and hands the result to the report.
+package extproc
+
+import (
+	"errors"
+	"hash/fnv"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/xds"
+)
+
+// Half is one side of one mirrored request, as captured.
+type Half struct {
+	Route, Side, RequestID string
+	Method, Path           string // Path without the query string
+	Fingerprint            string // the request: method and full path, hashed
+	Response               compare.Response
+	Latency                time.Duration // request headers → response headers, as seen here
+	BodyBytes              int64         // response body bytes seen, kept or not
+	TooLarge               bool          // the body went over the route's limit and was not kept
+	Incomplete             string        // why there is no complete response; "" when there is
+	At                     time.Time
+}
+
+// size is roughly what a half holds in memory.
+func (h *Half) size() int { return len(h.Response.Body) + 512 }
+
+// Clock is the time source (tests inject one).
+type Clock func() time.Time
+
+// Server implements the ext_proc gRPC service for capture.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	policy func() *policy.Policy
+	pairer *Pairer
+	now    Clock
+	log    *zap.Logger
+}
+
+// NewServer captures halves for the routes of the current policy (read on
+// every stream) and offers them to pairer.
+func NewServer(pol func() *policy.Policy, pairer *Pairer, now Clock, log *zap.Logger) *Server {
+	return &Server{policy: pol, pairer: pairer, now: now, log: log}
+}
+
+// Register adds the service to a gRPC server.
+func (s *Server) Register(g *grpc.Server) { extprocv3.RegisterExternalProcessorServer(g, s) }
+
+// Process owns one stream: it reads until Envoy closes it, feeding each
+// message to the stream's capture. It never answers (observability mode
+// ignores answers) and never fails the stream on bad input.
+func (s *Server) Process(stream grpc.BidiStreamingServer[extprocv3.ProcessingRequest, extprocv3.ProcessingResponse]) error {
+	md, _ := metadata.FromIncomingContext(stream.Context())
+	c := s.newCapture(first(md, xds.MetadataRoute), first(md, xds.MetadataSide))
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			c.end(s.now())
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return nil // Envoy resets streams it is done with; nothing to report back
+		}
+		c.handle(req, s.now())
+	}
+}
+
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// capture is the state of one stream: one half being assembled.
+type capture struct {
+	s        *Server
+	half     Half
+	limit    int64
+	start    time.Time
+	ignored  bool // not a stream shadowlab configured; drained and dropped
+	sawReq   bool
+	sawResp  bool
+	finished bool
+}
+
+func (s *Server) newCapture(route, side string) *capture {
+	c := &capture{s: s, half: Half{Route: route, Side: side}}
+	p := s.policy()
+	r, ok := (*policy.Route)(nil), false
+	if p != nil {
+		r, ok = p.Route(route)
+	}
+	if !ok || (side != xds.SidePrimary && side != xds.SideShadow) {
+		c.ignored = true
+		s.pairer.count(dropUnknown)
+		return c
+	}
+	c.limit = policy.DefaultMaxBodyBytes
+	if r.Compare != nil && r.Compare.MaxBodyBytes != nil {
+		c.limit = *r.Compare.MaxBodyBytes
+	}
+	return c
+}
+
+func (c *capture) handle(req *extprocv3.ProcessingRequest, now time.Time) {
+	if c.ignored || c.finished {
+		return
+	}
+	switch m := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		c.onRequestHeaders(m.RequestHeaders.GetHeaders(), now)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		c.onResponseHeaders(m.ResponseHeaders.GetHeaders(), now)
+		if m.ResponseHeaders.GetEndOfStream() {
+			c.finish(now)
+		}
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		c.onResponseBody(m.ResponseBody.GetBody())
+		if m.ResponseBody.GetEndOfStream() {
+			c.finish(now)
+		}
+	}
+}
+
+func (c *capture) onRequestHeaders(h *corev3.HeaderMap, now time.Time) {
+	c.sawReq, c.start = true, now
+	var fullPath string
+	for _, hv := range h.GetHeaders() {
+		switch hv.GetKey() {
+		case ":method":
+			c.half.Method = headerValue(hv)
+		case ":path":
+			fullPath = headerValue(hv)
+		case xds.HeaderRequestID:
+			c.half.RequestID = headerValue(hv)
+		}
+	}
+	c.half.Path, _, _ = strings.Cut(fullPath, "?")
+	f := fnv.New64a()
+	f.Write([]byte(c.half.Method))
+	f.Write([]byte{0})
+	f.Write([]byte(fullPath))
+	c.half.Fingerprint = strconv.FormatUint(f.Sum64(), 16)
+}
+
+func (c *capture) onResponseHeaders(h *corev3.HeaderMap, now time.Time) {
+	c.sawResp = true
+	if c.sawReq {
+		c.half.Latency = now.Sub(c.start)
+	}
+	headers := make(map[string]string, len(h.GetHeaders()))
+	for _, hv := range h.GetHeaders() {
+		k := hv.GetKey()
+		if k == ":status" {
+			c.half.Response.Status, _ = strconv.Atoi(headerValue(hv))
+			continue
+		}
+		if strings.HasPrefix(k, ":") {
+			continue
+		}
+		if _, dup := headers[k]; !dup {
+			headers[k] = headerValue(hv)
+		}
+	}
+	c.half.Response.Headers = headers
+}
+
+func (c *capture) onResponseBody(b []byte) {
+	c.half.BodyBytes += int64(len(b))
+	if c.half.TooLarge {
+		return
+	}
+	if c.half.BodyBytes > c.limit {
+		c.half.TooLarge, c.half.Response.Body = true, nil
+		return
+	}
+	c.half.Response.Body = append(c.half.Response.Body, b...)
+}
+
+// finish hands the half to the pairer, once.
+func (c *capture) finish(now time.Time) {
+	if c.finished {
+		return
+	}
+	c.finished = true
+	c.half.At = now
+	c.s.pairer.Offer(c.half)
+}
+
+// end is the stream closing: a half without its complete response is still
+// offered (a shadow that never answered is a finding), marked incomplete.
+func (c *capture) end(now time.Time) {
+	if c.ignored || c.finished || !c.sawReq {
+		return
+	}
+	if !c.sawResp {
+		c.half.Incomplete = "no response (upstream reset, timed out or refused)"
+	} else {
+		c.half.Incomplete = "response body cut short"
+	}
+	c.finish(now)
+}
+
+// headerValue reads a header's value: Envoy sends raw_value, older versions
+// value.
+func headerValue(hv *corev3.HeaderValue) string {
+	if rv := hv.GetRawValue(); len(rv) > 0 {
+		return string(rv)
+	}
+	return hv.GetValue()
+}

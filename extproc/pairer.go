@@ -1,0 +1,403 @@
+package extproc
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/report"
+	"github.com/shadowlab/shadowlab/xds"
+)
+
+// Recorder receives what the pairer concludes. *report.Reporter is the one
+// in use.
+type Recorder interface {
+	Record(report.Pair)
+	SetNoise(route string, noise []compare.NoisePath)
+}
+
+// PairerConfig bounds the pairer. Zero values take the defaults.
+type PairerConfig struct {
+	TTL             time.Duration // how long a half waits for its other side; default 30s
+	Grace           time.Duration // how long a complete pair waits for a duplicate half before it is compared; default 1s
+	MaxPending      int           // request ids waiting; default 10 000
+	MaxPendingBytes int           // bytes they hold; default 256 MiB
+	QueueSize       int           // halves waiting to be paired; default 4096
+	Workers         int           // comparators; default 2
+	Learner         compare.LearnerConfig
+}
+
+func (c *PairerConfig) defaults() {
+	if c.TTL <= 0 {
+		c.TTL = 30 * time.Second
+	}
+	if c.Grace <= 0 {
+		c.Grace = time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 10_000
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 256 << 20
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 4096
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+}
+
+// Reasons a half is dropped before pairing (label values of
+// shadowlab_capture_dropped_total).
+const (
+	dropQueueFull   = "queue_full"
+	dropPendingFull = "pending_full"
+	dropUnknown     = "unknown_route"
+	dropNoID        = "no_request_id"
+	dropCompareFull = "comparator_full"
+)
+
+// Pairer pairs halves by (route, request id). A half waits TTL for its
+// other side; a complete pair waits Grace more, so that a third half
+// claiming the same id (a forged or reused id) makes the id ambiguous
+// instead of being mis-paired. Memory is bounded by MaxPending and
+// MaxPendingBytes; when full, new halves are dropped and counted. Offer
+// never blocks.
+type Pairer struct {
+	cfg    PairerConfig
+	policy func() *policy.Policy
+	rec    Recorder
+	now    Clock
+	log    *zap.Logger
+
+	in   chan Half
+	work chan job
+
+	// owned by the pairing loop
+	pending map[pairKey]*pending
+	bytes   int
+
+	mu       sync.Mutex
+	learners map[string]*routeState // route → rules and learner of the current policy
+
+	halves  *prometheus.CounterVec
+	dropped *prometheus.CounterVec
+	waiting prometheus.GaugeFunc
+	size    int64 // pending count, for the gauge (atomic via mu)
+}
+
+type pairKey struct{ route, id string }
+
+type pending struct {
+	halves    [2]*Half // primary, shadow
+	ambiguous string   // why, once more than one half claimed a side
+	deadline  time.Time
+	emitAt    time.Time // set once both sides are here, or once ambiguous
+	emitted   bool      // an ambiguous id already reported; kept until deadline to absorb late halves
+	bytes     int
+}
+
+type job struct {
+	primary, shadow *Half
+}
+
+// routeState is what comparing a route needs; rebuilt when its compare
+// block changes.
+type routeState struct {
+	compare *policy.Compare
+	rules   *compare.Rules
+	learner *compare.Learner // nil when learnNoise is off
+}
+
+// NewPairer returns a pairer; Run starts it. Its metrics are registered on
+// reg.
+func NewPairer(cfg PairerConfig, pol func() *policy.Policy, rec Recorder, now Clock, reg prometheus.Registerer, log *zap.Logger) (*Pairer, error) {
+	cfg.defaults()
+	p := &Pairer{
+		cfg: cfg, policy: pol, rec: rec, now: now, log: log,
+		in:       make(chan Half, cfg.QueueSize),
+		work:     make(chan job, cfg.QueueSize),
+		pending:  map[pairKey]*pending{},
+		learners: map[string]*routeState{},
+		halves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowlab_capture_halves_total", Help: "Response halves captured, by side.",
+		}, []string{"side"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shadowlab_capture_dropped_total", Help: "Halves or pairs dropped before comparison, by reason.",
+		}, []string{"reason"}),
+	}
+	p.waiting = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shadowlab_capture_pending", Help: "Request ids waiting for their other half.",
+	}, func() float64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return float64(p.size)
+	})
+	for _, c := range []prometheus.Collector{p.halves, p.dropped, p.waiting} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering capture metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *Pairer) count(reason string) { p.dropped.WithLabelValues(reason).Inc() }
+
+// Offer queues a finished half for pairing; when the queue is full the half
+// is dropped and counted. It never blocks.
+func (p *Pairer) Offer(h Half) {
+	p.halves.WithLabelValues(h.Side).Inc()
+	if h.RequestID == "" {
+		p.count(dropNoID)
+		return
+	}
+	select {
+	case p.in <- h:
+	default:
+		p.count(dropQueueFull)
+	}
+}
+
+// Run pairs and compares until ctx is done.
+func (p *Pairer) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range p.cfg.Workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-p.work:
+					p.compare(j)
+				}
+			}
+		})
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	noise := time.NewTicker(500 * time.Millisecond)
+	defer noise.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case h := <-p.in:
+			p.add(&h)
+		case <-tick.C:
+			p.sweep(p.now())
+		case <-noise.C:
+			p.publishNoise()
+		}
+	}
+}
+
+func sideIndex(side string) int {
+	if side == xds.SideShadow {
+		return 1
+	}
+	return 0
+}
+
+// add places a half; a second half for the same side makes the id
+// ambiguous, as does a half that disagrees with its other side on the
+// request.
+func (p *Pairer) add(h *Half) {
+	k := pairKey{h.Route, h.RequestID}
+	pe, ok := p.pending[k]
+	if !ok {
+		if len(p.pending) >= p.cfg.MaxPending || p.bytes+h.size() > p.cfg.MaxPendingBytes {
+			p.count(dropPendingFull)
+			return
+		}
+		pe = &pending{deadline: h.At.Add(p.cfg.TTL)}
+		p.pending[k] = pe
+		p.setSize()
+	}
+	i := sideIndex(h.Side)
+	switch {
+	case pe.ambiguous != "":
+		return
+	case pe.halves[i] != nil:
+		pe.ambiguous = fmt.Sprintf("more than one %s half claimed this request id", h.Side)
+	case pe.halves[1-i] != nil && !sameRequest(pe.halves[1-i], h):
+		pe.ambiguous = "the primary and shadow halves are of different requests"
+	default:
+		pe.halves[i] = h
+		pe.bytes += h.size()
+		p.bytes += h.size()
+		if pe.halves[0] != nil && pe.halves[1] != nil {
+			pe.emitAt = h.At.Add(p.cfg.Grace)
+		}
+		return
+	}
+	p.bytes -= pe.bytes
+	pe.bytes, pe.halves = 0, [2]*Half{} // an ambiguous id keeps no body
+	pe.emitAt = h.At.Add(p.cfg.Grace)
+}
+
+func sameRequest(a, b *Half) bool { return a.Method == b.Method && a.Fingerprint == b.Fingerprint }
+
+// sweep emits what is due: compared pairs and ambiguous ids after their
+// grace, lone halves after their TTL. An ambiguous id stays (empty) until
+// its TTL so that its late halves are absorbed, not paired.
+func (p *Pairer) sweep(now time.Time) {
+	for k, pe := range p.pending {
+		due := !pe.emitAt.IsZero() && !now.Before(pe.emitAt)
+		switch {
+		case pe.ambiguous != "" && due && !pe.emitted:
+			pe.emitted = true
+			p.rec.Record(report.Pair{Route: k.route, RequestID: k.id, Outcome: report.Ambiguous, Reason: pe.ambiguous, At: now})
+			continue
+		case pe.ambiguous == "" && due:
+			select {
+			case p.work <- job{pe.halves[0], pe.halves[1]}:
+			default:
+				p.count(dropCompareFull)
+				p.rec.Record(p.pair(k, pe.halves[0], pe.halves[1], report.Skipped, "comparator saturated"))
+			}
+		case !now.Before(pe.deadline):
+			p.expire(k, pe)
+		default:
+			continue
+		}
+		p.bytes -= pe.bytes
+		delete(p.pending, k)
+	}
+	p.setSize()
+}
+
+func (p *Pairer) expire(k pairKey, pe *pending) {
+	switch {
+	case pe.ambiguous != "":
+		if !pe.emitted { // cannot happen: grace < TTL; kept for safety
+			p.rec.Record(report.Pair{Route: k.route, RequestID: k.id, Outcome: report.Ambiguous, Reason: pe.ambiguous, At: pe.deadline})
+		}
+	case pe.halves[0] != nil:
+		p.rec.Record(p.pair(k, pe.halves[0], nil, report.PrimaryOnly, fmt.Sprintf("no shadow half within %v (shed, lost or not mirrored)", p.cfg.TTL)))
+	case pe.halves[1] != nil:
+		p.rec.Record(p.pair(k, nil, pe.halves[1], report.ShadowOnly, fmt.Sprintf("no primary half within %v", p.cfg.TTL)))
+	}
+}
+
+func (p *Pairer) setSize() {
+	p.mu.Lock()
+	p.size = int64(len(p.pending))
+	p.mu.Unlock()
+}
+
+// pair builds the report entry for whatever halves there are.
+func (p *Pairer) pair(k pairKey, primary, shadow *Half, outcome report.Outcome, reason string) report.Pair {
+	out := report.Pair{Route: k.route, RequestID: k.id, Outcome: outcome, Reason: reason}
+	for _, h := range []*Half{primary, shadow} {
+		if h == nil {
+			continue
+		}
+		out.Method, out.Path = h.Method, h.Path
+		if h.At.After(out.At) {
+			out.At = h.At
+		}
+	}
+	if primary != nil {
+		out.PrimaryStatus, out.PrimaryLatency = primary.Response.Status, primary.Latency
+	}
+	if shadow != nil {
+		out.ShadowStatus, out.ShadowLatency = shadow.Response.Status, shadow.Latency
+	}
+	return out
+}
+
+// compare runs on a worker: it decides the outcome of a complete pair.
+func (p *Pairer) compare(j job) {
+	k := pairKey{j.primary.Route, j.primary.RequestID}
+	switch {
+	case j.shadow.Incomplete != "":
+		p.rec.Record(p.pair(k, j.primary, nil, report.PrimaryOnly, "shadow: "+j.shadow.Incomplete))
+		return
+	case j.primary.Incomplete != "":
+		p.rec.Record(p.pair(k, nil, j.shadow, report.ShadowOnly, "primary: "+j.primary.Incomplete))
+		return
+	case j.primary.TooLarge || j.shadow.TooLarge:
+		p.rec.Record(p.pair(k, j.primary, j.shadow, report.Skipped, tooLarge(j.primary, j.shadow)))
+		return
+	}
+	st := p.state(k.route)
+	if st == nil { // the route left the policy while its pair waited
+		p.rec.Record(p.pair(k, j.primary, j.shadow, report.Skipped, "route no longer in the policy"))
+		return
+	}
+	if st.learner != nil {
+		st.learner.Observe(xds.SidePrimary, j.primary.Fingerprint, j.primary.Response)
+		st.learner.Observe(xds.SideShadow, j.shadow.Fingerprint, j.shadow.Response)
+	}
+	res := compare.Compare(j.primary.Response, j.shadow.Response, st.rules)
+	outcome := report.Match
+	if len(res.Differences) > 0 {
+		outcome = report.Diff
+	}
+	pr := p.pair(k, j.primary, j.shadow, outcome, res.Skipped)
+	pr.Differences = res.Differences
+	p.rec.Record(pr)
+}
+
+func tooLarge(primary, shadow *Half) string {
+	var sides []string
+	for _, h := range []*Half{primary, shadow} {
+		if h.TooLarge {
+			sides = append(sides, fmt.Sprintf("%s %d bytes", h.Side, h.BodyBytes))
+		}
+	}
+	return fmt.Sprintf("body over the limit (%v)", sides)
+}
+
+// state returns route's rules and learner for the current policy, building
+// them when the route's compare block changed.
+func (p *Pairer) state(route string) *routeState {
+	pol := p.policy()
+	if pol == nil {
+		return nil
+	}
+	r, ok := pol.Route(route)
+	if !ok || r.Shadow == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.learners[route]; ok && reflect.DeepEqual(st.compare, r.Compare) {
+		return st
+	}
+	rules, err := compare.NewRules(r.Compare)
+	if err != nil { // the policy validated these rules; log and compare without them
+		p.log.Error("compare rules refused", zap.String("route", route), zap.Error(err))
+		rules, _ = compare.NewRules(nil)
+	}
+	st := &routeState{compare: r.Compare, rules: rules}
+	if r.Compare == nil || r.Compare.LearnNoise == nil || *r.Compare.LearnNoise {
+		st.learner = compare.NewLearner(p.cfg.Learner, rules)
+	}
+	p.learners[route] = st
+	return st
+}
+
+// publishNoise hands each route's learned noise to the recorder.
+func (p *Pairer) publishNoise() {
+	p.mu.Lock()
+	states := make(map[string]*routeState, len(p.learners))
+	for r, st := range p.learners {
+		states[r] = st
+	}
+	p.mu.Unlock()
+	for route, st := range states {
+		if st.learner != nil {
+			p.rec.SetNoise(route, st.learner.Noise())
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package extproc
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/report"
+	"github.com/shadowlab/shadowlab/xds"
+)
+
+// fakeRecorder keeps what the pairer concluded.
+type fakeRecorder struct {
+	mu    sync.Mutex
+	pairs []report.Pair
+	noise map[string][]compare.NoisePath
+}
+
+func (f *fakeRecorder) Record(p report.Pair) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pairs = append(f.pairs, p)
+}
+
+func (f *fakeRecorder) SetNoise(route string, n []compare.NoisePath) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noise == nil {
+		f.noise = map[string][]compare.NoisePath{}
+	}
+	f.noise[route] = n
+}
+
+const testPolicy = `
+version: 1
+listeners: [{name: l, address: "127.0.0.1:10000"}]
+services:
+  a: {endpoints: ["127.0.0.1:1"]}
+  b: {endpoints: ["127.0.0.1:2"]}
+routes:
+  - name: r
+    match: {pathPrefix: /}
+    primary: a
+    shadow: {service: b, percent: 100}
+    compare: {maxBodyBytes: 64}
+`
+
+var t0 = time.Date(2026, 11, 22, 17, 0, 0, 0, time.UTC)
+
+func newTestPairer(t *testing.T, cfg PairerConfig) (*Pairer, *fakeRecorder) {
+	t.Helper()
+	pol, err := policy.Parse([]byte(testPolicy), "test.yaml")
+	require.NoError(t, err)
+	rec := &fakeRecorder{}
+	p, err := NewPairer(cfg, func() *policy.Policy { return pol }, rec, func() time.Time { return t0 }, prometheus.NewRegistry(), zap.NewNop())
+	require.NoError(t, err)
+	return p, rec
+}
+
+func half(side, id, path, body string, at time.Time) *Half {
+	return &Half{
+		Route: "r", Side: side, RequestID: id, Method: "GET", Path: path, Fingerprint: "f" + path,
+		Response: compare.Response{Status: 200, Headers: map[string]string{"content-type": "application/json"}, Body: []byte(body)},
+		Latency:  time.Millisecond, At: at,
+	}
+}
+
+// drain runs the comparisons the sweep queued.
+func drain(p *Pairer) {
+	for {
+		select {
+		case j := <-p.work:
+			p.compare(j)
+		default:
+			return
+		}
+	}
+}
+
+func TestPairer(t *testing.T) {
+	P, S := xds.SidePrimary, xds.SideShadow
+	tests := map[string]struct {
+		halves   []*Half
+		sweepAt  time.Time
+		outcomes []report.Outcome
+		reason   string
+	}{
+		"match": {
+			halves:   []*Half{half(P, "1", "/a", `{"x":1}`, t0), half(S, "1", "/a", `{"x":1}`, t0)},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.Match},
+		},
+		"diff": {
+			halves:   []*Half{half(S, "1", "/a", `{"x":2}`, t0), half(P, "1", "/a", `{"x":1}`, t0)},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.Diff},
+		},
+		"held for the grace period": {
+			halves:  []*Half{half(P, "1", "/a", `{}`, t0), half(S, "1", "/a", `{}`, t0)},
+			sweepAt: t0.Add(500 * time.Millisecond),
+		},
+		"lone primary after the TTL": {
+			halves:   []*Half{half(P, "1", "/a", `{}`, t0)},
+			sweepAt:  t0.Add(31 * time.Second),
+			outcomes: []report.Outcome{report.PrimaryOnly},
+			reason:   "no shadow half within 30s",
+		},
+		"lone shadow after the TTL": {
+			halves:   []*Half{half(S, "1", "/a", `{}`, t0)},
+			sweepAt:  t0.Add(31 * time.Second),
+			outcomes: []report.Outcome{report.ShadowOnly},
+		},
+		"lone half before the TTL waits": {
+			halves:  []*Half{half(P, "1", "/a", `{}`, t0)},
+			sweepAt: t0.Add(29 * time.Second),
+		},
+		"two primaries claim one id": {
+			halves:   []*Half{half(P, "1", "/a", `{}`, t0), half(P, "1", "/b", `{}`, t0), half(S, "1", "/a", `{}`, t0)},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.Ambiguous},
+			reason:   "more than one primary half",
+		},
+		"a third half after completion": {
+			halves:   []*Half{half(P, "1", "/a", `{}`, t0), half(S, "1", "/a", `{}`, t0), half(S, "1", "/a", `{}`, t0.Add(100*time.Millisecond))},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.Ambiguous},
+		},
+		"halves of different requests": {
+			halves:   []*Half{half(P, "1", "/a", `{}`, t0), half(S, "1", "/b", `{}`, t0)},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.Ambiguous},
+			reason:   "different requests",
+		},
+		"shadow without a response": {
+			halves: []*Half{half(P, "1", "/a", `{}`, t0), func() *Half {
+				h := half(S, "1", "/a", "", t0)
+				h.Incomplete = "no response (upstream reset, timed out or refused)"
+				return h
+			}()},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.PrimaryOnly},
+			reason:   "shadow: no response",
+		},
+		"body over the limit": {
+			halves: []*Half{half(P, "1", "/a", `{}`, t0), func() *Half {
+				h := half(S, "1", "/a", "", t0)
+				h.TooLarge, h.BodyBytes = true, 100
+				return h
+			}()},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.Skipped},
+			reason:   "body over the limit",
+		},
+		"ids pair independently": {
+			halves: []*Half{
+				half(P, "1", "/a", `{"x":1}`, t0), half(P, "2", "/b", `{"x":1}`, t0),
+				half(S, "2", "/b", `{"x":1}`, t0), half(S, "1", "/a", `{"x":1}`, t0),
+			},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.Match, report.Match},
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, rec := newTestPairer(t, PairerConfig{})
+			for _, h := range tt.halves {
+				p.add(h)
+			}
+			p.sweep(tt.sweepAt)
+			drain(p)
+			var got []report.Outcome
+			for _, pr := range rec.pairs {
+				got = append(got, pr.Outcome)
+				assert.Contains(t, pr.Reason, tt.reason)
+				assert.Equal(t, "r", pr.Route)
+			}
+			assert.Equal(t, tt.outcomes, got)
+		})
+	}
+}
+
+func TestPairerAmbiguousAbsorbsLateHalves(t *testing.T) {
+	p, rec := newTestPairer(t, PairerConfig{})
+	p.add(half(xds.SidePrimary, "1", "/a", `{}`, t0))
+	p.add(half(xds.SidePrimary, "1", "/b", `{}`, t0))
+	p.sweep(t0.Add(2 * time.Second))
+	require.Len(t, rec.pairs, 1)
+	p.add(half(xds.SideShadow, "1", "/a", `{}`, t0.Add(3*time.Second)))
+	p.add(half(xds.SideShadow, "1", "/b", `{}`, t0.Add(3*time.Second)))
+	p.sweep(t0.Add(4 * time.Second))
+	drain(p)
+	assert.Len(t, rec.pairs, 1, "late halves of an ambiguous id are absorbed, never paired")
+	p.sweep(t0.Add(31 * time.Second))
+	assert.Empty(t, p.pending)
+}
+
+func TestPairerBounds(t *testing.T) {
+	t.Run("pending ids", func(t *testing.T) {
+		p, _ := newTestPairer(t, PairerConfig{MaxPending: 2})
+		for _, id := range []string{"1", "2", "3"} {
+			p.add(half(xds.SidePrimary, id, "/a", `{}`, t0))
+		}
+		assert.Len(t, p.pending, 2)
+		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropPendingFull)))
+	})
+	t.Run("pending bytes", func(t *testing.T) {
+		p, _ := newTestPairer(t, PairerConfig{MaxPendingBytes: 1000})
+		p.add(half(xds.SidePrimary, "1", "/a", string(make([]byte, 400)), t0))
+		p.add(half(xds.SidePrimary, "2", "/a", string(make([]byte, 400)), t0))
+		assert.Len(t, p.pending, 1)
+		p.sweep(t0.Add(31 * time.Second))
+		assert.Zero(t, p.bytes, "bytes are given back")
+	})
+	t.Run("queue never blocks", func(t *testing.T) {
+		p, _ := newTestPairer(t, PairerConfig{QueueSize: 1})
+		p.Offer(*half(xds.SidePrimary, "1", "/a", `{}`, t0))
+		p.Offer(*half(xds.SidePrimary, "2", "/a", `{}`, t0)) // queue full: dropped, not blocked
+		p.Offer(Half{Route: "r", Side: xds.SidePrimary})     // no id
+		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropQueueFull)))
+		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropNoID)))
+	})
+}
+
+// TestPairerLearnsNoise: a field that varies between answers to the same
+// request is published as noise.
+func TestPairerLearnsNoise(t *testing.T) {
+	p, rec := newTestPairer(t, PairerConfig{})
+	for i := range 6 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		body := func(side string) string { return `{"id":7,"ts":"` + side + at.String() + `"}` }
+		id := string(rune('a' + i))
+		p.add(half(xds.SidePrimary, id, "/same", body("p"), at))
+		p.add(half(xds.SideShadow, id, "/same", body("s"), at))
+		p.sweep(at.Add(2 * time.Second))
+		drain(p)
+	}
+	p.publishNoise()
+	require.NotEmpty(t, rec.noise["r"])
+	assert.Equal(t, "$.ts", rec.noise["r"][0].Pattern)
+}

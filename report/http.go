@@ -1,0 +1,146 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// maxPairsLimit bounds GET /api/v1/pairs?limit=.
+const maxPairsLimit = 1000
+
+// Handler serves:
+//
+//	GET /metrics                  Prometheus text format of Registry()
+//	GET /api/v1/report            Report (all routes)
+//	GET /api/v1/routes/{route}    RouteReport; 404 naming the route if unknown
+//	GET /api/v1/pairs             {"pairs": [PairRecord...]}, newest first;
+//	                              ?route=R&outcome=O&limit=N (default 50, max 1000)
+//	GET /healthz                  {"status": "ok"}; 503 when the store is unreachable
+//
+// Errors are JSON {"error": "..."}; a bad or unknown query parameter is a
+// 400 naming the parameter.
+func (r *Reporter) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/v1/report", r.serveReport)
+	mux.HandleFunc("GET /api/v1/routes/{route}", r.serveRoute)
+	mux.HandleFunc("GET /api/v1/pairs", r.servePairs)
+	mux.HandleFunc("GET /healthz", r.serveHealth)
+	return mux
+}
+
+func (r *Reporter) serveReport(w http.ResponseWriter, req *http.Request) {
+	if _, err := queryParams(req); err != nil {
+		r.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	r.writeJSON(w, http.StatusOK, r.Report())
+}
+
+func (r *Reporter) serveRoute(w http.ResponseWriter, req *http.Request) {
+	if _, err := queryParams(req); err != nil {
+		r.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	route := req.PathValue("route")
+	rr, ok := r.RouteReport(route)
+	if !ok {
+		r.writeError(w, http.StatusNotFound, fmt.Errorf("route %q: no results (not in the policy, or no pair recorded yet)", route))
+		return
+	}
+	r.writeJSON(w, http.StatusOK, rr)
+}
+
+func (r *Reporter) servePairs(w http.ResponseWriter, req *http.Request) {
+	q, err := queryParams(req, "route", "outcome", "limit")
+	if err != nil {
+		r.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	pq := PairsQuery{Route: q["route"], Outcome: Outcome(q["outcome"]), Limit: 50}
+	if pq.Outcome != "" && !knownOutcome(pq.Outcome) {
+		r.writeError(w, http.StatusBadRequest, fmt.Errorf("outcome: must be one of %s (got %q)", outcomeList(), pq.Outcome))
+		return
+	}
+	if s, ok := q["limit"]; ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPairsLimit {
+			r.writeError(w, http.StatusBadRequest, fmt.Errorf("limit: must be an integer from 1 to %d (got %q)", maxPairsLimit, s))
+			return
+		}
+		pq.Limit = n
+	}
+	pairs, err := r.Pairs(req.Context(), pq)
+	if err != nil {
+		r.log.Error("listing recent pairs failed", zap.Error(err))
+		r.writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	r.writeJSON(w, http.StatusOK, struct {
+		Pairs []PairRecord `json:"pairs"`
+	}{pairs})
+}
+
+func (r *Reporter) serveHealth(w http.ResponseWriter, req *http.Request) {
+	if err := r.store.ping(req.Context()); err != nil {
+		r.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("report store: %w", err))
+		return
+	}
+	r.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// queryParams returns the query parameters, refusing unknown or repeated
+// ones.
+func queryParams(req *http.Request, allowed ...string) (map[string]string, error) {
+	vals, err := url.ParseQuery(req.URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
+	names := make([]string, 0, len(vals))
+	for name := range vals {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	out := map[string]string{}
+	for _, name := range names {
+		switch {
+		case !slices.Contains(allowed, name):
+			if len(allowed) == 0 {
+				return nil, fmt.Errorf("%s: unknown query parameter (this endpoint takes none)", name)
+			}
+			return nil, fmt.Errorf("%s: unknown query parameter (known: %s)", name, strings.Join(allowed, ", "))
+		case len(vals[name]) > 1:
+			return nil, fmt.Errorf("%s: given %d times", name, len(vals[name]))
+		}
+		out[name] = vals[name][0]
+	}
+	return out, nil
+}
+
+func outcomeList() string {
+	return strings.Join([]string{string(Match), string(Diff), string(PrimaryOnly), string(ShadowOnly), string(Ambiguous), string(Skipped)}, ", ")
+}
+
+func (r *Reporter) writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		r.log.Error("encoding a response failed", zap.Error(err))
+		http.Error(w, `{"error":"encoding the response failed"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func (r *Reporter) writeError(w http.ResponseWriter, status int, err error) {
+	r.writeJSON(w, status, map[string]string{"error": err.Error()})
+}
