@@ -2,7 +2,6 @@ package compare
 
 import (
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,12 +124,26 @@ func baselineDiff(path, pattern string, a, b any, out *[]Difference) {
 			}
 		}
 	default:
-		if fmt.Sprintf("%T", a) != fmt.Sprintf("%T", b) {
+		if jsonType(a) != jsonType(b) {
 			*out = append(*out, baselineDifference(path, pattern, TypeChanged, a, b))
 		} else if a != b {
 			*out = append(*out, baselineDifference(path, pattern, Changed, a, b))
 		}
 	}
+}
+
+func jsonType(v any) int {
+	switch v.(type) {
+	case nil:
+		return 0
+	case bool:
+		return 1
+	case float64:
+		return 2
+	case string:
+		return 3
+	}
+	return 4
 }
 
 func baselineDifference(path, pattern string, k Kind, a, b any) Difference {

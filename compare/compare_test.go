@@ -206,7 +206,7 @@ func TestCompare(t *testing.T) {
 			want:    []Difference{d("$[0]", Changed, "12345678901234567890", "12345678901234567891")},
 		},
 		"ignore": {
-			rules: &policy.Compare{Ignore: []string{"$.ts", "$.items[*].id", "$.meta.*", "$.list[0]", "$['odd key']"}},
+			rules:   &policy.Compare{Ignore: []string{"$.ts", "$.items[*].id", "$.meta.*", "$.list[0]", "$['odd key']"}},
 			primary: jsonResp(`{"ts":1,"items":[{"id":1,"v":1},{"id":2,"v":2}],"meta":{"a":1,"b":{"c":1}},"list":[1,2],"odd key":1,"keep":1}`),
 			shadow:  jsonResp(`{"ts":2,"items":[{"id":3,"v":1},{"id":4,"v":3}],"meta":{"a":2,"d":1},"list":[9,2],"odd key":2,"keep":2}`),
 			want:    []Difference{d("$.items[1].v", Changed, "2", "3"), d("$.keep", Changed, "1", "2")},

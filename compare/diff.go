@@ -12,8 +12,16 @@ import (
 // more, Result keeps the first MaxDifferences in Path order and adds one
 // Difference with Path and Pattern Truncated, Kind Changed, and "N more
 // differences" as both excerpts. Status, header and body differences are
-// never cut.
+// never cut. (A pair with more than 16 000 differences is listed from
+// the first 16 000 met in document order, to bound the work.)
 const MaxDifferences = 1000
+
+// maxListed bounds the differences of one pair that are rendered (paths,
+// excerpts) to pick the MaxDifferences listed; past it they are only
+// counted. Up to it, the listed ones are the first in Path order whichever
+// side is which; past it, they are the first in Path order among those met
+// first in document order.
+const maxListed = 16 * MaxDifferences
 
 // Truncated is the Path and Pattern of the Difference that stands for the
 // differences past MaxDifferences. It sorts after every other JSON path.
@@ -370,7 +378,7 @@ func (w *walker) object(ta, tb uint32, set []*rule, pn *pnode) {
 		k = b.tape[k+1].next
 	}
 	bk, matched := w.keys[base:], w.match[base:]
-	var index map[string][]int
+	var index map[string]*[]int // for big objects in another order: positions by key
 	hint := 0
 	for k, i := ta+1, uint32(0); i < a.tape[ta].n; i++ {
 		v := k + 1
@@ -385,16 +393,25 @@ func (w *walker) object(ta, tb uint32, set []*rule, pn *pnode) {
 				j = hint
 			} else if len(bk) > maxLinearMembers {
 				if index == nil {
-					index = make(map[string][]int, len(bk))
+					index = make(map[string]*[]int, len(bk))
 					for x, kb := range bk {
 						s := string(key(b, kb, &w.keyB))
-						index[s] = append(index[s], x)
+						l := index[s]
+						if l == nil {
+							l = new([]int)
+							index[s] = l
+						}
+						*l = append(*l, x)
 					}
 				}
-				for _, x := range index[string(name)] {
-					if !matched[x] {
-						j = x
-						break
+				// Positions are taken in order, so the first unmatched one
+				// is found in amortized constant time even with duplicates.
+				if l := index[string(name)]; l != nil {
+					for len(*l) > 0 && matched[(*l)[0]] {
+						*l = (*l)[1:]
+					}
+					if len(*l) > 0 {
+						j = (*l)[0]
 					}
 				}
 			} else {
@@ -840,7 +857,7 @@ func (w *walker) only(side uint8, t uint32, set []*rule, pn *pnode) {
 			return
 		}
 		w.learn.see(pn)
-		w.learn.vary(pn)
+		w.learn.vary(pn, true)
 		w.seeChildren(w.doc(side), t, set, pn)
 		return
 	}
@@ -854,10 +871,13 @@ func (w *walker) only(side uint8, t uint32, set []*rule, pn *pnode) {
 // emit records a difference at the current path.
 func (w *walker) emit(k Kind, ta, tb uint32, pn *pnode) {
 	if w.learn != nil {
-		w.learn.vary(pn)
+		w.learn.vary(pn, false)
 		return
 	}
 	w.total++
+	if w.total > maxListed {
+		return
+	}
 	path, pattern := w.paths()
 	redacted := w.redacted()
 	d := Difference{Path: path, Pattern: pattern, Kind: k}

@@ -17,6 +17,10 @@ type apiGen struct {
 	// lineNoise gives every order line a fresh reserved_at timestamp;
 	// without it the lines are stable.
 	lineNoise bool
+	// richNoise adds noise that is harder to learn: a replica name that
+	// often repeats, a discount expiry on a tenth of the orders only, and
+	// a recommendations list of random length.
+	richNoise bool
 }
 
 func newAPIGen(seed uint64) *apiGen {
@@ -87,6 +91,7 @@ type variant struct {
 	priceDelta     float64 // added to lines[0].price
 	extraField     bool    // a "loyalty_tier" member is added
 	changedStatus  bool    // "status" gets another value
+	dropNonce      bool    // "meta.nonce" is left out
 }
 
 // render writes one response for order o: stable content, fresh noise.
@@ -139,16 +144,36 @@ func (g *apiGen) render(o order, v variant) []byte {
 	}
 	b.WriteString(`],"total":`)
 	b.WriteString(strconv.FormatFloat(o.Total, 'f', 2, 64))
-	b.WriteString(`},"meta":{"nonce":"`)
-	b.WriteString(strconv.FormatUint(g.rng.Uint64(), 36))
-	b.WriteString(`","server_time_ms":`)
+	if g.richNoise && o.ID%10 == 3 {
+		b.WriteString(`,"discount":{"code":"SPRING","expires_at":"`)
+		b.WriteString(g.timestamp())
+		b.WriteString(`"}`)
+	}
+	b.WriteString(`},"meta":{`)
+	if !v.dropNonce {
+		b.WriteString(`"nonce":"`)
+		b.WriteString(strconv.FormatUint(g.rng.Uint64(), 36))
+		b.WriteString(`",`)
+	}
+	b.WriteString(`"server_time_ms":`)
 	b.WriteString(strconv.Itoa(g.rng.IntN(1_000_000)))
-	b.WriteString(`,"api_version":"2024-06-01"}}`)
+	b.WriteString(`,"api_version":"2024-06-01"`)
+	if g.richNoise {
+		fmt.Fprintf(&b, `,"served_by":"replica-%d","recommendations":[`, g.rng.IntN(3))
+		for i := range g.rng.IntN(4) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"sku":"SKU-%05d","score":%d}`, g.rng.IntN(100000), g.rng.IntN(100))
+		}
+		b.WriteByte(']')
+	}
+	b.WriteString(`}}`)
 	return []byte(b.String())
 }
 
 // linesFor picks how many order lines make a body of about size bytes.
-func linesFor(size int) int { return max(1, (size-330)/160) }
+func linesFor(size int) int { return max(1, (size-280)/127) }
 
 // benchPair returns a primary and shadow body of about size bytes that
 // differ in a few places: four noise fields (request_id, generated_at,

@@ -2,8 +2,8 @@ package compare
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"math"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -98,19 +98,30 @@ func skipSpace(src []byte, i int) int {
 // valid UTF-8, as encoding/json does not). It reports whether src is JSON.
 func (d *doc) parse(src []byte) bool {
 	d.src = src
-	d.tape = d.tape[:0]
-	d.stack = d.stack[:0]
 	if len(src) > maxJSONBytes {
 		return false
 	}
+	tape := d.tape[:0]
+	if cap(tape) < len(src)/8 {
+		tape = make([]node, 0, len(src)/8+16)
+	}
+	var ok bool
+	d.tape, d.stack, ok = parseTape(src, tape, d.stack[:0])
+	return ok
+}
+
+// parseTape is parse on locals, not d's fields, so that the slice headers
+// stay in registers.
+func parseTape(src []byte, tape []node, stack []uint32) ([]node, []uint32, bool) {
 	i := skipSpace(src, 0)
+	var ok bool
 	for {
 		// A value starts at i.
 		if i >= len(src) {
-			return false
+			return tape, stack, false
 		}
 		at := uint32(i)
-		t := uint32(len(d.tape))
+		t := uint32(len(tape))
 		switch c := src[i]; c {
 		case '{', '[':
 			k := kindObject
@@ -118,30 +129,29 @@ func (d *doc) parse(src []byte) bool {
 			if c == '[' {
 				k, closer = kindArray, ']'
 			}
-			d.tape = append(d.tape, node{start: at, kind: k})
+			tape = append(tape, node{start: at, kind: k})
 			i = skipSpace(src, i+1)
 			if i < len(src) && src[i] == closer {
 				i++
-				d.tape[t].end, d.tape[t].next = uint32(i), t+1
+				tape[t].end, tape[t].next = uint32(i), t+1
 				break
 			}
-			if len(d.stack) >= maxDepth {
-				return false
+			if len(stack) >= maxDepth {
+				return tape, stack, false
 			}
-			d.stack = append(d.stack, t)
+			stack = append(stack, t)
 			if k == kindObject {
-				var ok bool
-				if i, ok = d.key(i); !ok {
-					return false
+				if tape, i, ok = parseKey(src, tape, i); !ok {
+					return tape, stack, false
 				}
 			}
 			continue
 		case '"':
 			end, esc, ok := scanString(src, i)
 			if !ok {
-				return false
+				return tape, stack, false
 			}
-			d.tape = append(d.tape, node{start: at, end: uint32(end), next: t + 1, kind: kindString, esc: esc})
+			tape = append(tape, node{start: at, end: uint32(end), next: t + 1, kind: kindString, esc: esc})
 			i = end
 		case 't', 'f', 'n':
 			lit, k := "null", kindNull
@@ -151,69 +161,73 @@ func (d *doc) parse(src []byte) bool {
 				lit, k = "false", kindFalse
 			}
 			if len(src)-i < len(lit) || string(src[i:i+len(lit)]) != lit {
-				return false
+				return tape, stack, false
 			}
 			i += len(lit)
-			d.tape = append(d.tape, node{start: at, end: uint32(i), next: t + 1, kind: k})
+			tape = append(tape, node{start: at, end: uint32(i), next: t + 1, kind: k})
 		default:
 			end, ok := scanNumber(src, i)
 			if !ok {
-				return false
+				return tape, stack, false
 			}
 			i = end
-			d.tape = append(d.tape, node{start: at, end: uint32(i), next: t + 1, kind: kindNumber})
+			tape = append(tape, node{start: at, end: uint32(i), next: t + 1, kind: kindNumber})
 		}
 		// A value ended at i: close the containers it completes.
 		for {
 			i = skipSpace(src, i)
-			if len(d.stack) == 0 {
-				return i == len(src)
+			if len(stack) == 0 {
+				return tape, stack, i == len(src)
 			}
 			if i >= len(src) {
-				return false
+				return tape, stack, false
 			}
-			top := d.stack[len(d.stack)-1]
-			d.tape[top].n++
+			top := &tape[stack[len(stack)-1]]
+			top.n++
 			c := src[i]
 			if c == ',' {
 				i = skipSpace(src, i+1)
-				if d.tape[top].kind == kindObject {
-					var ok bool
-					if i, ok = d.key(i); !ok {
-						return false
+				if top.kind == kindObject {
+					if tape, i, ok = parseKey(src, tape, i); !ok {
+						return tape, stack, false
 					}
 				}
 				break
 			}
-			if c == '}' && d.tape[top].kind == kindObject || c == ']' && d.tape[top].kind == kindArray {
+			if c == '}' && top.kind == kindObject || c == ']' && top.kind == kindArray {
 				i++
-				d.tape[top].end, d.tape[top].next = uint32(i), uint32(len(d.tape))
-				d.stack = d.stack[:len(d.stack)-1]
+				top.end, top.next = uint32(i), uint32(len(tape))
+				stack = stack[:len(stack)-1]
 				continue
 			}
-			return false
+			return tape, stack, false
 		}
 	}
 }
 
-// key reads an object key and its colon at src[i]; it returns where the
-// value starts.
-func (d *doc) key(i int) (int, bool) {
-	src := d.src
+// parseKey reads an object key and its colon at src[i]; it returns where
+// the value starts.
+func parseKey(src []byte, tape []node, i int) ([]node, int, bool) {
 	if i >= len(src) || src[i] != '"' {
-		return 0, false
+		return tape, 0, false
 	}
 	end, esc, ok := scanString(src, i)
 	if !ok {
-		return 0, false
+		return tape, 0, false
 	}
-	t := uint32(len(d.tape))
-	d.tape = append(d.tape, node{start: uint32(i), end: uint32(end), next: t + 1, kind: kindString, esc: esc})
-	i = skipSpace(src, end)
-	if i >= len(src) || src[i] != ':' {
-		return 0, false
+	t := uint32(len(tape))
+	tape = append(tape, node{start: uint32(i), end: uint32(end), next: t + 1, kind: kindString, esc: esc})
+	i = end
+	if i < len(src) && src[i] == ':' {
+		i++
+	} else {
+		i = skipSpace(src, i)
+		if i >= len(src) || src[i] != ':' {
+			return tape, 0, false
+		}
+		i++
 	}
-	return skipSpace(src, i+1), true
+	return tape, skipSpace(src, i), true
 }
 
 // scanString checks the string whose opening quote is src[i] and returns

@@ -70,9 +70,17 @@ type pnode struct {
 	fields  map[string]*pnode
 	elem    *pnode
 
-	seen, varied uint64 // the last epoch (self-comparison) that saw it, that saw it vary
-	compared     [2]int // per side: self-comparisons that saw it
-	changed      [2]int // per side: self-comparisons in which it varied
+	// The last epoch (self-comparison) that saw the pattern, that saw its
+	// value vary, that saw it present in one response only.
+	seen, valued, presence uint64
+	n                      [2]counts // per side
+}
+
+// counts are a pattern's self-comparisons on one side.
+type counts struct {
+	compared int // that saw the pattern in either response
+	value    int // in which its value differed (changed, type changed)
+	presence int // in which it was in one response only
 }
 
 // memo is a remembered response.
@@ -174,7 +182,7 @@ func (l *Learner) Observe(side, fingerprint string, resp Response) {
 		}
 		g.see(pn)
 		if pv != cv {
-			g.vary(pn)
+			g.vary(pn, pv == absent || cv == absent)
 		}
 	}
 	if prev.body == nil || m.body == nil || !st.a.parse(prev.body) {
@@ -185,15 +193,18 @@ func (l *Learner) Observe(side, fingerprint string, resp Response) {
 	w.root()
 }
 
-// Noise returns the patterns judged noise, sorted by Pattern. Varied and
-// Compared are those of the side that judged it (the primary's when both
-// did).
+// Noise returns the patterns judged noise, in value or in presence,
+// sorted by Pattern. Varied counts the self-comparisons in which the value
+// varied (in which the presence did, for patterns noisy in presence only)
+// on the side that judged.
 func (l *Learner) Noise() []NoisePath {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []NoisePath
 	for _, pn := range l.nodes {
-		if np, ok := l.judge(pn); ok {
+		if np, ok := l.judge(pn, valueVaried); ok {
+			out = append(out, np)
+		} else if np, ok := l.judge(pn, presenceVaried); ok {
 			out = append(out, np)
 		}
 	}
@@ -201,8 +212,8 @@ func (l *Learner) Noise() []NoisePath {
 	return out
 }
 
-// IsNoise reports whether differences at pattern (a Difference.Pattern)
-// are noise.
+// IsNoise reports whether pattern (a Difference.Pattern) is noise, in
+// value or in presence. To classify a Difference, use IsNoiseDiff.
 func (l *Learner) IsNoise(pattern string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -210,8 +221,37 @@ func (l *Learner) IsNoise(pattern string) bool {
 	if pn == nil {
 		return false
 	}
-	_, ok := l.judge(pn)
-	return ok
+	_, value := l.judge(pn, valueVaried)
+	_, presence := l.judge(pn, presenceVaried)
+	return value || presence
+}
+
+// IsNoiseDiff reports whether a difference of a primary-vs-shadow
+// comparison is noise: its pattern's value is noise and it is Changed or
+// TypeChanged, or its pattern's presence is noise and it is Added or
+// Removed (so a field whose value is a timestamp but that the shadow
+// dropped is still reported), or it is a Header difference on a noisy
+// header. Status and Body differences are never noise.
+func (l *Learner) IsNoiseDiff(d Difference) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pn := l.byPat[d.Pattern]
+	if pn == nil {
+		return false
+	}
+	switch d.Kind {
+	case Changed, TypeChanged:
+		_, ok := l.judge(pn, valueVaried)
+		return ok
+	case Added, Removed:
+		_, ok := l.judge(pn, presenceVaried)
+		return ok
+	case Header:
+		_, value := l.judge(pn, valueVaried)
+		_, presence := l.judge(pn, presenceVaried)
+		return value || presence
+	}
+	return false
 }
 
 // Stats returns the Learner's counters.
@@ -223,14 +263,23 @@ func (l *Learner) Stats() LearnerStats {
 	return st
 }
 
-// judge decides whether a pattern is noise: on some side it was compared
-// at least MinComparisons times and varied in at least Threshold of them.
-func (l *Learner) judge(pn *pnode) (NoisePath, bool) {
-	for s := range 2 {
-		c, v := pn.compared[s], pn.changed[s]
-		if c >= l.cfg.MinComparisons && float64(v) >= l.cfg.Threshold*float64(c) {
-			return NoisePath{Pattern: pn.pattern, Varied: v, Compared: c}, true
-		}
+func valueVaried(c counts) int    { return c.value }
+func presenceVaried(c counts) int { return c.presence }
+
+// judge decides whether a pattern is noise in the sense varied picks: the
+// deciding side compared it at least MinComparisons times and it varied in
+// at least Threshold of them. The primary decides when it has compared the
+// pattern MinComparisons times: noise is what the reference service does
+// not reproduce, and nondeterminism that only the shadow shows is a
+// difference worth reporting. The shadow decides patterns the primary has
+// not (yet) seen enough of.
+func (l *Learner) judge(pn *pnode, varied func(counts) int) (NoisePath, bool) {
+	c := pn.n[0]
+	if c.compared < l.cfg.MinComparisons {
+		c = pn.n[1]
+	}
+	if v := varied(c); c.compared >= l.cfg.MinComparisons && float64(v) >= l.cfg.Threshold*float64(c.compared) {
+		return NoisePath{Pattern: pn.pattern, Varied: v, Compared: c.compared}, true
 	}
 	return NoisePath{}, false
 }
@@ -290,15 +339,21 @@ func (g *learning) elem(pn *pnode) *pnode {
 func (g *learning) see(pn *pnode) {
 	if pn != nil && pn.seen != g.epoch {
 		pn.seen = g.epoch
-		pn.compared[g.side]++
+		pn.n[g.side].compared++
 	}
 }
 
-// vary counts pn as varied in this self-comparison (once).
-func (g *learning) vary(pn *pnode) {
-	if pn != nil && pn.varied != g.epoch {
-		pn.varied = g.epoch
-		pn.changed[g.side]++
+// vary counts pn as varied in this self-comparison (once for each way):
+// in presence (in one response only) or in value.
+func (g *learning) vary(pn *pnode, presence bool) {
+	switch {
+	case pn == nil:
+	case presence && pn.presence != g.epoch:
+		pn.presence = g.epoch
+		pn.n[g.side].presence++
+	case !presence && pn.valued != g.epoch:
+		pn.valued = g.epoch
+		pn.n[g.side].value++
 	}
 }
 

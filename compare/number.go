@@ -90,8 +90,8 @@ type numScratch struct{ a, b []byte }
 // tol apart. Equality is exact (big integers and long fractions included).
 // Within a tolerance the decision is exact too, tol taken as the shortest
 // decimal that rounds to it (0.1 means one tenth), except for numbers so
-// large or so long that exact arithmetic would cost more than 10 000 digits:
-// those are compared as float64.
+// far apart in scale or so long that exact arithmetic would need more than
+// 1 000 digits: those are decided in float64 (beyond its range, different).
 func numbersEqual(a, b []byte, tol float64, tolDec decimal, s *numScratch) bool {
 	if bytes.Equal(a, b) {
 		return true
@@ -122,11 +122,11 @@ func numbersEqual(a, b []byte, tol float64, tolDec decimal, s *numScratch) bool 
 	if r, ok := withinExact(da, db, tolDec); ok {
 		return r
 	}
-	return math.Abs(fa-fb) <= tol
+	return erra == nil && errb == nil && math.Abs(fa-fb) <= tol
 }
 
 // maxExactDigits bounds the big-integer arithmetic of withinExact.
-const maxExactDigits = 10000
+const maxExactDigits = 1000
 
 // withinExact decides |a-b| <= tol exactly; ok is false when the numbers
 // are out of its range.

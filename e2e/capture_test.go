@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -46,6 +48,7 @@ routes:
     match: {pathPrefix: /users}
     primary: legacy
     shadow: {service: candidate, percent: 100}
+    compare: {redact: [ssn], headers: [content-type]}
   - name: gzipped
     match: {pathPrefix: /gz/}
     primary: legacy
@@ -260,7 +263,7 @@ func TestCaptureServerDown(t *testing.T) {
 		t.Errorf("client request failed while capture was down: %v", err)
 	}
 
-	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, serve.Config{})
+	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, serve.Config{}, nil)
 	require.Eventually(t, func() bool {
 		e.mustPrimaryAPI("GET", "/orders/1", nil)
 		for _, r := range e.cp.Reporter.Report().Routes {
@@ -301,4 +304,67 @@ func TestReportCommand(t *testing.T) {
 	assert.Contains(t, table, "$.order.priority")
 	asJSON := run("--json")
 	assert.Contains(t, asJSON, `"route": "orders"`)
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestSecretsNeverLeave sends credentials (Authorization, Cookie, a token in
+// the query) through mirrored routes whose answers differ on a redacted
+// field, then looks for them everywhere shadowlab writes: the SQLite store,
+// the logs, /metrics and every API answer. None may hold them.
+func TestSecretsNeverLeave(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	db := filepath.Join(t.TempDir(), "shadowlab.db")
+	e := apiEnv(t, apiPolicy, envOptions{logs: logs, serve: serve.Config{Report: report.Config{DBPath: db}}})
+	secrets := map[string]string{
+		"authorization": "Bearer SECRET-TOKEN-1",
+		"cookie":        "session=SECRET-COOKIE-2",
+	}
+	for round := range 3 {
+		for n := range 10 { // users n%10==3: ssn differs, a redacted field
+			e.mustPrimaryAPI("GET", fmt.Sprintf("/users/%d?access_token=SECRET-QUERY-3&r=%d", n, round), secrets)
+		}
+	}
+	r := e.routeReport("users", 30)
+	require.Contains(t, differences(r), "$.user.ssn changed", "the redacted field must still be reported as differing")
+
+	var everything strings.Builder
+	for _, path := range []string{"/metrics", "/api/v1/report", "/api/v1/routes/users", "/api/v1/pairs?route=users&limit=1000"} {
+		resp, err := e.client.Get("http://" + e.cpAddrs.api + path)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", path, body)
+		everything.Write(body)
+	}
+	e.cp.stop() // flushes and closes the store
+	stored, err := os.ReadFile(db)
+	require.NoError(t, err)
+	wal, _ := os.ReadFile(db + "-wal")
+	everything.Write(stored)
+	everything.Write(wal)
+	everything.WriteString(logs.String())
+
+	for _, secret := range []string{"SECRET-TOKEN-1", "SECRET-COOKIE-2", "SECRET-QUERY-3", backend.SSNPrefix} {
+		assert.NotContains(t, everything.String(), secret, "a secret left shadowlab")
+	}
+	assert.Contains(t, everything.String(), "[redacted]", "redacted samples are still shown")
 }

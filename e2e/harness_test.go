@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/shadowlab/shadowlab/envoy"
@@ -57,6 +58,7 @@ type envOptions struct {
 	delta bool         // incremental xDS instead of state of the world
 	api   bool         // the services answer as the example billing API
 	serve serve.Config // control plane settings (ports and policy are the env's)
+	logs  io.Writer    // also receives the control plane's logs (JSON, debug level)
 }
 
 // newEnv starts everything for a policy template (text/template over ports)
@@ -89,7 +91,7 @@ func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
 	e.writePolicy(policyTmpl)
 
 	e.cpAddrs = cpAddrs{xds: freeAddr(t), extproc: freeAddr(t), api: freeAddr(t)}
-	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, opts.serve)
+	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, opts.serve, opts.logs)
 
 	boot, err := xds.Bootstrap(xds.BootstrapConfig{
 		NodeID: "e2e-" + t.Name(), XDSAddress: e.cpAddrs.xds, AdminAddress: "127.0.0.1:0", Delta: opts.delta,
@@ -203,13 +205,17 @@ type controlPlane struct {
 // restarted control plane is found by the same Envoy.
 type cpAddrs struct{ xds, extproc, api string }
 
-func startControlPlane(t *testing.T, addrs cpAddrs, policyPath string, cfg serve.Config) *controlPlane {
+func startControlPlane(t *testing.T, addrs cpAddrs, policyPath string, cfg serve.Config, logs io.Writer) *controlPlane {
 	t.Helper()
 	cfg.PolicyPath, cfg.XDSAddress, cfg.ExtProcAddress, cfg.APIAddress = policyPath, addrs.xds, addrs.extproc, addrs.api
 	if cfg.Pairer.Grace == 0 {
 		cfg.Pairer.Grace = 200 * time.Millisecond
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	if logs != nil { // also as JSON into logs, all levels
+		log = zap.New(zapcore.NewTee(log.Core(), zapcore.NewCore(
+			zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(logs), zap.DebugLevel)))
+	}
 	var in *serve.Instance
 	require.Eventually(t, func() bool { // a just-stopped control plane's ports may take a moment
 		var err error

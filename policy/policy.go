@@ -4,7 +4,10 @@
 // extproc, report) re-reads YAML or re-validates.
 package policy
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Policy is a validated, defaulted policy. Treat it as immutable once Load
 // returns it: the control plane and the ext_proc server share one pointer.
@@ -150,6 +153,17 @@ const (
 	DefaultMaxConcurrent  = uint32(100)
 	DefaultMaxBodyBytes   = int64(1 << 20)
 )
+
+// SecretHeaders are never captured, stored, logged or compared.
+var SecretHeaders = []string{"authorization", "proxy-authorization", "cookie", "set-cookie"}
+
+// SplitUnordered splits an unorderedArrays entry, "<path>" or
+// "<path> by <member>" (arrays of objects matched by that member), into
+// its path and member; keyed reports whether " by " was there.
+func SplitUnordered(s string) (path, member string, keyed bool) {
+	path, member, keyed = strings.Cut(s, " by ")
+	return strings.TrimSpace(path), strings.TrimSpace(member), keyed
+}
 
 // SafeMethods are mirrored without opting in.
 var SafeMethods = []string{"GET", "HEAD", "OPTIONS"}

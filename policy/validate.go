@@ -631,6 +631,10 @@ func (c *checker) compare(path string, cm *Compare) {
 		if !c.headerName(ip, h, false) {
 			continue
 		}
+		if slices.Contains(SecretHeaders, h) {
+			c.add(ip, "%q carries secrets: shadowlab never captures it, so it cannot be compared", h)
+			continue
+		}
 		if f, dup := first[h]; dup {
 			c.add(ip, "duplicate header %q (first at %s)", h, c.where(f))
 			continue
@@ -651,6 +655,15 @@ func (c *checker) compare(path string, cm *Compare) {
 func (c *checker) jsonPaths(path string, paths []string, ignore bool) {
 	for i, s := range paths {
 		ip := itemPath(path, i)
+		if !ignore {
+			var key string
+			var keyed bool
+			s, key, keyed = SplitUnordered(s)
+			if keyed && key == "" {
+				c.add(ip, "%q: name the member after \"by\", e.g. \"$.users by id\"", clip(paths[i]))
+				continue
+			}
+		}
 		segs, err := ParsePath(s)
 		switch {
 		case err != nil:

@@ -28,9 +28,6 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 // Authorization, no Cookie, no Set-Cookie.
 var capturedHeaders = []string{":method", ":path", ":status", HeaderRequestID, "content-type", "content-encoding", "content-length"}
 
-// secretHeaders are never forwarded, whatever a policy asks.
-var secretHeaders = []string{"authorization", "proxy-authorization", "cookie", "set-cookie"}
-
 // httpFilters is the listener's filter chain: the capture filter (off by
 // default, switched on by the routes that sample for mirroring) and the
 // router.
@@ -63,7 +60,7 @@ func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 func captureFilter(extraHeaders []string, metadata []*corev3.HeaderValue) *extprocv3.ExternalProcessor {
 	headers := slices.Clone(capturedHeaders)
 	for _, h := range extraHeaders {
-		if !slices.Contains(headers, h) && !slices.Contains(secretHeaders, h) {
+		if !slices.Contains(headers, h) && !slices.Contains(policy.SecretHeaders, h) {
 			headers = append(headers, h)
 		}
 	}

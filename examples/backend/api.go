@@ -22,7 +22,7 @@ import (
 //
 //	/billing/records/{n}  {"record": {"id", "amount", "currency", "lines": [...]}, "generated_at", "request_uuid"}
 //	/orders/{n}           {"order": {"id", "total", "status"}, "generated_at", "nonce"}
-//	/users/{n}            {"user": {"id", "name", "plan"}, "generated_at"}
+//	/users/{n}            {"user": {"id", "name", "plan", "ssn"}, "generated_at"}
 //	/large/{n}            {"blob": "<n bytes>"}, for body-size limits
 //	/gz/<any of the above> the same answer, gzip-encoded (Content-Encoding: gzip)
 //	anything else         {"path", "generated_at"}
@@ -38,7 +38,8 @@ import (
 //  3. /orders/{n}, n % 3 == 0: total × 1.02, beyond any small tolerance;
 //  4. /orders/{n}: an extra field "order.priority";
 //  5. /users/{n}, n % 10 == 7: status 404 instead of 200;
-//  6. /orders/{n}: 25 ms slower.
+//  6. /users/{n}, n % 10 == 3: "ssn" zeroed (a secret: a policy should redact it);
+//  7. /orders/{n}: 25 ms slower.
 type API struct {
 	Candidate bool
 }
@@ -58,7 +59,12 @@ var SeededDifferences = []SeededDifference{
 	{"orders", "$.order.total", "changed", func(n int) bool { return n%3 == 0 }},
 	{"orders", "$.order.priority", "added", func(int) bool { return true }},
 	{"users", "status", "status", func(n int) bool { return n%10 == 7 }},
+	{"users", "$.user.ssn", "changed", func(n int) bool { return n%10 == 3 }},
 }
+
+// SSNPrefix starts every legacy "ssn" value; tests look for it where no
+// secret may be.
+const SSNPrefix = "987-65"
 
 // SlowerDelay is how much slower the candidate answers /orders.
 const SlowerDelay = 25 * time.Millisecond
@@ -119,7 +125,11 @@ func (a API) Answer(method, path string, now time.Time) Answer {
 			status, body = http.StatusNotFound, map[string]any{"error": fmt.Sprintf("user %d not found", n)}
 			break
 		}
-		body = map[string]any{"user": map[string]any{"id": n, "name": fmt.Sprintf("user-%d", n), "plan": "pro"}, "generated_at": stamp}
+		user := map[string]any{"id": n, "name": fmt.Sprintf("user-%d", n), "plan": "pro", "ssn": fmt.Sprintf("%s-%04d", SSNPrefix, n)}
+		if a.Candidate && n%10 == 3 {
+			user["ssn"] = "000-00-0000"
+		}
+		body = map[string]any{"user": user, "generated_at": stamp}
 	default:
 		body = map[string]any{"path": path, "generated_at": stamp}
 	}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/shadowlab/shadowlab/examples/backend"
+)
+
+// client sends the benchmark's requests: GET, keep-alive connections
+// reused, nothing decompressed, every answer read to the end and checked to
+// come from the primary.
+type client struct {
+	hc *http.Client
+
+	mu     sync.Mutex // guards errors; taken only when a request fails
+	errors map[string]int
+}
+
+// maxErrorKinds bounds the distinct error messages kept.
+const maxErrorKinds = 8
+
+func newClient(conns int, timeout time.Duration) *client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return &client{hc: &http.Client{Transport: tr, Timeout: timeout}, errors: map[string]int{}}
+}
+
+// get sends one request and reports whether the primary answered 200.
+func (c *client) get(ctx context.Context, url string) bool {
+	err := c.do(ctx, url)
+	if err != nil {
+		c.mu.Lock()
+		msg := err.Error()
+		if _, seen := c.errors[msg]; !seen && len(c.errors) >= maxErrorKinds {
+			msg = "other"
+		}
+		c.errors[msg]++
+		c.mu.Unlock()
+	}
+	return err == nil
+}
+
+func (c *client) do(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading the body: %w", err)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("status %d", resp.StatusCode)
+	case resp.Header.Get(backend.HeaderBackend) != "legacy":
+		return fmt.Errorf("answered by %q, not the primary", resp.Header.Get(backend.HeaderBackend))
+	}
+	return nil
+}
+
+// takeErrors returns the errors seen since the last call and forgets them.
+func (c *client) takeErrors() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.errors
+	c.errors = map[string]int{}
+	return out
+}
+
+func (c *client) close() { c.hc.CloseIdleConnections() }
+
+// closedRun is the outcome of a closed-loop phase.
+type closedRun struct {
+	sl          slicing
+	workers     int
+	ok, errored [numArms]int // recorded requests by arm
+	sent        [numArms]int // every request by arm, recorded or not
+}
+
+// runClosed runs workers that each send the next request as soon as the
+// previous one is answered, to the arm of the current slice. Requests are
+// counted by the slice they started in.
+func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int, sl slicing) closedRun {
+	type count struct{ ok, errored, sent [numArms]int }
+	counts := make([]count, workers)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			cnt := &counts[w]
+			for ctx.Err() == nil {
+				_, arm, rec, ok := sl.at(time.Since(t0))
+				if !ok {
+					return
+				}
+				good := c.get(ctx, urls[arm])
+				cnt.sent[arm]++
+				switch {
+				case !rec:
+				case good:
+					cnt.ok[arm]++
+				default:
+					cnt.errored[arm]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	run := closedRun{sl: sl, workers: workers}
+	for _, cnt := range counts {
+		for a := range numArms {
+			run.ok[a] += cnt.ok[a]
+			run.errored[a] += cnt.errored[a]
+			run.sent[a] += cnt.sent[a]
+		}
+	}
+	return run
+}
+
+// rps is arm's recorded throughput.
+func (r closedRun) rps(arm int) float64 {
+	return float64(r.ok[arm]) / r.sl.recordedTime(arm).Seconds()
+}
+
+// openRun is the raw outcome of an open-loop phase: for request i, due at
+// sched.offset(i), when it was sent and when it ended (offsets from the
+// start; end < 0: never sent), and whether it failed. Each request's slots
+// are written by the one worker that sent it: no lock per request.
+type openRun struct {
+	sched      schedule
+	sl         slicing
+	start, end []time.Duration
+	failed     []bool
+}
+
+// runOpen sends requests at a fixed rate, each at its due time whether or
+// not earlier ones have been answered (open loop), through a pool of
+// inflight workers. Latency is measured from the due time, so a late
+// dispatch or a queue in front of the workers is counted, not hidden.
+func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64, sl slicing, inflight int) *openRun {
+	sched := schedule{rate: rate}
+	n := sched.count(sl.total())
+	r := &openRun{sched: sched, sl: sl, start: make([]time.Duration, n), end: make([]time.Duration, n), failed: make([]bool, n)}
+	for i := range r.end {
+		r.end[i] = -1
+	}
+	jobs := make(chan int, inflight)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for range inflight {
+		wg.Go(func() {
+			for i := range jobs {
+				_, arm, _, _ := sl.at(sched.offset(i))
+				r.start[i] = time.Since(t0)
+				r.failed[i] = !c.get(ctx, urls[arm])
+				r.end[i] = time.Since(t0)
+			}
+		})
+	}
+	dispatch(ctx, t0, sched, n, jobs)
+	wg.Wait()
+	return r
+}
+
+// dispatch hands request i to the workers at t0+sched.offset(i). It sleeps
+// with nanosleep on its own OS thread with a 1 µs timer slack: Go's timers
+// wake up to a millisecond late, which would add a millisecond to every
+// latency of both arms.
+func dispatch(ctx context.Context, t0 time.Time, sched schedule, n int, jobs chan<- int) {
+	defer close(jobs)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	setTimerSlack(1)
+	defer setTimerSlack(0) // 0: back to the thread's default
+	for i := range n {
+		if wait := sched.offset(i) - time.Since(t0); wait > 0 {
+			nanosleep(wait)
+		}
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// prSetTimerSlack is prctl's PR_SET_TIMERSLACK.
+const prSetTimerSlack = 29
+
+func setTimerSlack(ns uintptr) {
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, ns, 0)
+}
+
+func nanosleep(d time.Duration) {
+	ts := syscall.NsecToTimespec(int64(d))
+	for errors.Is(syscall.Nanosleep(&ts, &ts), syscall.EINTR) {
+	}
+}
+
+// writeCSV writes one line per request: due, sent and done offsets in ms
+// (done -1: never sent), the arm, whether it was recorded, and ok.
+func (r *openRun) writeCSV(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintln(bw, "due_ms,sent_ms,done_ms,arm,recorded,ok")
+	for i := range r.end {
+		due := r.sched.offset(i)
+		_, arm, rec, _ := r.sl.at(due)
+		done := -1.0
+		if r.end[i] >= 0 {
+			done = ms(r.end[i])
+		}
+		fmt.Fprintf(bw, "%.3f,%.3f,%.3f,%d,%t,%t\n", ms(due), ms(r.start[i]), done, arm, rec, r.end[i] >= 0 && !r.failed[i])
+	}
+	return bw.Flush()
+}
+
+// openArm is one arm's share of an open-loop phase.
+type openArm struct {
+	Requests int // due in the arm's recorded time
+	Errors   int // failed or never sent
+	Latency  latencySummary
+	Lag      latencySummary // dispatch lag: sent − due
+	RPS      float64        // answered requests per second of recorded time
+	Sent     int            // every request sent to the arm, recorded or not
+}
+
+// arms splits the run by arm, keeping the recorded requests only.
+func (r *openRun) arms() [numArms]openArm {
+	var lat, lag [numArms][]time.Duration
+	var out [numArms]openArm
+	for a := range numArms {
+		lat[a] = make([]time.Duration, 0, len(r.end)/numArms+1)
+		lag[a] = make([]time.Duration, 0, len(r.end)/numArms+1)
+	}
+	for i := range r.end {
+		due := r.sched.offset(i)
+		_, arm, rec, _ := r.sl.at(due)
+		if r.end[i] >= 0 {
+			out[arm].Sent++
+		}
+		if !rec {
+			continue
+		}
+		out[arm].Requests++
+		if r.end[i] < 0 || r.failed[i] {
+			out[arm].Errors++
+			continue
+		}
+		lat[arm] = append(lat[arm], r.end[i]-due)
+		lag[arm] = append(lag[arm], r.start[i]-due)
+	}
+	for a := range numArms {
+		out[a].Latency = summarize(lat[a])
+		out[a].Lag = summarize(lag[a])
+		out[a].RPS = float64(out[a].Latency.N) / r.sl.recordedTime(a).Seconds()
+	}
+	return out
+}

@@ -1,0 +1,537 @@
+// Command envoyload measures what mirroring and capture cost a real Envoy:
+// the latency and throughput of a plain route (primary only) against a
+// mirrored and captured route (a percentage mirrored to a shadow, both
+// responses captured by ext_proc in observability mode) on the same Envoy,
+// with the two arms interleaved in time.
+//
+//	go run ./bench/envoyload [flags]
+//
+// Phases: a short warm-up; closed loop (N workers, each sending its next
+// request when the previous one is answered) to find the maximum throughput
+// of each arm; open loop at a fraction of plain's maximum, each request sent
+// at its scheduled time and its latency measured from that time, so that a
+// stall is counted for every request it delays (no coordinated omission);
+// with -faults, the same open loop against routes whose shadow is
+// blackholed, slow or refusing. It prints a markdown section (or JSON with
+// -json) on stdout and its progress on stderr.
+//
+// Envoy, the example services and `shadowlab serve` run on loopback; the
+// services and serve in a child process (this binary with the argument
+// "sut"), so the load generator shares only the CPUs with them.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/shadowlab/shadowlab/envoy"
+	"github.com/shadowlab/shadowlab/xds"
+)
+
+// config is the command line.
+type config struct {
+	percent        float64
+	workers        int
+	closedDuration time.Duration
+	duration       time.Duration
+	slice, settle  time.Duration
+	fraction       float64
+	inflight       int
+	timeout        time.Duration
+	warmup         time.Duration
+	faults         bool
+	faultDuration  time.Duration
+	slow           time.Duration
+	grace          time.Duration
+	seed           uint64
+	json           bool
+	trace          string
+	keep           bool
+	rate           float64
+	capture        bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("envoyload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Float64Var(&c.percent, "percent", 10, "mirror percentage of the mirrored route (0-100)")
+	fs.IntVar(&c.workers, "workers", 16, "closed-loop workers")
+	fs.DurationVar(&c.closedDuration, "closed-duration", 8*time.Second, "closed-loop (throughput) phase, both arms")
+	fs.DurationVar(&c.duration, "duration", 20*time.Second, "open-loop (latency) phase, both arms")
+	fs.DurationVar(&c.slice, "slice", 500*time.Millisecond, "length of one arm's turn; arms alternate in a random order per pair")
+	fs.DurationVar(&c.settle, "settle", 100*time.Millisecond, "start of each slice that is run but not recorded")
+	fs.Float64Var(&c.fraction, "fraction", 0.5, "open-loop rate as a fraction of plain's closed-loop maximum")
+	fs.Float64Var(&c.rate, "rate", 0, "open-loop rate in requests per second, both arms together (0: -fraction × plain's maximum)")
+	fs.BoolVar(&c.capture, "capture", true, "capture (ext_proc) on; false measures mirroring alone")
+	fs.IntVar(&c.inflight, "inflight", 256, "open-loop concurrency limit (requests beyond it queue, and their wait is counted)")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.DurationVar(&c.warmup, "warmup", time.Second, "warm-up per arm, not recorded")
+	fs.BoolVar(&c.faults, "faults", false, "also run the shadow fault arms: blackholed, slow, refusing")
+	fs.DurationVar(&c.faultDuration, "fault-duration", 10*time.Second, "open-loop phase per fault, both arms")
+	fs.DurationVar(&c.slow, "slow", 5*time.Second, "delay of the slow shadow")
+	fs.DurationVar(&c.grace, "grace", 100*time.Millisecond, "capture pairer grace (compare a pair within its own slice)")
+	fs.Uint64Var(&c.seed, "seed", 0, "seed of the arm order (0: from the clock)")
+	fs.BoolVar(&c.json, "json", false, "print JSON instead of markdown")
+	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (policy, Envoy and serve logs)")
+	fs.StringVar(&c.trace, "trace", "", "write every open-loop request of each phase as CSV to `PREFIX`-<route>.csv")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var errs []error
+	check := func(ok bool, format string, a ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, a...))
+		}
+	}
+	check(c.percent > 0 && c.percent <= 100, "-percent: must be in (0, 100] (got %g)", c.percent)
+	check(c.workers >= 1 && c.workers <= 1024, "-workers: must be 1-1024 (got %d)", c.workers)
+	check(c.inflight >= 1 && c.inflight <= 10_000, "-inflight: must be 1-10000 (got %d)", c.inflight)
+	check(c.fraction > 0 && c.fraction <= 1, "-fraction: must be in (0, 1] (got %g)", c.fraction)
+	check(c.rate >= 0 && c.rate <= 100_000, "-rate: must be 0-100000 (got %g)", c.rate)
+	check(c.slice >= 100*time.Millisecond && c.slice <= time.Minute, "-slice: must be 100ms-1m (got %s)", c.slice)
+	check(c.settle >= 0 && c.settle < c.slice, "-settle: must be in [0, slice) (got %s)", c.settle)
+	for name, d := range map[string]time.Duration{"-duration": c.duration, "-closed-duration": c.closedDuration, "-fault-duration": c.faultDuration} {
+		check(d >= 2*c.slice && d <= 10*time.Minute, "%s: must be 2 slices-10m (got %s)", name, d)
+	}
+	check(c.timeout >= 100*time.Millisecond && c.timeout <= time.Minute, "-timeout: must be 100ms-1m (got %s)", c.timeout)
+	check(c.warmup >= 0 && c.warmup <= time.Minute, "-warmup: must be 0-1m (got %s)", c.warmup)
+	check(c.slow > 0 && c.slow <= time.Minute, "-slow: must be in (0, 1m] (got %s)", c.slow)
+	check(c.grace > 0 && c.grace <= 10*time.Second, "-grace: must be in (0, 10s] (got %s)", c.grace)
+	if c.seed == 0 {
+		c.seed = uint64(time.Now().UnixNano())
+	}
+	return c, errors.Join(errs...)
+}
+
+// errUsage marks a bad command line (exit code 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == sutArg {
+		if err := runSUT(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "envoyload sut: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envoyload: %v\n", err)
+		os.Exit(2)
+	}
+	zc := zap.NewDevelopmentConfig()
+	zc.DisableStacktrace, zc.DisableCaller = true, true
+	zc.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+	log, err := zc.Build()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envoyload: %v\n", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	res, err := run(ctx, cfg, log.Named("envoyload"))
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envoyload: %v\n", err)
+		os.Exit(1)
+	}
+	if cfg.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(res)
+	} else {
+		err = writeMarkdown(os.Stdout, res)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envoyload: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// bench is everything a run drives.
+type bench struct {
+	cfg    config
+	log    *zap.Logger
+	envoy  *envoy.Process
+	addrs  sutAddrs
+	client *client
+	rng    *rand.Rand
+	pids   []int // this program, the system under test, Envoy
+}
+
+// probe is what is read before and after a phase: Envoy's shadow and
+// capture counters and the CPU time used.
+type probe struct {
+	counters counters
+	cpu      cpuSample
+}
+
+func (b *bench) probe(ctx context.Context) (probe, error) {
+	c, err := envoyCounters(ctx, b.envoy, shadowCounterFilter)
+	if err != nil {
+		return probe{}, err
+	}
+	cpu, err := sampleCPU(b.pids)
+	return probe{counters: c, cpu: cpu}, err
+}
+
+func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err error) {
+	bin, err := envoy.Binary()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "envoyload-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		switch {
+		case err != nil:
+			err = fmt.Errorf("%w (logs kept in %s)", err, dir)
+		case cfg.keep:
+			log.Info("working directory kept", zap.String("dir", dir))
+		default:
+			_ = os.RemoveAll(dir)
+		}
+	}()
+
+	sut, err := startSUT(ctx, dir, sutConfig{dir: dir, percent: cfg.percent, faults: cfg.faults, grace: cfg.grace, slow: cfg.slow, capture: cfg.capture})
+	if err != nil {
+		return nil, err
+	}
+	defer sut.stop()
+	log.Info("system under test", zap.String("listener", sut.addrs.Listener), zap.String("xds", sut.addrs.XDS), zap.String("policy", sut.addrs.Policy))
+
+	boot, err := xds.Bootstrap(xds.BootstrapConfig{NodeID: "envoyload", XDSAddress: sut.addrs.XDS, AdminAddress: "127.0.0.1:0"})
+	if err != nil {
+		return nil, err
+	}
+	bootYAML, err := xds.MessageYAML(boot)
+	if err != nil {
+		return nil, err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	p, err := envoy.Start(startCtx, envoy.Config{Bin: bin, Bootstrap: bootYAML, Dir: dir, LogLevel: "warning"})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = p.Stop() }()
+	if err := p.WaitReady(startCtx); err != nil {
+		return nil, err
+	}
+
+	b := &bench{
+		cfg: cfg, log: log, envoy: p, addrs: sut.addrs,
+		client: newClient(max(cfg.workers, cfg.inflight), cfg.timeout),
+		rng:    rand.New(rand.NewPCG(cfg.seed, 0x5eed)),
+		pids:   []int{os.Getpid(), sut.cmd.Process.Pid, p.Pid()},
+	}
+	defer b.client.close()
+	if err := b.waitServing(startCtx); err != nil {
+		return nil, err
+	}
+	res = &results{Machine: machine(bin), Params: paramsOf(cfg, p.AdminAddress())}
+	if err := b.warm(ctx); err != nil {
+		return nil, err
+	}
+	if res.Throughput, err = b.throughput(ctx); err != nil {
+		return nil, err
+	}
+	rate := cfg.fraction * res.Throughput.Plain.RPS
+	if cfg.rate > 0 {
+		rate = cfg.rate
+	}
+	if rate < 1 {
+		return nil, fmt.Errorf("plain's maximum throughput is %.1f rps: nothing to measure", res.Throughput.Plain.RPS)
+	}
+	if res.Latency, err = b.latency(ctx, "mirrored", pathMirrored, rate, cfg.duration); err != nil {
+		return nil, err
+	}
+	if cfg.faults {
+		for _, f := range []struct{ name, route, path string }{
+			{"blackholed", "shadow-blackholed", pathBlackholed},
+			{"slow " + cfg.slow.String(), "shadow-slow", pathSlow},
+			{"refusing", "shadow-refused", pathRefused},
+		} {
+			lr, err := b.latency(ctx, f.route, f.path, rate, cfg.faultDuration)
+			if err != nil {
+				return nil, err
+			}
+			res.Faults = append(res.Faults, faultResult{Fault: f.name, Route: f.route, Result: lr})
+		}
+	}
+	rr, err := routeReport(ctx, sut.addrs.API, "mirrored")
+	if err != nil {
+		return nil, err
+	}
+	res.Pairs = rr.Pairs
+	res.Outcomes = map[string]int{}
+	for k, v := range rr.Outcomes {
+		res.Outcomes[string(k)] = v
+	}
+	select {
+	case <-p.Exited():
+		return nil, errors.New("envoy exited during the run")
+	default:
+	}
+	res.budgets()
+	return res, nil
+}
+
+// waitServing waits until the plain route answers from the primary.
+func (b *bench) waitServing(ctx context.Context) error {
+	url := "http://" + b.addrs.Listener + pathPlain + "ready"
+	for {
+		if b.client.do(ctx, url) == nil {
+			b.client.takeErrors()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("envoy never routed %s to the primary: %w\n%s", url, ctx.Err(), tail(b.envoy.Logs(), 40))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// urls are the request URLs of the plain arm and of the route at path.
+func (b *bench) urls(path string) [numArms]string {
+	base := "http://" + b.addrs.Listener
+	return [numArms]string{armBase: base + pathPlain + "item/1", armTest: base + path + "item/1"}
+}
+
+// warm sends closed-loop traffic to both arms, then checks that Envoy
+// mirrored and captured some of it: a run with mirroring silently off would
+// measure nothing.
+func (b *bench) warm(ctx context.Context) error {
+	if b.cfg.warmup == 0 {
+		return nil
+	}
+	b.log.Info("warm-up", zap.Duration("per_arm", b.cfg.warmup))
+	before, err := envoyCounters(ctx, b.envoy, shadowCounterFilter)
+	if err != nil {
+		return err
+	}
+	run := runClosed(ctx, b.client, b.urls(pathMirrored), b.cfg.workers, slicing{slice: b.cfg.warmup, order: []int{armBase, armTest}})
+	after, err := envoyCounters(ctx, b.envoy, shadowCounterFilter)
+	if err != nil {
+		return err
+	}
+	if errs := b.client.takeErrors(); len(errs) > 0 {
+		return fmt.Errorf("warm-up: requests failed: %v", errs)
+	}
+	s := shadowStatsOf(after.delta(before), "mirrored")
+	if s.Sent == 0 || (b.cfg.capture && s.CaptureStreams == 0) {
+		return fmt.Errorf("warm-up: %d mirrored-route requests, but %d mirrored and %d captured: mirroring or capture is off", run.sent[armTest], s.Sent, s.CaptureStreams)
+	}
+	return ctx.Err()
+}
+
+// throughput is the closed-loop phase: each arm's maximum, interleaved.
+func (b *bench) throughput(ctx context.Context) (throughputResult, error) {
+	sl := slicing{slice: b.cfg.slice, settle: b.cfg.settle, order: interleave(int(b.cfg.closedDuration/(2*b.cfg.slice)), b.rng)}
+	b.log.Info("closed loop: maximum throughput", zap.Int("workers", b.cfg.workers), zap.Duration("duration", sl.total()))
+	before, err := b.probe(ctx)
+	if err != nil {
+		return throughputResult{}, err
+	}
+	run := runClosed(ctx, b.client, b.urls(pathMirrored), b.cfg.workers, sl)
+	after, err := b.probe(ctx)
+	if err != nil {
+		return throughputResult{}, err
+	}
+	var r throughputResult
+	for a, arm := range []*closedArm{&r.Plain, &r.Mirrored} {
+		*arm = closedArm{Requests: run.ok[a] + run.errored[a], Errors: run.errored[a], RPS: run.rps(a)}
+	}
+	r.Ratio = ratio(r.Mirrored.RPS, r.Plain.RPS)
+	r.Shadow = shadowStatsOf(after.counters.delta(before.counters), "mirrored")
+	r.Share = ratio(float64(r.Shadow.Sent), float64(run.sent[armTest]))
+	r.CPU = before.cpu.usage(after.cpu)
+	r.ErrorKinds = b.client.takeErrors()
+	b.log.Info("closed loop done", zap.Float64("plain_rps", r.Plain.RPS), zap.Float64("mirrored_rps", r.Mirrored.RPS), zap.Float64("ratio", r.Ratio),
+		zap.Float64("cpu_ours", r.CPU.Ours), zap.Float64("cpu_others", r.CPU.Others), zap.Float64("cpu_steal", r.CPU.Steal))
+	return r, ctx.Err()
+}
+
+// latency is an open-loop phase at rate: plain against the route at path.
+func (b *bench) latency(ctx context.Context, route, path string, rate float64, d time.Duration) (latencyResult, error) {
+	sl := slicing{slice: b.cfg.slice, settle: b.cfg.settle, order: interleave(int(d/(2*b.cfg.slice)), b.rng)}
+	b.log.Info("open loop", zap.String("route", route), zap.Float64("rps", rate), zap.Duration("duration", sl.total()))
+	before, err := b.probe(ctx)
+	if err != nil {
+		return latencyResult{}, err
+	}
+	run := runOpen(ctx, b.client, b.urls(path), rate, sl, b.cfg.inflight)
+	after, err := b.probe(ctx)
+	if err != nil {
+		return latencyResult{}, err
+	}
+	if b.cfg.trace != "" {
+		if err := writeFile(b.cfg.trace+"-"+route+".csv", run.writeCSV); err != nil {
+			return latencyResult{}, err
+		}
+	}
+	arms := run.arms()
+	r := latencyResult{
+		TargetRPS: rate,
+		Plain:     armLatencyOf(arms[armBase]),
+		Test:      armLatencyOf(arms[armTest]),
+		Shadow:    shadowStatsOf(after.counters.delta(before.counters), route),
+		CPU:       before.cpu.usage(after.cpu),
+	}
+	r.P50Ratio = ratio(arms[armTest].Latency.P50, arms[armBase].Latency.P50)
+	r.P99Ratio = ratio(arms[armTest].Latency.P99, arms[armBase].Latency.P99)
+	r.Share = ratio(float64(r.Shadow.Sent), float64(arms[armTest].Sent))
+	r.ErrorKinds = b.client.takeErrors()
+	b.log.Info("open loop done", zap.String("route", route),
+		zap.Duration("plain_p50", arms[armBase].Latency.P50), zap.Duration("test_p50", arms[armTest].Latency.P50),
+		zap.Duration("plain_p99", arms[armBase].Latency.P99), zap.Duration("test_p99", arms[armTest].Latency.P99),
+		zap.Float64("cpu_ours", r.CPU.Ours), zap.Float64("cpu_others", r.CPU.Others), zap.Float64("cpu_steal", r.CPU.Steal))
+	return r, ctx.Err()
+}
+
+// sutProcess is the child process running the system under test.
+type sutProcess struct {
+	cmd    *exec.Cmd
+	stdin  io.Closer
+	exited chan struct{}
+	addrs  sutAddrs
+}
+
+// startSUT starts this binary as the system under test and reads the
+// addresses it reports.
+func startSUT(ctx context.Context, dir string, cfg sutConfig) (*sutProcess, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "sut.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, cfg.args()...)
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	s := &sutProcess{cmd: cmd, stdin: stdin, exited: make(chan struct{})}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(s.exited)
+	}()
+	fail := func(err error) (*sutProcess, error) {
+		s.stop()
+		log, _ := os.ReadFile(logFile.Name())
+		return nil, fmt.Errorf("system under test: %w\n%s", err, tail(string(log), 40))
+	}
+	select {
+	case line, ok := <-lines:
+		if !ok {
+			return fail(errors.New("exited before reporting its addresses"))
+		}
+		if err := json.Unmarshal([]byte(line), &s.addrs); err != nil {
+			return fail(fmt.Errorf("reading its addresses: %w", err))
+		}
+		return s, nil
+	case <-time.After(60 * time.Second):
+		return fail(errors.New("no addresses within 60s"))
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+}
+
+// stop closes the child's stdin (it then stops serve and the services) and
+// kills it if it is still there after 10 s.
+func (s *sutProcess) stop() {
+	_ = s.stdin.Close()
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		envoy.Terminate(s.cmd.Process, s.exited, 5*time.Second)
+	}
+}
+
+// writeFile creates path and writes it with write.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func tail(s string, lines int) string {
+	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// machine describes where the run happened.
+func machine(envoyBin string) machineInfo {
+	m := machineInfo{CPUs: runtime.NumCPU(), Go: runtime.Version(), Envoy: envoyVersion(envoyBin), Date: time.Now().UTC().Format(time.RFC3339)}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}

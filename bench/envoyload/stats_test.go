@@ -1,0 +1,339 @@
+package main
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shadowlab/shadowlab/policy"
+)
+
+const ms1 = time.Millisecond
+
+func TestScheduleOffset(t *testing.T) {
+	tests := map[string]struct {
+		rate float64
+		i    int
+		want time.Duration
+	}{
+		"first request at zero":       {rate: 1000, i: 0, want: 0},
+		"1000 rps, second request":    {rate: 1000, i: 1, want: ms1},
+		"1000 rps, 1001st request":    {rate: 1000, i: 1000, want: time.Second},
+		"3 rps rounds to nanoseconds": {rate: 3, i: 1, want: 333_333_333},
+		"3 rps, no drift at 3000":     {rate: 3, i: 3000, want: 1000 * time.Second},
+		"fractional rate":             {rate: 2.5, i: 5, want: 2 * time.Second},
+		"high rate":                   {rate: 40_000, i: 40_000 * 20, want: 20 * time.Second},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, schedule{rate: tc.rate}.offset(tc.i))
+		})
+	}
+}
+
+func TestScheduleCount(t *testing.T) {
+	tests := map[string]struct {
+		rate float64
+		d    time.Duration
+		want int
+	}{
+		"nothing in no time":                  {rate: 1000, d: 0, want: 0},
+		"negative duration":                   {rate: 1000, d: -time.Second, want: 0},
+		"the request at zero is due":          {rate: 1000, d: 1, want: 1},
+		"exact edge excluded":                 {rate: 1000, d: time.Second, want: 1000},
+		"just past the edge":                  {rate: 1000, d: time.Second + 1, want: 1001},
+		"3 rps over 1 s: 0, 1/3, 2/3":         {rate: 3, d: time.Second, want: 3},
+		"3 rps over 10 s":                     {rate: 3, d: 10 * time.Second, want: 30},
+		"fractional rate, partial period":     {rate: 2.5, d: 1100 * ms1, want: 3},
+		"rounded offset at the edge excluded": {rate: 3, d: 333_333_333, want: 1},
+		"rounded offset just past the edge":   {rate: 3, d: 333_333_334, want: 2},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := schedule{rate: tc.rate}
+			n := s.count(tc.d)
+			assert.Equal(t, tc.want, n)
+			if n > 0 {
+				assert.Less(t, s.offset(n-1), tc.d, "the last counted request is due before d")
+			}
+			assert.GreaterOrEqual(t, s.offset(n), tc.d, "the first uncounted request is due at or after d")
+		})
+	}
+}
+
+func TestSlicingAt(t *testing.T) {
+	sl := slicing{slice: 500 * ms1, settle: 100 * ms1, order: []int{armTest, armBase, armBase, armTest}}
+	tests := map[string]struct {
+		off                      time.Duration
+		slice, arm               int
+		recorded, ok             bool
+		wantTotal, wantRecorded  time.Duration
+		checkTotal, checkRecTime bool
+	}{
+		"start, settling":           {off: 0, slice: 0, arm: armTest, recorded: false, ok: true},
+		"just before settle ends":   {off: 100*ms1 - 1, slice: 0, arm: armTest, recorded: false, ok: true},
+		"settle over":               {off: 100 * ms1, slice: 0, arm: armTest, recorded: true, ok: true},
+		"end of the first slice":    {off: 500*ms1 - 1, slice: 0, arm: armTest, recorded: true, ok: true},
+		"second slice, settling":    {off: 500 * ms1, slice: 1, arm: armBase, recorded: false, ok: true},
+		"third slice, recorded":     {off: 1200 * ms1, slice: 2, arm: armBase, recorded: true, ok: true},
+		"last nanosecond":           {off: 2*time.Second - 1, slice: 3, arm: armTest, recorded: true, ok: true},
+		"end of the phase":          {off: 2 * time.Second, ok: false},
+		"before the phase":          {off: -1, ok: false},
+		"far past the end of phase": {off: time.Hour, ok: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			slice, arm, rec, ok := sl.at(tc.off)
+			require.Equal(t, tc.ok, ok)
+			if !ok {
+				return
+			}
+			assert.Equal(t, tc.slice, slice, "slice")
+			assert.Equal(t, tc.arm, arm, "arm")
+			assert.Equal(t, tc.recorded, rec, "recorded")
+		})
+	}
+	assert.Equal(t, 2*time.Second, sl.total())
+	assert.Equal(t, 800*ms1, sl.recordedTime(armBase))
+	assert.Equal(t, 800*ms1, sl.recordedTime(armTest))
+}
+
+func TestInterleave(t *testing.T) {
+	tests := map[string]struct{ pairs int }{
+		"none":  {0},
+		"one":   {1},
+		"ten":   {10},
+		"forty": {40},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			order := interleave(tc.pairs, rand.New(rand.NewPCG(1, 2)))
+			require.Len(t, order, 2*tc.pairs)
+			for k := 0; k < len(order); k += 2 {
+				assert.ElementsMatch(t, []int{armBase, armTest}, order[k:k+2], "pair %d holds both arms", k/2)
+			}
+			assert.Equal(t, order, interleave(tc.pairs, rand.New(rand.NewPCG(1, 2))), "same seed, same order")
+		})
+	}
+	// Over many pairs both orders occur: the arms are not locked to a phase.
+	order := interleave(200, rand.New(rand.NewPCG(7, 7)))
+	first := 0
+	for k := 0; k < len(order); k += 2 {
+		if order[k] == armBase {
+			first++
+		}
+	}
+	assert.InDelta(t, 100, first, 30, "plain first in about half the pairs")
+}
+
+func TestPercentile(t *testing.T) {
+	seq := func(n int) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			out[i] = time.Duration(i+1) * ms1
+		}
+		return out
+	}
+	tests := map[string]struct {
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		"empty":                    {sorted: nil, p: 50, want: 0},
+		"one value, any p":         {sorted: seq(1), p: 99, want: ms1},
+		"p50 of 1..100":            {sorted: seq(100), p: 50, want: 50 * ms1},
+		"p90 of 1..100":            {sorted: seq(100), p: 90, want: 90 * ms1},
+		"p99 of 1..100":            {sorted: seq(100), p: 99, want: 99 * ms1},
+		"p100 is the max":          {sorted: seq(100), p: 100, want: 100 * ms1},
+		"p50 of 1..4 (rank 2)":     {sorted: seq(4), p: 50, want: 2 * ms1},
+		"p50 of 1..5 (rank 3)":     {sorted: seq(5), p: 50, want: 3 * ms1},
+		"p99 of 1..10 rounds up":   {sorted: seq(10), p: 99, want: 10 * ms1},
+		"p99 of 1..1000":           {sorted: seq(1000), p: 99, want: 990 * ms1},
+		"tiny p is the minimum":    {sorted: seq(1000), p: 0.0001, want: ms1},
+		"p99.9 of 1..1000":         {sorted: seq(1000), p: 99.9, want: 999 * ms1},
+		"p90 of 1..11 (rank 9.9)":  {sorted: seq(11), p: 90, want: 10 * ms1},
+		"p99 of 1..101 (rank 100)": {sorted: seq(101), p: 99, want: 100 * ms1},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, percentile(tc.sorted, tc.p))
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	tests := map[string]struct {
+		lat  []time.Duration
+		want latencySummary
+	}{
+		"empty":    {lat: nil, want: latencySummary{}},
+		"one":      {lat: []time.Duration{5 * ms1}, want: latencySummary{N: 1, P50: 5 * ms1, P90: 5 * ms1, P99: 5 * ms1, Max: 5 * ms1}},
+		"unsorted": {lat: []time.Duration{9, 1, 5, 3, 7, 2, 8, 4, 10, 6}, want: latencySummary{N: 10, P50: 5, P90: 9, P99: 10, Max: 10}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, summarize(tc.lat))
+		})
+	}
+}
+
+func TestOpenRunArms(t *testing.T) {
+	// 10 rps over two 1 s slices (plain, then test) with a 200 ms settle:
+	// requests 0-1 and 10-11 are settling; request 4 failed, 15 was never sent.
+	sl := slicing{slice: time.Second, settle: 200 * ms1, order: []int{armBase, armTest}}
+	r := &openRun{sched: schedule{rate: 10}, sl: sl}
+	n := r.sched.count(sl.total())
+	require.Equal(t, 20, n)
+	r.start, r.end, r.failed = make([]time.Duration, n), make([]time.Duration, n), make([]bool, n)
+	for i := range n {
+		due := r.sched.offset(i)
+		lat := time.Duration(i+1) * ms1
+		if i >= 10 {
+			lat *= 2 // the test arm is slower
+		}
+		r.start[i], r.end[i] = due+ms1/10, due+lat
+	}
+	r.failed[4] = true
+	r.end[15] = -1
+
+	arms := r.arms()
+	base, test := arms[armBase], arms[armTest]
+	assert.Equal(t, 8, base.Requests)
+	assert.Equal(t, 1, base.Errors)
+	assert.Equal(t, 10, base.Sent)
+	assert.Equal(t, 7, base.Latency.N)
+	assert.InDelta(t, 7/0.8, base.RPS, 1e-9)
+	// plain's recorded latencies: 3,4,6,7,8,9,10 ms
+	assert.Equal(t, latencySummary{N: 7, P50: 7 * ms1, P90: 10 * ms1, P99: 10 * ms1, Max: 10 * ms1}, base.Latency)
+	assert.Equal(t, ms1/10, base.Lag.Max)
+
+	assert.Equal(t, 8, test.Requests)
+	assert.Equal(t, 1, test.Errors)
+	assert.Equal(t, 9, test.Sent)
+	// test's recorded latencies: 26,28,30,34,36,38,40 ms
+	assert.Equal(t, latencySummary{N: 7, P50: 34 * ms1, P90: 40 * ms1, P99: 40 * ms1, Max: 40 * ms1}, test.Latency)
+}
+
+func TestBusyTicks(t *testing.T) {
+	tests := map[string]struct {
+		line              string
+		wantBusy, wantSte uint64
+		wantErr           bool
+	}{
+		"ten fields":      {line: "cpu  270598 0 26452 385327 1011 0 1782 19603 0 0", wantBusy: 270598 + 26452 + 1782, wantSte: 19603},
+		"eight fields":    {line: "cpu 1 2 3 4 5 6 7 8", wantBusy: 1 + 2 + 3 + 6 + 7, wantSte: 8},
+		"too few fields":  {line: "cpu 1 2 3", wantErr: true},
+		"not the cpu row": {line: "cpu0 1 2 3 4 5 6 7 8", wantErr: true},
+		"not a number":    {line: "cpu 1 2 x 4 5 6 7 8", wantErr: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			busy, steal, err := busyTicks(tc.line)
+			if tc.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantBusy, busy)
+			assert.Equal(t, tc.wantSte, steal)
+		})
+	}
+}
+
+func TestProcessTicks(t *testing.T) {
+	tests := map[string]struct {
+		stat    string
+		want    uint64
+		wantErr bool
+	}{
+		"plain name": {
+			stat: "13443 (envoy) S 1 13443 1 0 -1 4194560 30455 0 0 0 431 120 0 0 20 0 12 0 319420 3331792896 32912",
+			want: 551,
+		},
+		"name with spaces and parentheses": {
+			stat: "42 (a (b) c) R 1 42 1 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 1 1 1",
+			want: 10,
+		},
+		"no name":    {stat: "42 R 1", wantErr: true},
+		"truncated":  {stat: "42 (x) R 1 2 3", wantErr: true},
+		"bad number": {stat: "42 (x) R 1 42 1 0 -1 0 0 0 0 0 x 3 0", wantErr: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := processTicks(tc.stat)
+			if tc.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestCPUUsage(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tests := map[string]struct {
+		from, to cpuSample
+		want     cpuUsage
+	}{
+		"two cores, half ours": {
+			from: cpuSample{at: t0, busy: 1000, ours: 100, steal: 5},
+			to:   cpuSample{at: t0.Add(2 * time.Second), busy: 1400, ours: 300, steal: 25},
+			want: cpuUsage{Ours: 1, Others: 1, Steal: 0.1},
+		},
+		"others never negative": {
+			from: cpuSample{at: t0, busy: 0, ours: 0},
+			to:   cpuSample{at: t0.Add(time.Second), busy: 50, ours: 52},
+			want: cpuUsage{Ours: 0.52},
+		},
+		"no time": {from: cpuSample{at: t0}, to: cpuSample{at: t0, busy: 10}, want: cpuUsage{}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := tc.from.usage(tc.to)
+			assert.InDelta(t, tc.want.Ours, got.Ours, 1e-9)
+			assert.InDelta(t, tc.want.Others, got.Others, 1e-9)
+			assert.InDelta(t, tc.want.Steal, got.Steal, 1e-9)
+		})
+	}
+}
+
+func TestPolicyTextLoads(t *testing.T) {
+	services := map[string]string{
+		"legacy": "127.0.0.1:1001", "candidate": "127.0.0.1:1002",
+		"blackhole": "127.0.0.1:1003", "slow": "127.0.0.1:1004", "refused": "127.0.0.1:1005",
+	}
+	tests := map[string]struct {
+		percent float64
+		faults  bool
+		routes  []string
+	}{
+		"default":     {percent: 10, routes: []string{"plain", "mirrored"}},
+		"with faults": {percent: 10, faults: true, routes: []string{"plain", "mirrored", "shadow-blackholed", "shadow-slow", "shadow-refused"}},
+		"fractional":  {percent: 0.5, routes: []string{"plain", "mirrored"}},
+		"everything":  {percent: 100, routes: []string{"plain", "mirrored"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, err := policy.Parse([]byte(policyText("127.0.0.1:1000", services, tc.percent, tc.faults)), "policy.yaml")
+			require.NoError(t, err)
+			var names []string
+			for _, r := range p.Routes {
+				names = append(names, r.Name)
+				if r.Name == "plain" {
+					assert.Nil(t, r.Shadow, "the plain route mirrors nothing")
+					continue
+				}
+				require.NotNil(t, r.Shadow, r.Name)
+				require.NotNil(t, r.Shadow.Percent, r.Name)
+				assert.InDelta(t, tc.percent, *r.Shadow.Percent, 1e-9, r.Name)
+				assert.Equal(t, "legacy", r.Primary, r.Name)
+			}
+			assert.Equal(t, tc.routes, names)
+		})
+	}
+}
