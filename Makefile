@@ -29,6 +29,11 @@ test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the re
 demo: build envoy ## run the demo: services, control plane and Envoy on loopback, mixed traffic, per-route report
 	ENVOY_BIN="$(ENVOY)" $(BIN)/shadowlab demo
 
+.PHONY: bench
+bench: envoy ## benchmarks: comparator vs baseline on one core, then Envoy plain vs mirrored+captured (BENCHMARKS.md)
+	$(GO) test ./compare -run '^$$' -bench 'Compare|Baseline' -cpu 1 -benchtime 2s
+	ENVOY_BIN="$(ENVOY)" $(GO) run ./bench/envoyload
+
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),30s)

@@ -158,3 +158,15 @@ func baselineDifference(path, pattern string, k Kind, a, b any) Difference {
 	}
 	return d
 }
+
+// BenchmarkParse measures the tokenizer alone on one 4 KiB body.
+func BenchmarkParse(b *testing.B) {
+	p, _ := benchPair(1, 4<<10)
+	var d doc
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		if !d.parse(p) {
+			b.Fatal("not JSON")
+		}
+	}
+}

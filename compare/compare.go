@@ -64,4 +64,12 @@ type NoisePath struct {
 	Pattern  string
 	Varied   int // self-comparisons in which the value differed
 	Compared int // self-comparisons that saw the path on either side
+
+	// Kinds are the kinds of difference at Pattern that are noise, sorted:
+	// changed and type_changed when the value varies, added and removed
+	// when the presence does, header for a header. A difference is noise
+	// when its Pattern is listed with its Kind (Learner.IsNoiseDiff): a
+	// field whose value is a timestamp but that the shadow dropped is
+	// still a difference.
+	Kinds []Kind
 }

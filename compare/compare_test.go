@@ -335,9 +335,15 @@ func TestCompare(t *testing.T) {
 		},
 		"unsupported encoding skips the body only": {
 			primary: Response{Status: 200, Headers: map[string]string{"content-encoding": "zstd"}, Body: []byte("x")},
-			shadow:  Response{Status: 500, Body: []byte("y")},
-			want:    []Difference{{Path: "status", Pattern: "status", Kind: Status, Primary: "200", Shadow: "500"}},
+			shadow:  Response{Status: 200, Headers: map[string]string{"x": "1"}, Body: []byte("y")},
+			rules:   &policy.Compare{Headers: []string{"x"}},
+			want:    []Difference{{Path: "header:x", Pattern: "header:x", Kind: Header, Primary: "", Shadow: "1"}},
 			skipped: `primary body: content-encoding "zstd" is not supported`,
+		},
+		"different statuses: bodies are not compared": {
+			primary: Response{Status: 200, Body: []byte(`{"user":{"id":7}}`)},
+			shadow:  Response{Status: 404, Body: []byte(`{"error":"not found"}`)},
+			want:    []Difference{{Path: "status", Pattern: "status", Kind: Status, Primary: "200", Shadow: "404"}},
 		},
 	}
 	for name, tc := range tests {
@@ -413,7 +419,7 @@ func TestNewRulesErrors(t *testing.T) {
 		},
 		"bad unordered": {
 			c:    policy.Compare{UnorderedArrays: []string{"items", "$.x by ", "$.y by id"}},
-			want: []string{`unorderedArrays[0]: invalid JSON path "items"`, `unorderedArrays[1]: "$.x by " names no field after "by"`},
+			want: []string{`unorderedArrays[0]: invalid JSON path "items"`, `unorderedArrays[1]: "$.x by " names no member after "by"`},
 		},
 		"bad tolerance": {
 			c:    policy.Compare{NumericTolerance: ptr(-1.0)},

@@ -12,8 +12,8 @@ import (
 // more, Result keeps the first MaxDifferences in Path order and adds one
 // Difference with Path and Pattern Truncated, Kind Changed, and "N more
 // differences" as both excerpts. Status, header and body differences are
-// never cut. (A pair with more than 16 000 differences is listed from
-// the first 16 000 met in document order, to bound the work.)
+// never cut. (A pair with more than 4 000 differences is listed from the
+// first 4 000 met in document order, to bound the work.)
 const MaxDifferences = 1000
 
 // maxListed bounds the differences of one pair that are rendered (paths,
@@ -21,7 +21,7 @@ const MaxDifferences = 1000
 // counted. Up to it, the listed ones are the first in Path order whichever
 // side is which; past it, they are the first in Path order among those met
 // first in document order.
-const maxListed = 16 * MaxDifferences
+const maxListed = 4 * MaxDifferences
 
 // Truncated is the Path and Pattern of the Difference that stands for the
 // differences past MaxDifferences. It sorts after every other JSON path.
@@ -35,7 +35,9 @@ const none = ^uint32(0)
 // symmetric: swapping the responses swaps Added with Removed and the
 // excerpts, and keeps every Path.
 //
-// Status is always compared, headers only when rules name them. Bodies are
+// Status is always compared, headers only when rules name them. When the
+// statuses differ the bodies are not compared: the status difference is the
+// finding. Otherwise bodies are
 // decoded by Content-Encoding first (gzip, deflate, br, identity, chains);
 // an unsupported coding, a corrupt stream or a body that decodes to more
 // than MaxDecodedBytes sets Result.Skipped and leaves the bodies
@@ -62,11 +64,18 @@ func Compare(primary, shadow Response, rules *Rules) Result {
 		if pok == sok && pv == sv {
 			continue
 		}
-		d := Difference{Path: "header:" + h, Pattern: "header:" + h, Kind: Header}
+		d := Difference{Path: headerPrefix + h, Pattern: headerPrefix + h, Kind: Header}
 		d.Primary, d.Shadow = headerExcerpt(rules, h, pv, pok), headerExcerpt(rules, h, sv, sok)
 		fixed = append(fixed, d)
 	}
 
+	// Different statuses answer with different documents (an error body
+	// against a resource): their body differences are consequences of the
+	// status difference, not findings of their own.
+	if primary.Status != shadow.Status {
+		res.Differences = finish(fixed, nil, 0)
+		return res
+	}
 	encP, encS := primary.Headers["content-encoding"], shadow.Headers["content-encoding"]
 	if encP == encS && bytes.Equal(primary.Body, shadow.Body) {
 		res.Differences = finish(fixed, nil, 0)
@@ -146,8 +155,9 @@ func finish(fixed, json []Difference, total int) []Difference {
 	if len(fixed)+len(json) == 0 {
 		return nil
 	}
-	slices.SortFunc(json, cmpDiff)
 	if total > MaxDifferences {
+		slices.SortFunc(json, cmpDiff)
+		clear(json[MaxDifferences:])
 		json = json[:MaxDifferences]
 		more := strconv.Itoa(total-MaxDifferences) + " more differences"
 		json = append(json, Difference{Path: Truncated, Pattern: Truncated, Kind: Changed, Primary: more, Shadow: more})
@@ -222,6 +232,11 @@ type seg struct {
 	key   uint32
 	side  uint8 // 0: the key is in doc a, 1: in doc b
 	index int32 // >= 0: an array index; -1: a member
+
+	// Set when the path up to here is rendered (see walker.paths).
+	pathEnd, patEnd int32 // where it ends in walker.path, walker.pat
+	indexed         bool  // some step up to here is an index
+	redacted        bool  // some member up to here is redacted
 }
 
 // elem is an array element in an unordered comparison.
@@ -254,9 +269,12 @@ type walker struct {
 	strA  []byte
 	strB  []byte
 	ex    []byte
-	path  []byte
-	pat   []byte
 	num   numScratch
+
+	// path and pat render segs[:rendered] (and "$"): a path is rendered
+	// once, however many differences are found under it.
+	path, pat []byte
+	rendered  int
 
 	out   []Difference
 	total int
@@ -268,6 +286,14 @@ func (w *walker) start(r *Rules, a, b *doc, learn *learning) {
 	w.segs, w.sets, w.keys, w.match = w.segs[:0], w.sets[:0], w.keys[:0], w.match[:0]
 	w.elems, w.canon, w.spans = w.elems[:0], w.canon[:0], w.spans[:0]
 	w.out, w.total = nil, 0
+	w.path, w.pat, w.rendered = append(w.path[:0], '$'), append(w.pat[:0], '$'), 0
+}
+
+func (w *walker) push(s seg) { w.segs = append(w.segs, s) }
+
+func (w *walker) pop() {
+	w.segs = w.segs[:len(w.segs)-1]
+	w.rendered = min(w.rendered, len(w.segs))
 }
 
 func (w *walker) clear() {
@@ -434,13 +460,13 @@ func (w *walker) object(ta, tb uint32, set []*rule, pn *pnode) {
 			if w.learn != nil {
 				pc = w.learn.field(pn, name)
 			}
-			w.segs = append(w.segs, seg{key: k, index: -1})
+			w.push(seg{key: k, index: -1})
 			if j >= 0 {
 				w.value(v, bk[j]+1, cs, pc)
 			} else {
 				w.only(0, v, cs, pc)
 			}
-			w.segs = w.segs[:len(w.segs)-1]
+			w.pop()
 		}
 		w.sets = w.sets[:sb]
 		k = next
@@ -457,9 +483,9 @@ func (w *walker) object(ta, tb uint32, set []*rule, pn *pnode) {
 			if w.learn != nil {
 				pc = w.learn.field(pn, name)
 			}
-			w.segs = append(w.segs, seg{key: kb, side: 1, index: -1})
+			w.push(seg{key: kb, side: 1, index: -1})
 			w.only(1, kb+1, cs, pc)
-			w.segs = w.segs[:len(w.segs)-1]
+			w.pop()
 		}
 		w.sets = w.sets[:sb]
 	}
@@ -478,7 +504,7 @@ func (w *walker) array(ta, tb uint32, set []*rule, pn *pnode) {
 		sb := len(w.sets)
 		cs, ignored := w.indexRules(set, i)
 		if !ignored {
-			w.segs = append(w.segs, seg{index: int32(i)})
+			w.push(seg{index: int32(i)})
 			switch {
 			case i < na && i < nb:
 				w.value(ka, kb, cs, pe)
@@ -487,7 +513,7 @@ func (w *walker) array(ta, tb uint32, set []*rule, pn *pnode) {
 			default:
 				w.only(1, kb, cs, pe)
 			}
-			w.segs = w.segs[:len(w.segs)-1]
+			w.pop()
 		}
 		w.sets = w.sets[:sb]
 		if i < na {
@@ -543,14 +569,14 @@ func (w *walker) unordered(ta, tb uint32, set []*rule, u *rule, pn *pnode) {
 	slices.SortFunc(eb, byCanon)
 
 	pair := func(x, y elem) {
-		w.segs = append(w.segs, seg{index: min(x.pos, y.pos)})
+		w.push(seg{index: min(x.pos, y.pos)})
 		w.value(x.t, y.t, es, pe)
-		w.segs = w.segs[:len(w.segs)-1]
+		w.pop()
 	}
 	one := func(side uint8, x elem) {
-		w.segs = append(w.segs, seg{index: x.pos})
+		w.push(seg{index: x.pos})
 		w.only(side, x.t, es, pe)
-		w.segs = w.segs[:len(w.segs)-1]
+		w.pop()
 	}
 	// Merge the sorted sides: keyed elements pair by key, the others by
 	// whole value. Indices are used, not slices: pairing recurses and may
@@ -581,10 +607,10 @@ func (w *walker) unordered(ta, tb uint32, set []*rule, u *rule, pn *pnode) {
 		case c == 0:
 			w.elems[base+i].used, w.elems[base+na+j].used = true, true
 			if w.learn != nil {
-				w.segs = append(w.segs, seg{index: min(x.pos, y.pos)})
+				w.push(seg{index: min(x.pos, y.pos)})
 				w.learn.see(pe)
 				w.seeChildren(w.a, x.t, es, pe)
-				w.segs = w.segs[:len(w.segs)-1]
+				w.pop()
 			}
 			i, j = i+1, j+1
 		case c < 0 && x.keyed:
@@ -878,8 +904,7 @@ func (w *walker) emit(k Kind, ta, tb uint32, pn *pnode) {
 	if w.total > maxListed {
 		return
 	}
-	path, pattern := w.paths()
-	redacted := w.redacted()
+	path, pattern, redacted := w.paths()
 	d := Difference{Path: path, Pattern: pattern, Kind: k}
 	if ta != none {
 		d.Primary = w.excerpt(w.a, ta, redacted)
@@ -897,44 +922,40 @@ func (w *walker) emit(k Kind, ta, tb uint32, pn *pnode) {
 	}
 }
 
-// paths renders the current path and its pattern.
-func (w *walker) paths() (path, pattern string) {
-	p, q := append(w.path[:0], '$'), append(w.pat[:0], '$')
+// paths renders the current path and its pattern, and reports whether
+// the path passes through a redacted member. Only the steps pushed since
+// the last call are rendered.
+func (w *walker) paths() (path, pattern string, redacted bool) {
+	p, q := w.path[:1], w.pat[:1]
 	indexed := false
-	for _, s := range w.segs {
+	if w.rendered > 0 {
+		last := &w.segs[w.rendered-1]
+		p, q = w.path[:last.pathEnd], w.pat[:last.patEnd]
+		indexed, redacted = last.indexed, last.redacted
+	}
+	for i := w.rendered; i < len(w.segs); i++ {
+		s := &w.segs[i]
 		if s.index >= 0 {
 			indexed = true
 			p = append(p, '[')
 			p = strconv.AppendInt(p, int64(s.index), 10)
 			p = append(p, ']')
 			q = append(q, "[*]"...)
-			continue
+		} else {
+			name := key(w.doc(s.side), s.key, &w.keyA)
+			redacted = redacted || w.r.redacts(name)
+			start := len(p)
+			p = appendField(p, name)
+			q = append(q, p[start:]...)
 		}
-		name := key(w.doc(s.side), s.key, &w.keyA)
-		start := len(p)
-		p = appendField(p, name)
-		q = append(q, p[start:]...)
+		s.pathEnd, s.patEnd, s.indexed, s.redacted = int32(len(p)), int32(len(q)), indexed, redacted
 	}
-	w.path, w.pat = p, q
+	w.path, w.pat, w.rendered = p, q, len(w.segs)
 	path = string(p)
 	if !indexed {
-		return path, path
+		return path, path, redacted
 	}
-	return path, string(q)
-}
-
-// redacted reports whether the current path passes through a redacted
-// member.
-func (w *walker) redacted() bool {
-	if len(w.r.redact) == 0 {
-		return false
-	}
-	for _, s := range w.segs {
-		if s.index < 0 && w.r.redacts(key(w.doc(s.side), s.key, &w.keyA)) {
-			return true
-		}
-	}
-	return false
+	return path, string(q), redacted
 }
 
 // seeChildren counts, for a Learner, the patterns inside node t of d as

@@ -66,9 +66,10 @@ type doc struct {
 	stack []uint32
 }
 
-// maxDepth bounds nesting, as encoding/json does; deeper texts are treated
-// as not JSON.
-const maxDepth = 10000
+// maxDepth bounds nesting; deeper texts are treated as not JSON (and
+// compared as bytes). encoding/json allows 10 000; APIs nest a few dozen
+// levels, and every level lengthens every path rendered below it.
+const maxDepth = 1000
 
 // maxJSONBytes bounds what parse accepts, so that offsets fit a uint32.
 const maxJSONBytes = math.MaxUint32 - 1
@@ -129,15 +130,15 @@ func parseTape(src []byte, tape []node, stack []uint32) ([]node, []uint32, bool)
 			if c == '[' {
 				k, closer = kindArray, ']'
 			}
+			if len(stack) >= maxDepth {
+				return tape, stack, false
+			}
 			tape = append(tape, node{start: at, kind: k})
 			i = skipSpace(src, i+1)
 			if i < len(src) && src[i] == closer {
 				i++
 				tape[t].end, tape[t].next = uint32(i), t+1
 				break
-			}
-			if len(stack) >= maxDepth {
-				return tape, stack, false
 			}
 			stack = append(stack, t)
 			if k == kindObject {

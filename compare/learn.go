@@ -92,6 +92,9 @@ type memo struct {
 
 const absent = "\x00"
 
+// headerPrefix starts the Path and Pattern of header differences.
+const headerPrefix = "header:"
+
 // NewLearner returns a Learner for one route, comparing under rules (nil:
 // the defaults).
 func NewLearner(cfg LearnerConfig, rules *Rules) *Learner {
@@ -175,7 +178,7 @@ func (l *Learner) Observe(side, fingerprint string, resp Response) {
 		}
 		pn := l.headers[h]
 		if pn == nil {
-			if pn = l.newNode("header:" + h); pn == nil {
+			if pn = l.newNode(headerPrefix + h); pn == nil {
 				continue
 			}
 			l.headers[h] = pn
@@ -194,22 +197,45 @@ func (l *Learner) Observe(side, fingerprint string, resp Response) {
 }
 
 // Noise returns the patterns judged noise, in value or in presence,
-// sorted by Pattern. Varied counts the self-comparisons in which the value
-// varied (in which the presence did, for patterns noisy in presence only)
-// on the side that judged.
+// sorted by Pattern, each with the Kinds of difference that are noise
+// there. Varied counts the self-comparisons in which the value varied (in
+// which the presence did, for patterns noisy in presence only) on the side
+// that judged.
 func (l *Learner) Noise() []NoisePath {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []NoisePath
 	for _, pn := range l.nodes {
-		if np, ok := l.judge(pn, valueVaried); ok {
-			out = append(out, np)
-		} else if np, ok := l.judge(pn, presenceVaried); ok {
+		if np, ok := l.noise(pn); ok {
 			out = append(out, np)
 		}
 	}
 	slices.SortFunc(out, func(x, y NoisePath) int { return strings.Compare(x.Pattern, y.Pattern) })
 	return out
+}
+
+// noise judges one pattern in both senses.
+func (l *Learner) noise(pn *pnode) (NoisePath, bool) {
+	vp, value := l.judge(pn, valueVaried)
+	pp, presence := l.judge(pn, presenceVaried)
+	np := vp
+	switch {
+	case !value && !presence:
+		return NoisePath{}, false
+	case !value:
+		np = pp
+	}
+	switch {
+	case strings.HasPrefix(pn.pattern, headerPrefix):
+		np.Kinds = []Kind{Header}
+	case value && presence:
+		np.Kinds = []Kind{Added, Changed, Removed, TypeChanged}
+	case value:
+		np.Kinds = []Kind{Changed, TypeChanged}
+	default:
+		np.Kinds = []Kind{Added, Removed}
+	}
+	return np, true
 }
 
 // IsNoise reports whether pattern (a Difference.Pattern) is noise, in
@@ -221,17 +247,13 @@ func (l *Learner) IsNoise(pattern string) bool {
 	if pn == nil {
 		return false
 	}
-	_, value := l.judge(pn, valueVaried)
-	_, presence := l.judge(pn, presenceVaried)
-	return value || presence
+	_, ok := l.noise(pn)
+	return ok
 }
 
 // IsNoiseDiff reports whether a difference of a primary-vs-shadow
-// comparison is noise: its pattern's value is noise and it is Changed or
-// TypeChanged, or its pattern's presence is noise and it is Added or
-// Removed (so a field whose value is a timestamp but that the shadow
-// dropped is still reported), or it is a Header difference on a noisy
-// header. Status and Body differences are never noise.
+// comparison is noise: its Pattern is noise for its Kind (see
+// NoisePath.Kinds). Status and Body differences are never noise.
 func (l *Learner) IsNoiseDiff(d Difference) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -239,19 +261,8 @@ func (l *Learner) IsNoiseDiff(d Difference) bool {
 	if pn == nil {
 		return false
 	}
-	switch d.Kind {
-	case Changed, TypeChanged:
-		_, ok := l.judge(pn, valueVaried)
-		return ok
-	case Added, Removed:
-		_, ok := l.judge(pn, presenceVaried)
-		return ok
-	case Header:
-		_, value := l.judge(pn, valueVaried)
-		_, presence := l.judge(pn, presenceVaried)
-		return value || presence
-	}
-	return false
+	np, ok := l.noise(pn)
+	return ok && slices.Contains(np.Kinds, d.Kind)
 }
 
 // Stats returns the Learner's counters.

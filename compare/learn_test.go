@@ -16,6 +16,8 @@ type observation struct {
 	resp     Response
 }
 
+var valueKinds = []Kind{Changed, TypeChanged}
+
 func obs(side, fp, body string) observation { return observation{side, fp, jsonResp(body)} }
 
 func TestLearner(t *testing.T) {
@@ -33,7 +35,7 @@ func TestLearner(t *testing.T) {
 				obs("primary", "a", `{"ts":3,"v":1}`),
 				obs("primary", "a", `{"ts":4,"v":1}`),
 			},
-			want:  []NoisePath{{Pattern: "$.ts", Varied: 3, Compared: 3}},
+			want:  []NoisePath{{Pattern: "$.ts", Varied: 3, Compared: 3, Kinds: valueKinds}},
 			stats: LearnerStats{Observed: 4, Comparisons: 3, Patterns: 3},
 		},
 		"too few comparisons": {
@@ -61,7 +63,7 @@ func TestLearner(t *testing.T) {
 				obs("primary", "a", `{"v":2}`),
 				obs("primary", "a", `{"v":2}`),
 			},
-			want:  []NoisePath{{Pattern: "$.v", Varied: 1, Compared: 3}},
+			want:  []NoisePath{{Pattern: "$.v", Varied: 1, Compared: 3, Kinds: valueKinds}},
 			stats: LearnerStats{Observed: 4, Comparisons: 3, Patterns: 2},
 		},
 		"different fingerprints are never compared": {
@@ -103,7 +105,7 @@ func TestLearner(t *testing.T) {
 				obs("shadow", "a", `{"v":2}`),
 				obs("shadow", "a", `{"v":3}`),
 			},
-			want:  []NoisePath{{Pattern: "$.v", Varied: 2, Compared: 2}},
+			want:  []NoisePath{{Pattern: "$.v", Varied: 2, Compared: 2, Kinds: valueKinds}},
 			stats: LearnerStats{Observed: 5, Comparisons: 3, Patterns: 2},
 		},
 		"array patterns learn from any index": {
@@ -113,7 +115,7 @@ func TestLearner(t *testing.T) {
 				obs("primary", "a", `{"items":[{"id":1,"at":1},{"id":2,"at":2}]}`),
 				obs("primary", "a", `{"items":[{"id":1,"at":3},{"id":2,"at":2}]}`),
 			},
-			want:  []NoisePath{{Pattern: "$.items[*].at", Varied: 2, Compared: 2}},
+			want:  []NoisePath{{Pattern: "$.items[*].at", Varied: 2, Compared: 2, Kinds: valueKinds}},
 			stats: LearnerStats{Observed: 3, Comparisons: 2, Patterns: 5},
 		},
 		"presence varies": {
@@ -124,7 +126,7 @@ func TestLearner(t *testing.T) {
 				obs("primary", "a", `{"warning":{"code":1}}`),
 			},
 			// the member varies; what is inside it was only ever seen on one side
-			want:  []NoisePath{{Pattern: "$.warning", Varied: 2, Compared: 2}},
+			want:  []NoisePath{{Pattern: "$.warning", Varied: 2, Compared: 2, Kinds: []Kind{Added, Removed}}},
 			stats: LearnerStats{Observed: 3, Comparisons: 2, Patterns: 3},
 		},
 		"ignored paths are not tracked": {
@@ -169,7 +171,7 @@ func TestLearner(t *testing.T) {
 				obs("primary", "a", `{"v":2,"pad":"xxxxxxxx"}`),
 				obs("primary", "a", `{"v":3}`),
 			},
-			want:  []NoisePath{{Pattern: "$.v", Varied: 1, Compared: 1}},
+			want:  []NoisePath{{Pattern: "$.v", Varied: 1, Compared: 1, Kinds: valueKinds}},
 			stats: LearnerStats{Observed: 3, Comparisons: 1, Oversized: 1, Patterns: 2},
 		},
 		"least recently used fingerprints are forgotten": {
@@ -181,7 +183,7 @@ func TestLearner(t *testing.T) {
 				obs("primary", "a", `{"v":2}`), // forgets b
 				obs("primary", "c", `{"v":3}`), // compared with c
 			},
-			want:  []NoisePath{{Pattern: "$.v", Varied: 1, Compared: 1}},
+			want:  []NoisePath{{Pattern: "$.v", Varied: 1, Compared: 1, Kinds: valueKinds}},
 			stats: LearnerStats{Observed: 5, Comparisons: 1, Patterns: 2},
 		},
 		"headers the rules compare can be noise": {
@@ -192,7 +194,7 @@ func TestLearner(t *testing.T) {
 				{"primary", "a", Response{Status: 200, Headers: map[string]string{"date": "2", "etag": "e"}}},
 				{"primary", "a", Response{Status: 200, Headers: map[string]string{"date": "3", "etag": "e"}}},
 			},
-			want:  []NoisePath{{Pattern: "header:date", Varied: 2, Compared: 2}},
+			want:  []NoisePath{{Pattern: "header:date", Varied: 2, Compared: 2, Kinds: []Kind{Header}}},
 			stats: LearnerStats{Observed: 3, Comparisons: 2, Patterns: 3},
 		},
 		"encoded bodies": {
@@ -201,7 +203,7 @@ func TestLearner(t *testing.T) {
 				{"primary", "a", Response{Status: 200, Headers: map[string]string{"content-encoding": "gzip"}, Body: gzipBytes(t, []byte(`{"v":1}`))}},
 				{"primary", "a", Response{Status: 200, Headers: map[string]string{"content-encoding": "br"}, Body: brBytes(t, []byte(`{"v":2}`))}},
 			},
-			want:  []NoisePath{{Pattern: "$.v", Varied: 1, Compared: 1}},
+			want:  []NoisePath{{Pattern: "$.v", Varied: 1, Compared: 1, Kinds: valueKinds}},
 			stats: LearnerStats{Observed: 2, Comparisons: 1, Patterns: 2},
 		},
 		"unknown side is ignored": {

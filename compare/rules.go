@@ -39,10 +39,6 @@ type rule struct {
 	hasBy     bool
 }
 
-// unorderedBy separates the key field of an unordered-array entry:
-// "$.users by id".
-const unorderedBy = " by "
-
 // NewRules compiles a route's compare block; nil means the defaults. It
 // reports every invalid entry, each with its place in the block.
 //
@@ -68,14 +64,13 @@ func NewRules(c *policy.Compare) (*Rules, error) {
 		}
 	}
 	for i, s := range c.UnorderedArrays {
-		p, by, hasBy := strings.Cut(s, unorderedBy)
-		p, by = strings.TrimSpace(p), strings.TrimSpace(by)
+		p, by, hasBy := policy.SplitUnordered(s)
 		segs, err := policy.ParsePath(p)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("unorderedArrays[%d]: invalid JSON path %q: %w", i, p, err))
 		case hasBy && by == "":
-			errs = append(errs, fmt.Errorf("unorderedArrays[%d]: %q names no field after %q", i, s, strings.TrimSpace(unorderedBy)))
+			errs = append(errs, fmt.Errorf("unorderedArrays[%d]: %q names no member after \"by\"", i, s))
 		default:
 			if n := r.add(segs); !n.unordered { // the first entry for a path wins
 				n.unordered, n.by, n.hasBy = true, by, hasBy
@@ -165,16 +160,9 @@ func (r *Rules) redacts(name []byte) bool {
 	return false
 }
 
-// sensitiveHeaders are always redacted in excerpts.
-var sensitiveHeaders = [...]string{"authorization", "cookie", "proxy-authorization", "set-cookie"}
-
 // redactsHeader reports whether a header's value never appears in excerpts:
-// the sensitive headers, and headers named in the redact list.
+// policy.SecretHeaders (Authorization, Cookie, Set-Cookie, ...), and
+// headers named in the redact list.
 func (r *Rules) redactsHeader(name string) bool {
-	for _, h := range sensitiveHeaders {
-		if h == name {
-			return true
-		}
-	}
-	return r.redacts([]byte(name))
+	return slices.Contains(policy.SecretHeaders, name) || r.redacts([]byte(name))
 }

@@ -100,6 +100,8 @@ type capture struct {
 	sawReq   bool
 	sawResp  bool
 	finished bool
+
+	tenantHeader string // part of the request's fingerprint, when the route has one
 }
 
 func (s *Server) newCapture(route, side string) *capture {
@@ -117,6 +119,9 @@ func (s *Server) newCapture(route, side string) *capture {
 	c.limit = policy.DefaultMaxBodyBytes
 	if r.Compare != nil && r.Compare.MaxBodyBytes != nil {
 		c.limit = *r.Compare.MaxBodyBytes
+	}
+	if r.Shadow != nil && r.Shadow.Tenants != nil {
+		c.tenantHeader = r.Shadow.Tenants.Header
 	}
 	return c
 }
@@ -143,22 +148,27 @@ func (c *capture) handle(req *extprocv3.ProcessingRequest, now time.Time) {
 
 func (c *capture) onRequestHeaders(h *corev3.HeaderMap, now time.Time) {
 	c.sawReq, c.start = true, now
-	var fullPath string
+	var fullPath, tenant string
 	for _, hv := range h.GetHeaders() {
-		switch hv.GetKey() {
-		case ":method":
+		switch k := hv.GetKey(); {
+		case k == ":method":
 			c.half.Method = headerValue(hv)
-		case ":path":
+		case k == ":path":
 			fullPath = headerValue(hv)
-		case xds.HeaderRequestID:
+		case k == xds.HeaderRequestID:
 			c.half.RequestID = headerValue(hv)
+		case k == c.tenantHeader:
+			tenant = headerValue(hv)
 		}
 	}
 	c.half.Path, _, _ = strings.Cut(fullPath, "?")
+	// The fingerprint says which requests should get identical answers:
+	// same method, path and query, same tenant.
 	f := fnv.New64a()
-	f.Write([]byte(c.half.Method))
-	f.Write([]byte{0})
-	f.Write([]byte(fullPath))
+	for _, part := range []string{c.half.Method, fullPath, tenant} {
+		f.Write([]byte(part))
+		f.Write([]byte{0})
+	}
 	c.half.Fingerprint = strconv.FormatUint(f.Sum64(), 16)
 }
 

@@ -456,3 +456,20 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+// TestNoiseByKind: a pattern learned as noise for changing values still
+// reports the field going missing.
+func TestNoiseByKind(t *testing.T) {
+	r := newTestReporter(t, Config{})
+	removed := compare.Difference{Path: "$.ts", Pattern: "$.ts", Kind: compare.Removed, Primary: `"x"`}
+	r.Record(comparedPair("r", 1, changed("$.ts", `"a"`, `"b"`)))
+	r.Record(comparedPair("r", 2, removed))
+	r.SetNoise("r", []compare.NoisePath{{Pattern: "$.ts", Varied: 5, Compared: 5, Kinds: []compare.Kind{compare.Changed}}})
+	rr := mustRoute(t, r, "r")
+	if rr.Outcomes[Match] != 1 || rr.Outcomes[Diff] != 1 {
+		t.Errorf("outcomes %v: the changed value is noise, the missing field is not", rr.Outcomes)
+	}
+	if got := counts(rr); len(got) != 1 || got["$.ts removed"] != 1 {
+		t.Errorf("differences %v, want only $.ts removed once", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -387,20 +388,18 @@ func (r *Reporter) Pairs(ctx context.Context, q PairsQuery) ([]PairRecord, error
 	if q.Outcome != "" && !knownOutcome(q.Outcome) {
 		return nil, fmt.Errorf("report: unknown outcome %q", q.Outcome)
 	}
-	noise := map[string]map[string]struct{}{} // route → noise patterns, read once
-	noiseOf := func(route string) map[string]struct{} {
+	noise := map[string]map[string]compare.NoisePath{} // route → noise, read once
+	noiseOf := func(route string) map[string]compare.NoisePath {
 		if n, ok := noise[route]; ok {
 			return n
 		}
-		set := map[string]struct{}{}
+		set := map[string]compare.NoisePath{}
 		r.mu.RLock()
 		rs := r.routes[route]
 		r.mu.RUnlock()
 		if rs != nil {
 			rs.mu.Lock()
-			for p := range rs.noise {
-				set[p] = struct{}{}
-			}
+			maps.Copy(set, rs.noise)
 			rs.mu.Unlock()
 		}
 		noise[route] = set
@@ -413,7 +412,7 @@ func (r *Reporter) Pairs(ctx context.Context, q PairsQuery) ([]PairRecord, error
 			set := noiseOf(rec.Route)
 			all := sp.complete
 			for _, k := range sp.keys {
-				if _, ok := set[k.pattern]; !ok {
+				if n, ok := set[k.pattern]; !ok || !noiseCovers(n, k.kind) {
 					all = false
 				}
 			}
@@ -421,7 +420,9 @@ func (r *Reporter) Pairs(ctx context.Context, q PairsQuery) ([]PairRecord, error
 				rec.Outcome = Match
 			}
 			for i := range rec.Differences {
-				_, rec.Differences[i].Noise = set[rec.Differences[i].Pattern]
+				d := &rec.Differences[i]
+				n, ok := set[d.Pattern]
+				d.Noise = ok && noiseCovers(n, d.Kind)
 			}
 		}
 		if q.Outcome != "" && rec.Outcome != q.Outcome {

@@ -284,11 +284,26 @@ func (rs *routeState) reasonCount(o Outcome) int {
 
 func (rs *routeState) allNoise(keys []patKey) bool {
 	for _, k := range keys {
-		if _, ok := rs.noise[k.pattern]; !ok {
+		if !rs.isNoise(k) {
 			return false
 		}
 	}
 	return true
+}
+
+// isNoise reports whether the route's current noise explains differences of
+// this pattern and kind.
+func (rs *routeState) isNoise(k patKey) bool {
+	n, ok := rs.noise[k.pattern]
+	return ok && noiseCovers(n, k.kind)
+}
+
+// noiseCovers reports whether a noise path explains a difference of kind:
+// a field whose value varies is not noise when it goes missing, unless that
+// was learned too. A noise path without kinds (stored before kinds were
+// kept) covers every kind.
+func noiseCovers(n compare.NoisePath, kind compare.Kind) bool {
+	return len(n.Kinds) == 0 || slices.Contains(n.Kinds, kind)
 }
 
 // setNoiseLocked replaces the route's noise. The caller holds rs.mu.
@@ -337,13 +352,13 @@ func (rs *routeState) reportLocked() RouteReport {
 		}
 		diff += s.count
 		for _, k := range s.keys {
-			if _, noise := rs.noise[k.pattern]; !noise {
+			if !rs.isNoise(k) {
 				counts[k] += s.count
 			}
 		}
 	}
 	for k, n := range rs.folded {
-		if _, noise := rs.noise[k.pattern]; !noise {
+		if !rs.isNoise(k) {
 			counts[k] += n
 		}
 	}

@@ -91,6 +91,7 @@ var migrations = []string{
 		pattern  TEXT NOT NULL,
 		varied   INTEGER NOT NULL,
 		compared INTEGER NOT NULL,
+		kinds    TEXT NOT NULL, -- comma-separated compare.Kind values
 		PRIMARY KEY (route, pattern)
 	) WITHOUT ROWID;
 	CREATE TABLE pairs (
@@ -331,10 +332,16 @@ func (s *store) load(ctx context.Context, lim limits) (map[string]*routeState, e
 			get(route).latency[i] = h
 			return nil
 		}),
-		query("SELECT route, pattern, varied, compared FROM noise", func(rows *sql.Rows) error {
+		query("SELECT route, pattern, varied, compared, kinds FROM noise", func(rows *sql.Rows) error {
 			var n compare.NoisePath
-			if err := rows.Scan(&route, &n.Pattern, &n.Varied, &n.Compared); err != nil {
+			var kinds string
+			if err := rows.Scan(&route, &n.Pattern, &n.Varied, &n.Compared, &kinds); err != nil {
 				return err
+			}
+			for k := range strings.SplitSeq(kinds, ",") {
+				if k != "" {
+					n.Kinds = append(n.Kinds, compare.Kind(k))
+				}
 			}
 			get(route).noise[n.Pattern] = n
 			return nil
@@ -443,7 +450,12 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 				return err
 			}
 			for _, n := range d.noise {
-				if err := exec(`INSERT INTO noise (route, pattern, varied, compared) VALUES (?, ?, ?, ?)`, route, n.Pattern, n.Varied, n.Compared); err != nil {
+				kinds := make([]string, len(n.Kinds))
+				for i, k := range n.Kinds {
+					kinds[i] = string(k)
+				}
+				if err := exec(`INSERT INTO noise (route, pattern, varied, compared, kinds) VALUES (?, ?, ?, ?, ?)`,
+					route, n.Pattern, n.Varied, n.Compared, strings.Join(kinds, ",")); err != nil {
 					return err
 				}
 			}

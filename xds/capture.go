@@ -41,9 +41,7 @@ func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 	}
 	var headers []string
 	for _, r := range p.Routes {
-		if r.Shadow != nil && r.Compare != nil {
-			headers = append(headers, r.Compare.Headers...)
-		}
+		headers = append(headers, routeCapturedHeaders(r)...)
 	}
 	return []*hcmv3.HttpFilter{{
 		Name:       ExtProcFilter,
@@ -91,6 +89,23 @@ func captureFilter(extraHeaders []string, metadata []*corev3.HeaderValue) *extpr
 	}
 }
 
+// routeCapturedHeaders are what a mirrored route adds to capturedHeaders:
+// the response headers it compares, and its tenant header, which tells
+// identical requests of different tenants apart when noise is learned.
+func routeCapturedHeaders(r policy.Route) []string {
+	if r.Shadow == nil {
+		return nil
+	}
+	var out []string
+	if r.Compare != nil {
+		out = append(out, r.Compare.Headers...)
+	}
+	if t := r.Shadow.Tenants; t != nil {
+		out = append(out, t.Header)
+	}
+	return out
+}
+
 // captureMetadata names the route and side of a capture stream.
 func captureMetadata(route, side string) []*corev3.HeaderValue {
 	return []*corev3.HeaderValue{{Key: MetadataRoute, Value: route}, {Key: MetadataSide, Value: side}}
@@ -110,10 +125,7 @@ func capturePerRoute(route string) *anypb.Any {
 // route r's shadow cluster: an upstream filter, so it sees the mirrored
 // request and the shadow's response, which Envoy otherwise discards.
 func shadowProtocolOptions(r policy.Route) *httpv3.HttpProtocolOptions {
-	var headers []string
-	if r.Compare != nil {
-		headers = r.Compare.Headers
-	}
+	headers := routeCapturedHeaders(r)
 	return &httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},

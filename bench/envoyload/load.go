@@ -94,15 +94,17 @@ type closedRun struct {
 	workers     int
 	ok, errored [numArms]int // recorded requests by arm
 	sent        [numArms]int // every request by arm, recorded or not
+	cpu         []cpuSample  // at each slice boundary; nil if unreadable
 }
 
 // runClosed runs workers that each send the next request as soon as the
 // previous one is answered, to the arm of the current slice. Requests are
 // counted by the slice they started in.
-func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int, sl slicing) closedRun {
+func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int, sl slicing, pids [numProcs]int) closedRun {
 	type count struct{ ok, errored, sent [numArms]int }
 	counts := make([]count, workers)
 	t0 := time.Now()
+	cpu := sampleSlices(ctx, t0, sl, pids)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -125,7 +127,7 @@ func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int
 		})
 	}
 	wg.Wait()
-	run := closedRun{sl: sl, workers: workers}
+	run := closedRun{sl: sl, workers: workers, cpu: <-cpu}
 	for _, cnt := range counts {
 		for a := range numArms {
 			run.ok[a] += cnt.ok[a]
@@ -150,13 +152,14 @@ type openRun struct {
 	sl         slicing
 	start, end []time.Duration
 	failed     []bool
+	cpu        []cpuSample // at each slice boundary; nil if unreadable
 }
 
 // runOpen sends requests at a fixed rate, each at its due time whether or
 // not earlier ones have been answered (open loop), through a pool of
 // inflight workers. Latency is measured from the due time, so a late
 // dispatch or a queue in front of the workers is counted, not hidden.
-func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64, sl slicing, inflight int) *openRun {
+func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64, sl slicing, inflight int, pids [numProcs]int) *openRun {
 	sched := schedule{rate: rate}
 	n := sched.count(sl.total())
 	r := &openRun{sched: sched, sl: sl, start: make([]time.Duration, n), end: make([]time.Duration, n), failed: make([]bool, n)}
@@ -165,6 +168,7 @@ func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64,
 	}
 	jobs := make(chan int, inflight)
 	t0 := time.Now()
+	cpu := sampleSlices(ctx, t0, sl, pids)
 	var wg sync.WaitGroup
 	for range inflight {
 		wg.Go(func() {
@@ -178,6 +182,7 @@ func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64,
 	}
 	dispatch(ctx, t0, sched, n, jobs)
 	wg.Wait()
+	r.cpu = <-cpu
 	return r
 }
 

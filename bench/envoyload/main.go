@@ -15,6 +15,22 @@
 // blackholed, slow or refusing. It prints a markdown section (or JSON with
 // -json) on stdout and its progress on stderr.
 //
+// The arms take turns in time slices (-slice, default 500 ms), each pair of
+// slices in a random order. Interleaving request by request would have plain
+// requests share Envoy, serve and the CPUs with the mirrored arm's shadow
+// requests and captures at the same instants, charging part of mirroring's
+// cost to plain and pulling the ratios toward 1; slices let each arm run on
+// its own while alternating often enough that drift and noisy neighbours hit
+// both arms alike. The first -settle of each slice (the previous arm's tail)
+// is run but not recorded, and the capture pairer's grace is shortened so
+// that a pair is compared within the slice that produced it.
+//
+// The machine may be shared: before each phase it waits (up to -quiet) for
+// the machine to be idle, and it reports the CPU that other processes and the
+// hypervisor took during each phase, and the CPU time per request of each
+// arm by process (Envoy, services + serve, generator), read from /proc at
+// every slice boundary.
+//
 // Envoy, the example services and `shadowlab serve` run on loopback; the
 // services and serve in a child process (this binary with the argument
 // "sut"), so the load generator shares only the CPUs with them.
@@ -66,6 +82,7 @@ type config struct {
 	keep           bool
 	rate           float64
 	capture        bool
+	quiet          time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -81,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.fraction, "fraction", 0.5, "open-loop rate as a fraction of plain's closed-loop maximum")
 	fs.Float64Var(&c.rate, "rate", 0, "open-loop rate in requests per second, both arms together (0: -fraction × plain's maximum)")
 	fs.BoolVar(&c.capture, "capture", true, "capture (ext_proc) on; false measures mirroring alone")
+	fs.DurationVar(&c.quiet, "quiet", time.Minute, "before each phase, wait up to this long for the machine to be idle (others < 0.1 core for 1 s); 0: don't wait")
 	fs.IntVar(&c.inflight, "inflight", 256, "open-loop concurrency limit (requests beyond it queue, and their wait is counted)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "warm-up per arm, not recorded")
@@ -118,14 +136,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	check(c.warmup >= 0 && c.warmup <= time.Minute, "-warmup: must be 0-1m (got %s)", c.warmup)
 	check(c.slow > 0 && c.slow <= time.Minute, "-slow: must be in (0, 1m] (got %s)", c.slow)
 	check(c.grace > 0 && c.grace <= 10*time.Second, "-grace: must be in (0, 10s] (got %s)", c.grace)
+	check(c.quiet >= 0 && c.quiet <= 10*time.Minute, "-quiet: must be 0-10m (got %s)", c.quiet)
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
 	}
 	return c, errors.Join(errs...)
 }
 
-// errUsage marks a bad command line (exit code 2).
-var errUsage = errors.New("usage")
+// maxRequests bounds the requests of one open-loop phase (and the memory
+// of their timings: 17 bytes each).
+const maxRequests = 10_000_000
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == sutArg {
@@ -179,7 +199,7 @@ type bench struct {
 	addrs  sutAddrs
 	client *client
 	rng    *rand.Rand
-	pids   []int // this program, the system under test, Envoy
+	pids   [numProcs]int
 }
 
 // probe is what is read before and after a phase: Envoy's shadow and
@@ -248,13 +268,13 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 		cfg: cfg, log: log, envoy: p, addrs: sut.addrs,
 		client: newClient(max(cfg.workers, cfg.inflight), cfg.timeout),
 		rng:    rand.New(rand.NewPCG(cfg.seed, 0x5eed)),
-		pids:   []int{os.Getpid(), sut.cmd.Process.Pid, p.Pid()},
+		pids:   [numProcs]int{procGenerator: os.Getpid(), procSUT: sut.cmd.Process.Pid, procEnvoy: p.Pid()},
 	}
 	defer b.client.close()
 	if err := b.waitServing(startCtx); err != nil {
 		return nil, err
 	}
-	res = &results{Machine: machine(bin), Params: paramsOf(cfg, p.AdminAddress())}
+	res = &results{Machine: machine(bin), Params: paramsOf(cfg)}
 	if err := b.warm(ctx); err != nil {
 		return nil, err
 	}
@@ -284,14 +304,16 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 			res.Faults = append(res.Faults, faultResult{Fault: f.name, Route: f.route, Result: lr})
 		}
 	}
-	rr, err := routeReport(ctx, sut.addrs.API, "mirrored")
-	if err != nil {
-		return nil, err
-	}
-	res.Pairs = rr.Pairs
 	res.Outcomes = map[string]int{}
-	for k, v := range rr.Outcomes {
-		res.Outcomes[string(k)] = v
+	if cfg.capture {
+		rr, err := routeReport(ctx, sut.addrs.API, "mirrored")
+		if err != nil {
+			return nil, err
+		}
+		res.Pairs = rr.Pairs
+		for k, v := range rr.Outcomes {
+			res.Outcomes[string(k)] = v
+		}
 	}
 	select {
 	case <-p.Exited():
@@ -300,6 +322,45 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 	}
 	res.budgets()
 	return res, nil
+}
+
+// waitQuiet waits, up to -quiet, until the machine has been idle for a
+// second (between phases our own processes are idle too). A machine that
+// stays busy is only logged: the phase runs and its CPU report shows it.
+func (b *bench) waitQuiet(ctx context.Context) error {
+	start := time.Now()
+	prev, err := sampleCPU(b.pids)
+	if err != nil {
+		return err
+	}
+	var last cpuUsage
+	for time.Since(start) < b.cfg.quiet {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		cur, err := sampleCPU(b.pids)
+		if err != nil {
+			return err
+		}
+		last = prev.usage(cur)
+		if last.Ours+last.Others+last.Steal < quietLimit {
+			if waited := time.Since(start); waited > 2*time.Second {
+				b.log.Info("the machine is quiet", zap.Duration("waited", waited.Round(time.Second)))
+			}
+			return nil
+		}
+		if prev.at.Sub(start) < time.Second {
+			b.log.Info("waiting for a quiet machine", zap.Duration("at_most", b.cfg.quiet), zap.Float64("others_cores", last.Others), zap.Float64("steal_cores", last.Steal))
+		}
+		prev = cur
+	}
+	if b.cfg.quiet > 0 {
+		b.log.Warn("the machine stayed busy; measuring anyway", zap.Duration("waited", b.cfg.quiet),
+			zap.Float64("others_cores", last.Others), zap.Float64("steal_cores", last.Steal))
+	}
+	return nil
 }
 
 // waitServing waits until the plain route answers from the primary.
@@ -336,7 +397,7 @@ func (b *bench) warm(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	run := runClosed(ctx, b.client, b.urls(pathMirrored), b.cfg.workers, slicing{slice: b.cfg.warmup, order: []int{armBase, armTest}})
+	run := runClosed(ctx, b.client, b.urls(pathMirrored), b.cfg.workers, slicing{slice: b.cfg.warmup, order: []int{armBase, armTest}}, b.pids)
 	after, err := envoyCounters(ctx, b.envoy, shadowCounterFilter)
 	if err != nil {
 		return err
@@ -355,11 +416,14 @@ func (b *bench) warm(ctx context.Context) error {
 func (b *bench) throughput(ctx context.Context) (throughputResult, error) {
 	sl := slicing{slice: b.cfg.slice, settle: b.cfg.settle, order: interleave(int(b.cfg.closedDuration/(2*b.cfg.slice)), b.rng)}
 	b.log.Info("closed loop: maximum throughput", zap.Int("workers", b.cfg.workers), zap.Duration("duration", sl.total()))
+	if err := b.waitQuiet(ctx); err != nil {
+		return throughputResult{}, err
+	}
 	before, err := b.probe(ctx)
 	if err != nil {
 		return throughputResult{}, err
 	}
-	run := runClosed(ctx, b.client, b.urls(pathMirrored), b.cfg.workers, sl)
+	run := runClosed(ctx, b.client, b.urls(pathMirrored), b.cfg.workers, sl, b.pids)
 	after, err := b.probe(ctx)
 	if err != nil {
 		return throughputResult{}, err
@@ -372,6 +436,8 @@ func (b *bench) throughput(ctx context.Context) (throughputResult, error) {
 	r.Shadow = shadowStatsOf(after.counters.delta(before.counters), "mirrored")
 	r.Share = ratio(float64(r.Shadow.Sent), float64(run.sent[armTest]))
 	r.CPU = before.cpu.usage(after.cpu)
+	cpu := armsCPU(run.cpu, sl, run.sent)
+	r.Plain.CPU, r.Mirrored.CPU = cpu[armBase], cpu[armTest]
 	r.ErrorKinds = b.client.takeErrors()
 	b.log.Info("closed loop done", zap.Float64("plain_rps", r.Plain.RPS), zap.Float64("mirrored_rps", r.Mirrored.RPS), zap.Float64("ratio", r.Ratio),
 		zap.Float64("cpu_ours", r.CPU.Ours), zap.Float64("cpu_others", r.CPU.Others), zap.Float64("cpu_steal", r.CPU.Steal))
@@ -381,12 +447,18 @@ func (b *bench) throughput(ctx context.Context) (throughputResult, error) {
 // latency is an open-loop phase at rate: plain against the route at path.
 func (b *bench) latency(ctx context.Context, route, path string, rate float64, d time.Duration) (latencyResult, error) {
 	sl := slicing{slice: b.cfg.slice, settle: b.cfg.settle, order: interleave(int(d/(2*b.cfg.slice)), b.rng)}
+	if n := (schedule{rate: rate}).count(sl.total()); n > maxRequests {
+		return latencyResult{}, fmt.Errorf("%.0f rps for %s is %d requests, more than the %d a phase may hold: lower -rate, -fraction or -duration", rate, sl.total(), n, maxRequests)
+	}
 	b.log.Info("open loop", zap.String("route", route), zap.Float64("rps", rate), zap.Duration("duration", sl.total()))
+	if err := b.waitQuiet(ctx); err != nil {
+		return latencyResult{}, err
+	}
 	before, err := b.probe(ctx)
 	if err != nil {
 		return latencyResult{}, err
 	}
-	run := runOpen(ctx, b.client, b.urls(path), rate, sl, b.cfg.inflight)
+	run := runOpen(ctx, b.client, b.urls(path), rate, sl, b.cfg.inflight, b.pids)
 	after, err := b.probe(ctx)
 	if err != nil {
 		return latencyResult{}, err
@@ -404,6 +476,8 @@ func (b *bench) latency(ctx context.Context, route, path string, rate float64, d
 		Shadow:    shadowStatsOf(after.counters.delta(before.counters), route),
 		CPU:       before.cpu.usage(after.cpu),
 	}
+	cpu := armsCPU(run.cpu, sl, [numArms]int{arms[armBase].Sent, arms[armTest].Sent})
+	r.Plain.CPU, r.Test.CPU = cpu[armBase], cpu[armTest]
 	r.P50Ratio = ratio(arms[armTest].Latency.P50, arms[armBase].Latency.P50)
 	r.P99Ratio = ratio(arms[armTest].Latency.P99, arms[armBase].Latency.P99)
 	r.Share = ratio(float64(r.Shadow.Sent), float64(arms[armTest].Sent))

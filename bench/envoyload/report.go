@@ -45,19 +45,18 @@ type params struct {
 	SlowS            float64 `json:"slow_s,omitempty"`
 	GraceMs          float64 `json:"grace_ms"`
 	Seed             uint64  `json:"seed"`
+	Capture          bool    `json:"capture"`
 	EnvoyConcurrency int     `json:"envoy_concurrency"`
 	Request          string  `json:"request"`
-	EnvoyAdmin       string  `json:"-"`
 }
 
-func paramsOf(c config, admin string) params {
+func paramsOf(c config) params {
 	p := params{
 		Percent: c.percent, Workers: c.workers, Fraction: c.fraction, Inflight: c.inflight, Seed: c.seed,
 		ClosedDurationS: seconds(c.closedDuration / (2 * c.slice) * 2 * c.slice),
 		DurationS:       seconds(c.duration / (2 * c.slice) * 2 * c.slice),
 		SliceMs:         ms(c.slice), SettleMs: ms(c.settle), GraceMs: ms(c.grace),
-		EnvoyConcurrency: 2, Request: "GET, no body; answer 200 with a ~75-byte JSON body",
-		EnvoyAdmin: admin,
+		Capture: c.capture, EnvoyConcurrency: 2, Request: "GET, no body; answer 200 with a ~75-byte JSON body",
 	}
 	if c.faults {
 		p.FaultDurationS = seconds(c.faultDuration / (2 * c.slice) * 2 * c.slice)
@@ -66,10 +65,19 @@ func paramsOf(c config, admin string) params {
 	return p
 }
 
+// testArm names the arm compared with plain.
+func (p params) testArm() string {
+	if p.Capture {
+		return fmt.Sprintf("mirrored %g %% + capture", p.Percent)
+	}
+	return fmt.Sprintf("mirrored %g %%, no capture", p.Percent)
+}
+
 type closedArm struct {
 	Requests int     `json:"requests"`
 	Errors   int     `json:"errors"`
 	RPS      float64 `json:"rps"`
+	CPU      armCPU  `json:"cpu"`
 }
 
 type throughputResult struct {
@@ -97,6 +105,7 @@ type armLatency struct {
 	LagP50 float64 `json:"lag_p50_ms"`
 	LagP99 float64 `json:"lag_p99_ms"`
 	LagMax float64 `json:"lag_max_ms"`
+	CPU    armCPU  `json:"cpu"`
 }
 
 func armLatencyOf(a openArm) armLatency {
@@ -136,10 +145,11 @@ type budget struct {
 
 // budgets fills r.Budgets from DESIGN.md's performance budgets.
 func (r *results) budgets() {
+	test := r.Params.testArm()
 	r.Budgets = []budget{
-		{"mirrored p50 / plain p50", "≤ 1.05", r.Latency.P50Ratio, r.Latency.P50Ratio <= 1.05},
-		{"mirrored p99 / plain p99", "≤ 1.10", r.Latency.P99Ratio, r.Latency.P99Ratio <= 1.10},
-		{"mirrored max rps / plain max rps", "≥ 0.90", r.Throughput.Ratio, r.Throughput.Ratio >= 0.90},
+		{test + ": p50 / plain p50", "≤ 1.05", r.Latency.P50Ratio, r.Latency.P50Ratio <= 1.05},
+		{test + ": p99 / plain p99", "≤ 1.10", r.Latency.P99Ratio, r.Latency.P99Ratio <= 1.10},
+		{test + ": max rps / plain max rps", "≥ 0.90", r.Throughput.Ratio, r.Throughput.Ratio >= 0.90},
 	}
 	for _, f := range r.Faults {
 		r.Budgets = append(r.Budgets,
@@ -157,20 +167,26 @@ func writeMarkdown(w io.Writer, r *results) error {
 		m.Date, m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Envoy, p.EnvoyConcurrency)
 	b.WriteString("Everything on this one machine over loopback, sharing its CPUs: the load generator, Envoy, and in a\n")
 	b.WriteString("second process the two example services and `shadowlab serve` (control plane, capture server, report).\n\n")
-	fmt.Fprintf(&b, "- Routes on one Envoy: `/plain/` (primary only) and `/mirrored/` (%g %% mirrored, capture on: ext_proc in\n", p.Percent)
-	b.WriteString("  observability mode on the primary and on the shadow cluster, pairs compared by serve).\n")
+	if p.Capture {
+		fmt.Fprintf(&b, "- Routes on one Envoy: `/plain/` (primary only) and `/mirrored/` (%g %% mirrored, capture on: ext_proc in\n", p.Percent)
+		b.WriteString("  observability mode on the primary and on the shadow cluster, pairs compared by serve).\n")
+	} else {
+		fmt.Fprintf(&b, "- Routes on one Envoy: `/plain/` (primary only) and `/mirrored/` (%g %% mirrored; capture off: `-capture=false`).\n", p.Percent)
+	}
 	fmt.Fprintf(&b, "- Request: %s.\n", p.Request)
 	fmt.Fprintf(&b, "- Arms interleaved in %g ms slices, each pair of slices in a random order (seed %d); the first %g ms\n",
 		p.SliceMs, p.Seed, p.SettleMs)
 	fmt.Fprintf(&b, "  of each slice are run but not recorded. Capture pairer grace %g ms.\n\n", p.GraceMs)
+	test := p.testArm()
 
 	t := r.Throughput
 	fmt.Fprintf(&b, "### Throughput: closed loop, %d workers, %g s\n\n", p.Workers, p.ClosedDurationS)
 	b.WriteString("| arm | requests | errors | rps |\n|---|--:|--:|--:|\n")
 	fmt.Fprintf(&b, "| plain | %d | %d | %.0f |\n", t.Plain.Requests, t.Plain.Errors, t.Plain.RPS)
-	fmt.Fprintf(&b, "| mirrored %g %% + capture | %d | %d | %.0f |\n\n", p.Percent, t.Mirrored.Requests, t.Mirrored.Errors, t.Mirrored.RPS)
+	fmt.Fprintf(&b, "| %s | %d | %d | %.0f |\n\n", test, t.Mirrored.Requests, t.Mirrored.Errors, t.Mirrored.RPS)
 	fmt.Fprintf(&b, "Mirrored / plain throughput: **%.3f**. Envoy mirrored %.1f %% of the mirrored arm's requests (%d; %d shed).\n\n",
 		t.Ratio, 100*t.Share, t.Shadow.Sent, t.Shadow.Shed)
+	writeArmCPU(&b, test, t.Plain.CPU, t.Mirrored.CPU)
 	writeCPU(&b, t.CPU)
 	writeErrors(&b, t.ErrorKinds)
 
@@ -178,10 +194,15 @@ func writeMarkdown(w io.Writer, r *results) error {
 	fmt.Fprintf(&b, "### Latency: open loop at %.0f rps (%g × plain's maximum), %g s\n\n", l.TargetRPS, p.Fraction, p.DurationS)
 	b.WriteString("Each latency runs from the request's scheduled send time, so a stall of the load generator or of Envoy\n")
 	b.WriteString("counts for every request it delays.\n\n")
-	writeLatencyTable(&b, fmt.Sprintf("mirrored %g %% + capture", p.Percent), l)
+	writeLatencyTable(&b, test, l)
 	fmt.Fprintf(&b, "Mirrored / plain: p50 **%.3f**, p99 **%.3f**. Envoy mirrored %.1f %% of the mirrored arm's requests (%d; %d shed);\n",
 		l.P50Ratio, l.P99Ratio, 100*l.Share, l.Shadow.Sent, l.Shadow.Shed)
-	fmt.Fprintf(&b, "the capture report holds %d pairs for the route over the whole run (%s).\n\n", r.Pairs, outcomes(r.Outcomes))
+	if p.Capture {
+		fmt.Fprintf(&b, "the capture report holds %d pairs for the route over the whole run (%s).\n\n", r.Pairs, outcomes(r.Outcomes))
+	} else {
+		b.WriteString("capture was off.\n\n")
+	}
+	writeArmCPU(&b, test, l.Plain.CPU, l.Test.CPU)
 	writeCPU(&b, l.CPU)
 	writeErrors(&b, l.ErrorKinds)
 
@@ -228,6 +249,22 @@ func writeLatencyTable(b *strings.Builder, test string, l latencyResult) {
 			row.name, a.Requests, a.Errors, a.RPS, a.P50, a.P90, a.P99, a.Max, a.LagP50, a.LagP99, a.LagMax)
 	}
 	b.WriteString("\n")
+}
+
+// writeArmCPU writes where each arm's CPU went.
+func writeArmCPU(b *strings.Builder, test string, plain, other armCPU) {
+	b.WriteString("CPU by arm, from /proc at every slice boundary (cores while the arm had its slices; CPU time per request):\n\n")
+	b.WriteString("| arm | Envoy | services + serve | generator | other processes | Envoy µs/req | services + serve µs/req | generator µs/req | all µs/req |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, row := range []struct {
+		name string
+		c    armCPU
+	}{{"plain", plain}, {test, other}} {
+		c := row.c
+		fmt.Fprintf(b, "| %s | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f | %.0f |\n",
+			row.name, c.Envoy, c.SUT, c.Generator, c.Others, c.EnvoyUs, c.SUTUs, c.GeneratorUs, c.OursUs)
+	}
+	fmt.Fprintf(b, "\nCPU per request, %s / plain: Envoy %.2f, all %.2f.\n\n", test, ratio(other.EnvoyUs, plain.EnvoyUs), ratio(other.OursUs, plain.OursUs))
 }
 
 // quietLimit is how much CPU others may take (processes and hypervisor,

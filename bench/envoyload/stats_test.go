@@ -67,11 +67,9 @@ func TestScheduleCount(t *testing.T) {
 func TestSlicingAt(t *testing.T) {
 	sl := slicing{slice: 500 * ms1, settle: 100 * ms1, order: []int{armTest, armBase, armBase, armTest}}
 	tests := map[string]struct {
-		off                      time.Duration
-		slice, arm               int
-		recorded, ok             bool
-		wantTotal, wantRecorded  time.Duration
-		checkTotal, checkRecTime bool
+		off          time.Duration
+		slice, arm   int
+		recorded, ok bool
 	}{
 		"start, settling":           {off: 0, slice: 0, arm: armTest, recorded: false, ok: true},
 		"just before settle ends":   {off: 100*ms1 - 1, slice: 0, arm: armTest, recorded: false, ok: true},
@@ -281,23 +279,86 @@ func TestCPUUsage(t *testing.T) {
 		want     cpuUsage
 	}{
 		"two cores, half ours": {
-			from: cpuSample{at: t0, busy: 1000, ours: 100, steal: 5},
-			to:   cpuSample{at: t0.Add(2 * time.Second), busy: 1400, ours: 300, steal: 25},
-			want: cpuUsage{Ours: 1, Others: 1, Steal: 0.1},
+			from: cpuSample{at: t0, busy: 1000, steal: 5, procs: [numProcs]uint64{10, 40, 50}},
+			to:   cpuSample{at: t0.Add(2 * time.Second), busy: 1400, steal: 25, procs: [numProcs]uint64{30, 80, 190}},
+			want: cpuUsage{Generator: 0.1, SUT: 0.2, Envoy: 0.7, Ours: 1, Others: 1, Steal: 0.1},
 		},
 		"others never negative": {
-			from: cpuSample{at: t0, busy: 0, ours: 0},
-			to:   cpuSample{at: t0.Add(time.Second), busy: 50, ours: 52},
-			want: cpuUsage{Ours: 0.52},
+			from: cpuSample{at: t0},
+			to:   cpuSample{at: t0.Add(time.Second), busy: 50, procs: [numProcs]uint64{0, 0, 52}},
+			want: cpuUsage{Envoy: 0.52, Ours: 0.52},
 		},
 		"no time": {from: cpuSample{at: t0}, to: cpuSample{at: t0, busy: 10}, want: cpuUsage{}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := tc.from.usage(tc.to)
-			assert.InDelta(t, tc.want.Ours, got.Ours, 1e-9)
-			assert.InDelta(t, tc.want.Others, got.Others, 1e-9)
-			assert.InDelta(t, tc.want.Steal, got.Steal, 1e-9)
+			assertUsage(t, tc.want, tc.from.usage(tc.to))
+		})
+	}
+}
+
+func assertUsage(t *testing.T, want, got cpuUsage) {
+	t.Helper()
+	assert.InDelta(t, want.Generator, got.Generator, 1e-9, "generator")
+	assert.InDelta(t, want.SUT, got.SUT, 1e-9, "services+serve")
+	assert.InDelta(t, want.Envoy, got.Envoy, 1e-9, "envoy")
+	assert.InDelta(t, want.Ours, got.Ours, 1e-9, "ours")
+	assert.InDelta(t, want.Others, got.Others, 1e-9, "others")
+	assert.InDelta(t, want.Steal, got.Steal, 1e-9, "steal")
+}
+
+func TestArmsCPU(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	sl := slicing{slice: time.Second, settle: 100 * ms1, order: []int{armTest, armBase, armBase, armTest}}
+	// Cumulative ticks at each slice boundary: plain slices cost envoy 50
+	// ticks a second, test slices 80, and serve 10 more.
+	samples := []cpuSample{
+		{at: t0, busy: 0, procs: [numProcs]uint64{0, 0, 0}},
+		{at: t0.Add(1 * time.Second), busy: 120, procs: [numProcs]uint64{10, 20, 80}},
+		{at: t0.Add(2 * time.Second), busy: 190, procs: [numProcs]uint64{20, 30, 130}},
+		{at: t0.Add(3 * time.Second), busy: 260, procs: [numProcs]uint64{30, 40, 180}},
+		{at: t0.Add(4 * time.Second), busy: 380, procs: [numProcs]uint64{40, 60, 260}},
+	}
+	tests := map[string]struct {
+		samples []cpuSample
+		sent    [numArms]int
+		want    [numArms]armCPU
+	}{
+		"split by arm": {
+			samples: samples,
+			sent:    [numArms]int{armBase: 2000, armTest: 2000},
+			want: [numArms]armCPU{
+				armBase: {
+					cpuUsage: cpuUsage{Generator: 0.1, SUT: 0.1, Envoy: 0.5, Ours: 0.7},
+					// 20+20+100 ticks = 1.4 s of CPU over 2000 requests
+					GeneratorUs: 100, SUTUs: 100, EnvoyUs: 500, OursUs: 700,
+				},
+				armTest: {
+					cpuUsage:    cpuUsage{Generator: 0.1, SUT: 0.2, Envoy: 0.8, Ours: 1.1, Others: 0.1},
+					GeneratorUs: 100, SUTUs: 200, EnvoyUs: 800, OursUs: 1100,
+				},
+			},
+		},
+		"no requests: cores only": {
+			samples: samples,
+			want: [numArms]armCPU{
+				armBase: {cpuUsage: cpuUsage{Generator: 0.1, SUT: 0.1, Envoy: 0.5, Ours: 0.7}},
+				armTest: {cpuUsage: cpuUsage{Generator: 0.1, SUT: 0.2, Envoy: 0.8, Ours: 1.1, Others: 0.1}},
+			},
+		},
+		"missing samples": {samples: samples[:3], sent: [numArms]int{1, 1}},
+		"no samples":      {samples: nil, sent: [numArms]int{1, 1}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := armsCPU(tc.samples, sl, tc.sent)
+			for a := range numArms {
+				assertUsage(t, tc.want[a].cpuUsage, got[a].cpuUsage)
+				assert.InDelta(t, tc.want[a].GeneratorUs, got[a].GeneratorUs, 1e-9)
+				assert.InDelta(t, tc.want[a].SUTUs, got[a].SUTUs, 1e-9)
+				assert.InDelta(t, tc.want[a].EnvoyUs, got[a].EnvoyUs, 1e-9)
+				assert.InDelta(t, tc.want[a].OursUs, got[a].OursUs, 1e-9)
+			}
 		})
 	}
 }
