@@ -64,8 +64,10 @@ type shadowStats struct {
 	Timeouts    uint64 `json:"timeouts"`     // shadow requests that timed out
 	Responses   uint64 `json:"responses"`    // shadow answers (any status)
 	// CaptureStreams counts capture (ext_proc) streams Envoy opened on the
-	// listener (the primary side of every route).
-	CaptureStreams uint64 `json:"capture_streams"`
+	// listener (the primary side of every route); ShadowCaptureStreams those
+	// of the route's shadow cluster (the shadow side).
+	CaptureStreams       uint64 `json:"capture_streams"`
+	ShadowCaptureStreams uint64 `json:"shadow_capture_streams"`
 }
 
 // shadowCounterFilter selects the counters shadowStats reads.
@@ -79,6 +81,8 @@ func shadowStatsOf(d counters, route string) shadowStats {
 		ConnectFail: d[c+"upstream_cx_connect_fail"],
 		Timeouts:    d[c+"upstream_rq_timeout"],
 		Responses:   d[c+"upstream_rq_completed"],
+
+		ShadowCaptureStreams: d[c+"ext_proc."+xds.ExtProcStatPrefix+".streams_started"],
 	}
 	for k, v := range d {
 		if strings.HasPrefix(k, "http.") && strings.HasSuffix(k, ".ext_proc."+xds.ExtProcStatPrefix+".streams_started") {

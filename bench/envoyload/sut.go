@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,9 +109,9 @@ func runSUT(args []string) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	var stops []func()
+	var stops []func() // run last first
 	defer func() {
-		for _, stop := range stops {
+		for _, stop := range slices.Backward(stops) {
 			stop()
 		}
 	}()
@@ -124,12 +125,17 @@ func runSUT(args []string) error {
 	}
 	// The example services record every request for the tests; forgetting
 	// them every second keeps their heaps (and garbage collections) small.
-	forget := time.NewTicker(time.Second)
-	stops = append(stops, forget.Stop)
+	forget, done := time.NewTicker(time.Second), make(chan struct{})
+	stops = append(stops, func() { forget.Stop(); close(done) })
 	go func() {
-		for range forget.C {
-			legacy.Reset()
-			candidate.Reset()
+		for {
+			select {
+			case <-done:
+				return
+			case <-forget.C:
+				legacy.Reset()
+				candidate.Reset()
+			}
 		}
 	}()
 	services := map[string]string{"legacy": legacy.Addr(), "candidate": candidate.Addr()}
