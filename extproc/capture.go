@@ -7,9 +7,7 @@
 package extproc
 
 import (
-	"errors"
 	"hash/fnv"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -18,9 +16,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/shadowlab/shadowlab/compare"
 	"github.com/shadowlab/shadowlab/policy"
@@ -64,23 +60,23 @@ func NewServer(pol func() *policy.Policy, pairer *Pairer, now Clock, log *zap.Lo
 // Register adds the service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) { extprocv3.RegisterExternalProcessorServer(g, s) }
 
-// Process owns one stream: it reads until Envoy closes it, feeding each
-// message to the stream's capture. It never answers (observability mode
-// ignores answers) and never fails the stream on bad input.
+// Process owns one stream: it reads until the half is complete, feeding
+// each message to the stream's capture, then closes the stream (Envoy would
+// otherwise hold it open for deferred_close_timeout, 5 s, per captured
+// request). It never answers (observability mode ignores answers) and never
+// fails the stream on bad input.
 func (s *Server) Process(stream grpc.BidiStreamingServer[extprocv3.ProcessingRequest, extprocv3.ProcessingResponse]) error {
 	md, _ := metadata.FromIncomingContext(stream.Context())
 	c := s.newCapture(first(md, xds.MetadataRoute), first(md, xds.MetadataSide))
-	for {
+	for !c.finished && !c.ignored {
 		req, err := stream.Recv()
-		if err != nil {
+		if err != nil { // Envoy closed or reset the stream: the request is over
 			c.end(s.now())
-			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
-				return nil
-			}
-			return nil // Envoy resets streams it is done with; nothing to report back
+			return nil
 		}
 		c.handle(req, s.now())
 	}
+	return nil
 }
 
 func first(md metadata.MD, key string) string {
