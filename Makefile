@@ -39,6 +39,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzJSONPath$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./xds -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./compare -run '^$$' -fuzz '^FuzzCompare$$' -fuzztime $(or $(FUZZTIME),30s)
 
 .PHONY: check
 check: ## gofmt, go vet, go mod tidy and golden files unchanged

@@ -72,14 +72,7 @@ func (d *demo) comparison(ctx context.Context, apiAddr string) error {
 			}
 		}
 	}
-	if len(problems) > 0 {
-		for _, p := range problems {
-			d.say("  PROBLEM: %s", p)
-		}
-		return fmt.Errorf("%d problem(s) in the comparison report", len(problems))
-	}
-	d.say("  ok: the report holds exactly the seeded differences, and the noise (timestamps, uuids, nonces) is learned and set apart")
-	return nil
+	return d.verdict(problems, "the report holds exactly the seeded differences, and the noise (timestamps, uuids, nonces) is learned and set apart")
 }
 
 // expectations computes, from the requests the candidate received, how many

@@ -408,13 +408,18 @@ func (d *demo) report(pol *policy.Policy, sent []sentRequest, primary, shadow []
 	d.say("")
 	d.say("  clients: %d requests, every answer came from the primary (legacy): %v", len(sent), countBackend(sent, "legacy") == len(sent))
 	d.say("  request ids: %d of %d shadow requests carried their primary's x-request-id, route and shadow marker", matched, len(shadow))
+	return d.verdict(problems, "the shadow saw only what the policy selects, each request tagged with its primary's id")
+}
+
+// verdict prints the problems found, or ok, and fails on any problem.
+func (d *demo) verdict(problems []string, ok string) error {
 	if len(problems) > 0 {
 		for _, p := range problems {
 			d.say("  PROBLEM: %s", p)
 		}
 		return fmt.Errorf("%d problem(s) found", len(problems))
 	}
-	d.say("  ok: the shadow saw only what the policy selects, each request tagged with its primary's id")
+	d.say("  ok: %s", ok)
 	return nil
 }
 

@@ -1,0 +1,71 @@
+package serve
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+)
+
+func TestAdvertise(t *testing.T) {
+	tests := map[string]struct{ explicit, bound, want string }{
+		"loopback kept":         {bound: "127.0.0.1:18001", want: "127.0.0.1:18001"},
+		"any IPv4 → loopback":   {bound: "0.0.0.0:18001", want: "127.0.0.1:18001"},
+		"any IPv6 → loopback":   {bound: "[::]:18001", want: "127.0.0.1:18001"},
+		"explicit wins":         {explicit: "shadowlab.mesh:18001", bound: "0.0.0.0:18001", want: "shadowlab.mesh:18001"},
+		"a host name is kept":   {bound: "capture.local:1", want: "capture.local:1"},
+		"unparseable is passed": {bound: "nonsense", want: "nonsense"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tt.want, advertise(tt.explicit, tt.bound))
+		})
+	}
+}
+
+func TestStartFailsCleanly(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	good := filepath.Join(t.TempDir(), "policy.yaml")
+	require.NoError(t, os.WriteFile(good, []byte(`
+version: 1
+listeners: [{name: l, address: "127.0.0.1:10000"}]
+services: {a: {endpoints: ["127.0.0.1:1"]}}
+routes: [{name: r, match: {pathPrefix: /}, primary: a}]
+`), 0o600))
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	require.NoError(t, os.WriteFile(broken, []byte("version: 2\n"), 0o600))
+
+	tests := map[string]struct {
+		cfg  Config
+		want string
+	}{
+		"busy xds port":  {Config{PolicyPath: good, XDSAddress: busy.Addr().String()}, "xds address"},
+		"busy api port":  {Config{PolicyPath: good, XDSAddress: "127.0.0.1:0", APIAddress: busy.Addr().String()}, "api address"},
+		"broken policy":  {Config{PolicyPath: broken, XDSAddress: "127.0.0.1:0"}, "version"},
+		"missing policy": {Config{PolicyPath: filepath.Join(t.TempDir(), "nope.yaml"), XDSAddress: "127.0.0.1:0"}, "nope.yaml"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			in, err := Start(context.Background(), tt.cfg, zap.NewNop())
+			require.Error(t, err)
+			assert.Nil(t, in)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+
+	// And a good start stops cleanly, freeing its ports.
+	in, err := Start(context.Background(), Config{PolicyPath: good, XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0", APIAddress: "127.0.0.1:0"}, zap.NewNop())
+	require.NoError(t, err)
+	in.Stop()
+	require.NoError(t, in.Wait())
+	l, err := net.Listen("tcp", in.XDSAddr)
+	require.NoError(t, err, "port freed")
+	l.Close()
+}
