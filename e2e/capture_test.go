@@ -230,7 +230,8 @@ func TestCaptureBodiesLargeAndGzip(t *testing.T) {
 // traffic: no client request fails, and capture resumes when it is back.
 func TestCaptureServerDown(t *testing.T) {
 	t.Parallel()
-	e := apiEnv(t, apiPolicy, envOptions{})
+	cfg := serve.Config{Report: report.Config{DBPath: filepath.Join(t.TempDir(), "shadowlab.db")}}
+	e := apiEnv(t, apiPolicy, envOptions{serve: cfg})
 	for n := range 10 {
 		e.mustPrimaryAPI("GET", fmt.Sprintf("/orders/%d", n), nil)
 	}
@@ -257,17 +258,21 @@ func TestCaptureServerDown(t *testing.T) {
 	require.Eventually(t, func() bool { return e.legacy.Count() >= 10+40 }, 10*time.Second, time.Millisecond,
 		"load did not start") // the kill lands mid-run
 	e.cp.stop()
+	final := e.routeReport("orders", 10) // what the stopped serve had flushed
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Errorf("client request failed while capture was down: %v", err)
 	}
 
-	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, serve.Config{}, nil)
+	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, cfg, nil)
+	restored := e.routeReport("orders", final.Pairs)
+	assert.Equal(t, final.Pairs, restored.Pairs, "results survive the restart (SQLite)")
+	assert.Equal(t, final.Differences, restored.Differences, "results survive the restart (SQLite)")
 	require.Eventually(t, func() bool {
 		e.mustPrimaryAPI("GET", "/orders/1", nil)
 		for _, r := range e.cp.Reporter.Report().Routes {
-			if r.Route == "orders" && r.Pairs > 0 {
+			if r.Route == "orders" && r.Pairs > restored.Pairs {
 				return true
 			}
 		}
