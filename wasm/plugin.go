@@ -1,0 +1,344 @@
+package main
+
+import (
+	"container/heap"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+// Headers the plugin sets on the requests it lets through. Client-supplied
+// copies are overwritten, never trusted.
+const (
+	headerAdmission = "x-shadowlab-admission" // passed | held
+	headerHeldMs    = "x-shadowlab-held-ms"   // how long a held request waited
+)
+
+const (
+	admissionPassed = "passed"
+	admissionHeld   = "held"
+)
+
+// sharedKeyPrefix namespaces the plugin's counters in the vm_id's shared data.
+const sharedKeyPrefix = "shadowlab/admission/"
+
+// vmContext is created once per VM, that is once per Envoy worker thread
+// (plus the main thread). now is injected so tests drive time.
+type vmContext struct {
+	types.DefaultVMContext
+	now func() time.Time
+	mem memSampler
+}
+
+func (v *vmContext) NewPluginContext(contextID uint32) types.PluginContext {
+	return &pluginContext{
+		now:  v.now,
+		mem:  &v.mem,
+		held: map[uint32]int64{},
+	}
+}
+
+// memSampler publishes this VM's Go memory to Envoy stats, at most once a
+// second, from whichever plugin ticks first. Gauges are shared by all VMs,
+// so each VM adds the change of its own values: the gauges read as the sum
+// over the VMs.
+type memSampler struct {
+	lastMs              int64
+	heap, sys           int64
+	numGC               uint32
+	heapGauge, sysGauge proxywasm.MetricGauge
+	gcCounter           proxywasm.MetricCounter
+	defined             bool
+}
+
+func (m *memSampler) sample(nowMs int64) {
+	if nowMs-m.lastMs < 1000 {
+		return
+	}
+	m.lastMs = nowMs
+	if !m.defined {
+		m.heapGauge = proxywasm.DefineGaugeMetric("shadowlab_vm_heap_bytes")
+		m.sysGauge = proxywasm.DefineGaugeMetric("shadowlab_vm_sys_bytes")
+		m.gcCounter = proxywasm.DefineCounterMetric("shadowlab_vm_gc")
+		m.defined = true
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	add(m.heapGauge, int64(ms.HeapAlloc)-m.heap)
+	add(m.sysGauge, int64(ms.Sys)-m.sys)
+	inc(m.gcCounter, uint64(ms.NumGC-m.numGC))
+	m.heap, m.sys, m.numGC = int64(ms.HeapAlloc), int64(ms.Sys), ms.NumGC
+}
+
+// pluginContext is the root context of one plugin in one VM. The held
+// requests are per VM (a worker resumes only its own streams); the budget
+// counters are in shared data, common to all workers.
+type pluginContext struct {
+	types.DefaultPluginContext
+	now func() time.Time
+	mem *memSampler
+	cfg config
+
+	held  map[uint32]int64 // context id -> release time, unix ms
+	queue releaseQueue     // same requests ordered by release time; stale entries skipped
+
+	metrics metrics
+}
+
+// metrics are Envoy stats (custom metrics appear with the "wasmcustom."
+// prefix). VMs that define the same name share one stat.
+type metrics struct {
+	passed     proxywasm.MetricCounter
+	held       proxywasm.MetricCounter
+	released   proxywasm.MetricCounter
+	rejected   proxywasm.MetricCounter
+	abandoned  proxywasm.MetricCounter
+	failOpen   proxywasm.MetricCounter
+	casRetries proxywasm.MetricCounter
+	gcRuns     proxywasm.MetricCounter
+	heldNow    proxywasm.MetricGauge
+}
+
+// inc and add skip zero: Envoy answers BadArgument to a zero increment, and
+// the SDK panics on any metric error, which kills the VM.
+func inc(c proxywasm.MetricCounter, n uint64) {
+	if n > 0 {
+		c.Increment(n)
+	}
+}
+
+func add(g proxywasm.MetricGauge, d int64) {
+	if d != 0 {
+		g.Add(d)
+	}
+}
+
+func defineMetrics() metrics {
+	c := func(name string) proxywasm.MetricCounter {
+		return proxywasm.DefineCounterMetric("shadowlab_admission_" + name)
+	}
+	return metrics{
+		passed:     c("passed"),
+		held:       c("held"),
+		released:   c("released"),
+		rejected:   c("rejected"),
+		abandoned:  c("abandoned"),
+		failOpen:   c("fail_open"),
+		casRetries: c("cas_retries"),
+		gcRuns:     c("gc_runs"),
+		heldNow:    proxywasm.DefineGaugeMetric("shadowlab_admission_held_now"),
+	}
+}
+
+func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil && err != types.ErrorStatusNotFound {
+		proxywasm.LogCritical("shadowlab: reading plugin configuration: " + err.Error())
+		return types.OnPluginStartStatusFailed
+	}
+	cfg, err := parseConfig(data)
+	if err != nil {
+		proxywasm.LogCritical("shadowlab: " + err.Error())
+		return types.OnPluginStartStatusFailed
+	}
+	p.cfg = cfg
+	p.metrics = defineMetrics()
+	if err := proxywasm.SetTickPeriodMilliSeconds(cfg.TickMs); err != nil {
+		proxywasm.LogCritical("shadowlab: setting tick period: " + err.Error())
+		return types.OnPluginStartStatusFailed
+	}
+	return types.OnPluginStartStatusOK
+}
+
+func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
+	return &httpContext{id: contextID, plugin: p}
+}
+
+// OnTick resumes the held requests whose release time has come, oldest
+// first. A stream that vanished without OnHttpStreamDone is counted as
+// abandoned.
+func (p *pluginContext) OnTick() {
+	defer func() {
+		if r := recover(); r != nil {
+			p.onPanic("tick", r)
+		}
+	}()
+	now := p.now().UnixMilli()
+	p.mem.sample(now)
+	for p.queue.Len() > 0 && p.queue[0].releaseMs <= now {
+		r := heap.Pop(&p.queue).(heldRequest)
+		if due, ok := p.held[r.id]; !ok || due != r.releaseMs {
+			continue // dropped by OnHttpStreamDone
+		}
+		delete(p.held, r.id)
+		add(p.metrics.heldNow, -1)
+		if err := proxywasm.SetEffectiveContext(r.id); err != nil {
+			inc(p.metrics.abandoned, 1)
+			continue
+		}
+		_ = proxywasm.ReplaceHttpRequestHeader(headerHeldMs, strconv.FormatInt(now-r.heldAtMs, 10))
+		if err := proxywasm.ResumeHttpRequest(); err != nil {
+			inc(p.metrics.abandoned, 1)
+			proxywasm.LogWarn("shadowlab: resuming a held request: " + err.Error())
+			continue
+		}
+		inc(p.metrics.released, 1)
+	}
+}
+
+// budgetKey names the shared counter of this request: per route, and per
+// value of the configured key header.
+func (p *pluginContext) budgetKey() string {
+	route := "-"
+	if b, err := proxywasm.GetProperty([]string{"xds", "route_name"}); err == nil && len(b) > 0 {
+		route = string(b)
+	}
+	key := sharedKeyPrefix + route
+	if p.cfg.KeyHeader != "" {
+		v, _ := proxywasm.GetHttpRequestHeader(p.cfg.KeyHeader)
+		key += "/" + v
+	}
+	return key
+}
+
+// httpContext is one HTTP stream.
+type httpContext struct {
+	types.DefaultHttpContext
+	id     uint32
+	plugin *pluginContext
+}
+
+func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
+	p := h.plugin
+	defer func() {
+		if r := recover(); r != nil {
+			p.onPanic("request headers", r)
+			action = types.ActionContinue // fail open
+		}
+	}()
+	nowMs := p.now().UnixMilli()
+	window := nowMs / int64(p.cfg.WindowMs)
+
+	n, retries, err := countInWindow(proxywasm.GetSharedData, proxywasm.SetSharedData, p.budgetKey(), window)
+	inc(p.metrics.casRetries, uint64(retries))
+	if err != nil {
+		inc(p.metrics.failOpen, 1)
+		proxywasm.LogWarn("shadowlab: counting request, passing it: " + err.Error())
+		return h.pass()
+	}
+	if n <= p.cfg.Limit {
+		return h.pass()
+	}
+	if p.cfg.Mode == modeReject || uint32(len(p.held)) >= p.cfg.MaxHeld {
+		return h.reject(nowMs)
+	}
+	_ = proxywasm.ReplaceHttpRequestHeader(headerAdmission, admissionHeld)
+	release := nowMs + int64(p.cfg.HoldMs)
+	p.held[h.id] = release
+	heap.Push(&p.queue, heldRequest{id: h.id, releaseMs: release, heldAtMs: nowMs})
+	inc(p.metrics.held, 1)
+	add(p.metrics.heldNow, 1)
+	return types.ActionPause
+}
+
+func (h *httpContext) pass() types.Action {
+	_ = proxywasm.ReplaceHttpRequestHeader(headerAdmission, admissionPassed)
+	inc(h.plugin.metrics.passed, 1)
+	return types.ActionContinue
+}
+
+// reject answers 429 with Retry-After: the whole seconds left in the
+// current window, at least 1. (The admission package will jitter it.)
+func (h *httpContext) reject(nowMs int64) types.Action {
+	w := int64(h.plugin.cfg.WindowMs)
+	left := w - nowMs%w
+	secs := max((left+999)/1000, 1)
+	err := proxywasm.SendHttpResponse(429, [][2]string{
+		{"retry-after", strconv.FormatInt(secs, 10)},
+		{headerAdmission, "rejected"},
+	}, []byte("too many requests\n"), -1)
+	if err != nil {
+		proxywasm.LogWarn("shadowlab: sending 429: " + err.Error())
+		return h.pass()
+	}
+	inc(h.plugin.metrics.rejected, 1)
+	return types.ActionPause
+}
+
+// OnHttpRequestBody keeps a held request held while its body arrives. With
+// allow_on_headers_stop_iteration Envoy keeps calling the filter with body
+// data, and a Continue here would release the request at once (seen on
+// Envoy 1.40). Envoy buffers the body meanwhile, up to the buffer limit.
+func (h *httpContext) OnHttpRequestBody(int, bool) types.Action {
+	if _, held := h.plugin.held[h.id]; held {
+		return types.ActionPause
+	}
+	return types.ActionContinue
+}
+
+// OnHttpStreamDone drops the state of a request the client abandoned while
+// it was held, and optionally runs the GC off the request path.
+func (h *httpContext) OnHttpStreamDone() {
+	p := h.plugin
+	defer func() {
+		if r := recover(); r != nil {
+			p.onPanic("stream done", r)
+		}
+	}()
+	if _, ok := p.held[h.id]; ok {
+		delete(p.held, h.id)
+		add(p.metrics.heldNow, -1)
+		inc(p.metrics.abandoned, 1)
+	}
+	if p.cfg.GCHeapBytes > 0 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if ms.HeapAlloc >= p.cfg.GCHeapBytes {
+			runtime.GC()
+			inc(p.metrics.gcRuns, 1)
+		}
+	}
+}
+
+// onPanic logs a panic recovered in a callback. An unrecovered panic traps
+// the VM ("Uncaught RuntimeError: unreachable"): Envoy then fails every
+// later request open or closed (failure_policy) until the VM is recreated.
+func (p *pluginContext) onPanic(where string, r any) {
+	msg := "unknown value"
+	switch v := r.(type) {
+	case string:
+		msg = v
+	case error:
+		msg = v.Error()
+	}
+	proxywasm.LogError("shadowlab: recovered panic in " + where + ": " + msg)
+}
+
+// heldRequest is one entry of the release queue.
+type heldRequest struct {
+	id                  uint32
+	releaseMs, heldAtMs int64
+}
+
+// releaseQueue is a min-heap of held requests by release time (then id, so
+// the order is deterministic).
+type releaseQueue []heldRequest
+
+func (q releaseQueue) Len() int { return len(q) }
+func (q releaseQueue) Less(i, j int) bool {
+	if q[i].releaseMs != q[j].releaseMs {
+		return q[i].releaseMs < q[j].releaseMs
+	}
+	return q[i].id < q[j].id
+}
+func (q releaseQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *releaseQueue) Push(x any)   { *q = append(*q, x.(heldRequest)) }
+func (q *releaseQueue) Pop() any {
+	old := *q
+	r := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return r
+}
