@@ -5,49 +5,64 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"time"
+
+	"github.com/shadowlab/shadowlab/admission"
 )
 
 // config is the plugin configuration, passed by Envoy as
-// PluginConfig.configuration (a google.protobuf.StringValue holding JSON).
-//
-// The schema is deliberately tiny: it proves the mechanics (shared counter,
-// hold, resume, reject). The real admission algorithm lives in package
-// admission and will replace the trivial fixed-window budget below.
+// PluginConfig.configuration (a google.protobuf.StringValue holding a flat
+// JSON object). The budget itself is package admission's Config.
 type config struct {
-	// Limit is the number of requests admitted per window and key before
-	// the plugin holds or rejects. Required, at least 1.
+	// Limit is the number of requests admitted per window and key.
+	// Required, 1 to admission.MaxLimit.
 	Limit uint32 `json:"limit"`
-	// WindowMs is the budget window in milliseconds. Default 1000.
+	// WindowMs is the sliding window in milliseconds. Default 1000.
 	WindowMs uint32 `json:"window_ms"`
-	// HoldMs is how long a request over the budget is held. Default 200.
-	HoldMs uint32 `json:"hold_ms"`
-	// TickMs is the OnTick period that releases held requests. Default 20.
-	TickMs uint32 `json:"tick_ms"`
-	// MaxHeld bounds the requests held per worker VM; over it the plugin
-	// answers 429. Default 10000.
-	MaxHeld uint32 `json:"max_held"`
-	// Mode is "delay" (hold, then admit) or "reject" (429 with Retry-After).
-	// Default "delay".
+	// MaxDelayMs is the longest a request may be held. Required with mode
+	// delay, must be 0 with mode reject; with mode observe it simulates
+	// delay (> 0) or reject (0).
+	MaxDelayMs uint32 `json:"max_delay_ms"`
+	// Mode is "delay" (hold, then admit), "reject" (429 with Retry-After)
+	// or "observe" (decide and count, change nothing). Default "delay".
 	Mode string `json:"mode"`
 	// KeyHeader, if set, splits the budget per value of this request header
 	// (e.g. x-tenant); otherwise the budget is per route.
 	KeyHeader string `json:"key_header"`
+	// TickMs is the OnTick period that releases held requests. It is also
+	// admission.Config.Slack: a held request is released up to one tick
+	// late. Default 20.
+	TickMs uint32 `json:"tick_ms"`
+	// MaxHeld bounds the requests held per worker VM; a request that would
+	// be held beyond it gets 429. Default 10000.
+	MaxHeld uint32 `json:"max_held"`
+	// MaxKeys bounds the distinct budget keys (route [+ header value]) in
+	// shared data, which has no delete: requests of new keys beyond it are
+	// admitted and counted as fail_open (keys_full). Default 1000.
+	MaxKeys uint32 `json:"max_keys"`
 	// GCHeapBytes, if set, makes OnHttpStreamDone call runtime.GC() when the
 	// heap in use exceeds it (a mitigation for GC pauses on the data path).
 	GCHeapBytes uint64 `json:"gc_heap_bytes"`
+
+	// adm is the validated admission configuration built from the above.
+	adm admission.Config
 }
 
-const (
-	modeDelay  = "delay"
-	modeReject = "reject"
-)
+// configFieldName maps admission.ConfigError fields to the plugin's names.
+var configFieldName = map[string]string{
+	"limit":    "limit",
+	"window":   "window_ms",
+	"maxDelay": "max_delay_ms",
+	"mode":     "mode",
+	"slack":    "tick_ms",
+}
 
 // parseConfig decodes and validates the plugin configuration, applies
 // defaults, and reports every problem at once.
 func parseConfig(data []byte) (config, error) {
 	var c config
 	if len(bytes.TrimSpace(data)) == 0 {
-		return c, errors.New("configuration: empty, need at least {\"limit\": N}")
+		return c, errors.New("configuration: empty, need at least {\"limit\": N, \"max_delay_ms\": N}")
 	}
 	fields, err := parseFlatObject(data)
 	if err != nil {
@@ -67,12 +82,14 @@ func parseConfig(data []byte) (config, error) {
 			c.Limit, err = uint32Field(v)
 		case "window_ms":
 			c.WindowMs, err = uint32Field(v)
-		case "hold_ms":
-			c.HoldMs, err = uint32Field(v)
+		case "max_delay_ms":
+			c.MaxDelayMs, err = uint32Field(v)
 		case "tick_ms":
 			c.TickMs, err = uint32Field(v)
 		case "max_held":
 			c.MaxHeld, err = uint32Field(v)
+		case "max_keys":
+			c.MaxKeys, err = uint32Field(v)
 		case "gc_heap_bytes":
 			c.GCHeapBytes, err = strconv.ParseUint(v.lit, 10, 64)
 			if v.isText || err != nil {
@@ -95,29 +112,88 @@ func parseConfig(data []byte) (config, error) {
 	if c.WindowMs == 0 {
 		c.WindowMs = 1000
 	}
-	if c.HoldMs == 0 {
-		c.HoldMs = 200
-	}
 	if c.TickMs == 0 {
 		c.TickMs = 20
 	}
 	if c.MaxHeld == 0 {
 		c.MaxHeld = 10000
 	}
+	if c.MaxKeys == 0 {
+		c.MaxKeys = 1000
+	}
 	if c.Mode == "" {
-		c.Mode = modeDelay
+		c.Mode = "delay"
 	}
-	if c.Limit == 0 {
-		errs = append(errs, errors.New("configuration.limit: must be at least 1"))
+	mode, modeErr := admission.ParseMode(c.Mode)
+	if modeErr != nil {
+		errs = append(errs, errors.New("configuration.mode: must be delay, reject or observe (got "+strconv.Quote(c.Mode)+")"))
 	}
-	if c.Mode != modeDelay && c.Mode != modeReject {
-		errs = append(errs, errors.New("configuration.mode: must be \"delay\" or \"reject\" (got "+strconv.Quote(c.Mode)+")"))
+	c.adm = admission.Config{
+		Limit:    int(c.Limit),
+		Window:   time.Duration(c.WindowMs) * time.Millisecond,
+		MaxDelay: time.Duration(c.MaxDelayMs) * time.Millisecond,
+		Mode:     mode,
+		Slack:    time.Duration(c.TickMs) * time.Millisecond,
 	}
-	if c.TickMs > c.HoldMs {
-		errs = append(errs, errors.New("configuration.tick_ms: must not exceed hold_ms ("+
-			strconv.FormatUint(uint64(c.TickMs), 10)+" > "+strconv.FormatUint(uint64(c.HoldMs), 10)+")"))
+	if modeErr != nil {
+		// Validate the rest as if the mode were right: the maxDelay rules
+		// depend on it and would only add noise.
+		c.adm.Mode = admission.ModeObserve
 	}
+	for _, err := range unjoin(c.adm.Validate()) {
+		var ce *admission.ConfigError
+		if errors.As(err, &ce) {
+			name := configFieldName[ce.Field]
+			if name == "" {
+				name = ce.Field
+			}
+			errs = append(errs, errors.New("configuration."+name+": "+ce.Problem))
+			continue
+		}
+		errs = append(errs, errors.New("configuration: "+err.Error()))
+	}
+	c.adm.Mode = mode
 	return c, errors.Join(errs...)
+}
+
+// unjoin returns the errors joined in err (errors.Join), or err alone.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// hash is a short FNV-1a hash of everything that shapes a key's state (the
+// admission config and the key header), in hex. It is part of every shared
+// data key, so a changed configuration starts from fresh states instead of
+// reading ones another configuration wrote.
+func (c *config) hash() string {
+	h := uint32(2166136261)
+	write := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint32(s[i])
+			h *= 16777619
+		}
+		h ^= 0xff // field separator
+		h *= 16777619
+	}
+	write(strconv.Itoa(c.adm.Limit))
+	write(strconv.FormatInt(int64(c.adm.Window), 10))
+	write(strconv.FormatInt(int64(c.adm.MaxDelay), 10))
+	write(c.adm.Mode.String())
+	write(strconv.FormatInt(int64(c.adm.Slack), 10))
+	write(c.KeyHeader)
+	const digits = "0123456789abcdef"
+	var b [8]byte
+	for i := range b {
+		b[7-i] = digits[h&0xf]
+		h >>= 4
+	}
+	return string(b[:])
 }
 
 var errNotUint = errors.New("must be a whole number >= 0")

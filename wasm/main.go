@@ -1,7 +1,9 @@
 // Command wasm is shadowlab's proxy-wasm plugin: local admission for
-// scheduled bursts. It counts requests per route in Envoy's shared data,
-// holds the ones over the budget (pause in request headers, resume from the
-// tick) or answers 429 with Retry-After, and stamps x-shadowlab-admission.
+// scheduled bursts. It decides on every request with package admission,
+// keeping each key's admission.State in Envoy's shared data (compare-and-swap
+// across worker threads), holds the requests given a delay (pause in request
+// headers, resume from the tick) or answers 429 with a jittered Retry-After,
+// and stamps x-shadowlab-admission.
 //
 // Build it as a WASI reactor with the standard Go toolchain:
 //

@@ -2,41 +2,56 @@ package main
 
 import (
 	"container/heap"
+	"errors"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/shadowlab/shadowlab/admission"
 )
 
 // Headers the plugin sets on the requests it lets through. Client-supplied
 // copies are overwritten, never trusted.
 const (
-	headerAdmission = "x-shadowlab-admission" // passed | held
+	headerAdmission = "x-shadowlab-admission" // passed | held (| rejected on the 429)
 	headerHeldMs    = "x-shadowlab-held-ms"   // how long a held request waited
 )
 
 const (
-	admissionPassed = "passed"
-	admissionHeld   = "held"
+	admissionPassed   = "passed"
+	admissionHeld     = "held"
+	admissionRejected = "rejected"
 )
 
-// sharedKeyPrefix namespaces the plugin's counters in the vm_id's shared data.
+// sharedKeyPrefix namespaces the plugin's states in the vm_id's shared data.
+// Keys are sharedKeyPrefix + config hash + "/" + route [+ "/" + header value];
+// the key count of a configuration is sharedKeyPrefix + config hash + "#keys".
 const sharedKeyPrefix = "shadowlab/admission/"
 
 // vmContext is created once per VM, that is once per Envoy worker thread
-// (plus the main thread). now is injected so tests drive time.
+// (plus the main thread). now is injected so tests drive time; seed, if not
+// zero, seeds the random source (tests), else the VM's start time does.
 type vmContext struct {
 	types.DefaultVMContext
-	now func() time.Time
-	mem memSampler
+	now  func() time.Time
+	seed uint64
+	mem  memSampler
 }
 
 func (v *vmContext) NewPluginContext(contextID uint32) types.PluginContext {
+	seed := v.seed
+	if seed == 0 {
+		// Workers start at different nanoseconds; the context id separates
+		// plugins of one VM. (crypto/rand would add to the module size.)
+		seed = uint64(time.Now().UnixNano()) ^ uint64(contextID)*0xd1b54a32d192ed03
+	}
 	return &pluginContext{
 		now:  v.now,
 		mem:  &v.mem,
+		rnd:  &rng{s: seed},
 		held: map[uint32]int64{},
 	}
 }
@@ -75,14 +90,17 @@ func (m *memSampler) sample(nowMs int64) {
 
 // pluginContext is the root context of one plugin in one VM. The held
 // requests are per VM (a worker resumes only its own streams); the budget
-// counters are in shared data, common to all workers.
+// states are in shared data, common to all workers.
 type pluginContext struct {
 	types.DefaultPluginContext
-	now func() time.Time
-	mem *memSampler
-	cfg config
+	now   func() time.Time
+	mem   *memSampler
+	rnd   *rng
+	cfg   config
+	store *store
+	keys  string // sharedKeyPrefix + config hash + "/"
 
-	held  map[uint32]int64 // context id -> release time, unix ms
+	held  map[uint32]int64 // context id -> release time, unix ns
 	queue releaseQueue     // same requests ordered by release time; stale entries skipped
 
 	metrics metrics
@@ -91,15 +109,20 @@ type pluginContext struct {
 // metrics are Envoy stats (custom metrics appear with the "wasmcustom."
 // prefix). VMs that define the same name share one stat.
 type metrics struct {
-	passed     proxywasm.MetricCounter
-	held       proxywasm.MetricCounter
-	released   proxywasm.MetricCounter
-	rejected   proxywasm.MetricCounter
-	abandoned  proxywasm.MetricCounter
-	failOpen   proxywasm.MetricCounter
-	casRetries proxywasm.MetricCounter
-	gcRuns     proxywasm.MetricCounter
-	heldNow    proxywasm.MetricGauge
+	passed         proxywasm.MetricCounter
+	held           proxywasm.MetricCounter
+	released       proxywasm.MetricCounter
+	rejected       proxywasm.MetricCounter
+	heldFull       proxywasm.MetricCounter
+	observedDelay  proxywasm.MetricCounter
+	observedReject proxywasm.MetricCounter
+	abandoned      proxywasm.MetricCounter
+	failOpen       proxywasm.MetricCounter
+	keysFull       proxywasm.MetricCounter
+	casRetries     proxywasm.MetricCounter
+	gcRuns         proxywasm.MetricCounter
+	heldNow        proxywasm.MetricGauge
+	delayMs        proxywasm.MetricHistogram
 }
 
 // inc and add skip zero: Envoy answers BadArgument to a zero increment, and
@@ -121,19 +144,30 @@ func defineMetrics() metrics {
 		return proxywasm.DefineCounterMetric("shadowlab_admission_" + name)
 	}
 	return metrics{
-		passed:     c("passed"),
-		held:       c("held"),
-		released:   c("released"),
-		rejected:   c("rejected"),
-		abandoned:  c("abandoned"),
-		failOpen:   c("fail_open"),
-		casRetries: c("cas_retries"),
-		gcRuns:     c("gc_runs"),
-		heldNow:    proxywasm.DefineGaugeMetric("shadowlab_admission_held_now"),
+		passed:         c("passed"),
+		held:           c("held"),
+		released:       c("released"),
+		rejected:       c("rejected"),
+		heldFull:       c("held_full"),
+		observedDelay:  c("observed_delay"),
+		observedReject: c("observed_reject"),
+		abandoned:      c("abandoned"),
+		failOpen:       c("fail_open"),
+		keysFull:       c("fail_open_keys_full"),
+		casRetries:     c("cas_retries"),
+		gcRuns:         c("gc_runs"),
+		heldNow:        proxywasm.DefineGaugeMetric("shadowlab_admission_held_now"),
+		delayMs:        proxywasm.DefineHistogramMetric("shadowlab_admission_delay_ms"),
 	}
 }
 
-func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
+func (p *pluginContext) OnPluginStart(int) (status types.OnPluginStartStatus) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.onPanic("plugin start", r)
+			status = types.OnPluginStartStatusFailed
+		}
+	}()
 	data, err := proxywasm.GetPluginConfiguration()
 	if err != nil && err != types.ErrorStatusNotFound {
 		proxywasm.LogCritical("shadowlab: reading plugin configuration: " + err.Error())
@@ -141,10 +175,20 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 	}
 	cfg, err := parseConfig(data)
 	if err != nil {
-		proxywasm.LogCritical("shadowlab: " + err.Error())
+		proxywasm.LogCritical("shadowlab: " + strings.ReplaceAll(err.Error(), "\n", "; "))
 		return types.OnPluginStartStatusFailed
 	}
 	p.cfg = cfg
+	p.keys = sharedKeyPrefix + cfg.hash() + "/"
+	p.store = &store{
+		get:     proxywasm.GetSharedData,
+		set:     proxywasm.SetSharedData,
+		cfg:     cfg.adm,
+		rnd:     p.rnd,
+		keysKey: sharedKeyPrefix + cfg.hash() + "#keys",
+		maxKeys: cfg.MaxKeys,
+		known:   map[string]struct{}{},
+	}
 	p.metrics = defineMetrics()
 	if err := proxywasm.SetTickPeriodMilliSeconds(cfg.TickMs); err != nil {
 		proxywasm.LogCritical("shadowlab: setting tick period: " + err.Error())
@@ -157,8 +201,9 @@ func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
 	return &httpContext{id: contextID, plugin: p}
 }
 
-// OnTick resumes the held requests whose release time has come, oldest
-// first. A stream that vanished without OnHttpStreamDone is counted as
+// OnTick resumes the held requests whose release time has come, earliest
+// first. Their slots were taken when they were held, so nothing is decided
+// here. A stream that vanished without OnHttpStreamDone is counted as
 // abandoned.
 func (p *pluginContext) OnTick() {
 	defer func() {
@@ -166,11 +211,12 @@ func (p *pluginContext) OnTick() {
 			p.onPanic("tick", r)
 		}
 	}()
-	now := p.now().UnixMilli()
-	p.mem.sample(now)
-	for p.queue.Len() > 0 && p.queue[0].releaseMs <= now {
+	now := p.now()
+	p.mem.sample(now.UnixMilli())
+	nowNs := now.UnixNano()
+	for p.queue.Len() > 0 && p.queue[0].releaseNs <= nowNs {
 		r := heap.Pop(&p.queue).(heldRequest)
-		if due, ok := p.held[r.id]; !ok || due != r.releaseMs {
+		if due, ok := p.held[r.id]; !ok || due != r.releaseNs {
 			continue // dropped by OnHttpStreamDone
 		}
 		delete(p.held, r.id)
@@ -179,24 +225,26 @@ func (p *pluginContext) OnTick() {
 			inc(p.metrics.abandoned, 1)
 			continue
 		}
-		_ = proxywasm.ReplaceHttpRequestHeader(headerHeldMs, strconv.FormatInt(now-r.heldAtMs, 10))
+		heldMs := (nowNs - r.heldAtNs) / int64(time.Millisecond)
+		_ = proxywasm.ReplaceHttpRequestHeader(headerHeldMs, strconv.FormatInt(heldMs, 10))
 		if err := proxywasm.ResumeHttpRequest(); err != nil {
 			inc(p.metrics.abandoned, 1)
 			proxywasm.LogWarn("shadowlab: resuming a held request: " + err.Error())
 			continue
 		}
 		inc(p.metrics.released, 1)
+		p.metrics.delayMs.Record(uint64(max(heldMs, 0)))
 	}
 }
 
-// budgetKey names the shared counter of this request: per route, and per
-// value of the configured key header.
+// budgetKey names the shared state of this request: per configuration,
+// route, and value of the configured key header.
 func (p *pluginContext) budgetKey() string {
 	route := "-"
 	if b, err := proxywasm.GetProperty([]string{"xds", "route_name"}); err == nil && len(b) > 0 {
 		route = string(b)
 	}
-	key := sharedKeyPrefix + route
+	key := p.keys + route
 	if p.cfg.KeyHeader != "" {
 		v, _ := proxywasm.GetHttpRequestHeader(p.cfg.KeyHeader)
 		key += "/" + v
@@ -219,29 +267,38 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 			action = types.ActionContinue // fail open
 		}
 	}()
-	nowMs := p.now().UnixMilli()
-	window := nowMs / int64(p.cfg.WindowMs)
-
-	n, retries, err := countInWindow(proxywasm.GetSharedData, proxywasm.SetSharedData, p.budgetKey(), window)
+	now := p.now()
+	d, retries, err := p.store.decide(p.budgetKey(), now)
 	inc(p.metrics.casRetries, uint64(retries))
 	if err != nil {
 		inc(p.metrics.failOpen, 1)
-		proxywasm.LogWarn("shadowlab: counting request, passing it: " + err.Error())
+		if errors.Is(err, errKeysFull) {
+			inc(p.metrics.keysFull, 1)
+		} else {
+			proxywasm.LogWarn("shadowlab: deciding on a request, passing it: " + err.Error())
+		}
 		return h.pass()
 	}
-	if n <= p.cfg.Limit {
-		return h.pass()
+	if d.Observed {
+		switch d.Outcome {
+		case admission.Delay:
+			inc(p.metrics.observedDelay, 1)
+		case admission.Reject:
+			inc(p.metrics.observedReject, 1)
+		}
 	}
-	if p.cfg.Mode == modeReject || uint32(len(p.held)) >= p.cfg.MaxHeld {
-		return h.reject(nowMs)
+	switch d.Action {
+	case admission.Delay:
+		if uint32(len(p.held)) >= p.cfg.MaxHeld {
+			// The slot stays taken: refusing is safe for the upstream.
+			inc(p.metrics.heldFull, 1)
+			return h.reject(int((d.Delay + time.Second - 1) / time.Second))
+		}
+		return h.hold(now, d.Delay)
+	case admission.Reject:
+		return h.reject(d.RetryAfter)
 	}
-	_ = proxywasm.ReplaceHttpRequestHeader(headerAdmission, admissionHeld)
-	release := nowMs + int64(p.cfg.HoldMs)
-	p.held[h.id] = release
-	heap.Push(&p.queue, heldRequest{id: h.id, releaseMs: release, heldAtMs: nowMs})
-	inc(p.metrics.held, 1)
-	add(p.metrics.heldNow, 1)
-	return types.ActionPause
+	return h.pass()
 }
 
 func (h *httpContext) pass() types.Action {
@@ -250,18 +307,28 @@ func (h *httpContext) pass() types.Action {
 	return types.ActionContinue
 }
 
-// reject answers 429 with Retry-After: the whole seconds left in the
-// current window, at least 1. (The admission package will jitter it.)
-func (h *httpContext) reject(nowMs int64) types.Action {
-	w := int64(h.plugin.cfg.WindowMs)
-	left := w - nowMs%w
-	secs := max((left+999)/1000, 1)
+// hold pauses the request until OnTick releases it at now+delay.
+func (h *httpContext) hold(now time.Time, delay time.Duration) types.Action {
+	p := h.plugin
+	_ = proxywasm.ReplaceHttpRequestHeader(headerAdmission, admissionHeld)
+	at := now.UnixNano()
+	release := at + int64(delay)
+	p.held[h.id] = release
+	heap.Push(&p.queue, heldRequest{id: h.id, releaseNs: release, heldAtNs: at})
+	inc(p.metrics.held, 1)
+	add(p.metrics.heldNow, 1)
+	return types.ActionPause
+}
+
+// reject answers 429 with Retry-After in whole seconds (at least 1).
+func (h *httpContext) reject(retryAfter int) types.Action {
 	err := proxywasm.SendHttpResponse(429, [][2]string{
-		{"retry-after", strconv.FormatInt(secs, 10)},
-		{headerAdmission, "rejected"},
+		{"retry-after", strconv.Itoa(max(retryAfter, 1))},
+		{headerAdmission, admissionRejected},
 	}, []byte("too many requests\n"), -1)
 	if err != nil {
 		proxywasm.LogWarn("shadowlab: sending 429: " + err.Error())
+		inc(h.plugin.metrics.failOpen, 1)
 		return h.pass()
 	}
 	inc(h.plugin.metrics.rejected, 1)
@@ -320,7 +387,7 @@ func (p *pluginContext) onPanic(where string, r any) {
 // heldRequest is one entry of the release queue.
 type heldRequest struct {
 	id                  uint32
-	releaseMs, heldAtMs int64
+	releaseNs, heldAtNs int64 // unix ns
 }
 
 // releaseQueue is a min-heap of held requests by release time (then id, so
@@ -329,8 +396,8 @@ type releaseQueue []heldRequest
 
 func (q releaseQueue) Len() int { return len(q) }
 func (q releaseQueue) Less(i, j int) bool {
-	if q[i].releaseMs != q[j].releaseMs {
-		return q[i].releaseMs < q[j].releaseMs
+	if q[i].releaseNs != q[j].releaseNs {
+		return q[i].releaseNs < q[j].releaseNs
 	}
 	return q[i].id < q[j].id
 }

@@ -6,14 +6,18 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/shadowlab/shadowlab/admission"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,7 +27,7 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
-// start is the beginning of a 1 s window, so window arithmetic is exact.
+// start is an arbitrary instant.
 var start = time.UnixMilli(1_700_000_000_000)
 
 // newHost starts the SDK's host emulator with the plugin and cfg as its
@@ -31,7 +35,7 @@ var start = time.UnixMilli(1_700_000_000_000)
 func newHost(t *testing.T, cfg string, clock *fakeClock) proxytest.HostEmulator {
 	t.Helper()
 	opt := proxytest.NewEmulatorOption().
-		WithVMContext(&vmContext{now: clock.now}).
+		WithVMContext(&vmContext{now: clock.now, seed: 42}).
 		WithPluginConfiguration([]byte(cfg)).
 		WithProperty([]string{"xds", "route_name"}, []byte("reminders"))
 	host, reset := proxytest.NewHostEmulator(opt)
@@ -56,26 +60,34 @@ func header(headers [][2]string, name string) string {
 func TestParseConfig(t *testing.T) {
 	tests := map[string]struct {
 		in      string
-		want    config
+		want    config // adm is checked separately
+		wantAdm admission.Config
 		wantErr []string
 	}{
 		"defaults": {
-			in:   `{"limit": 100}`,
-			want: config{Limit: 100, WindowMs: 1000, HoldMs: 200, TickMs: 20, MaxHeld: 10000, Mode: modeDelay},
+			in:      `{"limit": 100, "max_delay_ms": 15000}`,
+			want:    config{Limit: 100, WindowMs: 1000, MaxDelayMs: 15000, TickMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay"},
+			wantAdm: admission.Config{Limit: 100, Window: time.Second, MaxDelay: 15 * time.Second, Mode: admission.ModeDelay, Slack: 20 * time.Millisecond},
 		},
 		"all fields": {
-			in: `{"limit": 5, "window_ms": 60000, "hold_ms": 500, "tick_ms": 10, "max_held": 7,
+			in: `{"limit": 5, "window_ms": 60000, "tick_ms": 10, "max_held": 7, "max_keys": 9,
 			      "mode": "reject", "key_header": "x-tenant", "gc_heap_bytes": 8388608}`,
-			want: config{Limit: 5, WindowMs: 60000, HoldMs: 500, TickMs: 10, MaxHeld: 7,
-				Mode: modeReject, KeyHeader: "x-tenant", GCHeapBytes: 8 << 20},
+			want: config{Limit: 5, WindowMs: 60000, TickMs: 10, MaxHeld: 7, MaxKeys: 9,
+				Mode: "reject", KeyHeader: "x-tenant", GCHeapBytes: 8 << 20},
+			wantAdm: admission.Config{Limit: 5, Window: time.Minute, Mode: admission.ModeReject, Slack: 10 * time.Millisecond},
+		},
+		"observe without delay": {
+			in:      `{"limit": 1, "mode": "observe"}`,
+			want:    config{Limit: 1, WindowMs: 1000, TickMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "observe"},
+			wantAdm: admission.Config{Limit: 1, Window: time.Second, Mode: admission.ModeObserve, Slack: 20 * time.Millisecond},
 		},
 		"empty":         {in: " ", wantErr: []string{"configuration: empty"}},
 		"not json":      {in: `limit=1`, wantErr: []string{"configuration: expected '{' at offset 0"}},
-		"unknown field": {in: `{"limit": 1, "rate": 3}`, wantErr: []string{"configuration.rate: unknown field"}},
+		"unknown field": {in: `{"limit": 1, "hold_ms": 3}`, wantErr: []string{"configuration.hold_ms: unknown field"}},
 		"wrong types": {
-			in: `{"limit": -1, "hold_ms": 1.5, "window_ms": "1000", "mode": 3, "gc_heap_bytes": true}`,
+			in: `{"limit": -1, "max_delay_ms": 1.5, "window_ms": "1000", "mode": 3, "gc_heap_bytes": true}`,
 			wantErr: []string{
-				"configuration.limit: must be a whole number", "configuration.hold_ms: must be a whole number",
+				"configuration.limit: must be a whole number", "configuration.max_delay_ms: must be a whole number",
 				"configuration.window_ms: must be a whole number", "configuration.mode: must be a string",
 				"configuration.gc_heap_bytes: must be a whole number",
 			},
@@ -85,12 +97,29 @@ func TestParseConfig(t *testing.T) {
 		"duplicate": {in: `{"limit": 1, "limit": 2}`, wantErr: []string{`duplicate key "limit"`}},
 		"trailing":  {in: `{"limit": 1} {}`, wantErr: []string{"unexpected data after the object"}},
 		"escapes in strings": {
-			in:   `{"limit": 1, "key_header": "x-t\u0065nant"}`,
-			want: config{Limit: 1, WindowMs: 1000, HoldMs: 200, TickMs: 20, MaxHeld: 10000, Mode: modeDelay, KeyHeader: "x-tenant"},
+			in:      `{"limit": 1, "max_delay_ms": 5, "key_header": "x-t\u0065nant"}`,
+			want:    config{Limit: 1, WindowMs: 1000, MaxDelayMs: 5, TickMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay", KeyHeader: "x-tenant"},
+			wantAdm: admission.Config{Limit: 1, Window: time.Second, MaxDelay: 5 * time.Millisecond, Mode: admission.ModeDelay, Slack: 20 * time.Millisecond},
 		},
 		"every problem reported": {
-			in:      `{"mode": "drop", "hold_ms": 5, "tick_ms": 50}`,
-			wantErr: []string{"limit: must be at least 1", `mode: must be "delay" or "reject" (got "drop")`, "tick_ms: must not exceed hold_ms (50 > 5)"},
+			in: `{"mode": "drop", "window_ms": 100, "tick_ms": 500}`,
+			wantErr: []string{
+				"configuration.limit: must be between 1 and 1000000000 (got 0)",
+				`configuration.mode: must be delay, reject or observe (got "drop")`,
+				"configuration.tick_ms: must be between 0 and the window 100ms (got 500ms)",
+			},
+		},
+		"delay needs max_delay_ms": {
+			in:      `{"limit": 10}`,
+			wantErr: []string{"configuration.max_delay_ms: required with mode delay"},
+		},
+		"reject forbids max_delay_ms": {
+			in:      `{"limit": 10, "mode": "reject", "max_delay_ms": 100}`,
+			wantErr: []string{"configuration.max_delay_ms: must be 0 with mode reject"},
+		},
+		"limit too large": {
+			in:      `{"limit": 2000000000, "mode": "reject"}`,
+			wantErr: []string{"configuration.limit: must be between 1 and 1000000000"},
 		},
 	}
 	for name, tc := range tests {
@@ -101,159 +130,322 @@ func TestParseConfig(t *testing.T) {
 				for _, w := range tc.wantErr {
 					require.Contains(t, err.Error(), w)
 				}
+				require.Len(t, unjoin(err), len(tc.wantErr), "%v", err)
 				return
 			}
 			require.NoError(t, err)
+			require.Equal(t, tc.wantAdm, got.adm)
+			got.adm = admission.Config{}
 			require.Equal(t, tc.want, got)
 		})
 	}
 }
 
+func TestConfigHash(t *testing.T) {
+	a, err := parseConfig([]byte(`{"limit": 100, "max_delay_ms": 15000}`))
+	require.NoError(t, err)
+	b, err := parseConfig([]byte(`{"limit": 101, "max_delay_ms": 15000}`))
+	require.NoError(t, err)
+	c, err := parseConfig([]byte(`{"max_delay_ms": 15000, "limit": 100, "max_held": 5}`))
+	require.NoError(t, err)
+	require.Len(t, a.hash(), 8)
+	require.NotEqual(t, a.hash(), b.hash(), "a new limit must start fresh states")
+	require.Equal(t, a.hash(), c.hash(), "max_held does not shape the state")
+}
+
 func TestPluginStartRejectsBadConfig(t *testing.T) {
 	opt := proxytest.NewEmulatorOption().
 		WithVMContext(&vmContext{now: time.Now}).
-		WithPluginConfiguration([]byte(`{"limit": 0}`))
+		WithPluginConfiguration([]byte(`{"limit": 0, "mode": "delay", "window_ms": 10, "tick_ms": 20}`))
 	host, reset := proxytest.NewHostEmulator(opt)
 	defer reset()
 	require.Equal(t, types.OnPluginStartStatusFailed, host.StartPlugin())
-	require.Contains(t, strings.Join(host.GetCriticalLogs(), "\n"), "limit: must be at least 1")
+	logs := strings.Join(host.GetCriticalLogs(), "\n")
+	for _, want := range []string{"configuration.limit: must be between", "configuration.max_delay_ms: required", "configuration.tick_ms: must be between"} {
+		require.Contains(t, logs, want)
+	}
 }
 
-// TestAdmission sends a sequence of requests inside one window and checks
-// what happens to each, what the tick releases and what stream-done drops.
-func TestAdmission(t *testing.T) {
-	type step struct {
-		requests  int           // new requests at this instant
-		abandon   int           // held requests whose client goes away (oldest first)
-		advance   time.Duration // then move the clock and tick
-		wantPaus  int           // of the new requests, how many are paused (held or rejected)
-		want429   int           // of the new requests, how many got 429
-		wantFreed int           // held requests resumed by the tick after advance
+// sent is what happened to one request at its headers.
+type sent struct {
+	id         uint32
+	action     types.Action
+	admission  string
+	status     uint32 // local response, 0 if none
+	retryAfter int
+}
+
+func send(t *testing.T, host proxytest.HostEmulator, headers [][2]string) sent {
+	t.Helper()
+	id := host.InitializeHttpContext()
+	r := sent{id: id, action: host.CallOnRequestHeaders(id, headers, false)}
+	r.admission = header(host.GetCurrentRequestHeaders(id), headerAdmission)
+	if resp := host.GetSentLocalResponse(id); resp != nil {
+		r.status = resp.StatusCode
+		r.admission = header(resp.Headers, headerAdmission)
+		r.retryAfter, _ = strconv.Atoi(header(resp.Headers, "retry-after"))
 	}
+	return r
+}
+
+func counter(t *testing.T, host proxytest.HostEmulator, name string) uint64 {
+	t.Helper()
+	v, err := host.GetCounterMetric("shadowlab_admission_" + name)
+	require.NoError(t, err)
+	return v
+}
+
+// TestBurst sends 1000 requests at one instant and ticks the emulator until
+// every held request is released, recording when each reached the upstream.
+func TestBurst(t *testing.T) {
+	const n = 1000
 	tests := map[string]struct {
-		cfg         string
-		steps       []step
-		wantMetrics map[string]uint64
+		cfg string
+		// checks on the release times (ns since start, sorted) and requests
+		check func(t *testing.T, host proxytest.HostEmulator, released []time.Duration, res []sent)
 	}{
-		"under the limit everything passes": {
-			cfg:         `{"limit": 3}`,
-			steps:       []step{{requests: 3, advance: time.Millisecond}},
-			wantMetrics: map[string]uint64{"passed": 3, "held": 0, "rejected": 0},
-		},
-		"over the limit is held then released by the tick": {
-			cfg: `{"limit": 2, "hold_ms": 200, "tick_ms": 20}`,
-			steps: []step{
-				{requests: 5, wantPaus: 3, advance: 199 * time.Millisecond},
-				{advance: time.Millisecond, wantFreed: 3},
+		"delay: at most the limit per 1 s window, none over max delay": {
+			cfg: `{"limit": 100, "window_ms": 1000, "max_delay_ms": 15000, "tick_ms": 20}`,
+			check: func(t *testing.T, host proxytest.HostEmulator, released []time.Duration, res []sent) {
+				require.Len(t, released, n, "every request reaches the upstream")
+				for i := 0; i+100 < len(released); i++ {
+					require.GreaterOrEqual(t, released[i+100]-released[i], time.Second,
+						"releases %d..%d within one window", i, i+100)
+				}
+				require.LessOrEqual(t, released[n-1], 15*time.Second)
+				perSecond := map[int]int{}
+				for _, r := range released {
+					perSecond[int(r/time.Second)]++
+				}
+				for s, c := range perSecond {
+					require.LessOrEqual(t, c, 100, "second %d", s)
+				}
+				require.EqualValues(t, n, counter(t, host, "passed")+counter(t, host, "held"))
+				require.Equal(t, counter(t, host, "held"), counter(t, host, "released"))
+				require.Zero(t, counter(t, host, "rejected"))
+				h, err := host.GetHistogramMetric("shadowlab_admission_delay_ms")
+				require.NoError(t, err)
+				require.Positive(t, h, "last recorded delay")
+				g, err := host.GetGaugeMetric("shadowlab_admission_held_now")
+				require.NoError(t, err)
+				require.Zero(t, g)
 			},
-			wantMetrics: map[string]uint64{"passed": 2, "held": 3, "released": 3, "abandoned": 0},
 		},
-		"abandoned held requests are dropped, not resumed": {
-			cfg: `{"limit": 1, "hold_ms": 100, "tick_ms": 10}`,
-			steps: []step{
-				{requests: 4, wantPaus: 3, abandon: 2, advance: 100 * time.Millisecond, wantFreed: 1},
+		"delay with a short max delay rejects the rest at once": {
+			cfg: `{"limit": 100, "window_ms": 1000, "max_delay_ms": 2000, "tick_ms": 20}`,
+			check: func(t *testing.T, host proxytest.HostEmulator, released []time.Duration, res []sent) {
+				rejected := 0
+				for _, r := range res {
+					if r.status == 429 {
+						rejected++
+						require.Positive(t, r.retryAfter)
+					}
+				}
+				require.Equal(t, n, len(released)+rejected)
+				require.InDelta(t, 200, len(released), 5)
+				for i := 0; i+100 < len(released); i++ {
+					require.GreaterOrEqual(t, released[i+100]-released[i], time.Second)
+				}
+				require.LessOrEqual(t, released[len(released)-1], 2*time.Second)
 			},
-			wantMetrics: map[string]uint64{"passed": 1, "held": 3, "released": 1, "abandoned": 2},
 		},
-		"a new window restarts the budget": {
-			cfg: `{"limit": 2, "window_ms": 1000, "hold_ms": 100, "tick_ms": 10}`,
-			steps: []step{
-				{requests: 3, wantPaus: 1, advance: time.Second, wantFreed: 1},
-				{requests: 2, wantPaus: 0},
+		"reject: the limit passes, the rest get 429 with spread Retry-After": {
+			cfg: `{"limit": 100, "window_ms": 1000, "mode": "reject"}`,
+			check: func(t *testing.T, host proxytest.HostEmulator, released []time.Duration, res []sent) {
+				require.Len(t, released, 100)
+				require.Zero(t, released[99], "all at once")
+				values := map[int]int{}
+				for _, r := range res {
+					if r.status == 0 {
+						continue
+					}
+					require.EqualValues(t, 429, r.status)
+					require.Equal(t, admissionRejected, r.admission)
+					require.GreaterOrEqual(t, r.retryAfter, 1)
+					require.LessOrEqual(t, r.retryAfter, 62)
+					values[r.retryAfter]++
+				}
+				require.GreaterOrEqual(t, len(values), 5, "Retry-After values %v", values)
+				for v, c := range values {
+					require.LessOrEqual(t, c, 150, "Retry-After %d given %d times", v, c)
+				}
+				require.EqualValues(t, 900, counter(t, host, "rejected"))
 			},
-			wantMetrics: map[string]uint64{"passed": 4, "held": 1, "released": 1},
 		},
-		"reject mode answers 429": {
-			cfg:         `{"limit": 1, "mode": "reject"}`,
-			steps:       []step{{requests: 3, wantPaus: 2, want429: 2}},
-			wantMetrics: map[string]uint64{"passed": 1, "rejected": 2, "held": 0},
+		"observe (delay): everything passes at once, would-be delays counted": {
+			cfg: `{"limit": 100, "window_ms": 1000, "max_delay_ms": 5000, "mode": "observe"}`,
+			check: func(t *testing.T, host proxytest.HostEmulator, released []time.Duration, res []sent) {
+				require.Len(t, released, n)
+				require.Zero(t, released[n-1])
+				for _, r := range res {
+					require.Equal(t, admissionPassed, r.admission)
+				}
+				od, or := counter(t, host, "observed_delay"), counter(t, host, "observed_reject")
+				require.InDelta(t, 490, od, 10)
+				require.EqualValues(t, n, od+or+1, "only the first would have passed at once")
+				require.Zero(t, counter(t, host, "held")+counter(t, host, "rejected"))
+			},
 		},
-		"max_held bounds the held requests, the rest get 429": {
-			cfg:         `{"limit": 1, "max_held": 2}`,
-			steps:       []step{{requests: 5, wantPaus: 4, want429: 2}},
-			wantMetrics: map[string]uint64{"passed": 1, "held": 2, "rejected": 2},
+		"observe (reject): everything passes, would-be 429s counted": {
+			cfg: `{"limit": 100, "window_ms": 1000, "mode": "observe"}`,
+			check: func(t *testing.T, host proxytest.HostEmulator, released []time.Duration, res []sent) {
+				require.Len(t, released, n)
+				require.Zero(t, released[n-1])
+				require.EqualValues(t, 900, counter(t, host, "observed_reject"))
+				require.Zero(t, counter(t, host, "observed_delay"))
+				require.EqualValues(t, n, counter(t, host, "passed"))
+			},
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			clock := &fakeClock{t: start}
 			host := newHost(t, tc.cfg, clock)
-			var held []uint32 // paused, not rejected, not yet released or abandoned
-			for i, s := range tc.steps {
-				paused, rejected := 0, 0
-				for range s.requests {
-					id := host.InitializeHttpContext()
-					action := host.CallOnRequestHeaders(id, requestHeaders, false)
-					got := header(host.GetCurrentRequestHeaders(id), headerAdmission)
-					if action == types.ActionContinue {
-						require.Equal(t, admissionPassed, got, "step %d", i)
-						host.CompleteHttpContext(id)
-						continue
-					}
-					paused++
-					if resp := host.GetSentLocalResponse(id); resp != nil {
-						rejected++
-						require.EqualValues(t, 429, resp.StatusCode)
-						require.Equal(t, "1", header(resp.Headers, "retry-after"))
-						host.CompleteHttpContext(id)
-						continue
-					}
-					require.Equal(t, admissionHeld, got, "step %d", i)
-					held = append(held, id)
+			var released []time.Duration
+			var res []sent
+			var held []uint32
+			for range n {
+				r := send(t, host, requestHeaders)
+				res = append(res, r)
+				switch {
+				case r.action == types.ActionContinue:
+					released = append(released, 0)
+					host.CompleteHttpContext(r.id)
+				case r.status != 0:
+					host.CompleteHttpContext(r.id)
+				default:
+					require.Equal(t, admissionHeld, r.admission)
+					held = append(held, r.id)
 				}
-				require.Equal(t, s.wantPaus, paused, "step %d: paused", i)
-				require.Equal(t, s.want429, rejected, "step %d: rejected", i)
-
-				for _, id := range held[:s.abandon] {
-					host.CompleteHttpContext(id)
-				}
-				held = held[s.abandon:]
-
-				clock.advance(s.advance)
+			}
+			for len(held) > 0 && clock.t.Sub(start) < 30*time.Second {
+				clock.advance(20 * time.Millisecond)
 				host.Tick()
-				var still []uint32
-				freed := 0
-				for _, id := range held {
-					if host.GetCurrentHttpStreamAction(id) == types.ActionContinue {
-						freed++
-						require.NotEmpty(t, header(host.GetCurrentRequestHeaders(id), headerHeldMs))
-						host.CompleteHttpContext(id)
-						continue
+				held = slices.DeleteFunc(held, func(id uint32) bool {
+					if host.GetCurrentHttpStreamAction(id) != types.ActionContinue {
+						return false
 					}
-					still = append(still, id)
-				}
-				held = still
-				require.Equal(t, s.wantFreed, freed, "step %d: released", i)
+					released = append(released, clock.t.Sub(start))
+					host.CompleteHttpContext(id)
+					return true
+				})
 			}
-			for name, want := range tc.wantMetrics {
-				got, err := host.GetCounterMetric("shadowlab_admission_" + name)
-				require.NoError(t, err)
-				require.Equal(t, want, got, "metric %s", name)
-			}
+			require.Empty(t, held, "still held after 30 s")
+			slices.Sort(released)
+			tc.check(t, host, released, res)
 		})
 	}
 }
 
+// TestAbandoned: held requests whose client goes away are dropped, never
+// resumed, and leave nothing behind.
+func TestAbandoned(t *testing.T) {
+	clock := &fakeClock{t: start}
+	vm := &recordingVM{vmContext: &vmContext{now: clock.now, seed: 7}}
+	opt := proxytest.NewEmulatorOption().
+		WithVMContext(vm).
+		WithPluginConfiguration([]byte(`{"limit": 1, "window_ms": 1000, "max_delay_ms": 10000, "tick_ms": 10}`))
+	host, reset := proxytest.NewHostEmulator(opt)
+	t.Cleanup(reset)
+	require.Equal(t, types.OnPluginStartStatusOK, host.StartPlugin())
+
+	require.Equal(t, types.ActionContinue, send(t, host, requestHeaders).action)
+	var held []uint32
+	for range 5 {
+		r := send(t, host, requestHeaders)
+		require.Equal(t, types.ActionPause, r.action)
+		require.Zero(t, r.status)
+		held = append(held, r.id)
+	}
+	for _, id := range held[:4] {
+		host.CompleteHttpContext(id)
+	}
+	g, err := host.GetGaugeMetric("shadowlab_admission_held_now")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, g)
+	require.EqualValues(t, 4, counter(t, host, "abandoned"))
+	for range 1000 {
+		clock.advance(10 * time.Millisecond)
+		host.Tick()
+	}
+	require.Equal(t, types.ActionContinue, host.GetCurrentHttpStreamAction(held[4]))
+	host.CompleteHttpContext(held[4])
+	require.EqualValues(t, 1, counter(t, host, "released"), "abandoned requests are not resumed")
+	require.EqualValues(t, 4, counter(t, host, "abandoned"))
+	g, err = host.GetGaugeMetric("shadowlab_admission_held_now")
+	require.NoError(t, err)
+	require.Zero(t, g)
+	require.Len(t, vm.plugins, 1)
+	for _, pc := range vm.plugins {
+		require.Empty(t, pc.held)
+		require.Zero(t, pc.queue.Len())
+	}
+}
+
+// recordingVM is the plugin's VM context, keeping the plugin contexts it
+// creates so tests can look inside.
+type recordingVM struct {
+	*vmContext
+	plugins []*pluginContext
+}
+
+func (v *recordingVM) NewPluginContext(id uint32) types.PluginContext {
+	pc := v.vmContext.NewPluginContext(id).(*pluginContext)
+	v.plugins = append(v.plugins, pc)
+	return pc
+}
+
+func TestMaxHeld(t *testing.T) {
+	host := newHost(t, `{"limit": 1, "max_delay_ms": 10000, "max_held": 2}`, &fakeClock{t: start})
+	var got []string
+	for range 5 {
+		r := send(t, host, requestHeaders)
+		got = append(got, fmt.Sprint(r.admission, r.status))
+		if r.status == 429 {
+			require.Positive(t, r.retryAfter)
+		}
+	}
+	require.Equal(t, []string{"passed0", "held0", "held0", "rejected429", "rejected429"}, got)
+	require.EqualValues(t, 2, counter(t, host, "held_full"))
+}
+
+func TestMaxKeys(t *testing.T) {
+	host := newHost(t, `{"limit": 1, "mode": "reject", "key_header": "x-tenant", "max_keys": 2}`, &fakeClock{t: start})
+	tenant := func(name string) [][2]string { return [][2]string{{":path", "/"}, {"x-tenant", name}} }
+	for _, tc := range []struct {
+		tenant string
+		want   uint32
+	}{{"a", 0}, {"b", 0}, {"a", 429}, {"c", 0}, {"c", 0}, {"b", 429}} {
+		r := send(t, host, tenant(tc.tenant))
+		require.Equal(t, tc.want, r.status, "tenant %s", tc.tenant)
+	}
+	require.EqualValues(t, 2, counter(t, host, "fail_open_keys_full"))
+	require.EqualValues(t, 2, counter(t, host, "fail_open"))
+}
+
 func TestHeldHeaderRecordsWait(t *testing.T) {
 	clock := &fakeClock{t: start}
-	host := newHost(t, `{"limit": 1, "hold_ms": 200, "tick_ms": 20}`, clock)
-	first := host.InitializeHttpContext()
-	require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(first, requestHeaders, false))
-	id := host.InitializeHttpContext()
-	require.Equal(t, types.ActionPause, host.CallOnRequestHeaders(id, requestHeaders, false))
-	clock.advance(230 * time.Millisecond)
-	host.Tick()
-	require.Equal(t, types.ActionContinue, host.GetCurrentHttpStreamAction(id))
-	require.Equal(t, "230", header(host.GetCurrentRequestHeaders(id), headerHeldMs))
+	host := newHost(t, `{"limit": 1, "max_delay_ms": 5000, "tick_ms": 20}`, clock)
+	require.Equal(t, types.ActionContinue, send(t, host, requestHeaders).action)
+	r := send(t, host, requestHeaders)
+	require.Equal(t, types.ActionPause, r.action)
+	for host.GetCurrentHttpStreamAction(r.id) != types.ActionContinue {
+		require.Less(t, clock.t.Sub(start), 5*time.Second)
+		clock.advance(20 * time.Millisecond)
+		host.Tick()
+	}
+	ms, err := strconv.Atoi(header(host.GetCurrentRequestHeaders(r.id), headerHeldMs))
+	require.NoError(t, err)
+	require.Equal(t, clock.t.Sub(start).Milliseconds(), int64(ms))
+	require.LessOrEqual(t, ms, 5000)
 }
 
 func TestClientHeaderIsOverwritten(t *testing.T) {
-	clock := &fakeClock{t: start}
-	host := newHost(t, `{"limit": 10}`, clock)
-	id := host.InitializeHttpContext()
+	host := newHost(t, `{"limit": 10, "max_delay_ms": 1000}`, &fakeClock{t: start})
 	spoofed := append([][2]string{{headerAdmission, "held"}}, requestHeaders...)
-	require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(id, spoofed, false))
-	require.Equal(t, admissionPassed, header(host.GetCurrentRequestHeaders(id), headerAdmission))
+	r := send(t, host, spoofed)
+	require.Equal(t, types.ActionContinue, r.action)
+	require.Equal(t, admissionPassed, r.admission)
 }
 
 // TestBudgetKey checks that budgets are per route, and per key header when
@@ -262,26 +454,25 @@ func TestBudgetKey(t *testing.T) {
 	tests := map[string]struct {
 		cfg     string
 		tenants []string
-		want    []types.Action
+		want    []uint32
 	}{
 		"per route: tenants share it": {
-			cfg:     `{"limit": 1}`,
+			cfg:     `{"limit": 1, "mode": "reject"}`,
 			tenants: []string{"acme", "globex"},
-			want:    []types.Action{types.ActionContinue, types.ActionPause},
+			want:    []uint32{0, 429},
 		},
 		"per tenant: each has its own": {
-			cfg:     `{"limit": 1, "key_header": "x-tenant"}`,
+			cfg:     `{"limit": 1, "mode": "reject", "key_header": "x-tenant"}`,
 			tenants: []string{"acme", "globex", "acme"},
-			want:    []types.Action{types.ActionContinue, types.ActionContinue, types.ActionPause},
+			want:    []uint32{0, 0, 429},
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			host := newHost(t, tc.cfg, &fakeClock{t: start})
 			for i, tenant := range tc.tenants {
-				id := host.InitializeHttpContext()
 				h := [][2]string{{":method", "GET"}, {":path", "/"}, {"x-tenant", tenant}}
-				require.Equal(t, tc.want[i], host.CallOnRequestHeaders(id, h, false), "request %d (%s)", i, tenant)
+				require.Equal(t, tc.want[i], send(t, host, h).status, "request %d (%s)", i, tenant)
 			}
 		})
 	}
@@ -289,64 +480,90 @@ func TestBudgetKey(t *testing.T) {
 
 // racyStore is a shared-data store whose first `races` writes lose a CAS race.
 type racyStore struct {
-	value []byte
-	cas   uint32
+	data  map[string][]byte
+	cas   map[string]uint32
 	races int
 	err   error // returned by get when set
 }
 
-func (s *racyStore) get(string) ([]byte, uint32, error) {
+func newRacyStore() *racyStore {
+	return &racyStore{data: map[string][]byte{}, cas: map[string]uint32{}}
+}
+
+func (s *racyStore) get(k string) ([]byte, uint32, error) {
 	if s.err != nil {
 		return nil, 0, s.err
 	}
-	if s.value == nil {
+	v, ok := s.data[k]
+	if !ok {
 		return nil, 0, types.ErrorStatusNotFound
 	}
-	return s.value, s.cas, nil
+	return v, s.cas[k], nil
 }
 
-func (s *racyStore) set(_ string, v []byte, cas uint32) error {
+func (s *racyStore) set(k string, v []byte, cas uint32) error {
 	if s.races > 0 {
 		s.races--
-		w, n := decodeCounter(s.value)
-		s.value, s.cas = encodeCounter(max(w, 7), n+1), s.cas+1 // another worker counted
+		s.cas[k]++ // another worker wrote
+		if _, ok := s.data[k]; !ok {
+			s.data[k] = nil
+		}
 		return types.ErrorStatusCasMismatch
 	}
-	if s.value != nil && cas != s.cas {
+	if _, ok := s.data[k]; ok && cas != s.cas[k] {
 		return types.ErrorStatusCasMismatch
 	}
-	s.value, s.cas = v, s.cas+1
+	s.data[k] = slices.Clone(v)
+	s.cas[k]++
 	return nil
 }
 
-func TestCountInWindow(t *testing.T) {
+func TestStoreDecide(t *testing.T) {
+	cfg := admission.Config{Limit: 2, Window: time.Second, Mode: admission.ModeReject}
 	tests := map[string]struct {
-		store       racyStore
-		window      int64
-		wantN       uint32
+		races       int
+		err         error
+		requests    int
+		wantOutcome []admission.Action
 		wantRetries int
 		wantErr     error
 	}{
-		"first request creates the key": {window: 7, wantN: 1},
-		"same window increments":        {store: racyStore{value: encodeCounter(7, 41), cas: 3}, window: 7, wantN: 42},
-		"older window restarts":         {store: racyStore{value: encodeCounter(6, 41), cas: 3}, window: 7, wantN: 1},
-		"malformed value restarts":      {store: racyStore{value: []byte("x"), cas: 3}, window: 7, wantN: 1},
-		"cas races are retried":         {store: racyStore{value: encodeCounter(7, 10), cas: 1, races: 3}, window: 7, wantN: 14, wantRetries: 3},
-		"too many races fail open": {
-			store: racyStore{value: encodeCounter(7, 0), cas: 1, races: maxCASAttempts}, window: 7,
-			wantRetries: maxCASAttempts, wantErr: errCASExhausted,
-		},
-		"host error is returned": {store: racyStore{err: types.ErrorStatusBadArgument}, window: 7, wantErr: types.ErrorStatusBadArgument},
+		"fresh key admits and stores": {requests: 3, wantOutcome: []admission.Action{admission.Admit, admission.Admit, admission.Reject}},
+		"cas races are retried":       {races: 3, requests: 1, wantOutcome: []admission.Action{admission.Admit}, wantRetries: 3},
+		"too many races fail open":    {races: maxCASAttempts, requests: 1, wantRetries: maxCASAttempts, wantErr: errCASExhausted},
+		"host error is returned":      {err: types.ErrorStatusBadArgument, requests: 1, wantErr: types.ErrorStatusBadArgument},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			s := tc.store
-			n, retries, err := countInWindow(s.get, s.set, "k", tc.window)
-			require.True(t, errors.Is(err, tc.wantErr), "err %v, want %v", err, tc.wantErr)
-			require.Equal(t, tc.wantN, n)
-			require.Equal(t, tc.wantRetries, retries)
+			rs := newRacyStore()
+			rs.races, rs.err = tc.races, tc.err
+			if tc.races > 0 {
+				rs.data["k"] = nil // the key exists: the races hit its state, not the key count
+			}
+			s := &store{get: rs.get, set: rs.set, cfg: cfg, rnd: &rng{s: 1}, keysKey: "k#keys", maxKeys: 10, known: map[string]struct{}{}}
+			for i := range tc.requests {
+				d, retries, err := s.decide("k", start)
+				require.True(t, errors.Is(err, tc.wantErr), "err %v, want %v", err, tc.wantErr)
+				if i == 0 {
+					require.Equal(t, tc.wantRetries, retries)
+				}
+				if err == nil {
+					require.Equal(t, tc.wantOutcome[i], d.Outcome, "request %d", i)
+				}
+			}
 		})
 	}
+}
+
+func TestStoreCorruptStateStartsFresh(t *testing.T) {
+	rs := newRacyStore()
+	rs.data["k"], rs.cas["k"] = []byte("garbage"), 5
+	s := &store{get: rs.get, set: rs.set, cfg: admission.Config{Limit: 1, Window: time.Second, Mode: admission.ModeReject},
+		rnd: &rng{s: 1}, keysKey: "k#keys", maxKeys: 10, known: map[string]struct{}{}}
+	d, _, err := s.decide("k", start)
+	require.NoError(t, err)
+	require.Equal(t, admission.Admit, d.Outcome)
+	require.Len(t, rs.data["k"], admission.StateSize)
 }
 
 // TestNoForbiddenImports keeps zap, grpc and go-control-plane out of the
@@ -365,7 +582,7 @@ func TestNoForbiddenImports(t *testing.T) {
 
 func TestTickPublishesVMMemory(t *testing.T) {
 	clock := &fakeClock{t: start}
-	host := newHost(t, `{"limit": 1}`, clock)
+	host := newHost(t, `{"limit": 1, "mode": "reject"}`, clock)
 	host.Tick()
 	sys, err := host.GetGaugeMetric("shadowlab_vm_sys_bytes")
 	require.NoError(t, err)
@@ -378,7 +595,7 @@ func TestTickPublishesVMMemory(t *testing.T) {
 // delivering body data to a held request; a Continue would release it.
 func TestHeldBodyStaysHeld(t *testing.T) {
 	clock := &fakeClock{t: start}
-	host := newHost(t, `{"limit": 1, "hold_ms": 100, "tick_ms": 10}`, clock)
+	host := newHost(t, `{"limit": 1, "max_delay_ms": 5000, "tick_ms": 10}`, clock)
 	passed := host.InitializeHttpContext()
 	require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(passed, requestHeaders, false))
 	require.Equal(t, types.ActionContinue, host.CallOnRequestBody(passed, []byte("a"), true))
@@ -386,7 +603,7 @@ func TestHeldBodyStaysHeld(t *testing.T) {
 	held := host.InitializeHttpContext()
 	require.Equal(t, types.ActionPause, host.CallOnRequestHeaders(held, requestHeaders, false))
 	require.Equal(t, types.ActionPause, host.CallOnRequestBody(held, []byte("b"), false))
-	clock.advance(100 * time.Millisecond)
+	clock.advance(5 * time.Second) // max_delay_ms
 	host.Tick()
 	require.Equal(t, types.ActionContinue, host.GetCurrentHttpStreamAction(held))
 	require.Equal(t, types.ActionContinue, host.CallOnRequestBody(held, []byte("c"), true))
