@@ -23,25 +23,6 @@ const (
 	kindArray
 )
 
-// typeName names a kind as a JSON type, for messages.
-func (k kind) typeName() string {
-	switch k {
-	case kindNull:
-		return "null"
-	case kindFalse, kindTrue:
-		return "boolean"
-	case kindNumber:
-		return "number"
-	case kindString:
-		return "string"
-	case kindObject:
-		return "object"
-	case kindArray:
-		return "array"
-	}
-	return "invalid"
-}
-
 // sameType reports whether two kinds are the same JSON type.
 func sameType(a, b kind) bool {
 	return a == b || (a == kindFalse || a == kindTrue) && (b == kindFalse || b == kindTrue)

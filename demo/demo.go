@@ -519,19 +519,6 @@ func settle(ctx context.Context, client *http.Client, addr string) ([]backend.Re
 	}
 }
 
-func post(ctx context.Context, client *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	return nil
-}
-
 // waitRouting waits until Envoy's listener routes to a backend.
 func waitRouting(ctx context.Context, client *http.Client, addr string) error {
 	for {
