@@ -146,6 +146,12 @@ const (
 	KeyHeaderPrefix = "header:"
 )
 
+// AdmissionHoldMargin is added to a held request's delay when the global
+// admission server asks Envoy to wait for it (override_message_timeout), and
+// to the longest maxDelay when the translator sets the ext_proc filter's
+// max_message_timeout: the release is never cut short by Envoy's timer.
+const AdmissionHoldMargin = time.Second
+
 // Defaults, documented in README's policy reference.
 const (
 	DefaultConnectTimeout = time.Second
