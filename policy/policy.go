@@ -5,6 +5,7 @@
 package policy
 
 import (
+	"github.com/shadowlab/shadowlab/admission"
 	"strings"
 	"time"
 )
@@ -151,6 +152,47 @@ const (
 // to the longest maxDelay when the translator sets the ext_proc filter's
 // max_message_timeout: the release is never cut short by Envoy's timer.
 const AdmissionHoldMargin = time.Second
+
+// Release granularity of each scope. The wasm plugin releases held requests
+// from a timer tick (LocalAdmissionTick); a released request then still has
+// to be forwarded, so the schedule allows LocalAdmissionSlack of lateness
+// per release (admission.Config.Slack) and the limit holds at the upstream,
+// not only at the release. The global server releases from a Go timer and
+// sends one gRPC message, hence a smaller allowance. Windows shorter than
+// MinAdmissionWindow are refused: no scope can release that precisely.
+const (
+	LocalAdmissionTick   = 20 * time.Millisecond
+	LocalAdmissionSlack  = 50 * time.Millisecond
+	GlobalAdmissionSlack = 20 * time.Millisecond
+	MinAdmissionWindow   = 100 * time.Millisecond
+)
+
+// Budget is the admission.Config of a (loaded, valid) admission block: its
+// rate, maximum delay and mode, with the release slack of its scope.
+func (a *Admission) Budget() admission.Config {
+	mode, _ := admission.ParseMode(a.Mode)
+	if a.Mode == "" {
+		mode = admission.ModeDelay
+	}
+	c := admission.Config{Limit: a.Limit, Window: a.Window, Mode: mode, Slack: LocalAdmissionSlack}
+	if a.Scope == ScopeGlobal {
+		c.Slack = GlobalAdmissionSlack
+	}
+	if a.MaxDelay != nil {
+		c.MaxDelay = a.MaxDelay.Duration
+	}
+	return c
+}
+
+// KeyHeader is the header whose value splits the budget ("" when the budget
+// is the whole route's).
+func (a *Admission) KeyHeader() string {
+	h, ok := strings.CutPrefix(a.Key, KeyHeaderPrefix)
+	if !ok {
+		return ""
+	}
+	return h
+}
 
 // Defaults, documented in README's policy reference.
 const (

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"github.com/shadowlab/shadowlab/admission"
 	"math"
 	"net"
 	"net/netip"
@@ -690,6 +691,7 @@ func (c *checker) jsonPaths(path string, paths []string, ignore bool) {
 //     answered at once and nothing is held; with observe it is accepted (it
 //     says what delay mode would do).
 func (c *checker) admission(path string, a *Admission) {
+	before := len(c.problems)
 	rp := fieldPath(path, "rate")
 	if a.Rate == "" {
 		c.add(rp, "required, e.g. \"100/s\" or \"10000/15m\"")
@@ -727,6 +729,36 @@ func (c *checker) admission(path string, a *Admission) {
 		c.add(mp, "must be greater than 0 and at most 1h (got %s)", a.MaxDelay.Duration)
 	case mode == ModeReject:
 		c.add(mp, "has no effect with mode reject (requests over the rate are refused at once); remove it or use mode delay")
+	}
+	if len(c.problems) == before {
+		c.admissionBudget(path, a, mode)
+	}
+}
+
+// admissionBudget checks what only the combination of an admission block's
+// fields can make impossible, once each field is valid on its own (it is
+// called only when admission found nothing else): a window
+// shorter than any scope can release in (MinAdmissionWindow), and a maxDelay
+// shorter than the spacing of admitted requests, which could never hold a
+// request (every request over the rate would be refused).
+func (c *checker) admissionBudget(path string, a *Admission, mode string) {
+	n, w, _ := parseRate(a.Rate) // valid: checked before
+	if w < MinAdmissionWindow {
+		c.add(fieldPath(path, "rate"), "window %s is shorter than %s: held requests cannot be released that precisely; use e.g. \"%d/%s\"",
+			w, MinAdmissionWindow, max(1, int(int64(n)*int64(MinAdmissionWindow)/int64(w))), MinAdmissionWindow)
+		return
+	}
+	b := (&Admission{Rate: a.Rate, Limit: n, Window: w, MaxDelay: a.MaxDelay, Mode: mode, Scope: a.Scope}).Budget()
+	if b.MaxDelay > 0 && b.Mode != admission.ModeReject {
+		spacing := (b.Window + b.Slack + time.Duration(b.Limit) - 1) / time.Duration(b.Limit)
+		if b.MaxDelay < spacing {
+			c.add(fieldPath(path, "maxDelay"), "%s is shorter than the spacing of admitted requests at %s (%s): no request could ever be held; raise maxDelay or use mode reject",
+				b.MaxDelay, a.Rate, spacing)
+			return
+		}
+	}
+	if err := b.Validate(); err != nil {
+		c.add(path, "impossible admission budget: %v", err)
 	}
 }
 

@@ -261,6 +261,21 @@ func TestRules(t *testing.T) {
 		"observe with max delay":   {edits: []edit{{"routes.0.admission.mode", "observe"}}},
 		"observe without delay":    {edits: []edit{{"routes.0.admission.mode", "observe"}, {"routes.0.admission.maxDelay", del}}},
 		"admission without shadow": {edits: []edit{{"routes.0.shadow", del}, {"routes.0.compare", del}}},
+		"window too short": {
+			edits: []edit{{"routes.0.admission.rate", "5/10ms"}}, path: "routes[0].admission.rate",
+			msg: `window 10ms is shorter than 100ms: held requests cannot be released that precisely; use e.g. "50/100ms"`,
+		},
+		"max delay below spacing": {
+			edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "50ms"}}, path: "routes[0].admission.maxDelay",
+			msg: "50ms is shorter than the spacing of admitted requests at 10/s (105ms): no request could ever be held",
+		},
+		"max delay below spacing, global": {
+			edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "100ms"}, {"routes.0.admission.scope", "global"}}, path: "routes[0].admission.maxDelay",
+			msg: "(102ms)",
+		},
+		"max delay at spacing":   {edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "105ms"}}},
+		"observe below spacing":  {edits: []edit{{"routes.0.admission.rate", "1/h"}, {"routes.0.admission.maxDelay", "1m"}, {"routes.0.admission.mode", "observe"}}, path: "routes[0].admission.maxDelay", msg: "no request could ever be held"},
+		"reject with short rate": {edits: []edit{{"routes.0.admission.rate", "1000/100ms"}, {"routes.0.admission.mode", "reject"}, {"routes.0.admission.maxDelay", del}}},
 	}
 	base, err := os.ReadFile("testdata/valid.policy.yaml")
 	require.NoError(t, err)

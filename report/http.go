@@ -23,6 +23,8 @@ const maxPairsLimit = 1000
 //	GET /api/v1/routes/{route}    RouteReport; 404 naming the route if unknown
 //	GET /api/v1/pairs             {"pairs": [PairRecord...]}, newest first;
 //	                              ?route=R&outcome=O&limit=N (default 50, max 1000)
+//	GET /api/v1/admission         admission outcomes per scope, route and key
+//	POST /api/v1/admission/local  a wasm plugin's counts since its last report (NDJSON)
 //	GET /healthz                  {"status": "ok"}; 503 when the store is unreachable
 //
 // Errors are JSON {"error": "..."}; a bad or unknown query parameter is a
@@ -34,6 +36,8 @@ func (r *Reporter) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/routes/{route}", r.serveRoute)
 	mux.HandleFunc("GET /api/v1/pairs", r.servePairs)
 	mux.HandleFunc("GET /healthz", r.serveHealth)
+	mux.HandleFunc("GET /api/v1/admission", r.serveAdmission)
+	mux.HandleFunc("POST /api/v1/admission/local", r.serveLocalAdmission)
 	return mux
 }
 

@@ -27,6 +27,8 @@ type metrics struct {
 	dropped      prometheus.Counter
 	flushErrors  prometheus.Counter
 	flushSeconds prometheus.Histogram
+
+	admissionReports, admissionReportErrors prometheus.Counter
 }
 
 func newMetrics(r *Reporter) *metrics {
@@ -65,7 +67,16 @@ func newMetrics(r *Reporter) *metrics {
 			"Share of compared pairs that match, noise re-classified (absent until a pair is compared).", []string{"route"}, nil),
 		noisePaths: prometheus.NewDesc(metricNoisePaths, "Patterns currently learned as noise.", []string{"route"}, nil),
 	}
-	m.reg.MustRegister(m.pairs, m.differences, m.latency, m.dropped, m.flushErrors, m.flushSeconds, rc)
+	m.admissionReports = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shadowlab_admission_plugin_reports_total",
+		Help: "Admission reports received from wasm plugins.",
+	})
+	m.admissionReportErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shadowlab_admission_plugin_report_errors_total",
+		Help: "Admission reports from wasm plugins refused as malformed.",
+	})
+	m.reg.MustRegister(m.pairs, m.differences, m.latency, m.dropped, m.flushErrors, m.flushSeconds, rc,
+		m.admissionReports, m.admissionReportErrors, newAdmissionCollector(r, r.cfg.MaxMetricKeys))
 	return m
 }
 

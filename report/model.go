@@ -12,6 +12,9 @@ import (
 type Report struct {
 	GeneratedAt time.Time     `json:"generated_at"`
 	Routes      []RouteReport `json:"routes"` // sorted by Route; [] when none
+	// Admission is every scope, route and key's admission outcomes, sorted
+	// by scope, route, key; [] when none.
+	Admission []AdmissionReport `json:"admission"`
 }
 
 // RouteReport is one route's results: the JSON body of

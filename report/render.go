@@ -48,13 +48,22 @@ func Render(w io.Writer, rep Report, opts RenderOptions) error {
 	routes := rep.Routes
 	if opts.Route != "" {
 		i := slices.IndexFunc(routes, func(rr RouteReport) bool { return rr.Route == opts.Route })
-		if i < 0 {
+		inAdmission := slices.ContainsFunc(rep.Admission, func(a AdmissionReport) bool { return a.Route == opts.Route })
+		switch {
+		case i >= 0:
+			routes = routes[i : i+1]
+		case inAdmission:
+			routes = nil
+		default:
 			return fmt.Errorf("route %q is not in the report", opts.Route)
 		}
-		routes = routes[i : i+1]
 	}
 	bw := bufio.NewWriter(w)
-	if len(routes) == 0 {
+	adm := rep.Admission
+	if opts.Route != "" {
+		adm = slices.DeleteFunc(slices.Clone(adm), func(a AdmissionReport) bool { return a.Route != opts.Route })
+	}
+	if len(routes) == 0 && len(adm) == 0 {
 		fmt.Fprintln(bw, "no routes have results yet")
 	}
 	for i, rr := range routes {
@@ -62,6 +71,12 @@ func Render(w io.Writer, rep Report, opts RenderOptions) error {
 			fmt.Fprintln(bw)
 		}
 		renderRoute(bw, rr, maxPaths)
+	}
+	if len(adm) > 0 {
+		if len(routes) > 0 {
+			fmt.Fprintln(bw)
+		}
+		renderAdmission(bw, adm)
 	}
 	return bw.Flush()
 }

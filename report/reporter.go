@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/compare"
 )
 
@@ -47,6 +48,12 @@ type Config struct {
 	// they are dropped and counted (shadowlab_report_pairs_dropped_total).
 	// Default 10 000.
 	QueueSize int
+	// MaxAdmissionKeys bounds the admission keys kept per scope and route;
+	// further keys are counted as OtherKey. Default 1000.
+	MaxAdmissionKeys int
+	// MaxMetricKeys bounds the key label values of the admission metrics
+	// per scope and route; further keys are labelled OtherKey. Default 50.
+	MaxMetricKeys int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -62,6 +69,8 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxMetricPatterns", &c.MaxMetricPatterns, 50},
 		{"MaxRecentPairs", &c.MaxRecentPairs, 100_000},
 		{"QueueSize", &c.QueueSize, 10_000},
+		{"MaxAdmissionKeys", &c.MaxAdmissionKeys, 1000},
+		{"MaxMetricKeys", &c.MaxMetricKeys, 50},
 	}
 	for _, f := range ints {
 		switch {
@@ -109,6 +118,8 @@ type Reporter struct {
 	mu     sync.RWMutex
 	routes map[string]*routeState
 
+	adm *admissions
+
 	labelsMu sync.Mutex
 	labels   map[string]map[string]struct{} // route → pattern label values in use; survives Reset
 
@@ -149,6 +160,10 @@ func New(cfg Config, log *zap.Logger) (*Reporter, error) {
 		return nil, fmt.Errorf("report: %w", err)
 	}
 	routes, err := st.load(ctx, lim)
+	var adm map[admissionKey]admission.Counts
+	if err == nil {
+		adm, err = st.loadAdmission(ctx)
+	}
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("report: %w", err)
@@ -160,6 +175,7 @@ func New(cfg Config, log *zap.Logger) (*Reporter, error) {
 		now:    time.Now,
 		store:  st,
 		routes: routes,
+		adm:    newAdmissions(cfg.MaxAdmissionKeys, adm),
 		labels: map[string]map[string]struct{}{},
 		queue:  make(chan pairRow, cfg.QueueSize),
 		reqs:   make(chan writerReq),
@@ -331,7 +347,7 @@ func (r *Reporter) SetNoise(route string, noise []compare.NoisePath) {
 // Report is a snapshot of every route, sorted by name; each route is
 // consistent in itself.
 func (r *Reporter) Report() Report {
-	rep := Report{GeneratedAt: r.now().UTC().Round(0), Routes: []RouteReport{}}
+	rep := Report{GeneratedAt: r.now().UTC().Round(0), Routes: []RouteReport{}, Admission: r.Admission()}
 	for _, rs := range r.states() {
 		rs.mu.Lock()
 		if !rs.dead.Load() {
@@ -531,17 +547,19 @@ func (r *Reporter) flush() error {
 	for n := len(r.queue); n > 0; n-- {
 		pairs = append(pairs, <-r.queue)
 	}
-	if len(deltas) == 0 && len(pairs) == 0 {
+	adm := r.adm.takeDirty()
+	if len(deltas) == 0 && len(pairs) == 0 && len(adm) == 0 {
 		return nil
 	}
 	start := time.Now()
-	err := r.store.write(context.Background(), deltas, pairs, r.cfg.MaxRecentPairs)
+	err := r.store.write(context.Background(), deltas, pairs, adm, r.cfg.MaxRecentPairs)
 	r.metrics.flushSeconds.Observe(time.Since(start).Seconds())
 	if err == nil {
 		return nil
 	}
 	r.metrics.flushErrors.Inc()
 	r.metrics.dropped.Add(float64(len(pairs)))
+	r.adm.restore(adm)
 	for _, d := range deltas {
 		d.rs.mu.Lock()
 		if !d.rs.dead.Load() {

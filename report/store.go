@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/compare"
 	_ "modernc.org/sqlite" // registers driver "sqlite" (pure Go)
 )
@@ -26,6 +27,7 @@ import (
 //	latency    (route, side) → count, max_ns, buckets  sparse log-linear histogram
 //	noise      (route, pattern) → varied, compared
 //	pairs      (id) → one recent non-match pair; oldest deleted past MaxRecentPairs
+//	admission  (scope, route, key) → counts           admission.Counts as JSON (version 2)
 //
 // Aggregate rows hold absolute values, written with upserts, so a flush is
 // idempotent. PRAGMA application_id marks the file as shadowlab's and PRAGMA
@@ -37,7 +39,7 @@ var ErrStore = errors.New("report store")
 
 const (
 	storeApplicationID = 0x53484c42 // "SHLB"
-	storeVersion       = 1
+	storeVersion       = 2
 )
 
 // migrations[i] brings a store from user_version i to i+1.
@@ -113,6 +115,13 @@ var migrations = []string{
 		difference_count   INTEGER NOT NULL
 	);
 	CREATE INDEX pairs_by_route ON pairs (route, id);`,
+	`CREATE TABLE admission (
+		scope  TEXT NOT NULL,
+		route  TEXT NOT NULL,
+		key    TEXT NOT NULL,
+		counts TEXT NOT NULL,
+		PRIMARY KEY (scope, route, key)
+	);`,
 }
 
 // store is the SQLite edge. Only the writer goroutine writes (flush, reset);
@@ -380,7 +389,7 @@ type storedDifference struct {
 }
 
 // write persists one flush in one transaction and trims the recent pairs.
-func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow, maxPairs int) error {
+func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow, adm []admissionRow, maxPairs int) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -485,7 +494,40 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 			return err
 		}
 	}
+	for _, a := range adm {
+		b, err := json.Marshal(a.c)
+		if err != nil {
+			return err
+		}
+		if err := exec(`INSERT INTO admission (scope, route, key, counts) VALUES (?, ?, ?, ?)
+			ON CONFLICT (scope, route, key) DO UPDATE SET counts = excluded.counts`, a.k.scope, a.k.route, a.k.key, string(b)); err != nil {
+			return err
+		}
+	}
 	return tx.Commit()
+}
+
+// loadAdmission reads the admission counts.
+func (s *store) loadAdmission(ctx context.Context) (map[admissionKey]admission.Counts, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT scope, route, key, counts FROM admission")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[admissionKey]admission.Counts{}
+	for rows.Next() {
+		var k admissionKey
+		var counts string
+		if err := rows.Scan(&k.scope, &k.route, &k.key, &counts); err != nil {
+			return nil, err
+		}
+		var c admission.Counts
+		if err := json.Unmarshal([]byte(counts), &c); err != nil {
+			return nil, fmt.Errorf("admission counts of %s/%s/%q: %w", k.scope, k.route, k.key, err)
+		}
+		out[k] = c
+	}
+	return out, rows.Err()
 }
 
 // reset deletes one route ("" = all) from every table.

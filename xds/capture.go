@@ -28,26 +28,27 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 // Authorization, no Cookie, no Set-Cookie.
 var capturedHeaders = []string{":method", ":path", ":status", HeaderRequestID, "content-type", "content-encoding", "content-length"}
 
-// httpFilters is the listener's filter chain: the capture filter (off by
-// default, switched on by the routes that sample for mirroring) and the
-// router.
+// httpFilters is the listener's filter chain: the admission filters and
+// the capture filter (each off by default, switched on by the routes that
+// admit or sample for mirroring) and the router.
 func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 	router := &hcmv3.HttpFilter{
 		Name:       "envoy.filters.http.router",
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
 	}
-	if !opts.capture() {
-		return []*hcmv3.HttpFilter{router}
+	filters := admissionFilters(p, opts)
+	if opts.capture() {
+		var headers []string
+		for _, r := range p.Routes {
+			headers = append(headers, routeCapturedHeaders(r)...)
+		}
+		filters = append(filters, &hcmv3.HttpFilter{
+			Name:       ExtProcFilter,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(captureFilter(headers, nil))},
+			Disabled:   true,
+		})
 	}
-	var headers []string
-	for _, r := range p.Routes {
-		headers = append(headers, routeCapturedHeaders(r)...)
-	}
-	return []*hcmv3.HttpFilter{{
-		Name:       ExtProcFilter,
-		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(captureFilter(headers, nil))},
-		Disabled:   true,
-	}, router}
+	return append(filters, router)
 }
 
 // captureFilter is the ext_proc filter in observability mode ("send and
@@ -153,10 +154,7 @@ func http2Options() *anypb.Any {
 // request is one gRPC stream, so its limits are far above Envoy's defaults
 // (1024); beyond them a request simply goes uncaptured (failure_mode_allow).
 func extProcCluster(addr string) (*clusterv3.Cluster, error) {
-	c, err := staticCluster(ExtProcCluster, policy.Service{
-		Endpoints:      []string{addr},
-		ConnectTimeout: &policy.Duration{Duration: 250 * time.Millisecond},
-	})
+	c, err := grpcCluster(ExtProcCluster, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +162,19 @@ func extProcCluster(addr string) (*clusterv3.Cluster, error) {
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 		MaxConnections: limit, MaxPendingRequests: limit, MaxRequests: limit,
 	}}}
+	return c, nil
+}
+
+// grpcCluster is a static HTTP/2 cluster for one of shadowlab's gRPC
+// servers, with TCP keepalive.
+func grpcCluster(name, addr string) (*clusterv3.Cluster, error) {
+	c, err := staticCluster(name, policy.Service{
+		Endpoints:      []string{addr},
+		ConnectTimeout: &policy.Duration{Duration: 250 * time.Millisecond},
+	})
+	if err != nil {
+		return nil, err
+	}
 	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: http2Options()}
 	c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{
 		TcpKeepalive: &corev3.TcpKeepalive{KeepaliveTime: wrapperspb.UInt32(30)},

@@ -82,3 +82,47 @@ const (
 	SidePrimary = "primary"
 	SideShadow  = "shadow"
 )
+
+const (
+	// AdmissionExtProcFilter is the HTTP filter name of the global admission
+	// filter: a second, non-observing ext_proc, on routes with global scope.
+	AdmissionExtProcFilter = "shadowlab.admission.global"
+	// AdmissionCluster is the cluster of the global admission server.
+	AdmissionCluster = "shadowlab_admission"
+	// AdmissionStatPrefix prefixes the global admission filter's stats.
+	AdmissionStatPrefix = "shadowlab_admission"
+	// AdmissionClusterMaxRequests is the admission cluster's circuit
+	// breaker: one gRPC stream per request on a global-admission route,
+	// held ones included. The admission server's own cap on held requests
+	// (extproc.AdmitterConfig.MaxHeld, default 5 000) stays below it, so
+	// the server refuses before Envoy's breaker opens; past the breaker a
+	// request passes unadmitted (failure_mode_allow) and Envoy counts it.
+	AdmissionClusterMaxRequests = 20_000
+
+	// APICluster reaches shadowlab's HTTP API: Envoy fetches the wasm
+	// plugin from it and the plugin reports its admission counts to it.
+	APICluster = "shadowlab_api"
+	// WasmVMID is the vm_id of every shadowlab plugin instance: they share
+	// one VM per worker and one shared-data namespace.
+	WasmVMID = "shadowlab"
+	// WasmRootID is the plugin root id.
+	WasmRootID = "shadowlab"
+	// WasmReportPath is where the plugin posts its admission counts.
+	WasmReportPath = "/api/v1/admission/local"
+	// APIAuthority is the :authority of the requests Envoy makes to the API.
+	APIAuthority = "shadowlab"
+
+	// HeaderAdmission is set on requests that went through admission:
+	// passed or held (and on 429 answers: rejected).
+	HeaderAdmission = "x-shadowlab-admission"
+	// HeaderHeldMs says how long a held request waited, in milliseconds.
+	HeaderHeldMs = "x-shadowlab-held-ms"
+)
+
+// AdmissionWasmFilter is the HTTP filter name of the local admission plugin
+// instance of policy route r.
+func AdmissionWasmFilter(r string) string { return "shadowlab.admission.local/" + r }
+
+// WasmCodePath is the API path serving the plugin whose SHA-256 is sha
+// (hex).
+func WasmCodePath(sha string) string { return "/wasm/" + sha + ".wasm" }

@@ -55,6 +55,16 @@ type Options struct {
 	// ExtProcAddress is host:port of shadowlab's ext_proc (capture) server.
 	// Empty: mirror only, capture nothing.
 	ExtProcAddress string
+	// AdmissionAddress is host:port of the global admission (ext_proc)
+	// server. Routes with global admission need it.
+	AdmissionAddress string
+	// APIAddress is host:port of shadowlab's HTTP API: the admission plugin
+	// reports to it, and fetches its code from it unless Wasm.Filename is
+	// set. Empty: no reports.
+	APIAddress string
+	// Wasm is the admission plugin's code. Routes with local admission need
+	// it.
+	Wasm WasmCode
 }
 
 // capture reports whether responses are captured for comparison.
@@ -64,7 +74,7 @@ func (o Options) capture() bool { return o.ExtProcAddress != "" }
 // It returns every problem it finds (joined); a policy that passed
 // policy.Load should always translate, so an error here is a bug to report.
 func Translate(p *policy.Policy, opts Options) (*Resources, error) {
-	var errs []error
+	errs := checkAdmission(p, opts)
 	res := &Resources{}
 
 	for _, l := range p.Listeners {
@@ -100,6 +110,22 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 		c, err := extProcCluster(opts.ExtProcAddress)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("ext_proc server: %w", err))
+		} else {
+			res.Clusters = append(res.Clusters, c)
+		}
+	}
+	if opts.AdmissionAddress != "" && len(admissionRoutes(p.Routes, policy.ScopeGlobal)) > 0 {
+		c, err := admissionCluster(opts.AdmissionAddress)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("admission server: %w", err))
+		} else {
+			res.Clusters = append(res.Clusters, c)
+		}
+	}
+	if opts.APIAddress != "" && len(admissionRoutes(p.Routes, policy.ScopeLocal)) > 0 {
+		c, err := apiCluster(opts.APIAddress)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("api: %w", err))
 		} else {
 			res.Clusters = append(res.Clusters, c)
 		}
@@ -170,6 +196,7 @@ func listener(l policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Li
 		// whether it deems the client internal (loopback and private ranges
 		// are), so an untrusting listener removes the client's ID before
 		// anything else runs and Envoy always generates a fresh one.
+		StreamIdleTimeout:         streamIdleTimeout(listenerRoutes(l.Name, p.Routes)),
 		GenerateRequestId:         wrapperspb.Bool(true),
 		PreserveExternalRequestId: l.TrustRequestID,
 		UseRemoteAddress:          wrapperspb.Bool(true),
@@ -199,10 +226,7 @@ func listener(l policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Li
 // a client cannot pass its request off as a shadow.
 func routeConfiguration(l string, routes []policy.Route, opts Options) *routev3.RouteConfiguration {
 	var out []*routev3.Route
-	for _, r := range routes {
-		if len(r.Listeners) > 0 && !slices.Contains(r.Listeners, l) {
-			continue
-		}
+	for _, r := range listenerRoutes(l, routes) {
 		out = append(out, envoyRoutes(r, opts)...)
 	}
 	return &routev3.RouteConfiguration{
@@ -214,6 +238,17 @@ func routeConfiguration(l string, routes []policy.Route, opts Options) *routev3.
 		}},
 		RequestHeadersToRemove: []string{HeaderShadow, HeaderRoute, HeaderDryRun},
 	}
+}
+
+// listenerRoutes are the routes served on listener l, in policy order.
+func listenerRoutes(l string, routes []policy.Route) []policy.Route {
+	var out []policy.Route
+	for _, r := range routes {
+		if len(r.Listeners) == 0 || slices.Contains(r.Listeners, l) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // envoyRoutes expands one policy route into Envoy routes, first match wins:
@@ -247,7 +282,10 @@ func envoyRoutes(r policy.Route, opts Options) []*routev3.Route {
 		}
 		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, dryRun)
 		if opts.capture() {
-			rt.TypedPerFilterConfig = map[string]*anypb.Any{ExtProcFilter: capturePerRoute(r.Name)}
+			if rt.TypedPerFilterConfig == nil {
+				rt.TypedPerFilterConfig = map[string]*anypb.Any{}
+			}
+			rt.TypedPerFilterConfig[ExtProcFilter] = capturePerRoute(r.Name)
 		}
 		out = append(out, rt)
 	}
@@ -293,8 +331,9 @@ func primaryRoute(name string, r policy.Route, extra []*routev3.HeaderMatcher) *
 	match := routeMatch(m)
 	match.Headers = append(extra, match.Headers...)
 	return &routev3.Route{
-		Name:  name,
-		Match: match,
+		Name:                 name,
+		Match:                match,
+		TypedPerFilterConfig: admissionPerRoute(r),
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ServiceCluster(r.Primary)},
 			Timeout:          durationpb.New(r.Timeout.Duration),

@@ -1,0 +1,380 @@
+package report
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shadowlab/shadowlab/admission"
+)
+
+// Admission outcomes are kept per scope ("local": the wasm plugin in each
+// Envoy, which reports to POST /api/v1/admission/local; "global": the
+// ext_proc admission server, in process), route and key (the key header's
+// value, "" for a route-wide budget), as cumulative admission.Counts.
+const (
+	ScopeLocal  = "local"
+	ScopeGlobal = "global"
+
+	// OtherKey gathers the keys of a route past MaxAdmissionKeys (and, in
+	// metric labels, past MaxMetricKeys).
+	OtherKey = "(other)"
+
+	// maxAdmissionBody bounds one plugin report.
+	maxAdmissionBody = 4 << 20
+)
+
+// AdmissionReport is one scope, route and key's admission outcomes.
+type AdmissionReport struct {
+	Scope string `json:"scope"`
+	Route string `json:"route"`
+	Key   string `json:"key"` // "" for a route-wide budget
+	admission.Counts
+	// Released is how many held requests were let through, and
+	// DelayP50Ms/DelayP99Ms/DelayMaxMs bound their waits from the delay
+	// histogram (upper bucket bounds; -1 past the last bound). 0 when none.
+	Released   uint64  `json:"released"`
+	DelayP50Ms float64 `json:"delay_p50_ms"`
+	DelayP99Ms float64 `json:"delay_p99_ms"`
+	DelayMaxMs float64 `json:"delay_max_ms"`
+}
+
+type admissionKey struct{ scope, route, key string }
+
+type admissionEntry struct {
+	counts admission.Counts
+	dirty  bool
+}
+
+// admissions holds the counts; its own lock, independent of the routes'.
+type admissions struct {
+	mu      sync.Mutex
+	entries map[admissionKey]*admissionEntry
+	keys    map[admissionKey]int // (scope, route, "") → distinct keys
+	maxKeys int
+}
+
+func newAdmissions(maxKeys int, loaded map[admissionKey]admission.Counts) *admissions {
+	a := &admissions{entries: map[admissionKey]*admissionEntry{}, keys: map[admissionKey]int{}, maxKeys: maxKeys}
+	for k, c := range loaded {
+		a.entries[k] = &admissionEntry{counts: c}
+		a.keys[admissionKey{k.scope, k.route, ""}]++
+	}
+	return a
+}
+
+// AddAdmission adds c to the counts of scope, route and key. Keys past
+// Config.MaxAdmissionKeys for the route are counted under OtherKey. It
+// never blocks on I/O: the store is written by the background writer.
+func (r *Reporter) AddAdmission(scope, route, key string, c admission.Counts) {
+	if c.IsZero() {
+		return
+	}
+	a := r.adm
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.addLocked(admissionKey{scope, clip(route, maxLabelLen), clip(key, maxLabelLen)}, c)
+}
+
+const maxLabelLen = 200
+
+func (a *admissions) addLocked(k admissionKey, c admission.Counts) {
+	e := a.entries[k]
+	if e == nil {
+		rk := admissionKey{k.scope, k.route, ""}
+		if a.keys[rk] >= a.maxKeys {
+			k.key = OtherKey
+			e = a.entries[k]
+		}
+		if e == nil {
+			e = &admissionEntry{}
+			a.entries[k] = e
+			a.keys[rk]++
+		}
+	}
+	e.counts.Add(c)
+	e.dirty = true
+}
+
+// Admission returns the admission outcomes, sorted by scope, route and key.
+func (r *Reporter) Admission() []AdmissionReport {
+	a := r.adm
+	a.mu.Lock()
+	out := make([]AdmissionReport, 0, len(a.entries))
+	for k, e := range a.entries {
+		out = append(out, admissionReport(k, e.counts))
+	}
+	a.mu.Unlock()
+	slices.SortFunc(out, func(x, y AdmissionReport) int {
+		return cmp.Or(cmp.Compare(x.Scope, y.Scope), cmp.Compare(x.Route, y.Route), cmp.Compare(x.Key, y.Key))
+	})
+	return out
+}
+
+func admissionReport(k admissionKey, c admission.Counts) AdmissionReport {
+	ar := AdmissionReport{Scope: k.scope, Route: k.route, Key: k.key, Counts: c, Released: c.ReleasedTotal()}
+	if ar.Released > 0 {
+		ar.DelayP50Ms = delayQuantile(c, 0.5)
+		ar.DelayP99Ms = delayQuantile(c, 0.99)
+		ar.DelayMaxMs = delayQuantile(c, 1)
+	}
+	return ar
+}
+
+// delayQuantile is the upper bound of the bucket holding quantile q of the
+// released requests' waits; -1 when it is past the last bound.
+func delayQuantile(c admission.Counts, q float64) float64 {
+	total := c.ReleasedTotal()
+	rank := uint64(q*float64(total) + 0.5)
+	rank = min(max(rank, 1), total)
+	var seen uint64
+	for i, n := range c.DelayBuckets {
+		seen += n
+		if seen >= rank {
+			if i == len(admission.DelayBucketsMs) {
+				return -1
+			}
+			return float64(admission.DelayBucketsMs[i])
+		}
+	}
+	return -1
+}
+
+// takeDirty returns the rows changed since the last flush and marks them
+// clean; restore marks them dirty again after a failed write.
+func (a *admissions) takeDirty() []admissionRow {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var rows []admissionRow
+	for k, e := range a.entries {
+		if e.dirty {
+			rows = append(rows, admissionRow{k, e.counts})
+			e.dirty = false
+		}
+	}
+	return rows
+}
+
+func (a *admissions) restore(rows []admissionRow) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, row := range rows {
+		if e := a.entries[row.k]; e != nil {
+			e.dirty = true
+		}
+	}
+}
+
+type admissionRow struct {
+	k admissionKey
+	c admission.Counts
+}
+
+// pluginReport is one line of a plugin's POST /api/v1/admission/local.
+type pluginReport struct {
+	Route string `json:"route"`
+	Key   string `json:"key"`
+	admission.Counts
+}
+
+// serveLocalAdmission takes a wasm plugin's report: one JSON object per line,
+// {"route": ..., "key": ..., "admitted": N, ..., "delay_buckets": [...],
+// "delay_sum_ms": N}, counts since its previous report. It is all or
+// nothing: a bad line is a 400 naming the line, and nothing is added.
+func (r *Reporter) serveLocalAdmission(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxAdmissionBody+1))
+	if err != nil {
+		r.writeError(w, http.StatusBadRequest, fmt.Errorf("reading the body: %w", err))
+		return
+	}
+	if len(body) > maxAdmissionBody {
+		r.writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxAdmissionBody))
+		return
+	}
+	reports, err := parsePluginReports(body)
+	if err != nil {
+		r.metrics.admissionReportErrors.Inc()
+		r.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	a := r.adm
+	a.mu.Lock()
+	for _, p := range reports {
+		a.addLocked(admissionKey{ScopeLocal, clip(p.Route, maxLabelLen), clip(p.Key, maxLabelLen)}, p.Counts)
+	}
+	a.mu.Unlock()
+	r.metrics.admissionReports.Inc()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func parsePluginReports(body []byte) ([]pluginReport, error) {
+	var out []pluginReport
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 0, 64<<10), maxAdmissionBody)
+	for line := 1; sc.Scan(); line++ {
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		// Decoded twice: once to check every field is there (a missing
+		// delay_buckets would silently read as zeros), once into the type.
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(text, &fields); err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		var missing []string
+		for _, f := range []string{"route", "key", "admitted", "delayed", "rejected", "observed_delay", "observed_reject", "abandoned", "fail_open", "delay_buckets", "delay_sum_ms"} {
+			if _, ok := fields[f]; !ok {
+				missing = append(missing, f)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("line %d: missing %v", line, missing)
+		}
+		if n := countArray(fields["delay_buckets"]); n != len(admission.DelayBucketsMs)+1 {
+			return nil, fmt.Errorf("line %d: delay_buckets has %d entries, want %d", line, n, len(admission.DelayBucketsMs)+1)
+		}
+		dec := json.NewDecoder(bytes.NewReader(text))
+		dec.DisallowUnknownFields()
+		var p pluginReport
+		if err := dec.Decode(&p); err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		if p.Route == "" {
+			return nil, fmt.Errorf("line %d: route is empty", line)
+		}
+		out = append(out, p)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no report lines")
+	}
+	return out, nil
+}
+
+// countArray is the length of a JSON array, -1 if raw is not one.
+func countArray(raw json.RawMessage) int {
+	var a []json.RawMessage
+	if json.Unmarshal(raw, &a) != nil {
+		return -1
+	}
+	return len(a)
+}
+
+func (r *Reporter) serveAdmission(w http.ResponseWriter, req *http.Request) {
+	if _, err := queryParams(req); err != nil {
+		r.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	r.writeJSON(w, http.StatusOK, r.Admission())
+}
+
+// admissionCollector exports the counts at scrape time:
+// shadowlab_admission_requests_total{scope,route,key,outcome} and the
+// histogram shadowlab_admission_delay_seconds{scope,route,key}. Past
+// Config.MaxMetricKeys keys per route, keys are labelled OtherKey.
+type admissionCollector struct {
+	r               *Reporter
+	maxKeys         int
+	requests, delay *prometheus.Desc
+}
+
+func newAdmissionCollector(r *Reporter, maxKeys int) *admissionCollector {
+	return &admissionCollector{
+		r:       r,
+		maxKeys: maxKeys,
+		requests: prometheus.NewDesc("shadowlab_admission_requests_total",
+			"Admission decisions by scope (local: wasm plugin, global: ext_proc), route, key and outcome: admitted, delayed, rejected, observed_delay, observed_reject (observe mode), abandoned (client left while held), fail_open (passed unadmitted).",
+			[]string{"scope", "route", "key", "outcome"}, nil),
+		delay: prometheus.NewDesc("shadowlab_admission_delay_seconds",
+			"How long released requests were held.", []string{"scope", "route", "key"}, nil),
+	}
+}
+
+func (c *admissionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.requests
+	ch <- c.delay
+}
+
+func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
+	merged := map[admissionKey]admission.Counts{}
+	perRoute := map[admissionKey]int{}
+	var order []admissionKey
+	for _, ar := range c.r.Admission() { // sorted: the first keys keep their label
+		k := admissionKey{ar.Scope, ar.Route, ar.Key}
+		rk := admissionKey{ar.Scope, ar.Route, ""}
+		if _, seen := merged[k]; !seen {
+			if perRoute[rk] >= c.maxKeys {
+				k.key = OtherKey
+			}
+		}
+		if _, seen := merged[k]; !seen {
+			perRoute[rk]++
+			order = append(order, k)
+		}
+		m := merged[k]
+		m.Add(ar.Counts)
+		merged[k] = m
+	}
+	for _, k := range order {
+		m := merged[k]
+		for _, o := range []struct {
+			name string
+			n    uint64
+		}{
+			{"admitted", m.Admitted}, {"delayed", m.Delayed}, {"rejected", m.Rejected},
+			{"observed_delay", m.ObservedDelay}, {"observed_reject", m.ObservedReject},
+			{"abandoned", m.Abandoned}, {"fail_open", m.FailOpen},
+		} {
+			ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(o.n), k.scope, k.route, k.key, o.name)
+		}
+		buckets := make(map[float64]uint64, len(admission.DelayBucketsMs))
+		var cum uint64
+		for i, b := range admission.DelayBucketsMs {
+			cum += m.DelayBuckets[i]
+			buckets[float64(b)/1000] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(c.delay, m.ReleasedTotal(), float64(m.DelaySumMs)/1000, buckets, k.scope, k.route, k.key)
+	}
+}
+
+// renderAdmission writes the admission table of `shadowlab report`.
+func renderAdmission(w io.Writer, rows []AdmissionReport) {
+	fmt.Fprintln(w, "admission (per scope, route and key)")
+	fmt.Fprintf(w, "  %-7s %-16s %-16s %9s %9s %9s %9s %9s %9s %10s %10s\n",
+		"scope", "route", "key", "admitted", "delayed", "rejected", "observed", "abandoned", "fail-open", "delay p50", "delay p99")
+	for _, a := range rows {
+		key := a.Key
+		if key == "" {
+			key = "-"
+		}
+		fmt.Fprintf(w, "  %-7s %-16s %-16s %9s %9s %9s %9s %9s %9s %10s %10s\n",
+			a.Scope, shorten(a.Route, 16), shorten(key, 16),
+			thousands(int(a.Admitted)), thousands(int(a.Delayed)), thousands(int(a.Rejected)),
+			thousands(int(a.ObservedDelay+a.ObservedReject)), thousands(int(a.Abandoned)), thousands(int(a.FailOpen)),
+			delayBound(a.Released, a.DelayP50Ms), delayBound(a.Released, a.DelayP99Ms))
+	}
+}
+
+// delayBound prints a bucket bound as "≤ 250ms"; "-" with no releases.
+func delayBound(released uint64, ms float64) string {
+	switch {
+	case released == 0:
+		return "-"
+	case ms < 0:
+		return "> 1h"
+	}
+	return "≤ " + (time.Duration(ms) * time.Millisecond).String()
+}

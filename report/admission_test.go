@@ -1,0 +1,165 @@
+package report
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/shadowlab/shadowlab/admission"
+)
+
+func delayed(n uint64, wait time.Duration) admission.Counts {
+	c := admission.Counts{Delayed: n}
+	for range n {
+		c.Released(wait)
+	}
+	return c
+}
+
+func TestAddAdmission(t *testing.T) {
+	r := newTestReporter(t, Config{MaxAdmissionKeys: 2})
+	r.AddAdmission(ScopeGlobal, "jobs", "a", admission.Counts{Admitted: 3})
+	r.AddAdmission(ScopeGlobal, "jobs", "a", delayed(2, 300*time.Millisecond))
+	r.AddAdmission(ScopeGlobal, "jobs", "b", admission.Counts{Rejected: 1})
+	r.AddAdmission(ScopeGlobal, "jobs", "c", admission.Counts{Rejected: 5}) // past the cap
+	r.AddAdmission(ScopeGlobal, "jobs", "d", admission.Counts{FailOpen: 1}) // past the cap
+	r.AddAdmission(ScopeLocal, "jobs", "c", admission.Counts{Admitted: 1})  // other scope: own cap
+	r.AddAdmission(ScopeLocal, "jobs", "z", admission.Counts{})             // nothing: not a key
+
+	got := r.Admission()
+	want := []struct {
+		scope, key        string
+		adm, del, rej, fo uint64
+		released          uint64
+		p50               float64
+	}{
+		{ScopeGlobal, "(other)", 0, 0, 5, 1, 0, 0},
+		{ScopeGlobal, "a", 3, 2, 0, 0, 2, 500},
+		{ScopeGlobal, "b", 0, 0, 1, 0, 0, 0},
+		{ScopeLocal, "c", 1, 0, 0, 0, 0, 0},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d rows: %+v", len(got), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Scope != w.scope || g.Key != w.key || g.Admitted != w.adm || g.Delayed != w.del || g.Rejected != w.rej ||
+			g.FailOpen != w.fo || g.Released != w.released || g.DelayP50Ms != w.p50 {
+			t.Errorf("row %d = %+v, want %+v", i, g, w)
+		}
+	}
+	if rep := r.Report(); len(rep.Admission) != 4 {
+		t.Errorf("Report().Admission has %d rows", len(rep.Admission))
+	}
+}
+
+func TestAdmissionSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.db")
+	r := newTestReporter(t, Config{DBPath: path})
+	r.AddAdmission(ScopeLocal, "jobs", "", delayed(4, 2*time.Second))
+	r.AddAdmission(ScopeLocal, "jobs", "", admission.Counts{Abandoned: 1})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2 := newTestReporter(t, Config{DBPath: path})
+	r2.AddAdmission(ScopeLocal, "jobs", "", admission.Counts{Admitted: 1})
+	got := r2.Admission()
+	if len(got) != 1 || got[0].Delayed != 4 || got[0].Abandoned != 1 || got[0].Admitted != 1 || got[0].Released != 4 || got[0].DelayP99Ms != 2500 {
+		t.Fatalf("after restart: %+v", got)
+	}
+}
+
+func pluginLine(route, key string, admitted int) string {
+	return `{"route":"` + route + `","key":"` + key + `","admitted":` + itoa(admitted) +
+		`,"delayed":2,"rejected":0,"observed_delay":0,"observed_reject":0,"abandoned":0,"fail_open":0,` +
+		`"delay_buckets":[0,0,0,0,0,0,0,2,0,0,0,0,0,0,0,0,0],"delay_sum_ms":3000}`
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestLocalAdmissionEndpoint(t *testing.T) {
+	r := newTestReporter(t, Config{})
+	srv := httptest.NewServer(r.Handler())
+	t.Cleanup(srv.Close)
+	post := func(body string) (int, string) {
+		res, err := http.Post(srv.URL+"/api/v1/admission/local", "application/x-ndjson", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	for name, tc := range map[string]struct{ body, err string }{
+		"empty":           {"", "no report lines"},
+		"not json":        {pluginLine("jobs", "", 1) + "\nnope\n", "line 2: invalid character"},
+		"missing field":   {`{"route":"jobs","key":""}`, "line 1: missing [admitted delayed"},
+		"unknown field":   {strings.Replace(pluginLine("jobs", "", 1), `"key"`, `"extra":1,"key"`, 1), `line 1: json: unknown field`},
+		"short buckets":   {strings.Replace(pluginLine("jobs", "", 1), "[0,0,", "[", 1), "line 1: delay_buckets has 15 entries, want 17"},
+		"empty route":     {pluginLine("", "", 1), "line 1: route is empty"},
+		"negative number": {strings.Replace(pluginLine("jobs", "", 1), `"rejected":0`, `"rejected":-1`, 1), "line 1: json: cannot unmarshal"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, body := post(tc.body)
+			if code != 400 || !strings.Contains(body, tc.err) {
+				t.Fatalf("got %d %s, want 400 with %q", code, body, tc.err)
+			}
+		})
+	}
+	if len(r.Admission()) != 0 {
+		t.Fatalf("a refused report added counts: %+v", r.Admission())
+	}
+	if code, body := post(pluginLine("jobs", "t1", 1) + "\n" + pluginLine("jobs", "t2", 3) + "\n"); code != 204 {
+		t.Fatalf("got %d %s", code, body)
+	}
+	got := r.Admission()
+	if len(got) != 2 || got[0].Scope != ScopeLocal || got[0].Key != "t1" || got[1].Admitted != 3 || got[1].DelayMaxMs != 2500 {
+		t.Fatalf("got %+v", got)
+	}
+
+	// Metrics and the text report.
+	if n := testutil.CollectAndCount(r.Registry(), "shadowlab_admission_requests_total"); n != 14 {
+		t.Errorf("%d admission request series, want 2 keys x 7 outcomes", n)
+	}
+	res, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`shadowlab_admission_requests_total{key="t2",outcome="admitted",route="jobs",scope="local"} 3`,
+		`shadowlab_admission_delay_seconds_bucket{key="t1",route="jobs",scope="local",le="2.5"} 2`,
+		`shadowlab_admission_plugin_reports_total 1`,
+		`shadowlab_admission_plugin_report_errors_total 7`,
+	} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	var out bytes.Buffer
+	if err := Render(&out, r.Report(), RenderOptions{Route: "jobs"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "admission (per scope, route and key)") || !strings.Contains(out.String(), "≤ 2.5s") {
+		t.Errorf("render:\n%s", out.String())
+	}
+}
+
+func TestAdmissionMetricKeysCapped(t *testing.T) {
+	r := newTestReporter(t, Config{MaxMetricKeys: 2})
+	for _, k := range []string{"a", "b", "c", "d"} {
+		r.AddAdmission(ScopeGlobal, "jobs", k, admission.Counts{Admitted: 1})
+	}
+	if n := testutil.CollectAndCount(r.Registry(), "shadowlab_admission_requests_total"); n != 3*7 {
+		t.Errorf("%d series, want 3 keys (a, (other), b... capped at 2 + other) x 7", n)
+	}
+}

@@ -1,0 +1,261 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/shadowlab/shadowlab/policy"
+)
+
+// WasmCode says where Envoy gets the admission plugin: a file on Envoy's
+// machine, or shadowlab's API (URL path WasmCodePath(SHA256) on APICluster),
+// which Envoy fetches once and verifies against SHA256.
+type WasmCode struct {
+	Filename string
+	SHA256   string // hex; with Filename empty, fetch from the API
+}
+
+func (w WasmCode) set() bool { return w.Filename != "" || w.SHA256 != "" }
+
+// admissionRoutes are p's routes with admission of the given scope, in
+// policy order.
+func admissionRoutes(routes []policy.Route, scope string) []policy.Route {
+	var out []policy.Route
+	for _, r := range routes {
+		if r.Admission != nil && r.Admission.Scope == scope {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// checkAdmission reports what the options lack for p's admission routes.
+func checkAdmission(p *policy.Policy, opts Options) []error {
+	var errs []error
+	for _, r := range admissionRoutes(p.Routes, policy.ScopeLocal) {
+		if !opts.Wasm.set() {
+			errs = append(errs, fmt.Errorf("route %q: admission scope local needs the wasm plugin (build it with `make build`; serve finds bin/shadowlab.wasm or takes --wasm)", r.Name))
+		} else if opts.Wasm.Filename == "" && opts.APIAddress == "" {
+			errs = append(errs, fmt.Errorf("route %q: admission scope local: Envoy fetches the plugin from shadowlab's API, which is disabled", r.Name))
+		}
+	}
+	for _, r := range admissionRoutes(p.Routes, policy.ScopeGlobal) {
+		if opts.AdmissionAddress == "" {
+			errs = append(errs, fmt.Errorf("route %q: admission scope global needs the admission server, which is disabled", r.Name))
+		}
+	}
+	return errs
+}
+
+// admissionFilters are the listener's admission filters, before capture:
+// one plugin instance per local-admission route and one ext_proc filter for
+// every global-admission route, all disabled unless a route enables its own.
+// A held request is held before anything else sees it, so capture measures
+// the service, not the wait.
+func admissionFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
+	var out []*hcmv3.HttpFilter
+	for _, r := range admissionRoutes(p.Routes, policy.ScopeLocal) {
+		out = append(out, &hcmv3.HttpFilter{
+			Name:       AdmissionWasmFilter(r.Name),
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(wasmFilter(r, opts))},
+			Disabled:   true,
+		})
+	}
+	if global := admissionRoutes(p.Routes, policy.ScopeGlobal); len(global) > 0 {
+		out = append(out, &hcmv3.HttpFilter{
+			Name:       AdmissionExtProcFilter,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(admissionExtProc(global))},
+			Disabled:   true,
+		})
+	}
+	return out
+}
+
+// admissionPerRoute switches route r's admission filter on for each Envoy
+// route of r (the mirrored variants share one budget: the plugin's budget
+// key and the server's route come from the policy route, not Envoy's).
+func admissionPerRoute(r policy.Route) map[string]*anypb.Any {
+	if r.Admission == nil {
+		return nil
+	}
+	if r.Admission.Scope == policy.ScopeGlobal {
+		return map[string]*anypb.Any{AdmissionExtProcFilter: mustAny(&routev3.FilterConfig{Config: mustAny(&extprocv3.ExtProcPerRoute{
+			Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
+				GrpcInitialMetadata: []*corev3.HeaderValue{{Key: MetadataRoute, Value: r.Name}},
+			}},
+		})})}
+	}
+	return map[string]*anypb.Any{AdmissionWasmFilter(r.Name): mustAny(&routev3.FilterConfig{})}
+}
+
+// wasmFilter is route r's instance of the admission plugin.
+func wasmFilter(r policy.Route, opts Options) *wasmfilterv3.Wasm {
+	code := &corev3.AsyncDataSource{}
+	if opts.Wasm.Filename != "" {
+		code.Specifier = &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
+			Specifier: &corev3.DataSource_Filename{Filename: opts.Wasm.Filename},
+		}}
+	} else {
+		code.Specifier = &corev3.AsyncDataSource_Remote{Remote: &corev3.RemoteDataSource{
+			HttpUri: &corev3.HttpUri{
+				Uri:              "http://" + APIAuthority + WasmCodePath(opts.Wasm.SHA256),
+				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: APICluster},
+				Timeout:          durationpb.New(30 * time.Second),
+			},
+			Sha256: opts.Wasm.SHA256,
+			RetryPolicy: &corev3.RetryPolicy{
+				NumRetries:   wrapperspb.UInt32(20),
+				RetryBackOff: &corev3.BackoffStrategy{BaseInterval: durationpb.New(250 * time.Millisecond), MaxInterval: durationpb.New(5 * time.Second)},
+			},
+		}}
+	}
+	return &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{
+		Name:          AdmissionWasmFilter(r.Name),
+		RootId:        WasmRootID,
+		Configuration: mustAny(wrapperspb.String(pluginConfig(r, opts))),
+		// A plugin that fails (a trap, a VM that cannot start) lets
+		// requests through: shadowlab must never fail a request.
+		FailurePolicy: wasmv3.FailurePolicy_FAIL_OPEN,
+		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
+			VmId:    WasmVMID,
+			Runtime: "envoy.wasm.runtime.v8",
+			Code:    code,
+		}},
+	}}
+}
+
+// pluginConfig is the plugin's flat JSON configuration for route r (see
+// wasm/README.md), fields in a fixed order.
+func pluginConfig(r policy.Route, opts Options) string {
+	b := r.Admission.Budget()
+	var sb strings.Builder
+	field := func(k, v string) {
+		if sb.Len() == 0 {
+			sb.WriteByte('{')
+		} else {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(strconv.Quote(k) + ":" + v)
+	}
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	field("route", strconv.Quote(r.Name))
+	field("limit", strconv.Itoa(b.Limit))
+	field("window_ms", ms(b.Window))
+	field("max_delay_ms", ms(b.MaxDelay))
+	field("mode", strconv.Quote(b.Mode.String()))
+	if h := r.Admission.KeyHeader(); h != "" {
+		field("key_header", strconv.Quote(h))
+	}
+	field("tick_ms", ms(policy.LocalAdmissionTick))
+	field("slack_ms", ms(b.Slack))
+	if opts.APIAddress != "" {
+		field("report_cluster", strconv.Quote(APICluster))
+		field("report_path", strconv.Quote(WasmReportPath))
+		field("report_authority", strconv.Quote(APIAuthority))
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+// admissionExtProc is the global admission filter: it waits for the
+// admission server's answer to the request headers (not observability
+// mode), which may hold the request up to the longest maxDelay of the
+// routes (max_message_timeout; the server asks for each hold with
+// override_message_timeout) or answer 429. A server that is down, slow or
+// full lets the request through (failure_mode_allow). Only x-request-id and
+// the routes' key headers leave Envoy.
+func admissionExtProc(routes []policy.Route) *extprocv3.ExternalProcessor {
+	var longest time.Duration
+	headers := []string{HeaderRequestID}
+	for _, r := range routes {
+		longest = max(longest, r.Admission.Budget().MaxDelay)
+		if h := r.Admission.KeyHeader(); h != "" && !slices.Contains(headers, h) {
+			headers = append(headers, h)
+		}
+	}
+	slices.Sort(headers[1:])
+	patterns := make([]*matcherv3.StringMatcher, len(headers))
+	for i, h := range headers {
+		patterns[i] = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h}}
+	}
+	ep := &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: AdmissionCluster}},
+		},
+		FailureModeAllow: true,
+		StatPrefix:       AdmissionStatPrefix,
+		MessageTimeout:   durationpb.New(time.Second),
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		},
+		ForwardRules: &extprocv3.HeaderForwardingRules{
+			AllowedHeaders: &matcherv3.ListStringMatcher{Patterns: patterns},
+		},
+	}
+	if longest > 0 {
+		ep.MaxMessageTimeout = durationpb.New(longest + policy.AdmissionHoldMargin)
+	}
+	return ep
+}
+
+// streamIdleTimeout is the listener's stream idle timeout: Envoy's default
+// (5 minutes) unless a held request may wait longer without a byte moving.
+func streamIdleTimeout(routes []policy.Route) *durationpb.Duration {
+	const envoyDefault = 5 * time.Minute
+	longest := time.Duration(0)
+	for _, r := range routes {
+		if r.Admission != nil {
+			longest = max(longest, r.Admission.Budget().MaxDelay)
+		}
+	}
+	if longest+time.Minute <= envoyDefault {
+		return nil
+	}
+	return durationpb.New(longest + time.Minute)
+}
+
+// admissionCluster reaches the global admission server over HTTP/2, one
+// stream per request, with room for AdmissionClusterMaxRequests at once.
+func admissionCluster(addr string) (*clusterv3.Cluster, error) {
+	c, err := grpcCluster(AdmissionCluster, addr)
+	if err != nil {
+		return nil, err
+	}
+	limit := wrapperspb.UInt32(AdmissionClusterMaxRequests)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections: limit, MaxPendingRequests: limit, MaxRequests: limit,
+	}}}
+	return c, nil
+}
+
+// apiCluster reaches shadowlab's HTTP API (plugin code, plugin reports).
+func apiCluster(addr string) (*clusterv3.Cluster, error) {
+	if addr == "" {
+		return nil, errors.New("no API address")
+	}
+	return staticCluster(APICluster, policy.Service{
+		Endpoints:      []string{addr},
+		ConnectTimeout: &policy.Duration{Duration: 250 * time.Millisecond},
+	})
+}
