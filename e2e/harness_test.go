@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,6 +31,33 @@ import (
 // envoyBin is resolved once per test binary; a missing Envoy fails every
 // test that needs it (never a skip).
 var envoyBin = sync.OnceValues(envoy.Binary)
+
+// wasmPlugin builds the admission plugin once per test binary, as `make
+// build` does, into a directory removed when the binary exits (TestMain).
+var wasmPlugin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "shadowlab-e2e-wasm-")
+	if err != nil {
+		return "", err
+	}
+	wasmDirs = append(wasmDirs, dir)
+	out := filepath.Join(dir, "shadowlab.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", out, "../wasm")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ../wasm: %w\n%s", err, b)
+	}
+	return out, nil
+})
+
+var wasmDirs []string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, d := range wasmDirs {
+		_ = os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
 
 // ports are the loopback addresses a policy template can use.
 type ports struct {
@@ -90,7 +118,7 @@ func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
 	e.ports = ports{Listener: freeAddr(t), Legacy: e.legacy.Addr(), Candidate: e.candidate.Addr()}
 	e.writePolicy(policyTmpl)
 
-	e.cpAddrs = cpAddrs{xds: freeAddr(t), extproc: freeAddr(t), api: freeAddr(t)}
+	e.cpAddrs = cpAddrs{xds: freeAddr(t), extproc: freeAddr(t), api: freeAddr(t), admission: freeAddr(t)}
 	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, opts.serve, opts.logs)
 
 	boot, err := xds.Bootstrap(xds.BootstrapConfig{
@@ -203,11 +231,17 @@ type controlPlane struct {
 
 // cpAddrs are the control plane's ports, fixed for the env's life so that a
 // restarted control plane is found by the same Envoy.
-type cpAddrs struct{ xds, extproc, api string }
+type cpAddrs struct{ xds, extproc, api, admission string }
 
 func startControlPlane(t *testing.T, addrs cpAddrs, policyPath string, cfg serve.Config, logs io.Writer) *controlPlane {
 	t.Helper()
 	cfg.PolicyPath, cfg.XDSAddress, cfg.ExtProcAddress, cfg.APIAddress = policyPath, addrs.xds, addrs.extproc, addrs.api
+	cfg.AdmissionAddress = addrs.admission
+	if cfg.WasmPath == "" {
+		path, err := wasmPlugin()
+		require.NoError(t, err, "building the admission plugin")
+		cfg.WasmPath = path
+	}
 	if cfg.Pairer.Grace == 0 {
 		cfg.Pairer.Grace = 200 * time.Millisecond
 	}

@@ -32,8 +32,21 @@ type Config struct {
 	// ExtProcAddress, with an unspecified host (0.0.0.0, ::) as 127.0.0.1.
 	ExtProcAdvertise string
 	APIAddress       string // listen address of the report API and /metrics; "" disables it
-	Report           report.Config
-	Pairer           extproc.PairerConfig
+	// APIAdvertise is the address Envoy dials for the API (the admission
+	// plugin's code and reports); default as ExtProcAdvertise.
+	APIAdvertise string
+	// AdmissionAddress is the listen address of the global admission
+	// (ext_proc) server; "" disables global admission.
+	AdmissionAddress   string
+	AdmissionAdvertise string // default as ExtProcAdvertise
+	Admitter           extproc.AdmitterConfig
+	// WasmPath is the admission plugin (bin/shadowlab.wasm). Envoy fetches
+	// it from the API (checked by SHA-256), or reads this path itself when
+	// the API is off. "" looks for shadowlab.wasm beside the executable,
+	// then bin/shadowlab.wasm; not found, local admission is refused.
+	WasmPath string
+	Report   report.Config
+	Pairer   extproc.PairerConfig
 }
 
 // Instance is a running serve.
@@ -41,9 +54,10 @@ type Instance struct {
 	XDS      *xds.Server
 	Reporter *report.Reporter
 	Pairer   *extproc.Pairer
+	Admitter *extproc.Admitter // nil when global admission is off
 
 	// Bound addresses (useful with port 0).
-	XDSAddr, ExtProcAddr, APIAddr string
+	XDSAddr, ExtProcAddr, APIAddr, AdmissionAddr string
 
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -92,6 +106,27 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) 
 			return nil, err
 		}
 		in.APIAddr = apiLis.Addr().String()
+		opts.APIAddress = advertise(cfg.APIAdvertise, in.APIAddr)
+	}
+	var admLis net.Listener
+	if cfg.AdmissionAddress != "" {
+		if admLis, err = listen("admission address", cfg.AdmissionAddress); err != nil {
+			return nil, err
+		}
+		in.AdmissionAddr = admLis.Addr().String()
+		opts.AdmissionAddress = advertise(cfg.AdmissionAdvertise, in.AdmissionAddr)
+	}
+	wasm, err := loadWasm(cfg.WasmPath)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if wasm != nil {
+		opts.Wasm = xds.WasmCode{SHA256: wasm.sha256}
+		if apiLis == nil {
+			opts.Wasm = xds.WasmCode{Filename: wasm.path}
+		}
+		log.Info("admission plugin", zap.String("path", wasm.path), zap.String("sha256", wasm.sha256), zap.Int("bytes", len(wasm.code)))
 	}
 
 	in.Reporter, err = report.New(cfg.Report, log.Named("report"))
@@ -133,8 +168,24 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) 
 		wg.Go(func() { in.Pairer.Run(ctx) })
 		wg.Go(func() { in.fail(serveGRPC(ctx, g, extLis)) })
 	}
+	if admLis != nil {
+		in.Admitter, err = extproc.NewAdmitter(cfg.Admitter, in.XDS.Policy, in.Reporter, time.Now, nil, log.Named("admission"))
+		if err != nil {
+			in.cancel()
+			closeAll()
+			wg.Wait()
+			_ = in.Reporter.Close()
+			return nil, err
+		}
+		g := grpc.NewServer(
+			grpc.MaxConcurrentStreams(100_000),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		)
+		in.Admitter.Register(g)
+		wg.Go(func() { in.fail(serveGRPC(ctx, g, admLis)) })
+	}
 	if apiLis != nil {
-		srv := &http.Server{Handler: in.Reporter.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm), ReadHeaderTimeout: 5 * time.Second}
 		wg.Go(func() {
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -164,7 +215,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) 
 		return nil, errors.New("policy was not published within 30s")
 	}
 	log.Info("serving", zap.String("xds", in.XDSAddr), zap.String("ext_proc", in.ExtProcAddr),
-		zap.String("api", in.APIAddr), zap.String("policy", cfg.PolicyPath))
+		zap.String("admission", in.AdmissionAddr), zap.String("api", in.APIAddr), zap.String("policy", cfg.PolicyPath))
 	return in, nil
 }
 

@@ -101,7 +101,10 @@ func admissionPerRoute(r policy.Route) map[string]*anypb.Any {
 			}},
 		})})}
 	}
-	return map[string]*anypb.Any{AdmissionWasmFilter(r.Name): mustAny(&routev3.FilterConfig{})}
+	// Envoy refuses a FilterConfig without config, and takes one whose
+	// config is present but empty (no type URL) as "enabled, no per-route
+	// config": the wasm filter has no per-route config type.
+	return map[string]*anypb.Any{AdmissionWasmFilter(r.Name): mustAny(&routev3.FilterConfig{Config: &anypb.Any{}})}
 }
 
 // wasmFilter is route r's instance of the admission plugin.

@@ -163,7 +163,14 @@ func translate(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitFailed
 	}
-	res, err := xds.Translate(p, xds.Options{})
+	// What serve would publish with its default ports, the plugin read by
+	// Envoy from a file.
+	res, err := xds.Translate(p, xds.Options{
+		ExtProcAddress:   "127.0.0.1:18001",
+		AdmissionAddress: "127.0.0.1:18002",
+		APIAddress:       "127.0.0.1:18080",
+		Wasm:             xds.WasmCode{Filename: "/etc/shadowlab/shadowlab.wasm"},
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
 		return exitFailed
@@ -209,7 +216,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "host:port for the xDS (ADS) gRPC server")
 	fs.StringVar(&cfg.ExtProcAddress, "extproc-address", "127.0.0.1:18001", "host:port for the capture (ext_proc) gRPC server; empty: mirror without capture")
 	fs.StringVar(&cfg.ExtProcAdvertise, "extproc-advertise", "", "address Envoy dials for capture (default: --extproc-address, 0.0.0.0 as 127.0.0.1)")
-	fs.StringVar(&cfg.APIAddress, "api-address", "127.0.0.1:18080", "host:port for the report API and /metrics; empty: off")
+	fs.StringVar(&cfg.APIAddress, "api-address", "127.0.0.1:18080", "host:port for the report API, /metrics and the admission plugin's code; empty: off")
+	fs.StringVar(&cfg.APIAdvertise, "api-advertise", "", "address Envoy dials for the API (default: --api-address, 0.0.0.0 as 127.0.0.1)")
+	fs.StringVar(&cfg.AdmissionAddress, "admission-address", "127.0.0.1:18002", "host:port for the global admission (ext_proc) gRPC server; empty: global admission off")
+	fs.StringVar(&cfg.AdmissionAdvertise, "admission-advertise", "", "address Envoy dials for global admission (default: --admission-address, 0.0.0.0 as 127.0.0.1)")
+	fs.IntVar(&cfg.Admitter.MaxHeld, "max-held", 0, "requests global admission holds at once; past it they get 429 (default 5000)")
+	fs.StringVar(&cfg.WasmPath, "wasm", "", "the admission plugin for local admission (default: shadowlab.wasm beside this binary, then bin/shadowlab.wasm)")
 	fs.StringVar(&cfg.Report.DBPath, "db", "shadowlab.db", "SQLite file keeping results across restarts; empty: memory only")
 	fs.DurationVar(&cfg.Pairer.TTL, "pair-ttl", 30*time.Second, "how long a captured half waits for its other side")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
