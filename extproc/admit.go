@@ -1,0 +1,449 @@
+package extproc
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/xds"
+)
+
+// Global admission. Envoy runs a second, non-observing ext_proc filter on
+// the routes whose admission has scope global, and opens one stream per
+// request with the initial metadata xds.MetadataRoute. The stream carries
+// the request headers only (x-request-id and the route's key header); the
+// Admitter answers once and returns:
+//
+//   - admit: CONTINUE, stamped x-shadowlab-admission: passed;
+//   - delay: an override_message_timeout of delay + policy.AdmissionHoldMargin
+//     (for holds of overrideFrom or more), then, when the delay is over,
+//     CONTINUE stamped held and x-shadowlab-held-ms;
+//   - reject: an immediate 429 with a Retry-After;
+//   - anything unexpected: CONTINUE, counted as fail_open.
+//
+// The budgets live in this process, so they are shared by every Envoy that
+// uses it: one admission.Limiter per route, keyed by the key header's value.
+
+// What global admission adds to its answers (the headers it sets are
+// xds.HeaderAdmission and xds.HeaderHeldMs, as the wasm plugin's).
+const (
+	headerRetryAfter = "retry-after"
+
+	admissionPassed   = "passed"
+	admissionHeld     = "held"
+	admissionRejected = "rejected"
+
+	// admissionDetails is the ImmediateResponse details of a 429: Envoy
+	// logs it as the response code details.
+	admissionDetails = "shadowlab_admission"
+	rejectBody       = "too many requests\n"
+)
+
+// Defaults of AdmitterConfig.
+const (
+	DefaultMaxHeld = 5000
+	DefaultMaxKeys = 10000
+)
+
+// overrideFrom is the shortest hold announced to Envoy with
+// override_message_timeout. Shorter holds end well within the filter's
+// message_timeout (1s, set by xds), so they spare the extra message.
+const overrideFrom = 150 * time.Millisecond
+
+// warnEvery spaces the warnings about requests passed unchecked: under load
+// every request may fail open, and one warning per request would be a flood.
+const warnEvery = 10 * time.Second
+
+// Log field keys.
+const (
+	logRoute     = "route"
+	logRequestID = "request_id"
+	logKey       = "key"
+	logReason    = "reason"
+	logCount     = "count"
+)
+
+// AdmitterConfig bounds what the Admitter holds. Zero values take the
+// defaults.
+type AdmitterConfig struct {
+	// MaxHeld is the number of requests held at once, across routes.
+	// Default DefaultMaxHeld. Beyond it a request that would be held is
+	// answered 429 (its slot stays taken, which is safe for the upstream)
+	// and counted Rejected. Each held request is one open gRPC stream: the
+	// circuit breakers of xds.AdmissionCluster (max_requests) and the gRPC
+	// server's MaxConcurrentStreams must be above MaxHeld.
+	MaxHeld int
+	// MaxKeys is the number of keys each route's limiter keeps (see
+	// admission.NewLimiter). Default DefaultMaxKeys.
+	MaxKeys int
+}
+
+// AdmissionSink receives admission counts, each call one request's: once
+// at its decision and, for a held request, again when it ends (released or
+// abandoned). scope is policy.ScopeGlobal here. It is called on the request
+// path and must not block (report.Reporter adds to a map under a mutex).
+type AdmissionSink interface {
+	AddAdmission(scope, route, key string, c admission.Counts)
+}
+
+// Admitter implements the ext_proc gRPC service for global admission.
+type Admitter struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	cfg  AdmitterConfig
+	pol  func() *policy.Policy
+	sink AdmissionSink
+	now  Clock
+	rnd  func() admission.Source
+	log  *zap.Logger
+
+	gates   atomic.Pointer[gates]
+	rebuild sync.Mutex // serialises the rebuilds of gates
+
+	held atomic.Int64
+
+	failOpen atomic.Uint64 // requests passed unchecked, ever
+	warned   atomic.Uint64 // failOpen at the last warning
+	lastWarn atomic.Int64  // time of the last warning, ns
+}
+
+// gates are the limiters of one policy: one per route with global
+// admission, built when the Admitter first sees the policy.
+type gates struct {
+	pol     *policy.Policy
+	byRoute map[string]*gate
+}
+
+// gate is the admission of one route. A new policy keeps the gate (and the
+// budgets spent so far) of every route whose admission did not change.
+type gate struct {
+	cfg       admission.Config   // policy.Admission.Budget: slack policy.GlobalAdmissionSlack
+	keyHeader string             // "" for key: route
+	lim       *admission.Limiter // nil if cfg is invalid: the route fails open
+}
+
+// NewAdmitter admits requests to the global-admission routes of the current
+// policy, read through pol on every stream. Decisions are taken at now();
+// holds are real timers. rnd returns a fresh random source for each
+// limiter (nil: PCG seeded from math/rand/v2). Counts go to sink.
+func NewAdmitter(cfg AdmitterConfig, pol func() *policy.Policy, sink AdmissionSink, now Clock, rnd func() admission.Source, log *zap.Logger) (*Admitter, error) {
+	var errs []error
+	if cfg.MaxHeld < 0 {
+		errs = append(errs, fmt.Errorf("max held: must be 0 (default %d) or more (got %d)", DefaultMaxHeld, cfg.MaxHeld))
+	}
+	if cfg.MaxKeys < 0 {
+		errs = append(errs, fmt.Errorf("max keys: must be 0 (default %d) or more (got %d)", DefaultMaxKeys, cfg.MaxKeys))
+	}
+	if pol == nil {
+		errs = append(errs, errors.New("policy: required"))
+	}
+	if sink == nil {
+		errs = append(errs, errors.New("sink: required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("global admission: %w", err)
+	}
+	if cfg.MaxHeld == 0 {
+		cfg.MaxHeld = DefaultMaxHeld
+	}
+	if cfg.MaxKeys == 0 {
+		cfg.MaxKeys = DefaultMaxKeys
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if rnd == nil {
+		rnd = func() admission.Source { return rand.NewPCG(rand.Uint64(), rand.Uint64()) }
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Admitter{cfg: cfg, pol: pol, sink: sink, now: now, rnd: rnd, log: log}, nil
+}
+
+// Register adds the service to a gRPC server. The capture Server is the
+// same gRPC service, so the two need separate gRPC servers (listeners).
+func (a *Admitter) Register(g *grpc.Server) { extprocv3.RegisterExternalProcessorServer(g, a) }
+
+// Held returns the number of requests held now.
+func (a *Admitter) Held() int { return int(a.held.Load()) }
+
+type processStream = grpc.BidiStreamingServer[extprocv3.ProcessingRequest, extprocv3.ProcessingResponse]
+
+// Process owns one stream, that is one request: it reads the request
+// headers, has them admitted, and returns. It never fails the stream: on
+// bad input it lets the request through.
+func (a *Admitter) Process(stream processStream) error {
+	md, _ := metadata.FromIncomingContext(stream.Context())
+	route := first(md, xds.MetadataRoute)
+	req, err := stream.Recv()
+	if err != nil { // Envoy closed or reset the stream before asking
+		return nil
+	}
+	hs := req.GetRequestHeaders()
+	if hs == nil {
+		a.passUnchecked(route, "first message is not the request headers", "")
+		if resp := continueFor(req); resp != nil {
+			_ = stream.Send(resp)
+		}
+		return nil
+	}
+	g, reason := a.gate(route)
+	var requestID, key string
+	for _, hv := range hs.GetHeaders().GetHeaders() {
+		switch k := hv.GetKey(); {
+		case k == xds.HeaderRequestID:
+			requestID = headerValue(hv)
+		case g != nil && g.keyHeader != "" && k == g.keyHeader:
+			key = headerValue(hv)
+		}
+	}
+	if g == nil || g.lim == nil {
+		if g != nil {
+			reason = "route admission config invalid"
+		}
+		a.passUnchecked(route, reason, requestID)
+		_ = stream.Send(continueHeaders(nil))
+		return nil
+	}
+	a.admit(stream, route, g, key, requestID)
+	return nil
+}
+
+// admit decides on one request of route's budget key and answers it:
+// CONTINUE, after a hold if need be, or 429. Each request is counted once
+// at its decision, and a held one again when it ends.
+func (a *Admitter) admit(stream processStream, route string, g *gate, key, requestID string) {
+	d := g.lim.Decide(key, a.now())
+	if ce := a.log.Check(zapcore.DebugLevel, "admission decided"); ce != nil {
+		ce.Write(zap.String(logRoute, route), zap.String(logKey, shorten(key)), zap.String(logRequestID, shorten(requestID)),
+			zap.Stringer("outcome", d.Outcome), zap.Duration("delay", d.Delay), zap.Int("retry_after", d.RetryAfter), zap.Bool("observed", d.Observed))
+	}
+	var c admission.Counts
+	switch d.Action {
+	case admission.Delay:
+		if a.held.Add(1) > int64(a.cfg.MaxHeld) {
+			// Too many held: refuse, and leave the slot taken, which is
+			// safe for the upstream. Come back when the slot would have been.
+			a.held.Add(-1)
+			c.Rejected = 1
+			a.sink.AddAdmission(policy.ScopeGlobal, route, key, c)
+			_ = stream.Send(rejectResponse(int((d.Delay + time.Second - 1) / time.Second)))
+			return
+		}
+		c.Delayed = 1
+		a.sink.AddAdmission(policy.ScopeGlobal, route, key, c)
+		a.sink.AddAdmission(policy.ScopeGlobal, route, key, a.hold(stream, d.Delay))
+	case admission.Reject:
+		c.Rejected = 1
+		a.sink.AddAdmission(policy.ScopeGlobal, route, key, c)
+		_ = stream.Send(rejectResponse(d.RetryAfter))
+	default:
+		c.Admitted = 1
+		if d.Observed {
+			switch d.Outcome {
+			case admission.Delay:
+				c.ObservedDelay = 1
+			case admission.Reject:
+				c.ObservedReject = 1
+			}
+		}
+		a.sink.AddAdmission(policy.ScopeGlobal, route, key, c)
+		_ = stream.Send(continueHeaders(passedMutation()))
+	}
+}
+
+// hold keeps the request for delay, on a timer in the stream's own
+// goroutine, then lets it through; it returns the request's end as Counts:
+// released (with its wait) or abandoned (Envoy reset the stream: the client
+// went away). The caller has taken the held slot; hold gives it back.
+func (a *Admitter) hold(stream processStream, delay time.Duration) admission.Counts {
+	start := time.Now() // the hold is a real timer, measured on the monotonic clock
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	alive := true
+	if delay >= overrideFrom {
+		// Envoy restarts its message timer with this value: the hold must
+		// end before it, or Envoy gives up and lets the request through.
+		alive = stream.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(delay + policy.AdmissionHoldMargin)}) == nil
+	}
+	if alive {
+		select {
+		case <-t.C:
+		case <-stream.Context().Done():
+			alive = false
+		}
+	}
+	a.held.Add(-1)
+	var c admission.Counts
+	waited := time.Since(start)
+	if !alive || stream.Send(continueHeaders(heldMutation(waited))) != nil {
+		c.Abandoned = 1 // the stream is gone: the request never went on
+		return c
+	}
+	c.Released(waited)
+	return c
+}
+
+// gate returns the admission of route under the current policy, or nil and
+// why the route is not admitted here.
+func (a *Admitter) gate(route string) (*gate, string) {
+	if route == "" {
+		return nil, "no " + xds.MetadataRoute + " metadata"
+	}
+	p := a.pol()
+	gs := a.gates.Load()
+	if gs == nil || gs.pol != p {
+		gs = a.rebuildGates(p)
+	}
+	if g := gs.byRoute[route]; g != nil {
+		return g, ""
+	}
+	return nil, "route without global admission"
+}
+
+// rebuildGates builds the gates of p, once per policy, keeping those of
+// the routes whose admission did not change.
+func (a *Admitter) rebuildGates(p *policy.Policy) *gates {
+	a.rebuild.Lock()
+	defer a.rebuild.Unlock()
+	old := a.gates.Load()
+	if old != nil && old.pol == p {
+		return old // another stream rebuilt them meanwhile
+	}
+	gs := &gates{pol: p, byRoute: map[string]*gate{}}
+	if p != nil {
+		for i := range p.Routes {
+			r := &p.Routes[i]
+			if r.Admission == nil || r.Admission.Scope != policy.ScopeGlobal {
+				continue
+			}
+			cfg, keyHeader := r.Admission.Budget(), r.Admission.KeyHeader()
+			if old != nil {
+				if g := old.byRoute[r.Name]; g != nil && g.cfg == cfg && g.keyHeader == keyHeader {
+					gs.byRoute[r.Name] = g
+					continue
+				}
+			}
+			g := &gate{cfg: cfg, keyHeader: keyHeader}
+			var err error
+			if g.lim, err = admission.NewLimiter(cfg, a.cfg.MaxKeys, a.rnd()); err != nil {
+				// Not expected: the policy was validated. Once per policy.
+				a.log.Warn("global admission off for a route (requests pass unchecked)", zap.String(logRoute, r.Name), zap.Error(err))
+			}
+			gs.byRoute[r.Name] = g
+		}
+	}
+	a.gates.Store(gs)
+	return gs
+}
+
+// passUnchecked counts a request let through without a decision. Each is
+// logged at debug; at most one warning per warnEvery says how many.
+func (a *Admitter) passUnchecked(route, reason, requestID string) {
+	a.sink.AddAdmission(policy.ScopeGlobal, route, "", admission.Counts{FailOpen: 1})
+	n := a.failOpen.Add(1)
+	if ce := a.log.Check(zapcore.DebugLevel, "admission failed open"); ce != nil {
+		ce.Write(zap.String(logRoute, shorten(route)), zap.String(logReason, reason), zap.String(logRequestID, shorten(requestID)))
+	}
+	now := a.now().UnixNano()
+	last := a.lastWarn.Load()
+	if last != 0 && now-last < int64(warnEvery) || !a.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	a.log.Warn("global admission failing open: requests pass unchecked",
+		zap.String(logRoute, shorten(route)), zap.String(logReason, reason), zap.Uint64(logCount, n-a.warned.Swap(n)))
+}
+
+// shorten clips a value for a log line: key header values and request ids
+// come from clients.
+func shorten(s string) string {
+	const n = 24
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// The header mutations of requests let through. A client-supplied copy of
+// the headers is overwritten or removed, never passed on.
+func passedMutation() *extprocv3.HeaderMutation {
+	return &extprocv3.HeaderMutation{
+		SetHeaders:    []*corev3.HeaderValueOption{setHeader(xds.HeaderAdmission, admissionPassed)},
+		RemoveHeaders: []string{xds.HeaderHeldMs},
+	}
+}
+
+func heldMutation(waited time.Duration) *extprocv3.HeaderMutation {
+	return &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+		setHeader(xds.HeaderAdmission, admissionHeld),
+		setHeader(xds.HeaderHeldMs, strconv.FormatInt(waited.Milliseconds(), 10)),
+	}}
+}
+
+func setHeader(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// continueHeaders lets the request headers through with mutation (nil: as
+// they are).
+func continueHeaders(mutation *extprocv3.HeaderMutation) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+			Status:         extprocv3.CommonResponse_CONTINUE,
+			HeaderMutation: mutation,
+		}},
+	}}
+}
+
+// continueFor answers any message with CONTINUE and no change (nil if req
+// is nothing Envoy waits an answer for).
+func continueFor(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	cont := &extprocv3.CommonResponse{Status: extprocv3.CommonResponse_CONTINUE}
+	switch req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return continueHeaders(nil)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{Response: cont}}}
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: cont}}}
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: cont}}}
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	}
+	return nil
+}
+
+// rejectResponse answers 429 with Retry-After: retryAfter seconds (at
+// least 1).
+func rejectResponse(retryAfter int) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+		Status: &typev3.HttpStatus{Code: typev3.StatusCode_TooManyRequests},
+		Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+			setHeader(headerRetryAfter, strconv.Itoa(max(retryAfter, 1))),
+			setHeader(xds.HeaderAdmission, admissionRejected),
+		}},
+		Body:    []byte(rejectBody),
+		Details: admissionDetails,
+	}}}
+}
