@@ -29,10 +29,20 @@ type config struct {
 	// KeyHeader, if set, splits the budget per value of this request header
 	// (e.g. x-tenant); otherwise the budget is per route.
 	KeyHeader string `json:"key_header"`
-	// TickMs is the OnTick period that releases held requests. It is also
-	// admission.Config.Slack: a held request is released up to one tick
-	// late. Default 20.
+	// Route, if set, is the policy route name, used in the budget key (and
+	// the reports) instead of Envoy's route name (property xds.route_name).
+	// The control plane runs one plugin instance per policy route, and a
+	// policy route expands into several Envoy routes with different names
+	// that must share one budget.
+	Route string `json:"route"`
+	// TickMs is the OnTick period that releases held requests. Default 20.
 	TickMs uint32 `json:"tick_ms"`
+	// SlackMs is admission.Config.Slack: how late a held request may reach
+	// the upstream after its delay. Held requests are released up to one
+	// tick late, plus the forwarding jitter between the release and the
+	// upstream seeing the request, so it must be >= tick_ms. Default
+	// tick_ms.
+	SlackMs uint32 `json:"slack_ms"`
 	// MaxHeld bounds the requests held per worker VM; a request that would
 	// be held beyond it gets 429. Default 10000.
 	MaxHeld uint32 `json:"max_held"`
@@ -44,18 +54,39 @@ type config struct {
 	// heap in use exceeds it (a mitigation for GC pauses on the data path).
 	GCHeapBytes uint64 `json:"gc_heap_bytes"`
 
+	// ReportCluster, if set, is the Envoy cluster of the control plane that
+	// receives the admission outcomes (see report.go). Empty: no reports.
+	ReportCluster string `json:"report_cluster"`
+	// ReportPath is the :path of the report POST. Default
+	// "/api/v1/admission/local".
+	ReportPath string `json:"report_path"`
+	// ReportAuthority is the :authority of the report POST. Default
+	// "shadowlab".
+	ReportAuthority string `json:"report_authority"`
+	// ReportMs is the shortest interval between two reports of one plugin
+	// context, at least tick_ms (reports are sent from OnTick). Default 1000.
+	ReportMs uint32 `json:"report_ms"`
+
 	// adm is the validated admission configuration built from the above.
 	adm admission.Config
 }
 
 // configFieldName maps admission.ConfigError fields to the plugin's names.
+// Slack is slack_ms, or tick_ms when slack_ms is not set (its default).
 var configFieldName = map[string]string{
 	"limit":    "limit",
 	"window":   "window_ms",
 	"maxDelay": "max_delay_ms",
 	"mode":     "mode",
-	"slack":    "tick_ms",
+	"slack":    "slack_ms",
 }
+
+// Defaults of the report fields.
+const (
+	defaultReportPath      = "/api/v1/admission/local"
+	defaultReportAuthority = "shadowlab"
+	defaultReportMs        = 1000
+)
 
 // parseConfig decodes and validates the plugin configuration, applies
 // defaults, and reports every problem at once.
@@ -86,6 +117,10 @@ func parseConfig(data []byte) (config, error) {
 			c.MaxDelayMs, err = uint32Field(v)
 		case "tick_ms":
 			c.TickMs, err = uint32Field(v)
+		case "slack_ms":
+			c.SlackMs, err = uint32Field(v)
+		case "report_ms":
+			c.ReportMs, err = uint32Field(v)
 		case "max_held":
 			c.MaxHeld, err = uint32Field(v)
 		case "max_keys":
@@ -99,6 +134,14 @@ func parseConfig(data []byte) (config, error) {
 			c.Mode, err = stringField(v)
 		case "key_header":
 			c.KeyHeader, err = stringField(v)
+		case "route":
+			c.Route, err = stringField(v)
+		case "report_cluster":
+			c.ReportCluster, err = stringField(v)
+		case "report_path":
+			c.ReportPath, err = stringField(v)
+		case "report_authority":
+			c.ReportAuthority, err = stringField(v)
 		default:
 			err = errors.New("unknown field")
 		}
@@ -114,6 +157,28 @@ func parseConfig(data []byte) (config, error) {
 	}
 	if c.TickMs == 0 {
 		c.TickMs = 20
+	}
+	slackName := "slack_ms"
+	if c.SlackMs == 0 {
+		// The default: the admission error about it is tick_ms's.
+		c.SlackMs, slackName = c.TickMs, "tick_ms"
+	}
+	if c.SlackMs < c.TickMs {
+		errs = append(errs, notBelowTick("slack_ms", c.SlackMs, c.TickMs))
+	}
+	if c.ReportPath == "" {
+		c.ReportPath = defaultReportPath
+	} else if c.ReportPath[0] != '/' {
+		errs = append(errs, errors.New("configuration.report_path: must start with / (got "+strconv.Quote(c.ReportPath)+")"))
+	}
+	if c.ReportAuthority == "" {
+		c.ReportAuthority = defaultReportAuthority
+	}
+	if c.ReportMs == 0 {
+		c.ReportMs = defaultReportMs
+	}
+	if c.ReportMs < c.TickMs {
+		errs = append(errs, notBelowTick("report_ms", c.ReportMs, c.TickMs))
 	}
 	if c.MaxHeld == 0 {
 		c.MaxHeld = 10000
@@ -133,7 +198,7 @@ func parseConfig(data []byte) (config, error) {
 		Window:   time.Duration(c.WindowMs) * time.Millisecond,
 		MaxDelay: time.Duration(c.MaxDelayMs) * time.Millisecond,
 		Mode:     mode,
-		Slack:    time.Duration(c.TickMs) * time.Millisecond,
+		Slack:    time.Duration(c.SlackMs) * time.Millisecond,
 	}
 	if modeErr != nil {
 		// Validate the rest as if the mode were right: the maxDelay rules
@@ -144,6 +209,9 @@ func parseConfig(data []byte) (config, error) {
 		var ce *admission.ConfigError
 		if errors.As(err, &ce) {
 			name := configFieldName[ce.Field]
+			if ce.Field == "slack" {
+				name = slackName
+			}
 			if name == "" {
 				name = ce.Field
 			}
@@ -154,6 +222,12 @@ func parseConfig(data []byte) (config, error) {
 	}
 	c.adm.Mode = mode
 	return c, errors.Join(errs...)
+}
+
+// notBelowTick is the error of a field that must be >= tick_ms.
+func notBelowTick(name string, got, tick uint32) error {
+	return errors.New("configuration." + name + ": must be >= tick_ms " + strconv.Itoa(int(tick)) +
+		" (got " + strconv.Itoa(int(got)) + ")")
 }
 
 // unjoin returns the errors joined in err (errors.Join), or err alone.
@@ -168,9 +242,9 @@ func unjoin(err error) []error {
 }
 
 // hash is a short FNV-1a hash of everything that shapes a key's state (the
-// admission config and the key header), in hex. It is part of every shared
-// data key, so a changed configuration starts from fresh states instead of
-// reading ones another configuration wrote.
+// admission config, the key header and the policy route), in hex. It is
+// part of every shared data key, so a changed configuration starts from
+// fresh states instead of reading ones another configuration wrote.
 func (c *config) hash() string {
 	h := uint32(2166136261)
 	write := func(s string) {
@@ -187,6 +261,7 @@ func (c *config) hash() string {
 	write(c.adm.Mode.String())
 	write(strconv.FormatInt(int64(c.adm.Slack), 10))
 	write(c.KeyHeader)
+	write(c.Route)
 	const digits = "0123456789abcdef"
 	var b [8]byte
 	for i := range b {

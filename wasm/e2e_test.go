@@ -19,6 +19,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -36,6 +37,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/envoy"
 	"github.com/stretchr/testify/require"
 )
@@ -46,13 +48,20 @@ type listener struct {
 	Name   string
 	Port   int
 	Plugin string
+	// NoRequestID turns off the connection manager's x-request-id
+	// (generate_request_id), so the plugin's stamp shows.
+	NoRequestID bool
 }
 
 type bootstrapData struct {
 	Listeners    []listener
 	UpstreamPort int
-	WasmPath     string
-	VMEnv        map[string]string
+	// ControlPort is the port of cluster "control" (the stand-in control
+	// plane that receives reports), DownPort that of "control_down", where
+	// nothing listens. 0: no such clusters.
+	ControlPort, DownPort int
+	WasmPath              string
+	VMEnv                 map[string]string
 	// StopIteration is PluginConfig.allow_on_headers_stop_iteration.
 	StopIteration bool
 }
@@ -71,6 +80,9 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {{.Name}}
+{{- if .NoRequestID}}
+          generate_request_id: false
+{{- end}}
           route_config:
             name: {{.Name}}
             virtual_hosts:
@@ -119,6 +131,24 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{.UpstreamPort}}}}}
+{{- if .ControlPort}}
+  - name: control
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: control
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{.ControlPort}}}}}
+  - name: control_down
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: control_down
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{.DownPort}}}}}
+{{- end}}
 `))
 
 func render(t *testing.T, d bootstrapData) []byte {
@@ -156,11 +186,60 @@ func startUpstream(t *testing.T) *upstream {
 		u.mu.Unlock()
 		w.Header().Set("x-echo-admission", r.Header.Get(headerAdmission))
 		w.Header().Set("x-echo-held-ms", r.Header.Get(headerHeldMs))
+		w.Header().Set("x-echo-request-id", r.Header.Get(headerRequestID))
 		_, _ = io.WriteString(w, "ok\n")
 	})}
 	go func() { _ = u.srv.Serve(l) }()
 	t.Cleanup(func() { _ = u.srv.Close() })
 	return u
+}
+
+// controlPlane stands in for shadowlab's control plane: it sums the
+// reported counts per route and key.
+type controlPlane struct {
+	srv    *http.Server
+	port   int
+	mu     sync.Mutex
+	posts  int
+	bad    []string // what was wrong with requests, if anything
+	counts map[reportKey]admission.Counts
+}
+
+func startControlPlane(t *testing.T) *controlPlane {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cp := &controlPlane{port: l.Addr().(*net.TCPAddr).Port, counts: map[reportKey]admission.Counts{}}
+	cp.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		cp.posts++
+		if r.Method != http.MethodPost || r.URL.Path != defaultReportPath || r.Host != defaultReportAuthority ||
+			r.Header.Get("content-type") != reportContentType {
+			cp.bad = append(cp.bad, fmt.Sprintf("%s %s host %q content-type %q", r.Method, r.URL.Path, r.Host, r.Header.Get("content-type")))
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
+			var l reportLine
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				cp.bad = append(cp.bad, fmt.Sprintf("line %q: %v", line, err))
+				continue
+			}
+			c := cp.counts[reportKey{l.Route, l.Key}]
+			c.Add(l.Counts)
+			cp.counts[reportKey{l.Route, l.Key}] = c
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})}
+	go func() { _ = cp.srv.Serve(l) }()
+	t.Cleanup(func() { _ = cp.srv.Close() })
+	return cp
+}
+
+func (cp *controlPlane) get(route, key string) (admission.Counts, int, []string) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.counts[reportKey{route, key}], cp.posts, slices.Clone(cp.bad)
 }
 
 func (u *upstream) count(path string) int {
@@ -347,6 +426,7 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 	t.Logf("module: %s, %d bytes (%.2f MiB)", wasmPath, st.Size(), float64(st.Size())/(1<<20))
 
 	up := startUpstream(t)
+	cp := startControlPlane(t)
 	vmEnv := map[string]string{}
 	if v := os.Getenv("SHADOWLAB_E2E_GOGC"); v != "" {
 		vmEnv["GOGC"] = v
@@ -356,15 +436,18 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 		gcHeap = `, "gc_heap_bytes": ` + strconv.Itoa(v)
 	}
 	ls := map[string]listener{
-		"plain":   {Name: "plain"},
-		"burst":   {Name: "burst", Plugin: `{"limit": 100, "window_ms": 1000, "max_delay_ms": 15000, "tick_ms": 10}`},
-		"post":    {Name: "post", Plugin: `{"limit": 1, "window_ms": 1000, "max_delay_ms": 5000, "tick_ms": 10}`},
-		"reject":  {Name: "reject", Plugin: `{"limit": 100, "window_ms": 1000, "mode": "reject"}`},
-		"abandon": {Name: "abandon", Plugin: `{"limit": 1, "window_ms": 1000, "max_delay_ms": 30000}`},
-		"pass":    {Name: "pass", Plugin: `{"limit": 1000000000, "max_delay_ms": 1000` + gcHeap + `}`},
-		"mixed":   {Name: "mixed", Plugin: `{"limit": 5000, "window_ms": 1000, "max_delay_ms": 1000, "tick_ms": 10` + gcHeap + `}`},
+		"plain":            {Name: "plain"},
+		"burst":            {Name: "burst", Plugin: `{"limit": 100, "window_ms": 1000, "max_delay_ms": 15000, "tick_ms": 10}`},
+		"post":             {Name: "post", Plugin: `{"limit": 1, "window_ms": 1000, "max_delay_ms": 5000, "tick_ms": 10}`},
+		"reject":           {Name: "reject", Plugin: `{"limit": 100, "window_ms": 1000, "mode": "reject"}`},
+		"abandon":          {Name: "abandon", Plugin: `{"limit": 1, "window_ms": 1000, "max_delay_ms": 30000}`},
+		"pass":             {Name: "pass", Plugin: `{"limit": 1000000000, "max_delay_ms": 1000` + gcHeap + `}`},
+		"mixed":            {Name: "mixed", Plugin: `{"limit": 5000, "window_ms": 1000, "max_delay_ms": 1000, "tick_ms": 10` + gcHeap + `}`},
+		"report":           {Name: "report", NoRequestID: true, Plugin: `{"limit": 5, "window_ms": 1000, "mode": "reject", "route": "report-policy", "key_header": "x-tenant", "report_cluster": "control", "report_ms": 200}`},
+		"report_down":      {Name: "report_down", Plugin: `{"limit": 1000000, "mode": "reject", "report_cluster": "control_down", "report_ms": 100}`},
+		"report_nocluster": {Name: "report_nocluster", Plugin: `{"limit": 1000000, "mode": "reject", "report_cluster": "no_such_cluster", "report_ms": 100}`},
 	}
-	names := []string{"plain", "burst", "post", "reject", "abandon", "pass", "mixed"}
+	names := []string{"plain", "burst", "post", "reject", "abandon", "pass", "mixed", "report", "report_down", "report_nocluster"}
 	var all []listener
 	for _, n := range names {
 		l := ls[n]
@@ -379,6 +462,7 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 	plainRSS := rssKiB(t, plainP.Pid(), "VmRSS")
 	require.NoError(t, plainP.Stop())
 	p, wasmReady := startEnvoy(t, bin, render(t, bootstrapData{Listeners: all, UpstreamPort: up.port, WasmPath: wasmPath, VMEnv: vmEnv,
+		ControlPort: cp.port, DownPort: freePort(t),
 		StopIteration: os.Getenv("SHADOWLAB_E2E_STOP_ITERATION") == "true"}))
 	t.Cleanup(func() {
 		_ = p.Stop()
@@ -491,6 +575,55 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 		require.Equal(t, 1+20-gone, up.count("/abandon"))
 	})
 
+	t.Run("reports reach the control plane; a dead one changes nothing", func(t *testing.T) {
+		resp, err := client.Get(url("plain"))
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.NotEmpty(t, resp.Header.Get("x-echo-request-id"), "envoy adds x-request-id itself by default")
+
+		before := stats(t, p, "shadowlab")
+		statuses := map[int]int{}
+		ids := map[string]bool{}
+		for range 20 {
+			req, _ := http.NewRequest(http.MethodGet, url("report"), nil)
+			req.Header.Set("x-tenant", "acme")
+			resp, err := client.Do(req)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[resp.StatusCode]++
+			if resp.StatusCode == http.StatusOK {
+				id := resp.Header.Get("x-echo-request-id")
+				require.Regexp(t, uuidV4, id, "x-request-id stamped by the plugin")
+				ids[id] = true
+			}
+		}
+		require.Equal(t, map[int]int{http.StatusOK: 5, http.StatusTooManyRequests: 15}, statuses)
+		require.Len(t, ids, 5, "distinct request ids")
+		require.Eventually(t, func() bool {
+			c, _, _ := cp.get("report-policy", "acme")
+			return c.Admitted == 5 && c.Rejected == 15
+		}, 5*time.Second, 50*time.Millisecond)
+
+		for _, name := range []string{"report_down", "report_nocluster"} {
+			_, bad := load(client, url(name), 200, 4)
+			require.Zero(t, bad, "%s: requests failed", name)
+		}
+		require.Eventually(t, func() bool {
+			return delta(stats(t, p, "shadowlab"), before, "report_failed") >= 2
+		}, 5*time.Second, 50*time.Millisecond)
+		time.Sleep(time.Second) // more failed reports: still nothing else
+		c, posts, bad := cp.get("report-policy", "acme")
+		after := stats(t, p, "shadowlab")
+		t.Logf("control plane: %d posts, report-policy/acme %+v; reports %d, report_failed %d",
+			posts, c, delta(after, before, "reports"), delta(after, before, "report_failed"))
+		require.Empty(t, bad)
+		require.Equal(t, admission.Counts{Admitted: 5, Rejected: 15}, c, "nothing counted twice")
+		require.Positive(t, delta(after, before, "reports"))
+		require.Zero(t, delta(after, before, "fail_open"))
+	})
+
 	t.Run("latency one request at a time", func(t *testing.T) {
 		// Arms interleaved in small blocks; one worker, so this is the
 		// plugin's cost per request, not queueing.
@@ -580,7 +713,10 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 			require.Zero(t, v, "%s", k)
 		}
 	}
-	if bad := grepLines(p.Logs(), badLog, 40); bad != "" {
+	// The plugin warns, as it should, about the control planes that are
+	// down on purpose.
+	logs := regexp.MustCompile(`(?m)^.*admission outcomes not delivered.*$`).ReplaceAllString(p.Logs(), "")
+	if bad := grepLines(logs, badLog, 40); bad != "" {
 		t.Errorf("envoy log has plugin/VM errors:\n%s", bad)
 	}
 }

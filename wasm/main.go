@@ -3,7 +3,8 @@
 // keeping each key's admission.State in Envoy's shared data (compare-and-swap
 // across worker threads), holds the requests given a delay (pause in request
 // headers, resume from the tick) or answers 429 with a jittered Retry-After,
-// and stamps x-shadowlab-admission.
+// stamps x-shadowlab-admission (and x-request-id where there is none), and
+// reports the admission outcomes to the control plane (report.go).
 //
 // Build it as a WASI reactor with the standard Go toolchain:
 //

@@ -20,6 +20,10 @@ const (
 	headerHeldMs    = "x-shadowlab-held-ms"   // how long a held request waited
 )
 
+// headerRequestID is the request-ID tag. The plugin sets it on requests
+// that come without one and never changes one that is there.
+const headerRequestID = "x-request-id"
+
 const (
 	admissionPassed   = "passed"
 	admissionHeld     = "held"
@@ -52,7 +56,9 @@ func (v *vmContext) NewPluginContext(contextID uint32) types.PluginContext {
 		now:  v.now,
 		mem:  &v.mem,
 		rnd:  &rng{s: seed},
-		held: map[uint32]int64{},
+		held: map[uint32]heldRequest{},
+
+		reporter: reporter{dispatch: proxywasm.DispatchHttpCall},
 	}
 }
 
@@ -100,8 +106,13 @@ type pluginContext struct {
 	store *store
 	keys  string // sharedKeyPrefix + config hash + "/"
 
-	held  map[uint32]int64 // context id -> release time, unix ns
-	queue releaseQueue     // same requests ordered by release time; stale entries skipped
+	held  map[uint32]heldRequest // by context id
+	queue releaseQueue           // same requests ordered by release time; stale entries skipped
+
+	// outcomes are the admission counts not yet reported; reporter sends
+	// them (report.go).
+	outcomes outcomes
+	reporter reporter
 
 	metrics metrics
 }
@@ -121,6 +132,8 @@ type metrics struct {
 	keysFull       proxywasm.MetricCounter
 	casRetries     proxywasm.MetricCounter
 	gcRuns         proxywasm.MetricCounter
+	reports        proxywasm.MetricCounter
+	reportFailed   proxywasm.MetricCounter
 	heldNow        proxywasm.MetricGauge
 	delayMs        proxywasm.MetricHistogram
 }
@@ -156,6 +169,8 @@ func defineMetrics() metrics {
 		keysFull:       c("fail_open_keys_full"),
 		casRetries:     c("cas_retries"),
 		gcRuns:         c("gc_runs"),
+		reports:        c("reports"),
+		reportFailed:   c("report_failed"),
 		heldNow:        proxywasm.DefineGaugeMetric("shadowlab_admission_held_now"),
 		delayMs:        proxywasm.DefineHistogramMetric("shadowlab_admission_delay_ms"),
 	}
@@ -189,6 +204,7 @@ func (p *pluginContext) OnPluginStart(int) (status types.OnPluginStartStatus) {
 		maxKeys: cfg.MaxKeys,
 		known:   map[string]struct{}{},
 	}
+	p.outcomes = newOutcomes(cfg.ReportCluster != "", cfg.MaxKeys)
 	p.metrics = defineMetrics()
 	if err := proxywasm.SetTickPeriodMilliSeconds(cfg.TickMs); err != nil {
 		proxywasm.LogCritical("shadowlab: setting tick period: " + err.Error())
@@ -204,7 +220,7 @@ func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
 // OnTick resumes the held requests whose release time has come, earliest
 // first. Their slots were taken when they were held, so nothing is decided
 // here. A stream that vanished without OnHttpStreamDone is counted as
-// abandoned.
+// abandoned. First it reports the outcomes, if that is due.
 func (p *pluginContext) OnTick() {
 	defer func() {
 		if r := recover(); r != nil {
@@ -213,43 +229,58 @@ func (p *pluginContext) OnTick() {
 	}()
 	now := p.now()
 	p.mem.sample(now.UnixMilli())
+	// Before the releases: they leave a stream as the effective context,
+	// and the SDK's emulator would then file the report's callback under
+	// that stream. (Envoy makes the call on the root context either way.)
+	p.report(now.UnixMilli())
 	nowNs := now.UnixNano()
 	for p.queue.Len() > 0 && p.queue[0].releaseNs <= nowNs {
 		r := heap.Pop(&p.queue).(heldRequest)
-		if due, ok := p.held[r.id]; !ok || due != r.releaseNs {
+		if due, ok := p.held[r.id]; !ok || due.releaseNs != r.releaseNs {
 			continue // dropped by OnHttpStreamDone
 		}
 		delete(p.held, r.id)
 		add(p.metrics.heldNow, -1)
+		counts := p.outcomes.at(r.route, r.key)
 		if err := proxywasm.SetEffectiveContext(r.id); err != nil {
 			inc(p.metrics.abandoned, 1)
+			counts.Abandoned++
 			continue
 		}
-		heldMs := (nowNs - r.heldAtNs) / int64(time.Millisecond)
+		wait := time.Duration(nowNs - r.heldAtNs)
+		heldMs := wait.Milliseconds()
 		_ = proxywasm.ReplaceHttpRequestHeader(headerHeldMs, strconv.FormatInt(heldMs, 10))
 		if err := proxywasm.ResumeHttpRequest(); err != nil {
 			inc(p.metrics.abandoned, 1)
+			counts.Abandoned++
 			proxywasm.LogWarn("shadowlab: resuming a held request: " + err.Error())
 			continue
 		}
 		inc(p.metrics.released, 1)
+		counts.Released(wait)
 		p.metrics.delayMs.Record(uint64(max(heldMs, 0)))
 	}
 }
 
 // budgetKey names the shared state of this request: per configuration,
-// route, and value of the configured key header.
-func (p *pluginContext) budgetKey() string {
-	route := "-"
-	if b, err := proxywasm.GetProperty([]string{"xds", "route_name"}); err == nil && len(b) > 0 {
-		route = string(b)
+// route, and value of the configured key header. It returns the route and
+// header value too ("" when the budget is per route), which name the
+// request's line in the reports. The route is the configured policy route,
+// else Envoy's route name, else "-".
+func (p *pluginContext) budgetKey() (budget, route, value string) {
+	route = p.cfg.Route
+	if route == "" {
+		route = "-"
+		if b, err := proxywasm.GetProperty([]string{"xds", "route_name"}); err == nil && len(b) > 0 {
+			route = string(b)
+		}
 	}
-	key := p.keys + route
+	budget = p.keys + route
 	if p.cfg.KeyHeader != "" {
-		v, _ := proxywasm.GetHttpRequestHeader(p.cfg.KeyHeader)
-		key += "/" + v
+		value, _ = proxywasm.GetHttpRequestHeader(p.cfg.KeyHeader)
+		budget += "/" + value
 	}
-	return key
+	return budget, route, value
 }
 
 // httpContext is one HTTP stream.
@@ -268,10 +299,14 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 		}
 	}()
 	now := p.now()
-	d, retries, err := p.store.decide(p.budgetKey(), now)
+	h.stampRequestID()
+	budget, route, value := p.budgetKey()
+	counts := p.outcomes.at(route, value)
+	d, retries, err := p.store.decide(budget, now)
 	inc(p.metrics.casRetries, uint64(retries))
 	if err != nil {
 		inc(p.metrics.failOpen, 1)
+		counts.FailOpen++
 		if errors.Is(err, errKeysFull) {
 			inc(p.metrics.keysFull, 1)
 		} else {
@@ -283,8 +318,10 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 		switch d.Outcome {
 		case admission.Delay:
 			inc(p.metrics.observedDelay, 1)
+			counts.ObservedDelay++
 		case admission.Reject:
 			inc(p.metrics.observedReject, 1)
+			counts.ObservedReject++
 		}
 	}
 	switch d.Action {
@@ -292,13 +329,50 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 		if uint32(len(p.held)) >= p.cfg.MaxHeld {
 			// The slot stays taken: refusing is safe for the upstream.
 			inc(p.metrics.heldFull, 1)
-			return h.reject(int((d.Delay + time.Second - 1) / time.Second))
+			return h.reject(counts, int((d.Delay+time.Second-1)/time.Second))
 		}
-		return h.hold(now, d.Delay)
+		counts.Delayed++
+		return h.hold(now, d.Delay, route, value)
 	case admission.Reject:
-		return h.reject(d.RetryAfter)
+		return h.reject(counts, d.RetryAfter)
 	}
+	counts.Admitted++
 	return h.pass()
+}
+
+// stampRequestID sets x-request-id on a request that has none (or an
+// empty one): a random UUID-v4-shaped string from the plugin's rng.
+func (h *httpContext) stampRequestID() {
+	if v, err := proxywasm.GetHttpRequestHeader(headerRequestID); err == nil && v != "" {
+		return
+	}
+	_ = proxywasm.ReplaceHttpRequestHeader(headerRequestID, newRequestID(h.plugin.rnd))
+}
+
+// newRequestID is a random UUID-v4-shaped string: 32 lowercase hex digits
+// in groups of 8-4-4-4-12, version nibble 4, variant bits 10. Not
+// cryptographic (SplitMix64; crypto/rand would add to the module).
+func newRequestID(r *rng) string {
+	const hex = "0123456789abcdef"
+	hi := r.Uint64()&^(0xf<<12) | 0x4<<12
+	lo := r.Uint64()&^(0x3<<62) | 0x2<<62
+	var b [36]byte
+	j := 0
+	for i := range 32 {
+		if i == 8 || i == 12 || i == 16 || i == 20 {
+			b[j] = '-'
+			j++
+		}
+		var nibble uint64
+		if i < 16 {
+			nibble = hi >> (60 - 4*i) & 0xf
+		} else {
+			nibble = lo >> (60 - 4*(i-16)) & 0xf
+		}
+		b[j] = hex[nibble]
+		j++
+	}
+	return string(b[:])
 }
 
 func (h *httpContext) pass() types.Action {
@@ -307,21 +381,24 @@ func (h *httpContext) pass() types.Action {
 	return types.ActionContinue
 }
 
-// hold pauses the request until OnTick releases it at now+delay.
-func (h *httpContext) hold(now time.Time, delay time.Duration) types.Action {
+// hold pauses the request until OnTick releases it at now+delay. route and
+// key name its line in the reports.
+func (h *httpContext) hold(now time.Time, delay time.Duration, route, key string) types.Action {
 	p := h.plugin
 	_ = proxywasm.ReplaceHttpRequestHeader(headerAdmission, admissionHeld)
 	at := now.UnixNano()
-	release := at + int64(delay)
-	p.held[h.id] = release
-	heap.Push(&p.queue, heldRequest{id: h.id, releaseNs: release, heldAtNs: at})
+	r := heldRequest{id: h.id, releaseNs: at + int64(delay), heldAtNs: at, route: route, key: key}
+	p.held[h.id] = r
+	heap.Push(&p.queue, r)
 	inc(p.metrics.held, 1)
 	add(p.metrics.heldNow, 1)
 	return types.ActionPause
 }
 
-// reject answers 429 with Retry-After in whole seconds (at least 1).
-func (h *httpContext) reject(retryAfter int) types.Action {
+// reject answers 429 with Retry-After in whole seconds (at least 1), and
+// counts the request as rejected, or as failed open if the 429 could not
+// be sent.
+func (h *httpContext) reject(counts *admission.Counts, retryAfter int) types.Action {
 	err := proxywasm.SendHttpResponse(429, [][2]string{
 		{"retry-after", strconv.Itoa(max(retryAfter, 1))},
 		{headerAdmission, admissionRejected},
@@ -329,9 +406,11 @@ func (h *httpContext) reject(retryAfter int) types.Action {
 	if err != nil {
 		proxywasm.LogWarn("shadowlab: sending 429: " + err.Error())
 		inc(h.plugin.metrics.failOpen, 1)
+		counts.FailOpen++
 		return h.pass()
 	}
 	inc(h.plugin.metrics.rejected, 1)
+	counts.Rejected++
 	return types.ActionPause
 }
 
@@ -355,10 +434,11 @@ func (h *httpContext) OnHttpStreamDone() {
 			p.onPanic("stream done", r)
 		}
 	}()
-	if _, ok := p.held[h.id]; ok {
+	if r, ok := p.held[h.id]; ok {
 		delete(p.held, h.id)
 		add(p.metrics.heldNow, -1)
 		inc(p.metrics.abandoned, 1)
+		p.outcomes.at(r.route, r.key).Abandoned++
 	}
 	if p.cfg.GCHeapBytes > 0 {
 		var ms runtime.MemStats
@@ -384,10 +464,11 @@ func (p *pluginContext) onPanic(where string, r any) {
 	proxywasm.LogError("shadowlab: recovered panic in " + where + ": " + msg)
 }
 
-// heldRequest is one entry of the release queue.
+// heldRequest is one held request (an entry of the release queue).
 type heldRequest struct {
 	id                  uint32
-	releaseNs, heldAtNs int64 // unix ns
+	releaseNs, heldAtNs int64  // unix ns
+	route, key          string // its line in the reports
 }
 
 // releaseQueue is a min-heap of held requests by release time (then id, so

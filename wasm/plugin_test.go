@@ -57,6 +57,12 @@ func header(headers [][2]string, name string) string {
 	return ""
 }
 
+// withReportDefaults fills in the defaults of the report fields.
+func withReportDefaults(c config) config {
+	c.ReportPath, c.ReportAuthority, c.ReportMs = defaultReportPath, defaultReportAuthority, defaultReportMs
+	return c
+}
+
 func TestParseConfig(t *testing.T) {
 	tests := map[string]struct {
 		in      string
@@ -66,20 +72,48 @@ func TestParseConfig(t *testing.T) {
 	}{
 		"defaults": {
 			in:      `{"limit": 100, "max_delay_ms": 15000}`,
-			want:    config{Limit: 100, WindowMs: 1000, MaxDelayMs: 15000, TickMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay"},
+			want:    withReportDefaults(config{Limit: 100, WindowMs: 1000, MaxDelayMs: 15000, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay"}),
 			wantAdm: admission.Config{Limit: 100, Window: time.Second, MaxDelay: 15 * time.Second, Mode: admission.ModeDelay, Slack: 20 * time.Millisecond},
 		},
 		"all fields": {
 			in: `{"limit": 5, "window_ms": 60000, "tick_ms": 10, "max_held": 7, "max_keys": 9,
 			      "mode": "reject", "key_header": "x-tenant", "gc_heap_bytes": 8388608}`,
-			want: config{Limit: 5, WindowMs: 60000, TickMs: 10, MaxHeld: 7, MaxKeys: 9,
-				Mode: "reject", KeyHeader: "x-tenant", GCHeapBytes: 8 << 20},
+			want: withReportDefaults(config{Limit: 5, WindowMs: 60000, TickMs: 10, SlackMs: 10, MaxHeld: 7, MaxKeys: 9,
+				Mode: "reject", KeyHeader: "x-tenant", GCHeapBytes: 8 << 20}),
 			wantAdm: admission.Config{Limit: 5, Window: time.Minute, Mode: admission.ModeReject, Slack: 10 * time.Millisecond},
 		},
 		"observe without delay": {
 			in:      `{"limit": 1, "mode": "observe"}`,
-			want:    config{Limit: 1, WindowMs: 1000, TickMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "observe"},
+			want:    withReportDefaults(config{Limit: 1, WindowMs: 1000, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "observe"}),
 			wantAdm: admission.Config{Limit: 1, Window: time.Second, Mode: admission.ModeObserve, Slack: 20 * time.Millisecond},
+		},
+		"route, slack and reports": {
+			in: `{"limit": 10, "max_delay_ms": 1000, "tick_ms": 10, "slack_ms": 25, "route": "reminders-policy",
+			      "report_cluster": "shadowlab_control", "report_path": "/r", "report_authority": "cp", "report_ms": 500}`,
+			want: config{Limit: 10, WindowMs: 1000, MaxDelayMs: 1000, TickMs: 10, SlackMs: 25, MaxHeld: 10000, MaxKeys: 1000,
+				Mode: "delay", Route: "reminders-policy", ReportCluster: "shadowlab_control", ReportPath: "/r", ReportAuthority: "cp", ReportMs: 500},
+			wantAdm: admission.Config{Limit: 10, Window: time.Second, MaxDelay: time.Second, Mode: admission.ModeDelay, Slack: 25 * time.Millisecond},
+		},
+		"slack_ms below tick_ms": {
+			in:      `{"limit": 10, "max_delay_ms": 1000, "tick_ms": 20, "slack_ms": 10}`,
+			wantErr: []string{"configuration.slack_ms: must be >= tick_ms 20 (got 10)"},
+		},
+		"slack_ms over the window": {
+			in:      `{"limit": 10, "max_delay_ms": 1000, "window_ms": 100, "slack_ms": 200}`,
+			wantErr: []string{"configuration.slack_ms: must be between 0 and the window 100ms (got 200ms)"},
+		},
+		"report fields": {
+			in: `{"limit": 1, "max_delay_ms": 1000, "tick_ms": 50, "report_ms": 40, "report_path": "api", "report_cluster": 1}`,
+			wantErr: []string{
+				"configuration.report_cluster: must be a string",
+			},
+		},
+		"report_ms and report_path": {
+			in: `{"limit": 1, "max_delay_ms": 1000, "tick_ms": 50, "report_ms": 40, "report_path": "api"}`,
+			wantErr: []string{
+				"configuration.report_ms: must be >= tick_ms 50 (got 40)",
+				`configuration.report_path: must start with / (got "api")`,
+			},
 		},
 		"empty":         {in: " ", wantErr: []string{"configuration: empty"}},
 		"not json":      {in: `limit=1`, wantErr: []string{"configuration: expected '{' at offset 0"}},
@@ -98,7 +132,7 @@ func TestParseConfig(t *testing.T) {
 		"trailing":  {in: `{"limit": 1} {}`, wantErr: []string{"unexpected data after the object"}},
 		"escapes in strings": {
 			in:      `{"limit": 1, "max_delay_ms": 5, "key_header": "x-t\u0065nant"}`,
-			want:    config{Limit: 1, WindowMs: 1000, MaxDelayMs: 5, TickMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay", KeyHeader: "x-tenant"},
+			want:    withReportDefaults(config{Limit: 1, WindowMs: 1000, MaxDelayMs: 5, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay", KeyHeader: "x-tenant"}),
 			wantAdm: admission.Config{Limit: 1, Window: time.Second, MaxDelay: 5 * time.Millisecond, Mode: admission.ModeDelay, Slack: 20 * time.Millisecond},
 		},
 		"every problem reported": {
@@ -151,6 +185,17 @@ func TestConfigHash(t *testing.T) {
 	require.Len(t, a.hash(), 8)
 	require.NotEqual(t, a.hash(), b.hash(), "a new limit must start fresh states")
 	require.Equal(t, a.hash(), c.hash(), "max_held does not shape the state")
+	for _, other := range []string{
+		`{"limit": 100, "max_delay_ms": 15000, "route": "reminders-policy"}`,
+		`{"limit": 100, "max_delay_ms": 15000, "slack_ms": 30}`,
+	} {
+		o, err := parseConfig([]byte(other))
+		require.NoError(t, err)
+		require.NotEqual(t, a.hash(), o.hash(), "%s", other)
+	}
+	r, err := parseConfig([]byte(`{"limit": 100, "max_delay_ms": 15000, "slack_ms": 20, "report_cluster": "cp", "report_ms": 5000}`))
+	require.NoError(t, err)
+	require.Equal(t, a.hash(), r.hash(), "an explicit default slack and the report fields do not shape the state")
 }
 
 func TestPluginStartRejectsBadConfig(t *testing.T) {
@@ -567,14 +612,15 @@ func TestStoreCorruptStateStartsFresh(t *testing.T) {
 }
 
 // TestNoForbiddenImports keeps zap, grpc and go-control-plane out of the
-// plugin build, directly or transitively (DESIGN.md, layout).
+// plugin build, directly or transitively (DESIGN.md, layout), and
+// encoding/json (module size: see flatjson.go and report.go).
 func TestNoForbiddenImports(t *testing.T) {
 	cmd := exec.Command("go", "list", "-deps", ".")
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	out, err := cmd.Output()
 	require.NoError(t, err)
 	for _, dep := range strings.Fields(string(out)) {
-		for _, bad := range []string{"go.uber.org/zap", "google.golang.org/grpc", "github.com/envoyproxy/go-control-plane"} {
+		for _, bad := range []string{"go.uber.org/zap", "google.golang.org/grpc", "github.com/envoyproxy/go-control-plane", "encoding/json"} {
 			require.False(t, strings.HasPrefix(dep, bad), "plugin build depends on %s", dep)
 		}
 	}
