@@ -34,7 +34,7 @@ func (d *demo) comparison(ctx context.Context, apiAddr string) error {
 		if err != nil {
 			return err
 		}
-		if reportMeets(rep, wantPairs, wantDiffs) || time.Now().After(deadline) {
+		if (reportMeets(rep, wantPairs, wantDiffs) && d.admissionReported(rep)) || time.Now().After(deadline) {
 			break
 		}
 		select {
@@ -141,4 +141,19 @@ func fetchReport(ctx context.Context, client *http.Client, apiAddr string) (repo
 		return rep, fmt.Errorf("fetching the report: %s", resp.Status)
 	}
 	return rep, json.NewDecoder(resp.Body).Decode(&rep)
+}
+
+// admissionReported reports whether the plugin's counts of every request
+// of the burst scene, held ones released, have reached the report (the
+// plugin reports once a second).
+func (d *demo) admissionReported(rep report.Report) bool {
+	var decided, released, delayed uint64
+	for _, a := range rep.Admission {
+		if a.Route == burstRoute {
+			decided += a.Admitted + a.Delayed + a.Rejected + a.FailOpen
+			released += a.Released + a.Abandoned
+			delayed += a.Delayed
+		}
+	}
+	return decided >= uint64(d.burstSent) && released == delayed
 }

@@ -78,9 +78,10 @@ type demo struct {
 	procs []*proc
 	envoy *envoy.Process
 
-	addrs    map[string]string // service name → address
-	client   *http.Client
-	listener string // Envoy's listener address
+	addrs     map[string]string // service name → address
+	burstSent int               // requests of the burst scene on the admission route
+	client    *http.Client
+	listener  string // Envoy's listener address
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -97,6 +98,9 @@ func (d *demo) run(ctx context.Context) error {
 	backendBin := filepath.Join(binDir, "backend")
 	if _, err := os.Stat(backendBin); err != nil {
 		return fmt.Errorf("example service binary not found (run `make build`): %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(binDir, "shadowlab.wasm")); err != nil {
+		return fmt.Errorf("admission plugin not found (run `make build`): %w", err)
 	}
 	envoyBin, err := envoy.Binary()
 	if err != nil {
@@ -118,7 +122,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	// 2. The policy, on free ports, and the control plane following it.
-	listenerAddr, xdsAddr, extprocAddr, apiAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr()
+	listenerAddr, xdsAddr, extprocAddr, apiAddr, admissionAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	policyPath := filepath.Join(d.dir, "policy.yaml")
 	var buf bytes.Buffer
 	err = template.Must(template.New("policy").Parse(policyTemplate)).Execute(&buf, map[string]string{
@@ -136,7 +140,8 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	cp, _, err := startProc(ctx, d.dir, "shadowlab-serve", "", self,
 		"serve", "--policy", policyPath, "--xds-address", xdsAddr, "--extproc-address", extprocAddr,
-		"--api-address", apiAddr, "--db", filepath.Join(d.dir, "shadowlab.db"), "--log-format", "console")
+		"--api-address", apiAddr, "--admission-address", admissionAddr, "--wasm", filepath.Join(binDir, "shadowlab.wasm"),
+		"--db", filepath.Join(d.dir, "shadowlab.db"), "--log-format", "console")
 	if err != nil {
 		return err
 	}
@@ -154,7 +159,7 @@ func (d *demo) run(ctx context.Context) error {
 	if d.envoy, err = envoy.Start(ctx, envoy.Config{Bin: envoyBin, Bootstrap: bootYAML, Dir: d.dir}); err != nil {
 		return err
 	}
-	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	readyCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := d.envoy.WaitReady(readyCtx); err != nil {
 		return err
@@ -200,9 +205,16 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
-	// 6. What the comparison found.
+	// 6. A scheduler's burst, with and without admission.
 	d.say("")
-	d.say("scene 3: the comparison report (shadowlab report --server http://%s)", apiAddr)
+	d.say("scene 3: a scheduled burst")
+	if err := d.burst(ctx, pol, 1000); err != nil {
+		return err
+	}
+
+	// 7. What the comparison found, and what admission did.
+	d.say("")
+	d.say("scene 4: the report (shadowlab report --server http://%s)", apiAddr)
 	return d.comparison(ctx, apiAddr)
 }
 

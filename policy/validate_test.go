@@ -267,13 +267,13 @@ func TestRules(t *testing.T) {
 		},
 		"max delay below spacing": {
 			edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "50ms"}}, path: "routes[0].admission.maxDelay",
-			msg: "50ms is shorter than the spacing of admitted requests at 10/s (105ms): no request could ever be held",
+			msg: "50ms is shorter than the spacing of admitted requests at 10/s (110ms): no request could ever be held",
 		},
 		"max delay below spacing, global": {
 			edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "100ms"}, {"routes.0.admission.scope", "global"}}, path: "routes[0].admission.maxDelay",
-			msg: "(102ms)",
+			msg: "(105ms)",
 		},
-		"max delay at spacing":   {edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "105ms"}}},
+		"max delay at spacing":   {edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "110ms"}}},
 		"observe below spacing":  {edits: []edit{{"routes.0.admission.rate", "1/h"}, {"routes.0.admission.maxDelay", "1m"}, {"routes.0.admission.mode", "observe"}}, path: "routes[0].admission.maxDelay", msg: "no request could ever be held"},
 		"reject with short rate": {edits: []edit{{"routes.0.admission.rate", "1000/100ms"}, {"routes.0.admission.mode", "reject"}, {"routes.0.admission.maxDelay", del}}},
 	}

@@ -271,8 +271,10 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "usage: shadowlab report [--server URL] [--route NAME] [--json]")
 		return exitUsage
 	}
+	// The text report of one route filters the whole report: a route's
+	// admission rows are not part of /api/v1/routes/{route}.
 	url := strings.TrimRight(*server, "/") + "/api/v1/report"
-	if *route != "" {
+	if *route != "" && *asJSON {
 		url = strings.TrimRight(*server, "/") + "/api/v1/routes/" + neturl.PathEscape(*route)
 	}
 	body, err := httpGet(ctx, url)
@@ -285,14 +287,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitOK
 	}
 	var rep report.Report
-	if *route != "" {
-		var rr report.RouteReport
-		err = json.Unmarshal(body, &rr)
-		rep.Routes = []report.RouteReport{rr}
-	} else {
-		err = json.Unmarshal(body, &rep)
-	}
-	if err != nil {
+	if err := json.Unmarshal(body, &rep); err != nil {
 		fmt.Fprintf(stderr, "shadowlab report: reading %s: %v\n", url, err)
 		return exitFailed
 	}
