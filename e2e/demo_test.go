@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -16,19 +15,10 @@ import (
 // TestDemo runs `shadowlab demo` as `make demo` does: built binaries, real
 // processes, real Envoy. It must pass its own checks and exit 0.
 func TestDemo(t *testing.T) {
-	t.Parallel()
 	bin, err := envoyBin()
 	require.NoError(t, err)
-	dir := t.TempDir()
-	for pkg, name := range map[string]string{"../cmd/shadowlab": "shadowlab", "../examples/cmd/backend": "backend"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
-		require.NoError(t, err, "go build %s: %s", pkg, out)
-	}
-	plugin, err := wasmPlugin()
+	dir, err := binaries()
 	require.NoError(t, err)
-	code, err := os.ReadFile(plugin)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "shadowlab.wasm"), code, 0o644))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, "shadowlab"), "demo", "--requests", "300")

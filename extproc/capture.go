@@ -1,9 +1,16 @@
-// Package extproc is shadowlab's ext_proc server. Envoy opens one gRPC
-// stream per captured request half (the primary downstream, the shadow on
-// the shadow cluster's upstream filter), in observability mode: it sends and
-// never waits, so nothing here can slow a user request. Each finished half
-// goes, without blocking, to the pairer, which pairs halves by route and
-// request id, compares them, and hands the result to the report.
+// Package extproc holds shadowlab's two ext_proc servers.
+//
+// Capture (Server): Envoy opens one gRPC stream per captured request half
+// (the primary downstream, the shadow on the shadow cluster's upstream
+// filter), in observability mode: it sends and never waits, so nothing here
+// can slow a user request. Each finished half goes, without blocking, to
+// the pairer, which pairs halves by route and request id, compares them,
+// and hands the result to the report.
+//
+// Global admission (Admitter, admit.go): a non-observing filter on the
+// routes with admission scope global; the answer to the request headers
+// admits, holds (a delayed answer) or refuses (429) the request, against a
+// budget shared by every Envoy that uses the server.
 package extproc
 
 import (

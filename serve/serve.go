@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -182,6 +183,13 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) 
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		)
 		in.Admitter.Register(g)
+		held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shadowlab_admission_held",
+			Help: "Requests the global admission server holds now.",
+		}, func() float64 { return float64(in.Admitter.Held()) })
+		if err := in.Reporter.Registry().Register(held); err != nil {
+			in.fail(err)
+		}
 		wg.Go(func() { in.fail(serveGRPC(ctx, g, admLis)) })
 	}
 	if apiLis != nil {
