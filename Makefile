@@ -37,6 +37,7 @@ demo: build envoy ## run the demo: services, control plane and Envoy on loopback
 bench: envoy ## benchmarks: comparator vs baseline on one core, then Envoy plain vs mirrored+captured (BENCHMARKS.md)
 	$(GO) test ./compare -run '^$$' -bench 'Compare|Baseline' -cpu 1 -benchtime 2s
 	ENVOY_BIN="$(ENVOY)" $(GO) run ./bench/envoyload -faults
+	ENVOY_BIN="$(ENVOY)" $(GO) run ./bench/admission
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The pure parts: percentiles, the interleaving of the cost arms, and what a
+// burst's arrival times say (the most in any window, the count per second).
+// Times are offsets from the start of a phase, so tests are step tables.
+
+// percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted
+// values: the smallest value with at least p % of the values at or below it.
+// It is 0 for no values.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	// The epsilon keeps float error from pushing an exact rank up by one.
+	rank := int(math.Ceil(p*float64(len(sorted))/100 - 1e-9))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// latencySummary is a distribution in a few numbers.
+type latencySummary struct {
+	N                  int
+	P50, P90, P99, Max time.Duration
+}
+
+// summarize sorts d in place and summarizes it.
+func summarize(d []time.Duration) latencySummary {
+	slices.Sort(d)
+	s := latencySummary{N: len(d), P50: percentile(d, 50), P90: percentile(d, 90), P99: percentile(d, 99)}
+	if len(d) > 0 {
+		s.Max = d[len(d)-1]
+	}
+	return s
+}
+
+// mostInWindow is the most offsets in any half-open window [t, t+w), and
+// the window's first offset. It sorts at in place.
+func mostInWindow(at []time.Duration, w time.Duration) (most int, from time.Duration) {
+	slices.Sort(at)
+	j := 0
+	for i := range at {
+		for at[i]-at[j] >= w {
+			j++
+		}
+		if n := i - j + 1; n > most {
+			most, from = n, at[j]
+		}
+	}
+	return most, from
+}
+
+// inWindow counts the offsets in [from, from+w).
+func inWindow(at []time.Duration, from, w time.Duration) int {
+	n := 0
+	for _, t := range at {
+		if t >= from && t < from+w {
+			n++
+		}
+	}
+	return n
+}
+
+// groupGaps sorts at in place, groups offsets less than within apart (one
+// group: one tick's releases), and returns the time from each group's first
+// offset to the next group's.
+func groupGaps(at []time.Duration, within time.Duration) []time.Duration {
+	slices.Sort(at)
+	var gaps []time.Duration
+	for i, first := 1, 0; i < len(at); i++ {
+		if at[i]-at[i-1] >= within {
+			gaps = append(gaps, at[i]-at[first])
+			first = i
+		}
+	}
+	return gaps
+}
+
+// perSecond counts offsets per whole second from 0: out[k] is the number in
+// [k s, k+1 s). Negative offsets count in second 0 (clock skew between
+// processes is below a millisecond, see the callers).
+func perSecond(at []time.Duration) []int {
+	var out []int
+	for _, t := range at {
+		k := max(int(t/time.Second), 0)
+		for len(out) <= k {
+			out = append(out, 0)
+		}
+		out[k]++
+	}
+	return out
+}
+
+// histogram draws counts per second as text bars, the longest width
+// characters wide.
+func histogram(counts []int, width int) string {
+	most := slices.Max(append([]int{1}, counts...))
+	var b strings.Builder
+	for k, n := range counts {
+		bar := strings.Repeat("#", int(math.Ceil(float64(n)*float64(width)/float64(most))))
+		fmt.Fprintf(&b, "%3d-%-3d s %5d %s\n", k, k+1, n, bar)
+	}
+	return b.String()
+}
+
+// Arms of the cost phase.
+const (
+	armPlain  = 0 // the plain route
+	armPlugin = 1 // the route through the plugin
+	numArms   = 2
+)
+
+// slicing interleaves the arms in time: slice k belongs to order[k];
+// requests started in the first settle of a slice are sent but not recorded.
+type slicing struct {
+	slice, settle time.Duration
+	order         []int
+}
+
+// interleave returns the arm of each of 2×pairs slices: each consecutive
+// pair holds both arms in an order drawn from rng, so both arms share every
+// stretch of the run and no arm is locked to a period of the system.
+func interleave(pairs int, rng *rand.Rand) []int {
+	order := make([]int, 0, 2*pairs)
+	for range pairs {
+		if rng.IntN(2) == 0 {
+			order = append(order, armPlain, armPlugin)
+		} else {
+			order = append(order, armPlugin, armPlain)
+		}
+	}
+	return order
+}
+
+func (s slicing) total() time.Duration { return s.slice * time.Duration(len(s.order)) }
+
+// at is the slice that offset off falls in, its arm, whether a request
+// started at off is recorded, and false outside the phase.
+func (s slicing) at(off time.Duration) (slice, arm int, recorded, ok bool) {
+	if off < 0 || off >= s.total() {
+		return 0, 0, false, false
+	}
+	k := int(off / s.slice)
+	return k, s.order[k], off-time.Duration(k)*s.slice >= s.settle, true
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
