@@ -54,19 +54,15 @@ func simulate(t testing.TB, c Config, arrivals []time.Duration, rnd Source, roun
 	return steps
 }
 
-// maxInWindow returns the largest number of times in any half-open window
-// [x, x+w) (times need not be sorted).
+// maxInWindow is MostInWindow of offsets (times need not be sorted).
 func maxInWindow(times []time.Duration, w time.Duration) int {
-	ts := slices.Clone(times)
-	slices.Sort(ts)
-	best, lo := 0, 0
-	for hi := range ts {
-		for ts[hi]-ts[lo] >= w {
-			lo++
-		}
-		best = max(best, hi-lo+1)
+	ts := make([]time.Time, len(times))
+	for i, d := range times {
+		ts[i] = time.Time{}.Add(d)
 	}
-	return best
+	slices.SortFunc(ts, time.Time.Compare)
+	most, _ := MostInWindow(ts, w)
+	return most
 }
 
 // check verifies the guarantees on a run and returns the release times.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/examples/backend"
 	"github.com/shadowlab/shadowlab/policy"
 )
@@ -62,7 +63,8 @@ func (d *demo) burst(ctx context.Context, pol *policy.Policy, n int) error {
 	renderProfiles(d.out, raw, held)
 
 	limit := adm.Limit * 110 / 100
-	peakRaw, peak := maxInWindow(raw.arrivals, adm.Window), maxInWindow(held.arrivals, adm.Window)
+	peakRaw, _ := admission.MostInWindow(raw.arrivals, adm.Window)
+	peak, _ := admission.MostInWindow(held.arrivals, adm.Window)
 	d.say("  without admission: peak %d per %s at the upstream, all %d answered within %s",
 		peakRaw, adm.Window, raw.ok, pct(raw.latencies, 1).Round(time.Millisecond))
 	d.say("  with admission:    peak %d per %s (any sliding window), %d answered 200, %d refused, %d failed; waits p50 %s, p99 %s, max %s",
@@ -181,18 +183,6 @@ func perSecond(o burstOutcome) []int {
 		counts[s]++
 	}
 	return counts
-}
-
-// maxInWindow is the most of the sorted times in any [t, t+w).
-func maxInWindow(ts []time.Time, w time.Duration) int {
-	best, j := 0, 0
-	for i := range ts {
-		for ts[i].Sub(ts[j]) >= w {
-			j++
-		}
-		best = max(best, i-j+1)
-	}
-	return best
 }
 
 // pct is the q-quantile of ds (0 when empty).

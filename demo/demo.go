@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -576,18 +575,11 @@ func lastLines(s string, n int) string {
 }
 
 func envoyVersion(bin string) string {
-	out, err := exec.Command(bin, "--version").Output()
+	v, err := envoy.Version(bin)
 	if err != nil {
 		return "envoy (version unknown)"
 	}
-	v := strings.TrimSpace(string(out))
-	if i := strings.Index(v, "version: "); i >= 0 {
-		v = v[i+len("version: "):]
-	}
-	if parts := strings.Split(v, "/"); len(parts) > 2 {
-		return "Envoy " + parts[1] + " (" + bin + ")"
-	}
-	return "Envoy " + v
+	return "Envoy " + v + " (" + bin + ")"
 }
 
 func freeAddr() string {

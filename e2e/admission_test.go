@@ -413,14 +413,8 @@ func lastArrival(ts []time.Time) time.Time {
 
 // maxInWindow is the most arrivals in any window [t, t+w) (sorted input).
 func maxInWindow(ts []time.Time, w time.Duration) int {
-	best, j := 0, 0
-	for i := range ts {
-		for ts[i].Sub(ts[j]) >= w {
-			j++
-		}
-		best = max(best, i-j+1)
-	}
-	return best
+	most, _ := admission.MostInWindow(ts, w)
+	return most
 }
 
 // perSecond is the arrival count in each second since start, as text.

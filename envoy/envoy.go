@@ -209,3 +209,21 @@ func Terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) {
 		<-exited
 	}
 }
+
+// Version is the release of the Envoy at bin, from `envoy --version`
+// ("envoy  version: <commit>/1.40.0/Clean/RELEASE/BoringSSL" → "1.40.0").
+func Version(bin string) (string, error) {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", bin, err)
+	}
+	s := strings.TrimSpace(string(out))
+	if _, rest, ok := strings.Cut(s, "version: "); ok {
+		if f := strings.Fields(rest); len(f) > 0 {
+			if parts := strings.Split(f[0], "/"); len(parts) > 1 {
+				return parts[1], nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%s --version: no version in %q", bin, s)
+}

@@ -39,3 +39,19 @@ func TestBinaryHonoursENVOY_BIN(t *testing.T) {
 		})
 	}
 }
+
+func TestVersion(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, out string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\necho '"+out+"'\n"), 0o755))
+		return p
+	}
+	v, err := Version(script("good", "\nenvoy  version: 9e5580933739/1.40.0/Clean/RELEASE/BoringSSL\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "1.40.0", v)
+	_, err = Version(script("odd", "hello"))
+	assert.ErrorContains(t, err, "no version")
+	_, err = Version(filepath.Join(dir, "missing"))
+	assert.Error(t, err)
+}

@@ -253,14 +253,8 @@ func (u *upstream) maxInWindow(path string, w time.Duration) int {
 	u.mu.Lock()
 	at := slices.Clone(u.at[path])
 	u.mu.Unlock()
-	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
-	most, j := 0, 0
-	for i := range at {
-		for at[i].Sub(at[j]) >= w {
-			j++
-		}
-		most = max(most, i-j+1)
-	}
+	slices.SortFunc(at, time.Time.Compare)
+	most, _ := admission.MostInWindow(at, w)
 	return most
 }
 

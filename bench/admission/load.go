@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"net"
 	"net/http"
@@ -80,7 +81,8 @@ func runCost(ctx context.Context, c *http.Client, urls [numArms]string, workers 
 	}
 	counts := make([]count, workers)
 	t0 := time.Now()
-	ticks := sampleTicks(ctx, t0, sl, envoyPid)
+	// Envoy's CPU ticks at every slice boundary.
+	ticks := measure.SampleAt(ctx, t0, sl.slice, len(sl.order), func() (uint64, error) { return measure.PidTicks(envoyPid) })
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -135,33 +137,6 @@ func runCost(ctx context.Context, c *http.Client, urls [numArms]string, workers 
 		}
 	}
 	return run
-}
-
-// sampleTicks reads pid's CPU ticks at t0 + k×slice for every slice
-// boundary of sl and sends them when done; nil if a read failed.
-func sampleTicks(ctx context.Context, t0 time.Time, sl slicing, pid int) <-chan []uint64 {
-	out := make(chan []uint64, 1)
-	go func() {
-		samples := make([]uint64, 0, len(sl.order)+1)
-		for k := range len(sl.order) + 1 {
-			t := time.NewTimer(time.Until(t0.Add(time.Duration(k) * sl.slice)))
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				out <- nil
-				return
-			case <-t.C:
-			}
-			n, err := pidTicks(pid)
-			if err != nil {
-				out <- nil
-				return
-			}
-			samples = append(samples, n)
-		}
-		out <- samples
-	}()
-	return out
 }
 
 // shot is one client of a burst: its attempts and its final answer.

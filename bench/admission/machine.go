@@ -4,12 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -22,39 +21,6 @@ import (
 // USER_HZ ticks (100 a second) in /proc/stat and /proc/<pid>/stat.
 const userHZ = 100
 
-// machineInfo describes where the run happened.
-type machineInfo struct {
-	CPUs     int
-	CPUModel string
-	Kernel   string
-	Go       string
-	Envoy    string // the first line of envoy --version
-	Date     string
-}
-
-func machine(envoyBin string) machineInfo {
-	m := machineInfo{CPUs: runtime.NumCPU(), Go: runtime.Version(), Date: time.Now().UTC().Format(time.RFC3339)}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	m.Envoy = "unknown"
-	if out, err := exec.Command(envoyBin, "--version").Output(); err == nil {
-		m.Envoy = strings.TrimSpace(string(out))
-		if _, rest, ok := strings.Cut(m.Envoy, "version: "); ok {
-			m.Envoy = strings.TrimSpace(rest)
-		}
-	}
-	return m
-}
-
 // cpuSample is the machine's busy and stolen ticks and ours (this process
 // and Envoy) at one instant.
 type cpuSample struct {
@@ -64,30 +30,12 @@ type cpuSample struct {
 
 func sampleCPU(pids ...int) (cpuSample, error) {
 	s := cpuSample{at: time.Now()}
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
+	var err error
+	if s.busy, s.steal, err = measure.SystemTicks(); err != nil {
 		return s, err
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return s, fmt.Errorf("/proc/stat: unexpected first line %q", line)
-	}
-	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return s, fmt.Errorf("/proc/stat: %w", err)
-		}
-		switch i {
-		case 3, 4: // idle, iowait
-		case 7:
-			s.steal = n
-		default:
-			s.busy += n
-		}
-	}
 	for _, pid := range pids {
-		n, err := pidTicks(pid)
+		n, err := measure.PidTicks(pid)
 		if err != nil {
 			return s, err
 		}
@@ -143,30 +91,6 @@ func waitQuiet(ctx context.Context, limit time.Duration, pids ...int) (bool, err
 		prev = cur
 	}
 	return false, nil
-}
-
-// pidTicks is utime + stime of a process. The command name, in
-// parentheses, may hold spaces: fields are counted after the last ')'.
-func pidTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	stat := string(b)
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name", pid, len(f))
-	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64)
-	stime, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return utime + stime, nil
 }
 
 // memKiB reads a field of /proc/<pid>/status given in kB (VmRSS, VmHWM).

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -179,7 +180,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	res = &results{Machine: machine(bin), Params: cfg}
+	res = &results{Machine: measure.DescribeMachine(bin), Params: cfg}
 
 	if cfg.wasm != "" {
 		res.Module.Source = "`" + cfg.wasm + "` (-wasm)"
@@ -424,7 +425,7 @@ func (b *bench) cost(ctx context.Context, name string, workers int, pace time.Du
 	cp := costPhase{Name: name, Seconds: sl.total().Seconds(), CPU: before.usage(after), Quiet: quiet}
 	for a := range numArms {
 		cp.Arms[a] = costArm{Requests: len(run.lat[a]) + run.errors[a], Errors: run.errors[a], Sent: run.sent[a],
-			Lat: summarize(run.lat[a]), NotHeld: summarize(run.notHeld[a])}
+			Lat: measure.Summarize(run.lat[a]), NotHeld: measure.Summarize(run.notHeld[a])}
 		if run.cpuOK && run.sent[a] > 0 {
 			cp.Arms[a].EnvoyUs = float64(run.envoyTicks[a]) * 1e6 / userHZ / float64(run.sent[a])
 		}

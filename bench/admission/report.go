@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"slices"
 	"strings"
@@ -211,7 +212,7 @@ func writeCPU(b *strings.Builder, c cpuUsage, quiet bool) {
 	b.WriteString("\n")
 }
 
-func latencyMs(s latencySummary) string {
+func latencyMs(s measure.Latency) string {
 	if s.N == 0 {
 		return "—"
 	}

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"net/http"
 	"os"
@@ -16,7 +17,7 @@ import (
 
 // results is everything a run measured.
 type results struct {
-	Machine     machineInfo
+	Machine     measure.Machine
 	Module      moduleInfo
 	Params      config
 	Startup     startup
@@ -40,9 +41,9 @@ type startup struct {
 type costArm struct {
 	Requests, Errors int // recorded
 	Sent             int // every request, recorded or not
-	Lat              latencySummary
-	NotHeld          latencySummary // the requests the plugin did not hold
-	EnvoyUs          float64        // Envoy CPU time per request sent, µs; 0 if unread
+	Lat              measure.Latency
+	NotHeld          measure.Latency // the requests the plugin did not hold
+	EnvoyUs          float64         // Envoy CPU time per request sent, µs; 0 if unread
 }
 
 type costPhase struct {
@@ -76,10 +77,10 @@ type burstResult struct {
 	PeakSent          int
 	PerSecond         []int // arrivals per second from the burst instant
 	LastArrival       time.Duration
-	Lat               latencySummary // of the 200s, from the burst instant
-	RejectLat         latencySummary // of the final 429s, from the burst instant
-	AttemptsPerSecond []int          // sent by the clients, per second from the burst instant
-	PeakAttempts      int            // most attempts sent in any 1 s window
+	Lat               measure.Latency // of the 200s, from the burst instant
+	RejectLat         measure.Latency // of the final 429s, from the burst instant
+	AttemptsPerSecond []int           // sent by the clients, per second from the burst instant
+	PeakAttempts      int             // most attempts sent in any 1 s window
 
 	t0       time.Time
 	arrivals []arrival
@@ -106,7 +107,7 @@ func (br *burstResult) summarize(t0 time.Time, shots []shot, arrivals []arrival)
 			br.Other++
 		}
 	}
-	br.Lat, br.RejectLat = summarize(ok), summarize(rejected)
+	br.Lat, br.RejectLat = measure.Summarize(ok), measure.Summarize(rejected)
 	br.AttemptsPerSecond = perSecond(sent)
 	br.PeakAttempts, _ = mostInWindow(sent, time.Second)
 	at := make([]time.Duration, len(arrivals))
@@ -209,16 +210,16 @@ type releaseDetail struct {
 	Held            int // the rest passed at once
 	// Held requests are sent in groups, one per tick that released them:
 	// the time between groups, and the most sent within 1 ms.
-	BetweenTicks    latencySummary
+	BetweenTicks    measure.Latency
 	MostAtOnce      int
-	Decided         latencySummary // when Envoy saw the requests
-	PeakSent        int            // most sends in any 1 s window
+	Decided         measure.Latency // when Envoy saw the requests
+	PeakSent        int             // most sends in any 1 s window
 	PeakSentFrom    time.Duration
 	PeakArrived     int // most arrivals in any 1 s window (wall clock)
 	PeakArrivedFrom time.Duration
-	SentInPeak      int            // sends in that arrival window
-	Lag             latencySummary // arrival − send
-	ResumeToSend    latencySummary // for held requests: send − (decision + held-ms)
+	SentInPeak      int             // sends in that arrival window
+	Lag             measure.Latency // arrival − send
+	ResumeToSend    measure.Latency // for held requests: send − (decision + held-ms)
 	// When the densest window of sends (of arrivals) holds more than the
 	// limit: its first and last requests.
 	SendEdge, ArrivalEdge []releaseRow
@@ -244,7 +245,7 @@ func releaseOf(br *burstResult, logged map[string]logLine, limit int) *releaseDe
 			resume = append(resume, r.Sent-r.Decided-time.Duration(r.HeldMs)*time.Millisecond)
 		}
 	}
-	d.Decided, d.Lag, d.ResumeToSend = summarize(decided), summarize(lag), summarize(resume)
+	d.Decided, d.Lag, d.ResumeToSend = measure.Summarize(decided), measure.Summarize(lag), measure.Summarize(resume)
 	var heldSent []time.Duration
 	for _, r := range rows {
 		if r.HeldMs >= 0 {
@@ -252,7 +253,7 @@ func releaseOf(br *burstResult, logged map[string]logLine, limit int) *releaseDe
 		}
 	}
 	d.MostAtOnce, _ = mostInWindow(heldSent, time.Millisecond)
-	d.BetweenTicks = summarize(groupGaps(heldSent, time.Millisecond))
+	d.BetweenTicks = measure.Summarize(groupGaps(heldSent, time.Millisecond))
 	d.PeakSent, d.PeakSentFrom = mostInWindow(sent, time.Second)
 	d.PeakArrived, d.PeakArrivedFrom = mostInWindow(arrived, time.Second)
 	d.SentInPeak = inWindow(sent, d.PeakArrivedFrom, time.Second)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/shadowlab/shadowlab/admission"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -13,48 +14,17 @@ import (
 // burst's arrival times say (the most in any window, the count per second).
 // Times are offsets from the start of a phase, so tests are step tables.
 
-// percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted
-// values: the smallest value with at least p % of the values at or below it.
-// It is 0 for no values.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	// The epsilon keeps float error from pushing an exact rank up by one.
-	rank := int(math.Ceil(p*float64(len(sorted))/100 - 1e-9))
-	return sorted[min(max(rank, 1), len(sorted))-1]
-}
-
-// latencySummary is a distribution in a few numbers.
-type latencySummary struct {
-	N                  int
-	P50, P90, P99, Max time.Duration
-}
-
-// summarize sorts d in place and summarizes it.
-func summarize(d []time.Duration) latencySummary {
-	slices.Sort(d)
-	s := latencySummary{N: len(d), P50: percentile(d, 50), P90: percentile(d, 90), P99: percentile(d, 99)}
-	if len(d) > 0 {
-		s.Max = d[len(d)-1]
-	}
-	return s
-}
-
-// mostInWindow is the most offsets in any half-open window [t, t+w), and
-// the window's first offset. It sorts at in place.
+// mostInWindow is admission.MostInWindow of offsets: the most in any
+// half-open window [t, t+w), and the window's first offset. It sorts at in
+// place.
 func mostInWindow(at []time.Duration, w time.Duration) (most int, from time.Duration) {
 	slices.Sort(at)
-	j := 0
-	for i := range at {
-		for at[i]-at[j] >= w {
-			j++
-		}
-		if n := i - j + 1; n > most {
-			most, from = n, at[j]
-		}
+	ts := make([]time.Time, len(at))
+	for i, d := range at {
+		ts[i] = time.Time{}.Add(d)
 	}
-	return most, from
+	most, start := admission.MostInWindow(ts, w)
+	return most, start.Sub(time.Time{})
 }
 
 // inWindow counts the offsets in [from, from+w).

@@ -54,31 +54,6 @@ func TestPerSecond(t *testing.T) {
 	}
 }
 
-func TestPercentile(t *testing.T) {
-	hundred := make([]time.Duration, 100)
-	for i := range hundred {
-		hundred[i] = time.Duration(i+1) * ms1
-	}
-	tests := map[string]struct {
-		sorted []time.Duration
-		p      float64
-		want   time.Duration
-	}{
-		"empty":    {p: 50, want: 0},
-		"one":      {sorted: []time.Duration{7}, p: 99, want: 7},
-		"p50":      {sorted: hundred, p: 50, want: 50 * ms1},
-		"p99":      {sorted: hundred, p: 99, want: 99 * ms1},
-		"p100":     {sorted: hundred, p: 100, want: 100 * ms1},
-		"tiny p":   {sorted: hundred, p: 0.001, want: ms1},
-		"two, p50": {sorted: []time.Duration{1, 2}, p: 50, want: 1},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			assert.Equal(t, tc.want, percentile(tc.sorted, tc.p))
-		})
-	}
-}
-
 func TestHistogram(t *testing.T) {
 	got := histogram([]int{100, 50, 0}, 10)
 	assert.Equal(t, "  0-1   s   100 ##########\n  1-2   s    50 #####\n  2-3   s     0 \n", got)

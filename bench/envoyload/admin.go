@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -114,21 +113,4 @@ func routeReport(ctx context.Context, api, route string) (report.RouteReport, er
 		return rr, fmt.Errorf("report of %s: %d %s", route, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	return rr, json.Unmarshal(b, &rr)
-}
-
-// envoyVersion is the version field of `envoy --version` (1.40.0).
-func envoyVersion(bin string) string {
-	out, err := exec.Command(bin, "--version").Output()
-	if err != nil {
-		return "unknown"
-	}
-	s := string(out)
-	if _, rest, ok := strings.Cut(s, "version: "); ok {
-		if f := strings.Fields(rest); len(f) > 0 {
-			if parts := strings.Split(f[0], "/"); len(parts) > 1 {
-				return parts[1]
-			}
-		}
-	}
-	return strings.TrimSpace(s)
 }

@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"time"
 )
 
@@ -47,21 +43,13 @@ type cpuSample struct {
 // procGenerator, procSUT, procEnvoy).
 func sampleCPU(pids [numProcs]int) (cpuSample, error) {
 	s := cpuSample{at: time.Now()}
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return s, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	if s.busy, s.steal, err = busyTicks(line); err != nil {
+	var err error
+	if s.busy, s.steal, err = measure.SystemTicks(); err != nil {
 		return s, err
 	}
 	for i, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
+		if s.procs[i], err = measure.PidTicks(pid); err != nil {
 			return s, err
-		}
-		if s.procs[i], err = processTicks(string(b)); err != nil {
-			return s, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 		}
 	}
 	return s, nil
@@ -156,69 +144,5 @@ func armsCPU(samples []cpuSample, sl slicing, sent [numArms]int) [numArms]armCPU
 // (k = 0 … len(order)) and sends the samples when done; nil if a sample
 // failed or ctx ended.
 func sampleSlices(ctx context.Context, t0 time.Time, sl slicing, pids [numProcs]int) <-chan []cpuSample {
-	out := make(chan []cpuSample, 1)
-	go func() {
-		samples := make([]cpuSample, 0, len(sl.order)+1)
-		for k := range len(sl.order) + 1 {
-			t := time.NewTimer(time.Until(t0.Add(time.Duration(k) * sl.slice)))
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				out <- nil
-				return
-			case <-t.C:
-			}
-			s, err := sampleCPU(pids)
-			if err != nil {
-				out <- nil
-				return
-			}
-			samples = append(samples, s)
-		}
-		out <- samples
-	}()
-	return out
-}
-
-// busyTicks reads /proc/stat's aggregate "cpu" line: busy is user, nice,
-// system, irq and softirq (guest time is already in user); steal is steal.
-func busyTicks(line string) (busy, steal uint64, err error) {
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
-	}
-	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
-		}
-		switch i {
-		case 3, 4: // idle, iowait
-		case 7:
-			steal = n
-		default:
-			busy += n
-		}
-	}
-	return busy, steal, nil
-}
-
-// processTicks is utime + stime of a /proc/<pid>/stat line. The command
-// name, in parentheses, may hold spaces and parentheses: fields are counted
-// after the last ')'.
-func processTicks(stat string) (uint64, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("no command name")
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("%d fields after the command name", len(f))
-	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return utime + stime, nil
+	return measure.SampleAt(ctx, t0, sl.slice, len(sl.order), func() (cpuSample, error) { return sampleCPU(pids) })
 }

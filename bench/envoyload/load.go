@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"net"
 	"net/http"
@@ -242,10 +243,10 @@ func (r *openRun) writeCSV(w io.Writer) error {
 type openArm struct {
 	Requests int // due in the arm's recorded time
 	Errors   int // failed or never sent
-	Latency  latencySummary
-	Lag      latencySummary // dispatch lag: sent − due
-	RPS      float64        // answered requests per second of recorded time
-	Sent     int            // every request sent to the arm, recorded or not
+	Latency  measure.Latency
+	Lag      measure.Latency // dispatch lag: sent − due
+	RPS      float64         // answered requests per second of recorded time
+	Sent     int             // every request sent to the arm, recorded or not
 }
 
 // arms splits the run by arm, keeping the recorded requests only.
@@ -274,8 +275,8 @@ func (r *openRun) arms() [numArms]openArm {
 		lag[arm] = append(lag[arm], r.start[i]-due)
 	}
 	for a := range numArms {
-		out[a].Latency = summarize(lat[a])
-		out[a].Lag = summarize(lag[a])
+		out[a].Latency = measure.Summarize(lat[a])
+		out[a].Lag = measure.Summarize(lag[a])
 		out[a].RPS = float64(out[a].Latency.N) / r.sl.recordedTime(a).Seconds()
 	}
 	return out

@@ -43,13 +43,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -274,7 +274,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 	if err := b.waitServing(startCtx); err != nil {
 		return nil, err
 	}
-	res = &results{Machine: machine(bin), Params: paramsOf(cfg)}
+	res = &results{Machine: measure.DescribeMachine(bin), Params: paramsOf(cfg)}
 	if err := b.warm(ctx); err != nil {
 		return nil, err
 	}
@@ -591,21 +591,4 @@ func tail(s string, lines int) string {
 		ls = ls[len(ls)-lines:]
 	}
 	return strings.Join(ls, "\n")
-}
-
-// machine describes where the run happened.
-func machine(envoyBin string) machineInfo {
-	m := machineInfo{CPUs: runtime.NumCPU(), Go: runtime.Version(), Envoy: envoyVersion(envoyBin), Date: time.Now().UTC().Format(time.RFC3339)}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	return m
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"maps"
 	"slices"
@@ -11,7 +12,7 @@ import (
 
 // results is everything a run measured: the JSON of -json.
 type results struct {
-	Machine    machineInfo      `json:"machine"`
+	Machine    measure.Machine  `json:"machine"`
 	Params     params           `json:"parameters"`
 	Throughput throughputResult `json:"throughput"`
 	Latency    latencyResult    `json:"latency"`
@@ -21,15 +22,6 @@ type results struct {
 	Pairs    int            `json:"pairs"`
 	Outcomes map[string]int `json:"outcomes"`
 	Budgets  []budget       `json:"budgets"`
-}
-
-type machineInfo struct {
-	CPUs     int    `json:"cpus"`
-	CPUModel string `json:"cpu_model"`
-	Kernel   string `json:"kernel"`
-	Go       string `json:"go"`
-	Envoy    string `json:"envoy"`
-	Date     string `json:"date"`
 }
 
 type params struct {

@@ -3,7 +3,6 @@ package main
 import (
 	"math"
 	"math/rand/v2"
-	"slices"
 	"time"
 )
 
@@ -93,35 +92,6 @@ func interleave(pairs int, rng *rand.Rand) []int {
 		}
 	}
 	return order
-}
-
-// percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted
-// values: the smallest value with at least p % of the values at or below it.
-// It is 0 for no values.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	// The epsilon keeps float error from pushing an exact rank up by one
-	// (99.9 % of 1000 is 999.0000000000001 in floating point).
-	rank := int(math.Ceil(p*float64(len(sorted))/100 - 1e-9))
-	return sorted[min(max(rank, 1), len(sorted))-1]
-}
-
-// latencySummary is a latency distribution in a few numbers.
-type latencySummary struct {
-	N                  int
-	P50, P90, P99, Max time.Duration
-}
-
-// summarize sorts lat in place and summarizes it.
-func summarize(lat []time.Duration) latencySummary {
-	slices.Sort(lat)
-	s := latencySummary{N: len(lat), P50: percentile(lat, 50), P90: percentile(lat, 90), P99: percentile(lat, 99)}
-	if len(lat) > 0 {
-		s.Max = lat[len(lat)-1]
-	}
-	return s
 }
 
 // ratio is a/b, or 0 when b is 0 (no data is not a ratio).
