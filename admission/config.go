@@ -52,7 +52,8 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", uint8(m))
 }
 
-// ParseMode parses "delay", "reject" or "observe".
+// ParseMode parses "delay", "reject" or "observe". Its error is a
+// *ConfigError.
 func ParseMode(s string) (Mode, error) {
 	switch s {
 	case "delay":
@@ -62,7 +63,10 @@ func ParseMode(s string) (Mode, error) {
 	case "observe":
 		return ModeObserve, nil
 	}
-	return 0, fmt.Errorf("%w: mode: must be delay, reject or observe (got %q)", ErrInvalidConfig, s)
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return 0, &ConfigError{Field: "mode", Problem: fmt.Sprintf("must be delay, reject or observe (got %q)", s)}
 }
 
 // MarshalText implements encoding.TextMarshaler, so a Mode is a JSON string.

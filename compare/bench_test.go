@@ -26,7 +26,7 @@ func benchPairs(size int) [][2]Response {
 }
 
 func BenchmarkCompare(b *testing.B) {
-	rules, err := NewRules(nil)
+	rules, err := NewRules(Spec{})
 	if err != nil {
 		b.Fatal(err)
 	}

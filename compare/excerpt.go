@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/shadowlab/shadowlab/policy"
 )
 
 // ellipsis ends an excerpt that was cut.
@@ -16,7 +14,7 @@ const ellipsis = "…"
 const excerptBudget = MaxExcerpt + 8
 
 // appendField appends a member step to a path: .name, or ['name'] when
-// the name is not a plain identifier (the form policy.ParsePath reads).
+// the name is not a plain identifier (the form ParsePath reads).
 func appendField(p, name []byte) []byte {
 	plain := len(name) > 0
 	for _, c := range name {
@@ -29,7 +27,7 @@ func appendField(p, name []byte) []byte {
 		p = append(p, '.')
 		return append(p, name...)
 	}
-	return append(p, policy.PathSegment{Kind: policy.SegmentField, Name: string(name)}.String()...)
+	return append(p, PathSegment{Kind: SegmentField, Name: string(name)}.String()...)
 }
 
 // excerpt renders node t of d as compact JSON of at most MaxExcerpt bytes,

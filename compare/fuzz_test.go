@@ -9,17 +9,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/shadowlab/shadowlab/policy"
 )
 
 // fuzzRules are the rule sets FuzzCompare runs every input under.
 func fuzzRules(t testing.TB) []*Rules {
 	return []*Rules{
-		mustRules(t, nil),
-		mustRules(t, &policy.Compare{
+		mustRules(t, Spec{}),
+		mustRules(t, Spec{
 			Ignore:           []string{"$.ts", "$.items[*].id", "$.*.nonce", "$[0]"},
-			NumericTolerance: ptr(0.01),
+			NumericTolerance: 0.01,
 			UnorderedArrays:  []string{"$.tags", "$.items by id", "$", "$.*[*].b"},
 			Headers:          []string{"content-type", "etag"},
 			Redact:           []string{"password", "a"},
@@ -140,10 +138,10 @@ func checkResult(t *testing.T, r Result) {
 			t.Fatalf("incomplete difference: %+v", d)
 		}
 		if strings.HasPrefix(d.Path, "$") && d.Path != Truncated {
-			if _, err := policy.ParsePath(d.Path); err != nil {
+			if _, err := ParsePath(d.Path); err != nil {
 				t.Fatalf("path %q does not parse: %v", d.Path, err)
 			}
-			if _, err := policy.ParsePath(d.Pattern); err != nil {
+			if _, err := ParsePath(d.Pattern); err != nil {
 				t.Fatalf("pattern %q does not parse: %v", d.Pattern, err)
 			}
 		}

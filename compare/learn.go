@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // LearnerConfig bounds and tunes a Learner. Zero fields take the defaults.
@@ -26,12 +28,6 @@ const (
 	// MaxPatterns bounds the patterns one Learner tracks; patterns met
 	// after that are counted in LearnerStats.Untracked, not tracked.
 	MaxPatterns = 10000
-)
-
-// Sides of a pair, as Observe takes them.
-const (
-	SidePrimary = "primary"
-	SideShadow  = "shadow"
 )
 
 // Learner learns a route's noise: the patterns whose values vary between
@@ -122,8 +118,8 @@ func NewLearner(cfg LearnerConfig, rules *Rules) *Learner {
 	return l
 }
 
-// Observe remembers resp as the latest answer of side (SidePrimary or
-// SideShadow; anything else is ignored) to the request identified by
+// Observe remembers resp as the latest answer of side (anything but
+// wire.SidePrimary or wire.SideShadow is ignored) to the request identified by
 // fingerprint, a hash the caller computes of what selects the response
 // (method, path, query, and the caller's identity when answers depend on
 // it). If the side's previous answer to the same fingerprint is remembered
@@ -131,16 +127,11 @@ func NewLearner(cfg LearnerConfig, rules *Rules) *Learner {
 // pattern seen in either counts one comparison for the side, and one
 // variation if it differed. Bodies that decode to more than MaxBodyBytes
 // are neither compared nor remembered.
-func (l *Learner) Observe(side, fingerprint string, resp Response) {
-	var s int
-	switch side {
-	case SidePrimary:
-		s = 0
-	case SideShadow:
-		s = 1
-	default:
+func (l *Learner) Observe(side wire.Side, fingerprint string, resp Response) {
+	if side != wire.SidePrimary && side != wire.SideShadow {
 		return
 	}
+	s := side.Index()
 	m := &memo{status: resp.Status, headers: make([]string, len(l.rules.headers))}
 	for i, h := range l.rules.headers {
 		if v, ok := resp.Headers[h]; ok {

@@ -7,8 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 type observation struct {
@@ -23,7 +22,7 @@ func obs(side, fp, body string) observation { return observation{side, fp, jsonR
 func TestLearner(t *testing.T) {
 	tests := map[string]struct {
 		cfg   LearnerConfig
-		rules *policy.Compare
+		rules Spec
 		seen  []observation
 		want  []NoisePath
 		stats LearnerStats
@@ -131,7 +130,7 @@ func TestLearner(t *testing.T) {
 		},
 		"ignored paths are not tracked": {
 			cfg:   LearnerConfig{MinComparisons: 1},
-			rules: &policy.Compare{Ignore: []string{"$.ts"}},
+			rules: Spec{Ignore: []string{"$.ts"}},
 			seen: []observation{
 				obs("primary", "a", `{"ts":1}`),
 				obs("primary", "a", `{"ts":2}`),
@@ -140,7 +139,7 @@ func TestLearner(t *testing.T) {
 		},
 		"tolerance applies": {
 			cfg:   LearnerConfig{MinComparisons: 1},
-			rules: &policy.Compare{NumericTolerance: ptr(0.1)},
+			rules: Spec{NumericTolerance: 0.1},
 			seen: []observation{
 				obs("primary", "a", `{"x":1.0}`),
 				obs("primary", "a", `{"x":1.05}`),
@@ -149,7 +148,7 @@ func TestLearner(t *testing.T) {
 		},
 		"unordered arrays apply": {
 			cfg:   LearnerConfig{MinComparisons: 1},
-			rules: &policy.Compare{UnorderedArrays: []string{"$.tags"}},
+			rules: Spec{UnorderedArrays: []string{"$.tags"}},
 			seen: []observation{
 				obs("primary", "a", `{"tags":["a","b"]}`),
 				obs("primary", "a", `{"tags":["b","a"]}`),
@@ -188,7 +187,7 @@ func TestLearner(t *testing.T) {
 		},
 		"headers the rules compare can be noise": {
 			cfg:   LearnerConfig{MinComparisons: 2},
-			rules: &policy.Compare{Headers: []string{"date", "etag", "x-absent"}},
+			rules: Spec{Headers: []string{"date", "etag", "x-absent"}},
 			seen: []observation{
 				{"primary", "a", Response{Status: 200, Headers: map[string]string{"date": "1", "etag": "e"}}},
 				{"primary", "a", Response{Status: 200, Headers: map[string]string{"date": "2", "etag": "e"}}},
@@ -215,7 +214,8 @@ func TestLearner(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			l := NewLearner(tc.cfg, mustRules(t, tc.rules))
 			for _, o := range tc.seen {
-				l.Observe(o.side, o.fp, o.resp)
+				side, _ := wire.ParseSide(o.side)
+				l.Observe(side, o.fp, o.resp)
 			}
 			if diff := cmp.Diff(tc.want, l.Noise()); diff != "" {
 				t.Errorf("Noise (-want +got):\n%s", diff)
@@ -236,9 +236,9 @@ func TestLearner(t *testing.T) {
 }
 
 func TestLearnerIsNoiseDiff(t *testing.T) {
-	l := NewLearner(LearnerConfig{MinComparisons: 2}, mustRules(t, &policy.Compare{Headers: []string{"date"}}))
+	l := NewLearner(LearnerConfig{MinComparisons: 2}, mustRules(t, Spec{Headers: []string{"date"}}))
 	for i := range 3 {
-		l.Observe("primary", "a", Response{
+		l.Observe(wire.SidePrimary, "a", Response{
 			Status:  200,
 			Headers: map[string]string{"content-type": "application/json", "date": fmt.Sprint(i)},
 			Body:    []byte(fmt.Sprintf(`{"ts":%d,"list":[%s],"v":1}`, i, strings.Repeat("0,", i)+"0")),
@@ -283,7 +283,7 @@ func TestLearnerPatternLimit(t *testing.T) {
 	}
 	b.WriteByte('}')
 	for range 2 {
-		l.Observe("primary", "a", jsonResp(b.String()))
+		l.Observe(wire.SidePrimary, "a", jsonResp(b.String()))
 	}
 	st := l.Stats()
 	if st.Patterns != MaxPatterns || st.Untracked != 11 {
@@ -297,7 +297,7 @@ func TestLearnerConcurrent(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range 200 {
-				l.Observe([]string{"primary", "shadow"}[i%2], fmt.Sprint(i%16), jsonResp(fmt.Sprintf(`{"g":%d,"i":%d,"v":1}`, g, i)))
+				l.Observe([]wire.Side{wire.SidePrimary, wire.SideShadow}[i%2], fmt.Sprint(i%16), jsonResp(fmt.Sprintf(`{"g":%d,"i":%d,"v":1}`, g, i)))
 				l.IsNoise("$.i")
 			}
 		})

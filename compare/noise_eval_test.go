@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // expected is a seeded real difference: the pair must report every one of
@@ -52,8 +52,8 @@ func TestNoiseEvaluation(t *testing.T) {
 		requests = 30000
 		lines    = 3
 	)
-	rules := mustRules(t, &policy.Compare{
-		NumericTolerance: ptr(0.01),
+	rules := mustRules(t, Spec{
+		NumericTolerance: 0.01,
 		UnorderedArrays:  []string{"$.order.lines[*].tags"},
 	})
 	learner := NewLearner(LearnerConfig{}, rules)
@@ -116,8 +116,8 @@ func TestNoiseEvaluation(t *testing.T) {
 			seededCount[s.name]++
 		}
 
-		learner.Observe(SidePrimary, fp, primary)
-		learner.Observe(SideShadow, fp, shadow)
+		learner.Observe(wire.SidePrimary, fp, primary)
+		learner.Observe(wire.SideShadow, fp, shadow)
 		res := Compare(primary, shadow, rules)
 		if res.Skipped != "" {
 			t.Fatalf("skipped: %s", res.Skipped)
@@ -308,8 +308,8 @@ func TestNoiseLimits(t *testing.T) {
 		for i := range n {
 			fp := fmt.Sprint(i % 50)
 			p, s := resp(`{"cache":"`+cache()+`"}`), resp(`{"cache":"`+cache()+`"}`)
-			l.Observe(SidePrimary, fp, p)
-			l.Observe(SideShadow, fp, s)
+			l.Observe(wire.SidePrimary, fp, p)
+			l.Observe(wire.SideShadow, fp, s)
 			for _, d := range Compare(p, s, nil).Differences {
 				if !l.IsNoiseDiff(d) {
 					reported++
@@ -324,7 +324,7 @@ func TestNoiseLimits(t *testing.T) {
 	t.Run("real change on a noise path is hidden", func(t *testing.T) {
 		l := NewLearner(LearnerConfig{}, nil)
 		for i := range 10 {
-			l.Observe(SidePrimary, "a", resp(fmt.Sprintf(`{"at":"2026-03-14T09:00:%02dZ"}`, i)))
+			l.Observe(wire.SidePrimary, "a", resp(fmt.Sprintf(`{"at":"2026-03-14T09:00:%02dZ"}`, i)))
 		}
 		d := Compare(resp(`{"at":"2026-03-14T09:00:00Z"}`), resp(`{"at":1773478800}`), nil).Differences[0]
 		t.Logf("%s %s %s → %s is noise: %v", d.Path, d.Kind, d.Primary, d.Shadow, l.IsNoiseDiff(d))
@@ -335,7 +335,7 @@ func TestNoiseLimits(t *testing.T) {
 	t.Run("fingerprint without identity makes per-user data noise", func(t *testing.T) {
 		l := NewLearner(LearnerConfig{}, nil)
 		for i := range 10 {
-			l.Observe(SidePrimary, "GET /me", resp(fmt.Sprintf(`{"user":"u%d"}`, i%3)))
+			l.Observe(wire.SidePrimary, "GET /me", resp(fmt.Sprintf(`{"user":"u%d"}`, i%3)))
 		}
 		t.Logf("GET /me fingerprinted without the caller's identity: $.user is noise: %v", l.IsNoise("$.user"))
 		if !l.IsNoise("$.user") {

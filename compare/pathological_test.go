@@ -3,8 +3,6 @@ package compare
 import (
 	"strings"
 	"testing"
-
-	"github.com/shadowlab/shadowlab/policy"
 )
 
 // TestPathologicalInputs runs inputs built to hit the expensive corners
@@ -12,7 +10,7 @@ import (
 // beyond float64, big unordered arrays). Timing never gates a test: this
 // checks the results, and `go test -v` shows how long each took.
 func TestPathologicalInputs(t *testing.T) {
-	r := mustRules(t, &policy.Compare{UnorderedArrays: []string{"$"}, Redact: []string{"x"}, NumericTolerance: ptr(0.01)})
+	r := mustRules(t, Spec{UnorderedArrays: []string{"$"}, Redact: []string{"x"}, NumericTolerance: 0.01})
 	deep := func(n int, leaf string) string {
 		return strings.Repeat(`{"b":1,"a":`, n) + leaf + strings.Repeat("}", n)
 	}

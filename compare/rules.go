@@ -1,7 +1,6 @@
 package compare
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -9,13 +8,51 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
+// Spec is what a route's compare block says about comparing: the rules
+// NewRules compiles. Paths are ParsePath paths; an unorderedArrays entry may
+// name the member that identifies elements ("$.users by id").
+type Spec struct {
+	Ignore           []string // JSON paths whose values are not compared
+	UnorderedArrays  []string // JSON paths of arrays compared as multisets, or matched "by" a member
+	NumericTolerance float64  // absolute, >= 0
+	Headers          []string // response headers compared, lower case (checked by the policy)
+	Redact           []string // member and header names whose values never appear in excerpts
+}
+
+// SpecError is one problem with one entry of a Spec: Field is its name in
+// the policy ("ignore", "unorderedArrays", "numericTolerance", "redact") and
+// Index the entry's position in a list (-1 for a single value).
+type SpecError struct {
+	Field string
+	Index int
+	Msg   string
+}
+
+func (e *SpecError) Error() string {
+	if e.Index < 0 {
+		return e.Field + ": " + e.Msg
+	}
+	return e.Field + "[" + strconv.Itoa(e.Index) + "]: " + e.Msg
+}
+
+// SpecErrors are every problem of a Spec, in the order of its fields.
+type SpecErrors []*SpecError
+
+func (es SpecErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Rules is one route's compare block, compiled once and shared by every
-// comparison of the route (it is safe for concurrent use). The zero Rules,
-// like NewRules(nil), compares status and bodies exactly: nothing ignored,
-// no tolerance, arrays ordered, no headers.
+// comparison of the route (it is safe for concurrent use). The zero Rules
+// compares status and bodies exactly: nothing ignored, no tolerance, arrays
+// ordered, no headers.
 type Rules struct {
 	root      *rule    // ignore and unordered paths as a tree; nil: none
 	tolerance float64  // absolute, >= 0
@@ -39,88 +76,92 @@ type rule struct {
 	hasBy     bool
 }
 
-// NewRules compiles a route's compare block; nil means the defaults. It
-// reports every invalid entry, each with its place in the block.
+// NewRules compiles a Spec. It reports every invalid entry at once, as
+// SpecErrors.
 //
-// Paths are policy.ParsePath paths. As in JSONPath, .* and [*] both select
-// every child of an object or an array. An unorderedArrays entry may name
-// the member that identifies elements: "$.users by id" pairs elements whose
-// id values are equal; without it the array is compared as a multiset.
-func NewRules(c *policy.Compare) (*Rules, error) {
+// As in JSONPath, .* and [*] both select every child of an object or an
+// array. An unorderedArrays entry "$.users by id" pairs elements whose id
+// values are equal; without "by" the array is compared as a multiset.
+func NewRules(s Spec) (*Rules, error) {
 	r := &Rules{}
-	if c == nil {
-		return r, nil
+	var errs SpecErrors
+	bad := func(field string, i int, format string, args ...any) {
+		errs = append(errs, &SpecError{Field: field, Index: i, Msg: fmt.Sprintf(format, args...)})
 	}
-	var errs []error
-	for i, s := range c.Ignore {
-		segs, err := policy.ParsePath(s)
+	for i, p := range s.Ignore {
+		segs, err := ParsePath(p)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("ignore[%d]: invalid JSON path %q: %w", i, s, err))
+			bad("ignore", i, "invalid JSON path %q: %v", clipText(p), err)
 		case len(segs) == 0:
-			errs = append(errs, fmt.Errorf("ignore[%d]: ignoring \"$\" would ignore the whole body", i))
+			bad("ignore", i, "ignoring \"$\" would ignore the whole body; name what to ignore, e.g. \"$.generated_at\"")
 		default:
 			r.add(segs).ignore = true
 		}
 	}
-	for i, s := range c.UnorderedArrays {
-		p, by, hasBy := policy.SplitUnordered(s)
-		segs, err := policy.ParsePath(p)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("unorderedArrays[%d]: invalid JSON path %q: %w", i, p, err))
-		case hasBy && by == "":
-			errs = append(errs, fmt.Errorf("unorderedArrays[%d]: %q names no member after \"by\"", i, s))
-		default:
-			if n := r.add(segs); !n.unordered { // the first entry for a path wins
-				n.unordered, n.by, n.hasBy = true, by, hasBy
-			}
-		}
-	}
-	if t := c.NumericTolerance; t != nil {
-		if math.IsNaN(*t) || math.IsInf(*t, 0) || *t < 0 {
-			errs = append(errs, fmt.Errorf("numericTolerance: must be a number of at least 0 (got %v)", *t))
-		} else if *t > 0 {
-			r.tolerance = *t
-			var scratch []byte
-			r.tolDec = parseDecimal([]byte(strconv.FormatFloat(*t, 'g', -1, 64)), &scratch)
-		}
-	}
-	seen := map[string]bool{}
-	for i, h := range c.Headers {
-		h = strings.ToLower(strings.TrimSpace(h))
-		if h == "" {
-			errs = append(errs, fmt.Errorf("headers[%d]: must not be empty", i))
+	for i, entry := range s.UnorderedArrays {
+		p, by, hasBy := strings.Cut(entry, " by ")
+		p, by = strings.TrimSpace(p), strings.TrimSpace(by)
+		if hasBy && by == "" {
+			bad("unorderedArrays", i, "%q: name the member after \"by\", e.g. \"$.users by id\"", clipText(entry))
 			continue
 		}
-		if !seen[h] {
-			seen[h] = true
+		segs, err := ParsePath(p)
+		if err != nil {
+			bad("unorderedArrays", i, "invalid JSON path %q: %v", clipText(p), err)
+			continue
+		}
+		if n := r.add(segs); !n.unordered { // the first entry for a path wins
+			n.unordered, n.by, n.hasBy = true, by, hasBy
+		}
+	}
+	if t := s.NumericTolerance; math.IsNaN(t) || math.IsInf(t, 0) || t < 0 {
+		bad("numericTolerance", -1, "must be a number of at least 0 (got %s)", strconv.FormatFloat(t, 'g', -1, 64))
+	} else if t > 0 {
+		r.tolerance = t
+		var scratch []byte
+		r.tolDec = parseDecimal([]byte(strconv.FormatFloat(t, 'g', -1, 64)), &scratch)
+	}
+	for _, h := range s.Headers {
+		h = strings.ToLower(h)
+		if !slices.Contains(r.headers, h) {
 			r.headers = append(r.headers, h)
 		}
 	}
 	slices.Sort(r.headers)
-	for i, f := range c.Redact {
+	for i, f := range s.Redact {
 		if f == "" {
-			errs = append(errs, fmt.Errorf("redact[%d]: must not be empty", i))
+			bad("redact", i, "must not be empty")
 			continue
 		}
 		r.redact = append(r.redact, f)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return r, nil
 }
 
+// Headers are the response headers compared, lower case and sorted.
+func (r *Rules) Headers() []string { return r.headers }
+
+// clipText shortens s for a message (%q shows a cut rune as bytes).
+func clipText(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
+}
+
 // add returns the tree node for segs, creating the way to it.
-func (r *Rules) add(segs []policy.PathSegment) *rule {
+func (r *Rules) add(segs []PathSegment) *rule {
 	if r.root == nil {
 		r.root = &rule{}
 	}
 	n := r.root
 	for _, s := range segs {
 		switch s.Kind {
-		case policy.SegmentField:
+		case SegmentField:
 			if n.fields == nil {
 				n.fields = map[string]*rule{}
 			}
@@ -130,7 +171,7 @@ func (r *Rules) add(segs []policy.PathSegment) *rule {
 				n.fields[s.Name] = c
 			}
 			n = c
-		case policy.SegmentIndex:
+		case SegmentIndex:
 			if n.index == nil {
 				n.index = map[int]*rule{}
 			}
@@ -161,8 +202,8 @@ func (r *Rules) redacts(name []byte) bool {
 }
 
 // redactsHeader reports whether a header's value never appears in excerpts:
-// policy.SecretHeaders (Authorization, Cookie, Set-Cookie, ...), and
-// headers named in the redact list.
+// wire.SecretHeaders (Authorization, Cookie, Set-Cookie, ...), and headers
+// named in the redact list.
 func (r *Rules) redactsHeader(name string) bool {
-	return slices.Contains(policy.SecretHeaders, name) || r.redacts([]byte(name))
+	return slices.Contains(wire.SecretHeaders, name) || r.redacts([]byte(name))
 }

@@ -37,11 +37,11 @@ type burstOutcome struct {
 // upstream's arrivals per second side by side. It fails if admission let
 // more than the limit + 10 % through in any second, or lost a request.
 func (d *demo) burst(ctx context.Context, pol *policy.Policy, n int) error {
-	i := slices.IndexFunc(pol.Routes, func(r policy.Route) bool { return r.Name == burstRoute })
-	if i < 0 || pol.Routes[i].Admission == nil {
+	r := pol.Route(burstRoute)
+	if r == nil || r.Admission == nil {
 		return fmt.Errorf("demo policy has no admission route %q", burstRoute)
 	}
-	adm := pol.Routes[i].Admission
+	adm, b := r.Admission, r.Admission.Budget
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: n, MaxIdleConnsPerHost: n, IdleConnTimeout: time.Minute}}
 	defer client.CloseIdleConnections()
 	// Open the connections first, so that the burst is requests, not
@@ -59,26 +59,26 @@ func (d *demo) burst(ctx context.Context, pol *policy.Policy, n int) error {
 	}
 	d.burstSent = n
 	d.say("  %d requests at one instant, twice: on %s (no admission), then on %s (admission %s, %s, max delay %s, %s scope)",
-		n, rawBurstPath, burstPath, adm.Rate, adm.Mode, adm.MaxDelay.Duration, adm.Scope)
+		n, rawBurstPath, burstPath, adm.Rate, b.Mode, b.MaxDelay, adm.Scope)
 	renderProfiles(d.out, raw, held)
 
-	limit := adm.Limit * 110 / 100
-	peakRaw, _ := admission.MostInWindow(raw.arrivals, adm.Window)
-	peak, _ := admission.MostInWindow(held.arrivals, adm.Window)
+	limit := b.Limit * 110 / 100
+	peakRaw, _ := admission.MostInWindow(raw.arrivals, b.Window)
+	peak, _ := admission.MostInWindow(held.arrivals, b.Window)
 	d.say("  without admission: peak %d per %s at the upstream, all %d answered within %s",
-		peakRaw, adm.Window, raw.ok, pct(raw.latencies, 1).Round(time.Millisecond))
+		peakRaw, b.Window, raw.ok, pct(raw.latencies, 1).Round(time.Millisecond))
 	d.say("  with admission:    peak %d per %s (any sliding window), %d answered 200, %d refused, %d failed; waits p50 %s, p99 %s, max %s",
-		peak, adm.Window, held.ok, held.rejected, held.failed,
+		peak, b.Window, held.ok, held.rejected, held.failed,
 		pct(held.latencies, 0.5).Round(time.Millisecond), pct(held.latencies, 0.99).Round(time.Millisecond), pct(held.latencies, 1).Round(time.Millisecond))
 	var problems []string
 	if peak > limit {
-		problems = append(problems, fmt.Sprintf("the upstream saw %d requests within %s, over the limit %d + 10 %%", peak, adm.Window, adm.Limit))
+		problems = append(problems, fmt.Sprintf("the upstream saw %d requests within %s, over the limit %d + 10 %%", peak, b.Window, b.Limit))
 	}
 	if held.ok != n || len(held.arrivals) != n {
 		problems = append(problems, fmt.Sprintf("%d of %d held requests answered 200 and %d reached the upstream: every one should", held.ok, n, len(held.arrivals)))
 	}
-	if w := pct(held.latencies, 1); w > adm.MaxDelay.Duration+time.Second {
-		problems = append(problems, fmt.Sprintf("a request waited %s, over the max delay %s", w, adm.MaxDelay.Duration))
+	if w := pct(held.latencies, 1); w > b.MaxDelay+time.Second {
+		problems = append(problems, fmt.Sprintf("a request waited %s, over the max delay %s", w, b.MaxDelay))
 	}
 	return d.verdict(problems, "the burst was spread under the limit, and nothing was lost")
 }

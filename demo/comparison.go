@@ -13,7 +13,7 @@ import (
 
 	"github.com/shadowlab/shadowlab/examples/backend"
 	"github.com/shadowlab/shadowlab/report"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // comparison waits until the report has a pair for every request the
@@ -82,7 +82,7 @@ func expectations(shadows []backend.Request) (map[string]int, map[string]map[str
 	pairs := map[string]int{}
 	diffs := map[string]map[string]int{}
 	for _, s := range shadows {
-		route := s.Headers[xds.HeaderRoute]
+		route := s.Headers[wire.HeaderRoute]
 		pairs[route]++
 		n, _ := strconv.Atoi(s.Path[strings.LastIndexByte(s.Path, '/')+1:])
 		for _, sd := range backend.SeededDifferences {

@@ -27,6 +27,7 @@ import (
 	"github.com/shadowlab/shadowlab/envoy"
 	"github.com/shadowlab/shadowlab/examples/backend"
 	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
 	"github.com/shadowlab/shadowlab/xds"
 )
 
@@ -367,7 +368,7 @@ func (d *demo) report(pol *policy.Policy, sent []sentRequest, primary, shadow []
 	}
 	for _, p := range primary {
 		route, eligible := classify(pol, p.Method, p.Path, p.Headers["x-tenant"])
-		byID[p.Headers[xds.HeaderRequestID]] = primaryInfo{p, route, eligible}
+		byID[p.Headers[wire.HeaderRequestID]] = primaryInfo{p, route, eligible}
 		rows[route].primary++
 		if eligible {
 			rows[route].eligible++
@@ -375,7 +376,7 @@ func (d *demo) report(pol *policy.Policy, sent []sentRequest, primary, shadow []
 	}
 	matched := 0
 	for _, s := range shadow {
-		id := s.Headers[xds.HeaderRequestID]
+		id := s.Headers[wire.HeaderRequestID]
 		p, ok := byID[id]
 		switch {
 		case !ok:
@@ -383,19 +384,19 @@ func (d *demo) report(pol *policy.Policy, sent []sentRequest, primary, shadow []
 			continue
 		case p.req.Path != s.Path || p.req.Method != s.Method:
 			problems = append(problems, fmt.Sprintf("shadow %s %s paired by id with primary %s %s", s.Method, s.Path, p.req.Method, p.req.Path))
-		case s.Headers[xds.HeaderShadow] != "1" || s.Headers[xds.HeaderRoute] != p.route:
-			problems = append(problems, fmt.Sprintf("shadow %s %s: marker %q, route %q (want 1, %q)", s.Method, s.Path, s.Headers[xds.HeaderShadow], s.Headers[xds.HeaderRoute], p.route))
+		case s.Headers[wire.HeaderShadow] != "1" || s.Headers[wire.HeaderRoute] != p.route:
+			problems = append(problems, fmt.Sprintf("shadow %s %s: marker %q, route %q (want 1, %q)", s.Method, s.Path, s.Headers[wire.HeaderShadow], s.Headers[wire.HeaderRoute], p.route))
 		case !p.eligible:
 			problems = append(problems, fmt.Sprintf("%s %s (tenant %q) was mirrored but the policy excludes it", s.Method, s.Path, p.req.Headers["x-tenant"]))
 		default:
 			matched++
 		}
-		if (s.Headers[xds.HeaderDryRun] == "1") == slices.Contains(policy.SafeMethods, s.Method) {
-			problems = append(problems, fmt.Sprintf("shadow %s %s: dry-run marker %q", s.Method, s.Path, s.Headers[xds.HeaderDryRun]))
+		if (s.Headers[wire.HeaderDryRun] == "1") == slices.Contains(policy.SafeMethods, s.Method) {
+			problems = append(problems, fmt.Sprintf("shadow %s %s: dry-run marker %q", s.Method, s.Path, s.Headers[wire.HeaderDryRun]))
 		}
 		if r := rows[p.route]; r != nil {
 			r.shadow++
-			if s.Headers[xds.HeaderDryRun] == "1" {
+			if s.Headers[wire.HeaderDryRun] == "1" {
 				r.dryRun++
 			}
 		}
@@ -453,8 +454,8 @@ func classify(pol *policy.Policy, method, path, tenant string) (string, bool) {
 	return "", false
 }
 
-func describeShadow(r policy.Route) string {
-	s := fmt.Sprintf("%g %%", *r.Shadow.Percent)
+func describeShadow(r *policy.Route) string {
+	s := fmt.Sprintf("%g %%", r.Shadow.Percent)
 	if t := r.Shadow.Tenants; t != nil {
 		s += " of " + strings.Join(t.Values, ",")
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/report"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // admissionRoutes are, for one scope (SCOPE), a route per scenario, all at
@@ -100,7 +100,7 @@ func TestAdmission(t *testing.T) {
 			assert.LessOrEqual(t, pct(got, 1), maxDelay+time.Second, "%s: a request waited longer than maxDelay", scope)
 			held := 0
 			for _, r := range e.received(path) {
-				if r.Headers[xds.HeaderAdmission] == "held" && r.Headers[xds.HeaderHeldMs] != "" {
+				if r.Headers[wire.HeaderAdmission] == "held" && r.Headers[wire.HeaderHeldMs] != "" {
 					held++
 				}
 			}
@@ -108,7 +108,7 @@ func TestAdmission(t *testing.T) {
 		}
 		// Counts reach the report: the plugin's within a report period.
 		requireEventually(t, func() error {
-			for _, scope := range []string{report.ScopeLocal, report.ScopeGlobal} {
+			for _, scope := range []string{wire.ScopeLocal.String(), wire.ScopeGlobal.String()} {
 				a := admissionRow(t, api, scope, scope+"-delay", "")
 				if a.Admitted+a.Delayed != burstSize || a.ReleasedTotal() != a.Delayed || a.Delayed < burstSize*8/10 {
 					return fmt.Errorf("%s: %+v", scope, a)
@@ -171,7 +171,7 @@ func TestAdmission(t *testing.T) {
 		held := envoyStats(t, e, "wasmcustom.shadowlab_admission_held_now")
 		assert.Zero(t, held["wasmcustom.shadowlab_admission_held_now"], "local: held requests left behind")
 		requireEventually(t, func() error {
-			for _, scope := range []string{report.ScopeLocal, report.ScopeGlobal} {
+			for _, scope := range []string{wire.ScopeLocal.String(), wire.ScopeGlobal.String()} {
 				a := admissionRow(t, api, scope, scope+"-abandon", "")
 				if a.Abandoned == 0 || a.Delayed != a.Abandoned+a.ReleasedTotal() {
 					return fmt.Errorf("%s: %+v", scope, a)
@@ -342,7 +342,7 @@ func get(ctx context.Context, c *http.Client, url string, headers map[string]str
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return result{status: resp.StatusCode, latency: time.Since(t0), retry: resp.Header.Get("retry-after"), admission: resp.Header.Get(xds.HeaderAdmission)}
+	return result{status: resp.StatusCode, latency: time.Since(t0), retry: resp.Header.Get("retry-after"), admission: resp.Header.Get(wire.HeaderAdmission)}
 }
 
 // loadTest sends n requests from workers keep-alive connections, calling

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shadowlab/shadowlab/examples/backend"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // basePolicy mirrors three kinds of route:
@@ -71,10 +71,10 @@ func TestMirror(t *testing.T) {
 			for _, s := range requests {
 				h := map[string]string{
 					// Forged: Envoy must replace the ID and strip the markers.
-					"x-request-id":   "forged-" + s.path,
-					xds.HeaderShadow: "1",
-					xds.HeaderRoute:  "forged",
-					xds.HeaderDryRun: "1",
+					"x-request-id":    "forged-" + s.path,
+					wire.HeaderShadow: "1",
+					wire.HeaderRoute:  "forged",
+					wire.HeaderDryRun: "1",
 				}
 				if s.tenant != "" {
 					h["x-tenant"] = s.tenant
@@ -91,7 +91,7 @@ func TestMirror(t *testing.T) {
 				id := r.Headers["x-request-id"]
 				assert.NotEmpty(t, id, "%s %s: primary got no request id", r.Method, r.Path)
 				assert.False(t, strings.HasPrefix(id, "forged"), "%s %s: client-supplied id %q reached the primary", r.Method, r.Path, id)
-				for _, hdr := range []string{xds.HeaderShadow, xds.HeaderRoute, xds.HeaderDryRun} {
+				for _, hdr := range []string{wire.HeaderShadow, wire.HeaderRoute, wire.HeaderDryRun} {
 					assert.NotContains(t, r.Headers, hdr, "%s %s: primary carries %s", r.Method, r.Path, hdr)
 				}
 				ids[r.Path] = id
@@ -115,16 +115,16 @@ func TestMirror(t *testing.T) {
 				}
 				assert.Equal(t, s.method, got.Method)
 				assert.Equal(t, ids[s.path], got.Headers["x-request-id"], "%s: shadow and primary ids differ", s.path)
-				assert.Equal(t, "1", got.Headers[xds.HeaderShadow], "%s: shadow marker", s.path)
+				assert.Equal(t, "1", got.Headers[wire.HeaderShadow], "%s: shadow marker", s.path)
 				wantRoute := "records"
 				if strings.HasPrefix(s.path, "/users") {
 					wantRoute = "users"
 				}
-				assert.Equal(t, wantRoute, got.Headers[xds.HeaderRoute], "%s: route header", s.path)
+				assert.Equal(t, wantRoute, got.Headers[wire.HeaderRoute], "%s: route header", s.path)
 				if s.dryRun {
-					assert.Equal(t, "1", got.Headers[xds.HeaderDryRun], "%s: unsafe method without dry-run marker", s.path)
+					assert.Equal(t, "1", got.Headers[wire.HeaderDryRun], "%s: unsafe method without dry-run marker", s.path)
 				} else {
-					assert.NotContains(t, got.Headers, xds.HeaderDryRun, "%s: safe method with dry-run marker", s.path)
+					assert.NotContains(t, got.Headers, wire.HeaderDryRun, "%s: safe method with dry-run marker", s.path)
 				}
 				assert.False(t, strings.HasSuffix(got.Headers["host"], "-shadow"), "%s: host %q got the -shadow suffix", s.path, got.Headers["host"])
 			}

@@ -20,12 +20,12 @@ import (
 
 	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/policy"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // Global admission. Envoy runs a second, non-observing ext_proc filter on
 // the routes whose admission has scope global, and opens one stream per
-// request with the initial metadata xds.MetadataRoute. The stream carries
+// request with the initial metadata wire.MetadataRoute. The stream carries
 // the request headers only (x-request-id and the route's key header); the
 // Admitter answers once and returns:
 //
@@ -40,14 +40,8 @@ import (
 // uses it: one admission.Limiter per route, keyed by the key header's value.
 
 // What global admission adds to its answers (the headers it sets are
-// xds.HeaderAdmission and xds.HeaderHeldMs, as the wasm plugin's).
+// wire's, as the wasm plugin's).
 const (
-	headerRetryAfter = "retry-after"
-
-	admissionPassed   = "passed"
-	admissionHeld     = "held"
-	admissionRejected = "rejected"
-
 	// admissionDetails is the ImmediateResponse details of a 429: Envoy
 	// logs it as the response code details.
 	admissionDetails = "shadowlab_admission"
@@ -95,24 +89,23 @@ type AdmitterConfig struct {
 
 // AdmissionSink receives admission counts, each call one request's: once
 // at its decision and, for a held request, again when it ends (released or
-// abandoned). scope is policy.ScopeGlobal here. It is called on the request
+// abandoned). scope is wire.ScopeGlobal here. It is called on the request
 // path and must not block (report.Reporter adds to a map under a mutex).
 type AdmissionSink interface {
-	AddAdmission(scope, route, key string, c admission.Counts)
+	AddAdmission(scope wire.Scope, route, key string, c wire.Counts)
 }
 
 // Admitter implements the ext_proc gRPC service for global admission.
 type Admitter struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	cfg  AdmitterConfig
-	pol  func() *policy.Policy
 	sink AdmissionSink
 	now  Clock
 	rnd  func() admission.Source
 	log  *zap.Logger
 
-	gates   atomic.Pointer[gates]
-	rebuild sync.Mutex // serialises the rebuilds of gates
+	gates atomic.Pointer[map[string]*gate] // by route, of the policy in use
+	use   sync.Mutex                       // serialises Use
 
 	held atomic.Int64
 
@@ -121,35 +114,25 @@ type Admitter struct {
 	lastWarn atomic.Int64  // time of the last warning, ns
 }
 
-// gates are the limiters of one policy: one per route with global
-// admission, built when the Admitter first sees the policy.
-type gates struct {
-	pol     *policy.Policy
-	byRoute map[string]*gate
-}
-
 // gate is the admission of one route. A new policy keeps the gate (and the
 // budgets spent so far) of every route whose admission did not change.
 type gate struct {
-	cfg       admission.Config   // policy.Admission.Budget: slack policy.GlobalAdmissionSlack
+	cfg       admission.Config   // policy.Admission.Budget
 	keyHeader string             // "" for key: route
 	lim       *admission.Limiter // nil if cfg is invalid: the route fails open
 }
 
-// NewAdmitter admits requests to the global-admission routes of the current
-// policy, read through pol on every stream. Decisions are taken at now();
-// holds are real timers. rnd returns a fresh random source for each
-// limiter (nil: PCG seeded from math/rand/v2). Counts go to sink.
-func NewAdmitter(cfg AdmitterConfig, pol func() *policy.Policy, sink AdmissionSink, now Clock, rnd func() admission.Source, log *zap.Logger) (*Admitter, error) {
+// NewAdmitter admits requests to the global-admission routes of the policy
+// in use (Use). Decisions are taken at now(); holds are real timers. rnd
+// returns a fresh random source for each limiter (nil: PCG seeded from
+// math/rand/v2). Counts go to sink.
+func NewAdmitter(cfg AdmitterConfig, sink AdmissionSink, now Clock, rnd func() admission.Source, log *zap.Logger) (*Admitter, error) {
 	var errs []error
 	if cfg.MaxHeld < 0 {
 		errs = append(errs, fmt.Errorf("max held: must be 0 (default %d) or more (got %d)", DefaultMaxHeld, cfg.MaxHeld))
 	}
 	if cfg.MaxKeys < 0 {
 		errs = append(errs, fmt.Errorf("max keys: must be 0 (default %d) or more (got %d)", DefaultMaxKeys, cfg.MaxKeys))
-	}
-	if pol == nil {
-		errs = append(errs, errors.New("policy: required"))
 	}
 	if sink == nil {
 		errs = append(errs, errors.New("sink: required"))
@@ -172,7 +155,7 @@ func NewAdmitter(cfg AdmitterConfig, pol func() *policy.Policy, sink AdmissionSi
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Admitter{cfg: cfg, pol: pol, sink: sink, now: now, rnd: rnd, log: log}, nil
+	return &Admitter{cfg: cfg, sink: sink, now: now, rnd: rnd, log: log}, nil
 }
 
 // Register adds the service to a gRPC server. The capture Server is the
@@ -189,7 +172,7 @@ type processStream = grpc.BidiStreamingServer[extprocv3.ProcessingRequest, extpr
 // bad input it lets the request through.
 func (a *Admitter) Process(stream processStream) error {
 	md, _ := metadata.FromIncomingContext(stream.Context())
-	route := first(md, xds.MetadataRoute)
+	route := first(md, wire.MetadataRoute)
 	req, err := stream.Recv()
 	if err != nil { // Envoy closed or reset the stream before asking
 		return nil
@@ -206,7 +189,7 @@ func (a *Admitter) Process(stream processStream) error {
 	var requestID, key string
 	for _, hv := range hs.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
-		case k == xds.HeaderRequestID:
+		case k == wire.HeaderRequestID:
 			requestID = headerValue(hv)
 		case g != nil && g.keyHeader != "" && k == g.keyHeader:
 			key = headerValue(hv)
@@ -233,7 +216,7 @@ func (a *Admitter) admit(stream processStream, route string, g *gate, key, reque
 		ce.Write(zap.String(logRoute, route), zap.String(logKey, shorten(key)), zap.String(logRequestID, shorten(requestID)),
 			zap.Stringer("outcome", d.Outcome), zap.Duration("delay", d.Delay), zap.Int("retry_after", d.RetryAfter), zap.Bool("observed", d.Observed))
 	}
-	var c admission.Counts
+	var c wire.Counts
 	switch d.Action {
 	case admission.Delay:
 		if a.held.Add(1) > int64(a.cfg.MaxHeld) {
@@ -241,16 +224,16 @@ func (a *Admitter) admit(stream processStream, route string, g *gate, key, reque
 			// safe for the upstream. Come back when the slot would have been.
 			a.held.Add(-1)
 			c.Rejected = 1
-			a.sink.AddAdmission(policy.ScopeGlobal, route, key, c)
+			a.sink.AddAdmission(wire.ScopeGlobal, route, key, c)
 			_ = stream.Send(rejectResponse(int((d.Delay + time.Second - 1) / time.Second)))
 			return
 		}
 		c.Delayed = 1
-		a.sink.AddAdmission(policy.ScopeGlobal, route, key, c)
-		a.sink.AddAdmission(policy.ScopeGlobal, route, key, a.hold(stream, d.Delay))
+		a.sink.AddAdmission(wire.ScopeGlobal, route, key, c)
+		a.sink.AddAdmission(wire.ScopeGlobal, route, key, a.hold(stream, d.Delay))
 	case admission.Reject:
 		c.Rejected = 1
-		a.sink.AddAdmission(policy.ScopeGlobal, route, key, c)
+		a.sink.AddAdmission(wire.ScopeGlobal, route, key, c)
 		_ = stream.Send(rejectResponse(d.RetryAfter))
 	default:
 		c.Admitted = 1
@@ -262,7 +245,7 @@ func (a *Admitter) admit(stream processStream, route string, g *gate, key, reque
 				c.ObservedReject = 1
 			}
 		}
-		a.sink.AddAdmission(policy.ScopeGlobal, route, key, c)
+		a.sink.AddAdmission(wire.ScopeGlobal, route, key, c)
 		_ = stream.Send(continueHeaders(passedMutation()))
 	}
 }
@@ -271,7 +254,7 @@ func (a *Admitter) admit(stream processStream, route string, g *gate, key, reque
 // goroutine, then lets it through; it returns the request's end as Counts:
 // released (with its wait) or abandoned (Envoy reset the stream: the client
 // went away). The caller has taken the held slot; hold gives it back.
-func (a *Admitter) hold(stream processStream, delay time.Duration) admission.Counts {
+func (a *Admitter) hold(stream processStream, delay time.Duration) wire.Counts {
 	start := time.Now() // the hold is a real timer, measured on the monotonic clock
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -289,7 +272,7 @@ func (a *Admitter) hold(stream processStream, delay time.Duration) admission.Cou
 		}
 	}
 	a.held.Add(-1)
-	var c admission.Counts
+	var c wire.Counts
 	waited := time.Since(start)
 	if !alive || stream.Send(continueHeaders(heldMutation(waited))) != nil {
 		c.Abandoned = 1 // the stream is gone: the request never went on
@@ -299,63 +282,52 @@ func (a *Admitter) hold(stream processStream, delay time.Duration) admission.Cou
 	return c
 }
 
-// gate returns the admission of route under the current policy, or nil and
+// gate returns the admission of route under the policy in use, or nil and
 // why the route is not admitted here.
 func (a *Admitter) gate(route string) (*gate, string) {
 	if route == "" {
-		return nil, "no " + xds.MetadataRoute + " metadata"
+		return nil, "no " + wire.MetadataRoute + " metadata"
 	}
-	p := a.pol()
-	gs := a.gates.Load()
-	if gs == nil || gs.pol != p {
-		gs = a.rebuildGates(p)
-	}
-	if g := gs.byRoute[route]; g != nil {
-		return g, ""
+	if gs := a.gates.Load(); gs != nil {
+		if g := (*gs)[route]; g != nil {
+			return g, ""
+		}
 	}
 	return nil, "route without global admission"
 }
 
-// rebuildGates builds the gates of p, once per policy, keeping those of
-// the routes whose admission did not change.
-func (a *Admitter) rebuildGates(p *policy.Policy) *gates {
-	a.rebuild.Lock()
-	defer a.rebuild.Unlock()
-	old := a.gates.Load()
-	if old != nil && old.pol == p {
-		return old // another stream rebuilt them meanwhile
+// Use makes p the policy whose global-admission routes are admitted. It
+// keeps the gate, and the budget spent so far, of every route whose budget
+// and key did not change.
+func (a *Admitter) Use(p *policy.Policy) {
+	a.use.Lock()
+	defer a.use.Unlock()
+	var old map[string]*gate
+	if o := a.gates.Load(); o != nil {
+		old = *o
 	}
-	gs := &gates{pol: p, byRoute: map[string]*gate{}}
-	if p != nil {
-		for i := range p.Routes {
-			r := &p.Routes[i]
-			if r.Admission == nil || r.Admission.Scope != policy.ScopeGlobal {
-				continue
-			}
-			cfg, keyHeader := r.Admission.Budget(), r.Admission.KeyHeader()
-			if old != nil {
-				if g := old.byRoute[r.Name]; g != nil && g.cfg == cfg && g.keyHeader == keyHeader {
-					gs.byRoute[r.Name] = g
-					continue
-				}
-			}
-			g := &gate{cfg: cfg, keyHeader: keyHeader}
-			var err error
-			if g.lim, err = admission.NewLimiter(cfg, a.cfg.MaxKeys, a.rnd()); err != nil {
-				// Not expected: the policy was validated. Once per policy.
-				a.log.Warn("global admission off for a route (requests pass unchecked)", zap.String(logRoute, r.Name), zap.Error(err))
-			}
-			gs.byRoute[r.Name] = g
+	gs := map[string]*gate{}
+	for _, r := range p.AdmissionRoutes(wire.ScopeGlobal) {
+		cfg, keyHeader := r.Admission.Budget, r.Admission.KeyHeader
+		if g := old[r.Name]; g != nil && g.cfg == cfg && g.keyHeader == keyHeader {
+			gs[r.Name] = g
+			continue
 		}
+		g := &gate{cfg: cfg, keyHeader: keyHeader}
+		var err error
+		if g.lim, err = admission.NewLimiter(cfg, a.cfg.MaxKeys, a.rnd()); err != nil {
+			// Not expected: the policy was validated. Once per policy.
+			a.log.Warn("global admission off for a route (requests pass unchecked)", zap.String(logRoute, r.Name), zap.Error(err))
+		}
+		gs[r.Name] = g
 	}
-	a.gates.Store(gs)
-	return gs
+	a.gates.Store(&gs)
 }
 
 // passUnchecked counts a request let through without a decision. Each is
 // logged at debug; at most one warning per warnEvery says how many.
 func (a *Admitter) passUnchecked(route, reason, requestID string) {
-	a.sink.AddAdmission(policy.ScopeGlobal, route, "", admission.Counts{FailOpen: 1})
+	a.sink.AddAdmission(wire.ScopeGlobal, route, "", wire.Counts{FailOpen: 1})
 	n := a.failOpen.Add(1)
 	if ce := a.log.Check(zapcore.DebugLevel, "admission failed open"); ce != nil {
 		ce.Write(zap.String(logRoute, shorten(route)), zap.String(logReason, reason), zap.String(logRequestID, shorten(requestID)))
@@ -383,15 +355,15 @@ func shorten(s string) string {
 // the headers is overwritten or removed, never passed on.
 func passedMutation() *extprocv3.HeaderMutation {
 	return &extprocv3.HeaderMutation{
-		SetHeaders:    []*corev3.HeaderValueOption{setHeader(xds.HeaderAdmission, admissionPassed)},
-		RemoveHeaders: []string{xds.HeaderHeldMs},
+		SetHeaders:    []*corev3.HeaderValueOption{setHeader(wire.HeaderAdmission, wire.AdmissionPassed)},
+		RemoveHeaders: []string{wire.HeaderHeldMs},
 	}
 }
 
 func heldMutation(waited time.Duration) *extprocv3.HeaderMutation {
 	return &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-		setHeader(xds.HeaderAdmission, admissionHeld),
-		setHeader(xds.HeaderHeldMs, strconv.FormatInt(waited.Milliseconds(), 10)),
+		setHeader(wire.HeaderAdmission, wire.AdmissionHeld),
+		setHeader(wire.HeaderHeldMs, strconv.FormatInt(waited.Milliseconds(), 10)),
 	}}
 }
 
@@ -440,8 +412,8 @@ func rejectResponse(retryAfter int) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
 		Status: &typev3.HttpStatus{Code: typev3.StatusCode_TooManyRequests},
 		Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-			setHeader(headerRetryAfter, strconv.Itoa(max(retryAfter, 1))),
-			setHeader(xds.HeaderAdmission, admissionRejected),
+			setHeader(wire.HeaderRetryAfter, strconv.Itoa(max(retryAfter, 1))),
+			setHeader(wire.HeaderAdmission, wire.AdmissionRejected),
 		}},
 		Body:    []byte(rejectBody),
 		Details: admissionDetails,

@@ -26,7 +26,7 @@ import (
 
 	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/policy"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 const admitPolicy = `
@@ -83,13 +83,13 @@ func frozen() time.Time { return t0 }
 type fakeSink struct {
 	mu     sync.Mutex
 	calls  int
-	counts map[[2]string]admission.Counts
+	counts map[[2]string]wire.Counts
 	bad    []string // calls that were not one request's one decision or end
 
 	passed []time.Time // when requests went on: admitted, or released after a hold
 }
 
-func (s *fakeSink) AddAdmission(scope, route, key string, c admission.Counts) {
+func (s *fakeSink) AddAdmission(scope wire.Scope, route, key string, c wire.Counts) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
@@ -98,11 +98,11 @@ func (s *fakeSink) AddAdmission(scope, route, key string, c admission.Counts) {
 	}
 	decisions := c.Admitted + c.Delayed + c.Rejected + c.FailOpen
 	ends := c.Abandoned + c.ReleasedTotal()
-	if scope != policy.ScopeGlobal || decisions+ends != 1 {
+	if scope != wire.ScopeGlobal || decisions+ends != 1 {
 		s.bad = append(s.bad, fmt.Sprintf("%s %s %q: %+v", scope, route, key, c))
 	}
 	if s.counts == nil {
-		s.counts = map[[2]string]admission.Counts{}
+		s.counts = map[[2]string]wire.Counts{}
 	}
 	sum := s.counts[[2]string{route, key}]
 	sum.Add(c)
@@ -115,7 +115,7 @@ func (s *fakeSink) callCount() int {
 	return s.calls
 }
 
-func (s *fakeSink) get(route, key string) admission.Counts {
+func (s *fakeSink) get(route, key string) wire.Counts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.counts[[2]string{route, key}]
@@ -135,8 +135,9 @@ func newAdmitEnv(t *testing.T, cfg AdmitterConfig, now Clock) *admitEnv {
 	e := &admitEnv{sink: &fakeSink{}}
 	e.publish(t, admitPolicy)
 	var err error
-	e.a, err = NewAdmitter(cfg, e.pol.Load, e.sink, now, admitSeed, zap.NewNop())
+	e.a, err = NewAdmitter(cfg, e.sink, now, admitSeed, zap.NewNop())
 	require.NoError(t, err)
+	e.a.Use(e.pol.Load())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	g := grpc.NewServer()
@@ -161,6 +162,9 @@ func (e *admitEnv) publish(t *testing.T, yaml string) {
 	p, err := policy.Parse([]byte(yaml), "admit.yaml")
 	require.NoError(t, err)
 	e.pol.Store(p)
+	if e.a != nil {
+		e.a.Use(p)
+	}
 }
 
 // admitted is what Envoy got on one stream.
@@ -177,7 +181,7 @@ type admitted struct {
 func (e *admitEnv) do(ctx context.Context, route string, msg *extprocv3.ProcessingRequest) (admitted, error) {
 	var r admitted
 	if route != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, xds.MetadataRoute, route)
+		ctx = metadata.AppendToOutgoingContext(ctx, wire.MetadataRoute, route)
 	}
 	s, err := e.client.Process(ctx)
 	if err != nil {
@@ -240,7 +244,7 @@ func (r admitted) header(k string) string {
 
 func (r admitted) heldMs(t *testing.T) int {
 	t.Helper()
-	ms, err := strconv.Atoi(r.header(xds.HeaderHeldMs))
+	ms, err := strconv.Atoi(r.header(wire.HeaderHeldMs))
 	require.NoError(t, err, "x-shadowlab-held-ms")
 	return ms
 }
@@ -249,9 +253,9 @@ func (r admitted) heldMs(t *testing.T) int {
 // same seed.
 func replay(t *testing.T, e *admitEnv, route string) *admission.Limiter {
 	t.Helper()
-	r, ok := e.pol.Load().Route(route)
-	require.True(t, ok)
-	lim, err := admission.NewLimiter(r.Admission.Budget(), DefaultMaxKeys, admitSeed())
+	r := e.pol.Load().Route(route)
+	require.NotNil(t, r)
+	lim, err := admission.NewLimiter(r.Admission.Budget, DefaultMaxKeys, admitSeed())
 	require.NoError(t, err)
 	return lim
 }
@@ -263,16 +267,16 @@ func TestAdmitterOneRequest(t *testing.T) {
 		msg       *extprocv3.ProcessingRequest
 		wantAdm   string // x-shadowlab-admission set on CONTINUE; "" for none
 		wantKey   string
-		wantCount admission.Counts
+		wantCount wire.Counts
 	}{
-		"admitted":                {route: "reject", msg: request, wantAdm: admissionPassed, wantCount: admission.Counts{Admitted: 1}},
-		"admitted per key":        {route: "tenant", msg: request, wantAdm: admissionPassed, wantKey: "acme", wantCount: admission.Counts{Admitted: 1}},
-		"unknown route":           {route: "nope", msg: request, wantCount: admission.Counts{FailOpen: 1}},
-		"no route metadata":       {route: "", msg: request, wantCount: admission.Counts{FailOpen: 1}},
-		"local admission route":   {route: "local", msg: request, wantCount: admission.Counts{FailOpen: 1}},
-		"route without admission": {route: "plain", msg: request, wantCount: admission.Counts{FailOpen: 1}},
+		"admitted":                {route: "reject", msg: request, wantAdm: wire.AdmissionPassed, wantCount: wire.Counts{Admitted: 1}},
+		"admitted per key":        {route: "tenant", msg: request, wantAdm: wire.AdmissionPassed, wantKey: "acme", wantCount: wire.Counts{Admitted: 1}},
+		"unknown route":           {route: "nope", msg: request, wantCount: wire.Counts{FailOpen: 1}},
+		"no route metadata":       {route: "", msg: request, wantCount: wire.Counts{FailOpen: 1}},
+		"local admission route":   {route: "local", msg: request, wantCount: wire.Counts{FailOpen: 1}},
+		"route without admission": {route: "plain", msg: request, wantCount: wire.Counts{FailOpen: 1}},
 		"first message not request headers": {
-			route: "reject", msg: respHeaders(headers(":status", "200"), true), wantCount: admission.Counts{FailOpen: 1},
+			route: "reject", msg: respHeaders(headers(":status", "200"), true), wantCount: wire.Counts{FailOpen: 1},
 		},
 	}
 	for name, tt := range tests {
@@ -291,8 +295,8 @@ func TestAdmitterOneRequest(t *testing.T) {
 				if tt.wantAdm == "" {
 					assert.Nil(t, m, "failing open changes nothing")
 				} else {
-					assert.Equal(t, tt.wantAdm, r.header(xds.HeaderAdmission))
-					assert.Equal(t, []string{xds.HeaderHeldMs}, m.GetRemoveHeaders(), "a forged held-ms is removed")
+					assert.Equal(t, tt.wantAdm, r.header(wire.HeaderAdmission))
+					assert.Equal(t, []string{wire.HeaderHeldMs}, m.GetRemoveHeaders(), "a forged held-ms is removed")
 				}
 			}
 			assert.Equal(t, tt.wantCount, e.sink.get(tt.route, tt.wantKey))
@@ -307,7 +311,7 @@ func TestAdmitterDelay(t *testing.T) {
 
 	first := e.request(t, "delay")
 	require.Equal(t, admission.Admit, want.Decide("", t0).Action)
-	assert.Equal(t, admissionPassed, first.header(xds.HeaderAdmission))
+	assert.Equal(t, wire.AdmissionPassed, first.header(wire.HeaderAdmission))
 	assert.Zero(t, first.override)
 
 	// At 4/s the k-th request of an instant is held more than (k-2)
@@ -318,7 +322,7 @@ func TestAdmitterDelay(t *testing.T) {
 		require.Equal(t, admission.Delay, d.Action, "request %d", i)
 		r := e.request(t, "delay")
 		require.Equal(t, 0, r.status(), "request %d: CONTINUE", i)
-		assert.Equal(t, admissionHeld, r.header(xds.HeaderAdmission), "request %d", i)
+		assert.Equal(t, wire.AdmissionHeld, r.header(wire.HeaderAdmission), "request %d", i)
 		held := time.Duration(r.heldMs(t)) * time.Millisecond
 		assert.GreaterOrEqual(t, held, d.Delay.Truncate(time.Millisecond), "request %d: never released early", i)
 		assert.Less(t, held, d.Delay+200*time.Millisecond, "request %d: released on time", i)
@@ -345,8 +349,7 @@ func TestAdmitterDelay(t *testing.T) {
 
 func TestAdmitterReject(t *testing.T) {
 	e := newAdmitEnv(t, AdmitterConfig{}, frozen)
-	r, _ := e.pol.Load().Route("reject")
-	cfg := r.Admission.Budget()
+	cfg := e.pol.Load().Route("reject").Admission.Budget
 
 	// A burst of 1000 at one instant at 100/s, from 8 clients at once.
 	const n, limit = 1000, 100
@@ -369,15 +372,15 @@ func TestAdmitterReject(t *testing.T) {
 	for _, r := range results {
 		if r.status() == 0 {
 			passed++
-			assert.Equal(t, admissionPassed, r.header(xds.HeaderAdmission))
+			assert.Equal(t, wire.AdmissionPassed, r.header(wire.HeaderAdmission))
 			continue
 		}
 		ir := r.resp.GetImmediateResponse()
 		require.Equal(t, typev3.StatusCode_TooManyRequests, ir.GetStatus().GetCode())
-		assert.Equal(t, admissionRejected, r.header(xds.HeaderAdmission))
+		assert.Equal(t, wire.AdmissionRejected, r.header(wire.HeaderAdmission))
 		assert.Equal(t, rejectBody, string(ir.GetBody()))
 		assert.Equal(t, admissionDetails, ir.GetDetails())
-		secs, err := strconv.Atoi(r.header(headerRetryAfter))
+		secs, err := strconv.Atoi(r.header(wire.HeaderRetryAfter))
 		require.NoError(t, err)
 		require.True(t, secs >= 1 && secs <= cfg.MaxRetryAfter(), "retry-after %d, max %d", secs, cfg.MaxRetryAfter())
 		values[secs]++
@@ -400,13 +403,13 @@ func TestAdmitterReject(t *testing.T) {
 func TestAdmitterObserve(t *testing.T) {
 	tests := map[string]struct {
 		route string
-		check func(t *testing.T, c admission.Counts)
+		check func(t *testing.T, c wire.Counts)
 	}{
-		"simulating delay": {route: "observe-delay", check: func(t *testing.T, c admission.Counts) {
+		"simulating delay": {route: "observe-delay", check: func(t *testing.T, c wire.Counts) {
 			assert.GreaterOrEqual(t, c.ObservedDelay, uint64(3), "about maxDelay/slot of them would be held")
 			assert.Equal(t, uint64(29), c.ObservedDelay+c.ObservedReject, "all but the first would wait")
 		}},
-		"simulating reject": {route: "observe-reject", check: func(t *testing.T, c admission.Counts) {
+		"simulating reject": {route: "observe-reject", check: func(t *testing.T, c wire.Counts) {
 			assert.Zero(t, c.ObservedDelay)
 			assert.Equal(t, uint64(25), c.ObservedReject, "all but the limit would be refused")
 		}},
@@ -417,7 +420,7 @@ func TestAdmitterObserve(t *testing.T) {
 			for range 30 {
 				r := e.request(t, tt.route)
 				require.Equal(t, 0, r.status())
-				assert.Equal(t, admissionPassed, r.header(xds.HeaderAdmission))
+				assert.Equal(t, wire.AdmissionPassed, r.header(wire.HeaderAdmission))
 				assert.Zero(t, r.override)
 			}
 			c := e.sink.get(tt.route, "")
@@ -444,7 +447,7 @@ func holdOne(t *testing.T, e *admitEnv) (cancel func(), done <-chan error) {
 
 func TestAdmitterAbandoned(t *testing.T) {
 	e := newAdmitEnv(t, AdmitterConfig{}, frozen)
-	require.Equal(t, admissionPassed, e.request(t, "slow").header(xds.HeaderAdmission))
+	require.Equal(t, wire.AdmissionPassed, e.request(t, "slow").header(wire.HeaderAdmission))
 	cancel, done := holdOne(t, e)
 	cancel() // the client went away: Envoy resets the stream
 	require.Error(t, <-done)
@@ -463,14 +466,14 @@ func TestAdmitterMaxHeld(t *testing.T) {
 	third := want.Decide("", t0)
 	require.Equal(t, admission.Delay, third.Action)
 
-	require.Equal(t, admissionPassed, e.request(t, "slow").header(xds.HeaderAdmission))
+	require.Equal(t, wire.AdmissionPassed, e.request(t, "slow").header(wire.HeaderAdmission))
 	cancel, done := holdOne(t, e)
 	defer func() { cancel(); <-done }()
 
 	r := e.request(t, "slow")
 	require.Equal(t, 429, r.status(), "beyond MaxHeld a request that would be held is refused")
-	assert.Equal(t, admissionRejected, r.header(xds.HeaderAdmission))
-	assert.Equal(t, strconv.Itoa(int((third.Delay+time.Second-1)/time.Second)), r.header(headerRetryAfter), "retry after its slot (delay %v)", third.Delay)
+	assert.Equal(t, wire.AdmissionRejected, r.header(wire.HeaderAdmission))
+	assert.Equal(t, strconv.Itoa(int((third.Delay+time.Second-1)/time.Second)), r.header(wire.HeaderRetryAfter), "retry after its slot (delay %v)", third.Delay)
 	assert.Equal(t, 1, e.a.Held())
 	c := e.sink.get("slow", "")
 	assert.Equal(t, uint64(1), c.Admitted)
@@ -480,7 +483,7 @@ func TestAdmitterMaxHeld(t *testing.T) {
 
 func TestAdmitterPolicyChange(t *testing.T) {
 	e := newAdmitEnv(t, AdmitterConfig{}, frozen)
-	gate := func(route string) *gate { return e.a.gates.Load().byRoute[route] }
+	gate := func(route string) *gate { return (*e.a.gates.Load())[route] }
 	tenant := func(v string) int { return e.request(t, "tenant", "x-tenant", v).status() }
 
 	require.Equal(t, 0, tenant("acme"))
@@ -502,7 +505,7 @@ func TestAdmitterPolicyChange(t *testing.T) {
 	e.request(t, "tenant", "x-tenant", "acme")
 	assert.Equal(t, uint64(1), e.sink.get("tenant", "").FailOpen, "scope local: not ours any more")
 
-	assert.Equal(t, admission.Counts{Admitted: 2, Rejected: 2}, e.sink.get("tenant", "acme"))
+	assert.Equal(t, wire.Counts{Admitted: 2, Rejected: 2}, e.sink.get("tenant", "acme"))
 }
 
 // TestAdmitterBurst holds a burst at one instant and checks the releases
@@ -527,7 +530,7 @@ func TestAdmitterBurst(t *testing.T) {
 	for i, r := range results {
 		require.Equal(t, 0, r.status(), "request %d: nothing refused within maxDelay", i)
 		answered = append(answered, r.at)
-		if r.header(xds.HeaderAdmission) == admissionHeld {
+		if r.header(wire.HeaderAdmission) == wire.AdmissionHeld {
 			longest = max(longest, time.Duration(r.heldMs(t))*time.Millisecond)
 		}
 	}
@@ -575,12 +578,12 @@ func span(times []time.Time) time.Duration {
 }
 
 func TestNewAdmitterErrors(t *testing.T) {
-	_, err := NewAdmitter(AdmitterConfig{MaxHeld: -1, MaxKeys: -1}, nil, nil, nil, nil, nil)
+	_, err := NewAdmitter(AdmitterConfig{MaxHeld: -1, MaxKeys: -1}, nil, nil, nil, nil)
 	require.Error(t, err)
-	for _, want := range []string{"max held", "max keys", "policy: required", "sink: required"} {
+	for _, want := range []string{"max held", "max keys", "sink: required"} {
 		assert.ErrorContains(t, err, want)
 	}
-	a, err := NewAdmitter(AdmitterConfig{}, func() *policy.Policy { return nil }, &fakeSink{}, nil, nil, nil)
+	a, err := NewAdmitter(AdmitterConfig{}, &fakeSink{}, nil, nil, nil)
 	require.NoError(t, err)
 	assert.Equal(t, AdmitterConfig{MaxHeld: DefaultMaxHeld, MaxKeys: DefaultMaxKeys}, a.cfg)
 }

@@ -17,6 +17,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -27,20 +28,22 @@ import (
 
 	"github.com/shadowlab/shadowlab/compare"
 	"github.com/shadowlab/shadowlab/policy"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // Half is one side of one mirrored request, as captured.
 type Half struct {
-	Route, Side, RequestID string
-	Method, Path           string // Path without the query string
-	Fingerprint            string // the request: method and full path, hashed
-	Response               compare.Response
-	Latency                time.Duration // request headers → response headers, as seen here
-	BodyBytes              int64         // response body bytes seen, kept or not
-	TooLarge               bool          // the body went over the route's limit and was not kept
-	Incomplete             string        // why there is no complete response; "" when there is
-	At                     time.Time
+	Route        string
+	Side         wire.Side
+	RequestID    string
+	Method, Path string // Path without the query string
+	Fingerprint  string // the request: method and full path, hashed
+	Response     compare.Response
+	Latency      time.Duration // request headers → response headers, as seen here
+	BodyBytes    int64         // response body bytes seen, kept or not
+	TooLarge     bool          // the body went over the route's limit and was not kept
+	Incomplete   string        // why there is no complete response; "" when there is
+	At           time.Time
 }
 
 // size is roughly what a half holds in memory.
@@ -52,17 +55,20 @@ type Clock func() time.Time
 // Server implements the ext_proc gRPC service for capture.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	policy func() *policy.Policy
+	policy atomic.Pointer[policy.Policy] // the current policy (Use)
 	pairer *Pairer
 	now    Clock
 	log    *zap.Logger
 }
 
-// NewServer captures halves for the routes of the current policy (read on
-// every stream) and offers them to pairer.
-func NewServer(pol func() *policy.Policy, pairer *Pairer, now Clock, log *zap.Logger) *Server {
-	return &Server{policy: pol, pairer: pairer, now: now, log: log}
+// NewServer captures halves for the routes of the policy in use (Use) and
+// offers them to pairer.
+func NewServer(pairer *Pairer, now Clock, log *zap.Logger) *Server {
+	return &Server{pairer: pairer, now: now, log: log}
 }
+
+// Use makes p the policy whose routes are captured, from the next stream on.
+func (s *Server) Use(p *policy.Policy) { s.policy.Store(p) }
 
 // Register adds the service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) { extprocv3.RegisterExternalProcessorServer(g, s) }
@@ -74,7 +80,7 @@ func (s *Server) Register(g *grpc.Server) { extprocv3.RegisterExternalProcessorS
 // fails the stream on bad input.
 func (s *Server) Process(stream grpc.BidiStreamingServer[extprocv3.ProcessingRequest, extprocv3.ProcessingResponse]) error {
 	md, _ := metadata.FromIncomingContext(stream.Context())
-	c := s.newCapture(first(md, xds.MetadataRoute), first(md, xds.MetadataSide))
+	c := s.newCapture(first(md, wire.MetadataRoute), first(md, wire.MetadataSide))
 	for !c.finished && !c.ignored {
 		req, err := stream.Recv()
 		if err != nil { // Envoy closed or reset the stream: the request is over
@@ -107,24 +113,21 @@ type capture struct {
 	tenantHeader string // part of the request's fingerprint, when the route has one
 }
 
-func (s *Server) newCapture(route, side string) *capture {
+func (s *Server) newCapture(route, sideName string) *capture {
+	side, sideOK := wire.ParseSide(sideName)
 	c := &capture{s: s, half: Half{Route: route, Side: side}}
-	p := s.policy()
-	r, ok := (*policy.Route)(nil), false
-	if p != nil {
-		r, ok = p.Route(route)
+	var r *policy.Route
+	if p := s.policy.Load(); p != nil {
+		r = p.Route(route)
 	}
-	if !ok || (side != xds.SidePrimary && side != xds.SideShadow) {
+	if r == nil || r.Shadow == nil || !sideOK {
 		c.ignored = true
 		s.pairer.count(dropUnknown)
 		return c
 	}
-	c.limit = policy.DefaultMaxBodyBytes
-	if r.Compare != nil && r.Compare.MaxBodyBytes != nil {
-		c.limit = *r.Compare.MaxBodyBytes
-	}
-	if r.Shadow != nil && r.Shadow.Tenants != nil {
-		c.tenantHeader = r.Shadow.Tenants.Header
+	c.limit = r.Shadow.Compare.MaxBodyBytes
+	if t := r.Shadow.Tenants; t != nil {
+		c.tenantHeader = t.Header
 	}
 	return c
 }
@@ -158,7 +161,7 @@ func (c *capture) onRequestHeaders(h *corev3.HeaderMap, now time.Time) {
 			c.half.Method = headerValue(hv)
 		case k == ":path":
 			fullPath = headerValue(hv)
-		case k == xds.HeaderRequestID:
+		case k == wire.HeaderRequestID:
 			c.half.RequestID = headerValue(hv)
 		case k == c.tenantHeader:
 			tenant = headerValue(hv)

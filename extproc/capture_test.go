@@ -9,8 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
-
-	"github.com/shadowlab/shadowlab/xds"
 )
 
 func headers(kv ...string) *corev3.HeaderMap {
@@ -52,34 +50,34 @@ func TestCapture(t *testing.T) {
 		want        *wantHalf
 	}{
 		"complete half": {
-			route: "r", side: xds.SideShadow,
+			route: "r", side: "shadow",
 			messages: []*extprocv3.ProcessingRequest{request, response, respBody(`{"a":`, false), respBody(`1}`, true)},
 			want:     &wantHalf{Status: 201, Body: `{"a":1}`, BodyBytes: 7},
 		},
 		"headers-only response": {
-			route: "r", side: xds.SidePrimary,
+			route: "r", side: "primary",
 			messages: []*extprocv3.ProcessingRequest{request, respHeaders(headers(":status", "204"), true)},
 			want:     &wantHalf{Status: 204},
 		},
 		"body over the limit is dropped, not truncated": {
-			route: "r", side: xds.SidePrimary,
+			route: "r", side: "primary",
 			messages: []*extprocv3.ProcessingRequest{request, response, respBody(string(make([]byte, 60)), false), respBody(string(make([]byte, 10)), true)},
 			want:     &wantHalf{Status: 201, BodyBytes: 70, TooLarge: true},
 		},
 		"no response before the stream closed": {
-			route: "r", side: xds.SideShadow,
+			route: "r", side: "shadow",
 			messages: []*extprocv3.ProcessingRequest{request},
 			end:      true,
 			want:     &wantHalf{Incomplete: "no response (upstream reset, timed out or refused)"},
 		},
 		"body cut short": {
-			route: "r", side: xds.SideShadow,
+			route: "r", side: "shadow",
 			messages: []*extprocv3.ProcessingRequest{request, response, respBody("{", false)},
 			end:      true,
 			want:     &wantHalf{Status: 201, Body: "{", BodyBytes: 1, Incomplete: "response body cut short"},
 		},
 		"unknown route is ignored": {
-			route: "nope", side: xds.SidePrimary,
+			route: "nope", side: "primary",
 			messages: []*extprocv3.ProcessingRequest{request, respHeaders(headers(":status", "200"), true)},
 		},
 		"unknown side is ignored": {
@@ -91,7 +89,8 @@ func TestCapture(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p, _ := newTestPairer(t, PairerConfig{})
 			now := t0
-			s := NewServer(p.policy, p, func() time.Time { return now }, zap.NewNop())
+			s := NewServer(p, func() time.Time { return now }, zap.NewNop())
+			s.Use(parseTestPolicy(t))
 			c := s.newCapture(tt.route, tt.side)
 			for _, m := range tt.messages {
 				now = now.Add(time.Millisecond)
@@ -107,7 +106,7 @@ func TestCapture(t *testing.T) {
 			require.Len(t, p.in, 1)
 			got := <-p.in
 			assert.Equal(t, tt.route, got.Route)
-			assert.Equal(t, tt.side, got.Side)
+			assert.Equal(t, tt.side, got.Side.String())
 			assert.Equal(t, "id-1", got.RequestID)
 			assert.Equal(t, "GET", got.Method)
 			assert.Equal(t, "/a/b", got.Path, "the query string is not kept")

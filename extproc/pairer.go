@@ -3,8 +3,8 @@ package extproc
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +13,7 @@ import (
 	"github.com/shadowlab/shadowlab/compare"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/report"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // Recorder receives what the pairer concludes. *report.Reporter is the one
@@ -72,11 +72,15 @@ const (
 // MaxPendingBytes; when full, new halves are dropped and counted. Offer
 // never blocks.
 type Pairer struct {
-	cfg    PairerConfig
-	policy func() *policy.Policy
-	rec    Recorder
-	now    Clock
-	log    *zap.Logger
+	cfg PairerConfig
+	rec Recorder
+	now Clock
+	log *zap.Logger
+
+	// routes are what comparing each route of the policy in use needs,
+	// rebuilt by Use; read without a lock on every pair.
+	routes atomic.Pointer[map[string]*routeState]
+	use    sync.Mutex // serialises Use
 
 	in   chan Half
 	work chan job
@@ -85,9 +89,7 @@ type Pairer struct {
 	pending map[pairKey]*pending
 	bytes   int
 
-	mu       sync.Mutex
-	learners map[string]*routeState // route → rules and learner of the current policy
-
+	mu      sync.Mutex // guards size
 	halves  *prometheus.CounterVec
 	dropped *prometheus.CounterVec
 	waiting prometheus.GaugeFunc
@@ -109,24 +111,22 @@ type job struct {
 	primary, shadow *Half
 }
 
-// routeState is what comparing a route needs; rebuilt when its compare
-// block changes.
+// routeState is what comparing a route needs: its compiled compare block
+// and its learner, kept across policies while the block is unchanged.
 type routeState struct {
-	compare *policy.Compare
-	rules   *compare.Rules
+	compare policy.Compare
 	learner *compare.Learner // nil when learnNoise is off
 }
 
-// NewPairer returns a pairer; Run starts it. Its metrics are registered on
-// reg.
-func NewPairer(cfg PairerConfig, pol func() *policy.Policy, rec Recorder, now Clock, reg prometheus.Registerer, log *zap.Logger) (*Pairer, error) {
+// NewPairer returns a pairer; Use gives it a policy and Run starts it. Its
+// metrics are registered on reg.
+func NewPairer(cfg PairerConfig, rec Recorder, now Clock, reg prometheus.Registerer, log *zap.Logger) (*Pairer, error) {
 	cfg.defaults()
 	p := &Pairer{
-		cfg: cfg, policy: pol, rec: rec, now: now, log: log,
-		in:       make(chan Half, cfg.QueueSize),
-		work:     make(chan job, cfg.QueueSize),
-		pending:  map[pairKey]*pending{},
-		learners: map[string]*routeState{},
+		cfg: cfg, rec: rec, now: now, log: log,
+		in:      make(chan Half, cfg.QueueSize),
+		work:    make(chan job, cfg.QueueSize),
+		pending: map[pairKey]*pending{},
 		halves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowlab_capture_halves_total", Help: "Response halves captured, by side.",
 		}, []string{"side"}),
@@ -154,7 +154,11 @@ func (p *Pairer) count(reason string) { p.dropped.WithLabelValues(reason).Inc() 
 // Offer queues a finished half for pairing; when the queue is full the half
 // is dropped and counted. It never blocks.
 func (p *Pairer) Offer(h Half) {
-	p.halves.WithLabelValues(h.Side).Inc()
+	if h.Side != wire.SidePrimary && h.Side != wire.SideShadow {
+		p.count(dropUnknown)
+		return
+	}
+	p.halves.WithLabelValues(h.Side.String()).Inc()
 	if h.RequestID == "" {
 		p.count(dropNoID)
 		return
@@ -200,13 +204,6 @@ func (p *Pairer) Run(ctx context.Context) {
 	}
 }
 
-func sideIndex(side string) int {
-	if side == xds.SideShadow {
-		return 1
-	}
-	return 0
-}
-
 // add places a half; a second half for the same side makes the id
 // ambiguous, as does a half that disagrees with its other side on the
 // request.
@@ -222,7 +219,7 @@ func (p *Pairer) add(h *Half) {
 		p.pending[k] = pe
 		p.setSize()
 	}
-	i := sideIndex(h.Side)
+	i := h.Side.Index()
 	switch {
 	case pe.ambiguous != "":
 		return
@@ -335,10 +332,10 @@ func (p *Pairer) compare(j job) {
 		return
 	}
 	if st.learner != nil {
-		st.learner.Observe(xds.SidePrimary, j.primary.Fingerprint, j.primary.Response)
-		st.learner.Observe(xds.SideShadow, j.shadow.Fingerprint, j.shadow.Response)
+		st.learner.Observe(wire.SidePrimary, j.primary.Fingerprint, j.primary.Response)
+		st.learner.Observe(wire.SideShadow, j.shadow.Fingerprint, j.shadow.Response)
 	}
-	res := compare.Compare(j.primary.Response, j.shadow.Response, st.rules)
+	res := compare.Compare(j.primary.Response, j.shadow.Response, st.compare.Rules)
 	outcome := report.Match
 	if len(res.Differences) > 0 {
 		outcome = report.Diff
@@ -358,44 +355,51 @@ func tooLarge(primary, shadow *Half) string {
 	return fmt.Sprintf("body over the limit (%v)", sides)
 }
 
-// state returns route's rules and learner for the current policy, building
-// them when the route's compare block changed.
+// Use makes p the policy pairs are compared under. Each mirrored route
+// keeps its learner (and what it learned) while its compare block is
+// unchanged (same hash); a route whose block changed starts learning anew.
+func (p *Pairer) Use(pol *policy.Policy) {
+	p.use.Lock()
+	defer p.use.Unlock()
+	var old map[string]*routeState
+	if o := p.routes.Load(); o != nil {
+		old = *o
+	}
+	states := map[string]*routeState{}
+	for _, r := range pol.Routes {
+		if r.Shadow == nil {
+			continue
+		}
+		if st := old[r.Name]; st != nil && st.compare.Hash == r.Shadow.Compare.Hash {
+			states[r.Name] = st
+			continue
+		}
+		st := &routeState{compare: r.Shadow.Compare}
+		if st.compare.LearnNoise {
+			st.learner = compare.NewLearner(p.cfg.Learner, st.compare.Rules)
+		}
+		states[r.Name] = st
+	}
+	p.routes.Store(&states)
+}
+
+// state returns what comparing route needs under the policy in use; nil
+// when the route is not mirrored there.
 func (p *Pairer) state(route string) *routeState {
-	pol := p.policy()
-	if pol == nil {
+	states := p.routes.Load()
+	if states == nil {
 		return nil
 	}
-	r, ok := pol.Route(route)
-	if !ok || r.Shadow == nil {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if st, ok := p.learners[route]; ok && reflect.DeepEqual(st.compare, r.Compare) {
-		return st
-	}
-	rules, err := compare.NewRules(r.Compare)
-	if err != nil { // the policy validated these rules; log and compare without them
-		p.log.Error("compare rules refused", zap.String("route", route), zap.Error(err))
-		rules, _ = compare.NewRules(nil)
-	}
-	st := &routeState{compare: r.Compare, rules: rules}
-	if r.Compare == nil || r.Compare.LearnNoise == nil || *r.Compare.LearnNoise {
-		st.learner = compare.NewLearner(p.cfg.Learner, rules)
-	}
-	p.learners[route] = st
-	return st
+	return (*states)[route]
 }
 
 // publishNoise hands each route's learned noise to the recorder.
 func (p *Pairer) publishNoise() {
-	p.mu.Lock()
-	states := make(map[string]*routeState, len(p.learners))
-	for r, st := range p.learners {
-		states[r] = st
+	states := p.routes.Load()
+	if states == nil {
+		return
 	}
-	p.mu.Unlock()
-	for route, st := range states {
+	for route, st := range *states {
 		if st.learner != nil {
 			p.rec.SetNoise(route, st.learner.Noise())
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/shadowlab/shadowlab/compare"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/report"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // fakeRecorder keeps what the pairer concluded.
@@ -57,15 +57,21 @@ var t0 = time.Date(2026, 11, 22, 17, 0, 0, 0, time.UTC)
 
 func newTestPairer(t *testing.T, cfg PairerConfig) (*Pairer, *fakeRecorder) {
 	t.Helper()
-	pol, err := policy.Parse([]byte(testPolicy), "test.yaml")
-	require.NoError(t, err)
 	rec := &fakeRecorder{}
-	p, err := NewPairer(cfg, func() *policy.Policy { return pol }, rec, func() time.Time { return t0 }, prometheus.NewRegistry(), zap.NewNop())
+	p, err := NewPairer(cfg, rec, func() time.Time { return t0 }, prometheus.NewRegistry(), zap.NewNop())
 	require.NoError(t, err)
+	p.Use(parseTestPolicy(t))
 	return p, rec
 }
 
-func half(side, id, path, body string, at time.Time) *Half {
+func parseTestPolicy(t *testing.T) *policy.Policy {
+	t.Helper()
+	pol, err := policy.Parse([]byte(testPolicy), "test.yaml")
+	require.NoError(t, err)
+	return pol
+}
+
+func half(side wire.Side, id, path, body string, at time.Time) *Half {
 	return &Half{
 		Route: "r", Side: side, RequestID: id, Method: "GET", Path: path, Fingerprint: "f" + path,
 		Response: compare.Response{Status: 200, Headers: map[string]string{"content-type": "application/json"}, Body: []byte(body)},
@@ -86,7 +92,7 @@ func drain(p *Pairer) {
 }
 
 func TestPairer(t *testing.T) {
-	P, S := xds.SidePrimary, xds.SideShadow
+	P, S := wire.SidePrimary, wire.SideShadow
 	tests := map[string]struct {
 		halves   []*Half
 		sweepAt  time.Time
@@ -189,12 +195,12 @@ func TestPairer(t *testing.T) {
 
 func TestPairerAmbiguousAbsorbsLateHalves(t *testing.T) {
 	p, rec := newTestPairer(t, PairerConfig{})
-	p.add(half(xds.SidePrimary, "1", "/a", `{}`, t0))
-	p.add(half(xds.SidePrimary, "1", "/b", `{}`, t0))
+	p.add(half(wire.SidePrimary, "1", "/a", `{}`, t0))
+	p.add(half(wire.SidePrimary, "1", "/b", `{}`, t0))
 	p.sweep(t0.Add(2 * time.Second))
 	require.Len(t, rec.pairs, 1)
-	p.add(half(xds.SideShadow, "1", "/a", `{}`, t0.Add(3*time.Second)))
-	p.add(half(xds.SideShadow, "1", "/b", `{}`, t0.Add(3*time.Second)))
+	p.add(half(wire.SideShadow, "1", "/a", `{}`, t0.Add(3*time.Second)))
+	p.add(half(wire.SideShadow, "1", "/b", `{}`, t0.Add(3*time.Second)))
 	p.sweep(t0.Add(4 * time.Second))
 	drain(p)
 	assert.Len(t, rec.pairs, 1, "late halves of an ambiguous id are absorbed, never paired")
@@ -206,24 +212,24 @@ func TestPairerBounds(t *testing.T) {
 	t.Run("pending ids", func(t *testing.T) {
 		p, _ := newTestPairer(t, PairerConfig{MaxPending: 2})
 		for _, id := range []string{"1", "2", "3"} {
-			p.add(half(xds.SidePrimary, id, "/a", `{}`, t0))
+			p.add(half(wire.SidePrimary, id, "/a", `{}`, t0))
 		}
 		assert.Len(t, p.pending, 2)
 		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropPendingFull)))
 	})
 	t.Run("pending bytes", func(t *testing.T) {
 		p, _ := newTestPairer(t, PairerConfig{MaxPendingBytes: 1000})
-		p.add(half(xds.SidePrimary, "1", "/a", string(make([]byte, 400)), t0))
-		p.add(half(xds.SidePrimary, "2", "/a", string(make([]byte, 400)), t0))
+		p.add(half(wire.SidePrimary, "1", "/a", string(make([]byte, 400)), t0))
+		p.add(half(wire.SidePrimary, "2", "/a", string(make([]byte, 400)), t0))
 		assert.Len(t, p.pending, 1)
 		p.sweep(t0.Add(31 * time.Second))
 		assert.Zero(t, p.bytes, "bytes are given back")
 	})
 	t.Run("queue never blocks", func(t *testing.T) {
 		p, _ := newTestPairer(t, PairerConfig{QueueSize: 1})
-		p.Offer(*half(xds.SidePrimary, "1", "/a", `{}`, t0))
-		p.Offer(*half(xds.SidePrimary, "2", "/a", `{}`, t0)) // queue full: dropped, not blocked
-		p.Offer(Half{Route: "r", Side: xds.SidePrimary})     // no id
+		p.Offer(*half(wire.SidePrimary, "1", "/a", `{}`, t0))
+		p.Offer(*half(wire.SidePrimary, "2", "/a", `{}`, t0)) // queue full: dropped, not blocked
+		p.Offer(Half{Route: "r", Side: wire.SidePrimary})     // no id
 		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropQueueFull)))
 		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropNoID)))
 	})
@@ -237,8 +243,8 @@ func TestPairerLearnsNoise(t *testing.T) {
 		at := t0.Add(time.Duration(i) * time.Second)
 		body := func(side string) string { return `{"id":7,"ts":"` + side + at.String() + `"}` }
 		id := string(rune('a' + i))
-		p.add(half(xds.SidePrimary, id, "/same", body("p"), at))
-		p.add(half(xds.SideShadow, id, "/same", body("s"), at))
+		p.add(half(wire.SidePrimary, id, "/same", body("p"), at))
+		p.add(half(wire.SideShadow, id, "/same", body("s"), at))
 		p.sweep(at.Add(2 * time.Second))
 		drain(p)
 	}

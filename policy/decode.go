@@ -2,6 +2,9 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,25 +32,26 @@ func Load(path string) (*Policy, error) {
 	return Parse(data, path)
 }
 
-// Parse decodes, validates and defaults one policy document. source names it
+// Parse decodes, checks and compiles one policy document. source names it
 // in error messages (usually the file name).
 //
 // Decoding is strict: unknown fields, values of the wrong type, duplicate
 // keys and YAML aliases are problems. Every problem found is returned
-// together in one *Error; the policy is returned only when there is none, with
-// all defaults applied and Hash set.
+// together in one *Error; the policy is returned only when there is none,
+// compiled, with every default resolved and its hashes set.
 func Parse(data []byte, source string) (*Policy, error) {
 	d := &decoder{idx: newIndex(), bad: map[string]bool{}, fields: map[reflect.Type]structFields{}}
 	root := d.document(data)
 	if root == nil {
 		return nil, &Error{Source: source, Problems: sortedProblems(d.problems)}
 	}
-	d.walk(root, reflect.TypeFor[Policy](), "")
+	d.walk(root, reflect.TypeFor[document](), "")
 
-	var p Policy
-	if d.decode(root, &p) {
+	var doc document
+	var p *Policy
+	if d.decode(root, &doc) {
 		c := &checker{idx: d.idx, undecoded: d.bad}
-		c.policy(&p)
+		p = c.policy(&doc)
 		for _, pr := range c.problems {
 			if !d.suppressed(pr.Path) {
 				d.problems = append(d.problems, pr)
@@ -57,31 +61,22 @@ func Parse(data []byte, source string) (*Policy, error) {
 	if len(d.problems) > 0 {
 		return nil, &Error{Source: source, Problems: sortedProblems(d.problems)}
 	}
-
-	applyDefaults(&p)
-	h, err := p.hash()
-	if err != nil {
+	if err := p.setHashes(); err != nil {
 		return nil, err
 	}
-	p.Hash = h
-	return &p, nil
+	return p, nil
 }
 
 // UnmarshalYAML reads a Go duration string ("1s", "250ms", "1h30m"). A bad
 // value is reported as a *yaml.TypeError so that decoding goes on and every
 // other problem is still found.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := parseDurationNode(n)
 	if err != nil {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	d.Duration = v
 	return nil
-}
-
-// MarshalYAML writes the duration as a Go duration string.
-func (d Duration) MarshalYAML() (any, error) {
-	return d.String(), nil
 }
 
 func parseDurationNode(n *yaml.Node) (time.Duration, error) {
@@ -181,13 +176,13 @@ func (d *decoder) yamlError(err error) {
 	d.fail("", 0, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
 }
 
-// decode fills p from the root node with yaml.v3. The walk has already
+// decode fills doc from the root node with yaml.v3. The walk has already
 // reported everything yaml.v3 can object to (and unknown fields, which it
 // would ignore here), with better paths; anything yaml.v3 reports on a line
 // the walk found nothing wrong with is added as a fallback. decode returns
-// false when p could not be filled well enough to validate.
-func (d *decoder) decode(root *yaml.Node, p *Policy) bool {
-	err := root.Decode(p)
+// false when doc could not be filled well enough to check.
+func (d *decoder) decode(root *yaml.Node, doc *document) bool {
+	err := root.Decode(doc)
 	if err == nil {
 		return true
 	}
@@ -227,7 +222,7 @@ func (d *decoder) pathAt(line int) string {
 	return best
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var durationType = reflect.TypeFor[duration]()
 
 // walk checks node n against Go type t and records every path it finds.
 func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
@@ -500,4 +495,35 @@ func clip(s string) string {
 		i--
 	}
 	return s[:i] + "…"
+}
+
+// setHashes sets the hashes of p, each route and each compare block: hex
+// SHA-256 of their JSON encoding as compiled (struct fields in declaration
+// order, defaults resolved).
+func (p *Policy) setHashes() error {
+	sum := func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "", fmt.Errorf("hash policy: %w", err)
+		}
+		h := sha256.Sum256(b)
+		return hex.EncodeToString(h[:]), nil
+	}
+	var err error
+	for _, r := range p.Routes {
+		if r.Hash, err = sum(r); err != nil {
+			return err
+		}
+		if s := r.Shadow; s != nil {
+			if s.Compare.Hash, err = sum(s.Compare); err != nil {
+				return err
+			}
+		}
+	}
+	p.Hash, err = sum(struct {
+		Listeners []*Listener
+		Services  []*Service
+		Routes    []*Route
+	}{p.Listeners, p.Services, p.Routes})
+	return err
 }

@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -20,90 +24,135 @@ func TestLoadValid(t *testing.T) {
 	p, err := Load("testdata/valid.policy.yaml")
 	require.NoError(t, err)
 
-	want := &Policy{
-		Version:   1,
-		Listeners: []Listener{{Name: "ingress", Address: "0.0.0.0:10000"}},
-		Services: map[string]Service{
-			"billing-legacy": {Endpoints: []string{"127.0.0.1:8081"}, ConnectTimeout: &Duration{time.Second}},
-			"billing-v2":     {Endpoints: []string{"127.0.0.1:8082"}, ConnectTimeout: &Duration{time.Second}},
-		},
-		Routes: []Route{{
-			Name:    "billing-records",
-			Match:   Match{PathPrefix: "/billing/records", Methods: []string{"GET"}},
-			Primary: "billing-legacy",
-			Timeout: &Duration{15 * time.Second},
-			Shadow: &Shadow{
-				Service:       "billing-v2",
-				Percent:       ptr(10.0),
-				Tenants:       &Tenants{Header: "x-tenant", Values: []string{"acme", "globex"}},
-				MaxConcurrent: ptr(uint32(100)),
-			},
-			Compare: &Compare{
-				Ignore:           []string{"$.generated_at", "$.items[*].id"},
-				NumericTolerance: ptr(0.001),
-				UnorderedArrays:  []string{"$.items"},
-				Headers:          []string{"content-type"},
-				LearnNoise:       ptr(true),
-				MaxBodyBytes:     ptr(int64(1 << 20)),
-			},
-			Admission: &Admission{
-				Rate: "100/s", MaxDelay: &Duration{2 * time.Minute}, Key: "header:x-tenant",
-				Mode: ModeDelay, Scope: ScopeLocal, Limit: 100, Window: time.Second,
-			},
-		}},
+	legacy := &Service{Name: "billing-legacy", Endpoints: []string{"127.0.0.1:8081"}, ConnectTimeout: time.Second}
+	v2 := &Service{Name: "billing-v2", Endpoints: []string{"127.0.0.1:8082"}, ConnectTimeout: time.Second}
+	spec := compare.Spec{
+		Ignore:           []string{"$.generated_at", "$.items[*].id"},
+		NumericTolerance: 0.001,
+		UnorderedArrays:  []string{"$.items"},
+		Headers:          []string{"content-type"},
 	}
-	require.Len(t, p.Hash, 64)
-	want.Hash = p.Hash
-	if diff := cmp.Diff(want, p); diff != "" {
+	route := &Route{
+		Name:    "billing-records",
+		Match:   Match{PathPrefix: "/billing/records", Methods: []string{"GET"}},
+		Primary: legacy,
+		Timeout: 15 * time.Second,
+		Shadow: &Shadow{
+			Service:       v2,
+			Percent:       10,
+			PerMillion:    100_000,
+			Tenants:       &Tenants{Header: "x-tenant", Values: []string{"acme", "globex"}},
+			MaxConcurrent: 100,
+			Compare:       Compare{Spec: spec, LearnNoise: true, MaxBodyBytes: 1 << 20},
+		},
+		Admission: &Admission{
+			Rate:      "100/s",
+			Budget:    admission.Config{Limit: 100, Window: time.Second, MaxDelay: 2 * time.Minute, Mode: admission.ModeDelay, Slack: LocalAdmissionSlack},
+			Scope:     wire.ScopeLocal,
+			KeyHeader: "x-tenant",
+		},
+	}
+	want := &Policy{
+		Listeners: []*Listener{{Name: "ingress", Address: "0.0.0.0:10000", Routes: []*Route{route}}},
+		Services:  []*Service{legacy, v2},
+		Routes:    []*Route{route},
+	}
+	require.Regexp(t, `^[0-9a-f]{64}$`, p.Hash)
+	require.Regexp(t, `^[0-9a-f]{64}$`, p.Routes[0].Hash)
+	require.Regexp(t, `^[0-9a-f]{64}$`, p.Routes[0].Shadow.Compare.Hash)
+	require.NotNil(t, p.Routes[0].Shadow.Compare.Rules)
+	opts := []cmp.Option{
+		cmpopts.IgnoreFields(Policy{}, "Hash"), cmpopts.IgnoreFields(Route{}, "Hash"), cmpopts.IgnoreFields(Compare{}, "Hash", "Rules"),
+		cmpopts.IgnoreUnexported(Policy{}),
+	}
+	if diff := cmp.Diff(want, p, opts...); diff != "" {
 		t.Fatalf("policy (-want +got):\n%s", diff)
 	}
-	require.Equal(t, []string{"billing-legacy", "billing-v2"}, p.ServiceNames())
-	r, ok := p.Route("billing-records")
-	require.True(t, ok)
-	require.Same(t, &p.Routes[0], r)
-	_, ok = p.Route("nope")
-	require.False(t, ok)
-	require.NoError(t, p.Validate())
+	require.Equal(t, []string{"content-type"}, p.Routes[0].Shadow.Compare.Rules.Headers())
+	require.Same(t, p.Routes[0], p.Route("billing-records"))
+	require.Same(t, p.Routes[0], p.Listeners[0].Routes[0])
+	require.Nil(t, p.Route("nope"))
+	require.Same(t, p.Services[1], p.Service("billing-v2"))
+	require.Same(t, p.Services[1], p.Routes[0].Shadow.Service)
+	require.Equal(t, []*Route{p.Routes[0]}, p.AdmissionRoutes(wire.ScopeLocal))
+	require.Empty(t, p.AdmissionRoutes(wire.ScopeGlobal))
 }
 
 func TestDefaults(t *testing.T) {
 	p, err := Parse([]byte(`
 version: 1
-listeners: [{name: in, address: "127.0.0.1:10000"}]
+listeners: [{name: in, address: "127.0.0.1:10000"}, {name: other, address: "127.0.0.1:10001"}]
 services:
   a: {endpoints: ["127.0.0.1:1"]}
   b: {endpoints: ["127.0.0.1:2"], connectTimeout: 250ms}
 routes:
-  - {name: plain, match: {path: /plain}, primary: a}
+  - {name: plain, match: {path: /plain}, primary: a, listeners: [other]}
   - name: full
     match: {pathPrefix: /}
     primary: a
     shadow: {service: b, percent: 0.5}
-    compare: {}
-    admission: {rate: 10000/15m, mode: reject}
+    admission: {rate: 10000/15m, mode: reject, scope: global}
+  - name: compared
+    match: {pathPrefix: /c}
+    primary: a
+    shadow: {service: b, percent: 12.34567}
+    compare: {learnNoise: false, maxBodyBytes: 10}
 `), "defaults")
 	require.NoError(t, err)
-	require.Equal(t, DefaultConnectTimeout, p.Services["a"].ConnectTimeout.Duration)
-	require.Equal(t, 250*time.Millisecond, p.Services["b"].ConnectTimeout.Duration)
+	require.Equal(t, DefaultConnectTimeout, p.Service("a").ConnectTimeout)
+	require.Equal(t, 250*time.Millisecond, p.Service("b").ConnectTimeout)
 
-	plain, _ := p.Route("plain")
-	require.Equal(t, DefaultRouteTimeout, plain.Timeout.Duration)
+	plain := p.Route("plain")
+	require.Equal(t, DefaultRouteTimeout, plain.Timeout)
 	require.Nil(t, plain.Shadow)
-	require.Nil(t, plain.Compare)
 	require.Nil(t, plain.Admission)
+	require.Equal(t, []*Route{p.Route("full"), p.Route("compared")}, p.Listeners[0].Routes)
+	require.Equal(t, []*Route{plain, p.Route("full"), p.Route("compared")}, p.Listeners[1].Routes)
 
-	full, _ := p.Route("full")
-	require.Equal(t, DefaultMaxConcurrent, *full.Shadow.MaxConcurrent)
-	require.Equal(t, 0.0, *full.Compare.NumericTolerance)
-	require.True(t, *full.Compare.LearnNoise)
-	require.Equal(t, DefaultMaxBodyBytes, *full.Compare.MaxBodyBytes)
-	a := full.Admission
-	require.Equal(t, ModeReject, a.Mode)
-	require.Equal(t, ScopeLocal, a.Scope)
-	require.Equal(t, KeyRoute, a.Key)
-	require.Equal(t, 10000, a.Limit)
-	require.Equal(t, 15*time.Minute, a.Window)
-	require.Nil(t, a.MaxDelay)
+	full := p.Route("full")
+	require.Equal(t, DefaultMaxConcurrent, full.Shadow.MaxConcurrent)
+	require.Equal(t, uint32(5000), full.Shadow.PerMillion)
+	c := full.Shadow.Compare
+	require.Equal(t, compare.Spec{}, c.Spec)
+	require.NotNil(t, c.Rules)
+	require.True(t, c.LearnNoise)
+	require.Equal(t, DefaultMaxBodyBytes, c.MaxBodyBytes)
+	require.Equal(t, &Admission{
+		Rate:   "10000/15m",
+		Budget: admission.Config{Limit: 10000, Window: 15 * time.Minute, Mode: admission.ModeReject, Slack: GlobalAdmissionSlack},
+		Scope:  wire.ScopeGlobal,
+	}, full.Admission)
+
+	compared := p.Route("compared")
+	require.Equal(t, uint32(123457), compared.Shadow.PerMillion)
+	require.False(t, compared.Shadow.Compare.LearnNoise)
+	require.Equal(t, int64(10), compared.Shadow.Compare.MaxBodyBytes)
+	require.NotEqual(t, c.Hash, compared.Shadow.Compare.Hash)
+}
+
+func TestPerMillion(t *testing.T) {
+	tests := map[string]struct {
+		percent string
+		want    uint32
+	}{
+		"zero":       {"0", 0},
+		"hundred":    {"100", 1_000_000},
+		"ten":        {"10.0", 100_000},
+		"fractional": {"12.5", 125_000},
+		"finest":     {"0.0001", 1},
+		"rounded":    {"0.00004", 0},
+	}
+	base, err := os.ReadFile("testdata/valid.policy.yaml")
+	require.NoError(t, err)
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			text := strings.Replace(string(base), "percent: 10 ", "percent: "+tc.percent+" ", 1)
+			require.NotEqual(t, string(base), text)
+			p, err := Parse([]byte(text), "p")
+			require.NoError(t, err)
+			require.Equal(t, tc.want, p.Routes[0].Shadow.PerMillion)
+		})
+	}
 }
 
 func TestRate(t *testing.T) {
@@ -248,22 +297,6 @@ func TestErrorRendering(t *testing.T) {
 			require.True(t, errors.Is(tc.err, ErrInvalid))
 		})
 	}
-}
-
-func TestValidateInMemory(t *testing.T) {
-	p := &Policy{
-		Version:   1,
-		Listeners: []Listener{{Name: "in", Address: "0.0.0.0:80"}},
-		Services:  map[string]Service{"a": {Endpoints: []string{"127.0.0.1:1"}}},
-		Routes:    []Route{{Name: "r", Match: Match{Path: "/"}, Primary: "b"}},
-	}
-	err := p.Validate()
-	require.ErrorIs(t, err, ErrInvalid)
-	require.Equal(t, `routes[0].primary: unknown service "b" (defined: a)`, err.Error())
-
-	p.Routes[0].Primary = "a"
-	require.NoError(t, p.Validate())
-	require.Nil(t, p.Routes[0].Timeout, "Validate must not apply defaults")
 }
 
 func TestHash(t *testing.T) {

@@ -1,11 +1,7 @@
 package report
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,18 +10,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
-// Admission outcomes are kept per scope ("local": the wasm plugin in each
-// Envoy, which reports to POST /api/v1/admission/local; "global": the
-// ext_proc admission server, in process), route and key (the key header's
-// value, "" for a route-wide budget), as cumulative admission.Counts.
+// Admission outcomes are kept per scope (local: the wasm plugin in each
+// Envoy, which reports to POST wire.ReportPath; global: the ext_proc
+// admission server, in process), route and key (the key header's value, ""
+// for a route-wide budget), as cumulative wire.Counts.
 const (
-	ScopeLocal  = "local"
-	ScopeGlobal = "global"
-
 	// OtherKey gathers the keys of a route past MaxAdmissionKeys (and, in
 	// metric labels, past MaxMetricKeys).
 	OtherKey = "(other)"
@@ -39,7 +31,7 @@ type AdmissionReport struct {
 	Scope string `json:"scope"`
 	Route string `json:"route"`
 	Key   string `json:"key"` // "" for a route-wide budget
-	admission.Counts
+	wire.Counts
 	// Released is how many held requests were let through, and
 	// DelayP50Ms/DelayP99Ms/DelayMaxMs bound their waits from the delay
 	// histogram (upper bucket bounds; -1 past the last bound). 0 when none.
@@ -52,7 +44,7 @@ type AdmissionReport struct {
 type admissionKey struct{ scope, route, key string }
 
 type admissionEntry struct {
-	counts admission.Counts
+	counts wire.Counts
 	dirty  bool
 }
 
@@ -64,7 +56,7 @@ type admissions struct {
 	maxKeys int
 }
 
-func newAdmissions(maxKeys int, loaded map[admissionKey]admission.Counts) *admissions {
+func newAdmissions(maxKeys int, loaded map[admissionKey]wire.Counts) *admissions {
 	a := &admissions{entries: map[admissionKey]*admissionEntry{}, keys: map[admissionKey]int{}, maxKeys: maxKeys}
 	for k, c := range loaded {
 		a.entries[k] = &admissionEntry{counts: c}
@@ -76,19 +68,19 @@ func newAdmissions(maxKeys int, loaded map[admissionKey]admission.Counts) *admis
 // AddAdmission adds c to the counts of scope, route and key. Keys past
 // Config.MaxAdmissionKeys for the route are counted under OtherKey. It
 // never blocks on I/O: the store is written by the background writer.
-func (r *Reporter) AddAdmission(scope, route, key string, c admission.Counts) {
+func (r *Reporter) AddAdmission(scope wire.Scope, route, key string, c wire.Counts) {
 	if c.IsZero() {
 		return
 	}
 	a := r.adm
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.addLocked(admissionKey{scope, clip(route, maxLabelLen), clip(key, maxLabelLen)}, c)
+	a.addLocked(admissionKey{scope.String(), clip(route, maxLabelLen), clip(key, maxLabelLen)}, c)
 }
 
 const maxLabelLen = 200
 
-func (a *admissions) addLocked(k admissionKey, c admission.Counts) {
+func (a *admissions) addLocked(k admissionKey, c wire.Counts) {
 	e := a.entries[k]
 	if e == nil {
 		rk := admissionKey{k.scope, k.route, ""}
@@ -121,7 +113,7 @@ func (r *Reporter) Admission() []AdmissionReport {
 	return out
 }
 
-func admissionReport(k admissionKey, c admission.Counts) AdmissionReport {
+func admissionReport(k admissionKey, c wire.Counts) AdmissionReport {
 	ar := AdmissionReport{Scope: k.scope, Route: k.route, Key: k.key, Counts: c, Released: c.ReleasedTotal()}
 	if ar.Released > 0 {
 		ar.DelayP50Ms = delayQuantile(c, 0.5)
@@ -133,7 +125,7 @@ func admissionReport(k admissionKey, c admission.Counts) AdmissionReport {
 
 // delayQuantile is the upper bound of the bucket holding quantile q of the
 // released requests' waits; -1 when it is past the last bound.
-func delayQuantile(c admission.Counts, q float64) float64 {
+func delayQuantile(c wire.Counts, q float64) float64 {
 	total := c.ReleasedTotal()
 	rank := uint64(q*float64(total) + 0.5)
 	rank = min(max(rank, 1), total)
@@ -141,10 +133,10 @@ func delayQuantile(c admission.Counts, q float64) float64 {
 	for i, n := range c.DelayBuckets {
 		seen += n
 		if seen >= rank {
-			if i == len(admission.DelayBucketsMs) {
+			if i == len(wire.DelayBucketsMs) {
 				return -1
 			}
-			return float64(admission.DelayBucketsMs[i])
+			return float64(wire.DelayBucketsMs[i])
 		}
 	}
 	return -1
@@ -177,20 +169,12 @@ func (a *admissions) restore(rows []admissionRow) {
 
 type admissionRow struct {
 	k admissionKey
-	c admission.Counts
+	c wire.Counts
 }
 
-// pluginReport is one line of a plugin's POST /api/v1/admission/local.
-type pluginReport struct {
-	Route string `json:"route"`
-	Key   string `json:"key"`
-	admission.Counts
-}
-
-// serveLocalAdmission takes a wasm plugin's report: one JSON object per line,
-// {"route": ..., "key": ..., "admitted": N, ..., "delay_buckets": [...],
-// "delay_sum_ms": N}, counts since its previous report. It is all or
-// nothing: a bad line is a 400 naming the line, and nothing is added.
+// serveLocalAdmission takes a wasm plugin's report (wire.ParseReport):
+// counts since its previous report, one line per route and key. It is all
+// or nothing: a bad line is a 400 naming the line, and nothing is added.
 func (r *Reporter) serveLocalAdmission(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxAdmissionBody+1))
 	if err != nil {
@@ -201,7 +185,7 @@ func (r *Reporter) serveLocalAdmission(w http.ResponseWriter, req *http.Request)
 		r.writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body over %d bytes", maxAdmissionBody))
 		return
 	}
-	reports, err := parsePluginReports(body)
+	lines, err := wire.ParseReport(body)
 	if err != nil {
 		r.metrics.admissionReportErrors.Inc()
 		r.writeError(w, http.StatusBadRequest, err)
@@ -209,68 +193,12 @@ func (r *Reporter) serveLocalAdmission(w http.ResponseWriter, req *http.Request)
 	}
 	a := r.adm
 	a.mu.Lock()
-	for _, p := range reports {
-		a.addLocked(admissionKey{ScopeLocal, clip(p.Route, maxLabelLen), clip(p.Key, maxLabelLen)}, p.Counts)
+	for _, l := range lines {
+		a.addLocked(admissionKey{wire.ScopeLocal.String(), clip(l.Route, maxLabelLen), clip(l.Key, maxLabelLen)}, l.Counts)
 	}
 	a.mu.Unlock()
 	r.metrics.admissionReports.Inc()
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func parsePluginReports(body []byte) ([]pluginReport, error) {
-	var out []pluginReport
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 0, 64<<10), maxAdmissionBody)
-	for line := 1; sc.Scan(); line++ {
-		text := bytes.TrimSpace(sc.Bytes())
-		if len(text) == 0 {
-			continue
-		}
-		// Decoded twice: once to check every field is there (a missing
-		// delay_buckets would silently read as zeros), once into the type.
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(text, &fields); err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		var missing []string
-		for _, f := range []string{"route", "key", "admitted", "delayed", "rejected", "observed_delay", "observed_reject", "abandoned", "fail_open", "delay_buckets", "delay_sum_ms"} {
-			if _, ok := fields[f]; !ok {
-				missing = append(missing, f)
-			}
-		}
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("line %d: missing %v", line, missing)
-		}
-		if n := countArray(fields["delay_buckets"]); n != len(admission.DelayBucketsMs)+1 {
-			return nil, fmt.Errorf("line %d: delay_buckets has %d entries, want %d", line, n, len(admission.DelayBucketsMs)+1)
-		}
-		dec := json.NewDecoder(bytes.NewReader(text))
-		dec.DisallowUnknownFields()
-		var p pluginReport
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		if p.Route == "" {
-			return nil, fmt.Errorf("line %d: route is empty", line)
-		}
-		out = append(out, p)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no report lines")
-	}
-	return out, nil
-}
-
-// countArray is the length of a JSON array, -1 if raw is not one.
-func countArray(raw json.RawMessage) int {
-	var a []json.RawMessage
-	if json.Unmarshal(raw, &a) != nil {
-		return -1
-	}
-	return len(a)
 }
 
 func (r *Reporter) serveAdmission(w http.ResponseWriter, req *http.Request) {
@@ -309,7 +237,7 @@ func (c *admissionCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
-	merged := map[admissionKey]admission.Counts{}
+	merged := map[admissionKey]wire.Counts{}
 	perRoute := map[admissionKey]int{}
 	var order []admissionKey
 	for _, ar := range c.r.Admission() { // sorted: the first keys keep their label
@@ -340,9 +268,9 @@ func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
 		} {
 			ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(o.n), k.scope, k.route, k.key, o.name)
 		}
-		buckets := make(map[float64]uint64, len(admission.DelayBucketsMs))
+		buckets := make(map[float64]uint64, len(wire.DelayBucketsMs))
 		var cum uint64
-		for i, b := range admission.DelayBucketsMs {
+		for i, b := range wire.DelayBucketsMs {
 			cum += m.DelayBuckets[i]
 			buckets[float64(b)/1000] = cum
 		}

@@ -12,12 +12,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
-func delayed(n uint64, wait time.Duration) admission.Counts {
-	c := admission.Counts{Delayed: n}
+func delayed(n uint64, wait time.Duration) wire.Counts {
+	c := wire.Counts{Delayed: n}
 	for range n {
 		c.Released(wait)
 	}
@@ -26,13 +25,13 @@ func delayed(n uint64, wait time.Duration) admission.Counts {
 
 func TestAddAdmission(t *testing.T) {
 	r := newTestReporter(t, Config{MaxAdmissionKeys: 2})
-	r.AddAdmission(ScopeGlobal, "jobs", "a", admission.Counts{Admitted: 3})
-	r.AddAdmission(ScopeGlobal, "jobs", "a", delayed(2, 300*time.Millisecond))
-	r.AddAdmission(ScopeGlobal, "jobs", "b", admission.Counts{Rejected: 1})
-	r.AddAdmission(ScopeGlobal, "jobs", "c", admission.Counts{Rejected: 5}) // past the cap
-	r.AddAdmission(ScopeGlobal, "jobs", "d", admission.Counts{FailOpen: 1}) // past the cap
-	r.AddAdmission(ScopeLocal, "jobs", "c", admission.Counts{Admitted: 1})  // other scope: own cap
-	r.AddAdmission(ScopeLocal, "jobs", "z", admission.Counts{})             // nothing: not a key
+	r.AddAdmission(wire.ScopeGlobal, "jobs", "a", wire.Counts{Admitted: 3})
+	r.AddAdmission(wire.ScopeGlobal, "jobs", "a", delayed(2, 300*time.Millisecond))
+	r.AddAdmission(wire.ScopeGlobal, "jobs", "b", wire.Counts{Rejected: 1})
+	r.AddAdmission(wire.ScopeGlobal, "jobs", "c", wire.Counts{Rejected: 5}) // past the cap
+	r.AddAdmission(wire.ScopeGlobal, "jobs", "d", wire.Counts{FailOpen: 1}) // past the cap
+	r.AddAdmission(wire.ScopeLocal, "jobs", "c", wire.Counts{Admitted: 1})  // other scope: own cap
+	r.AddAdmission(wire.ScopeLocal, "jobs", "z", wire.Counts{})             // nothing: not a key
 
 	got := r.Admission()
 	want := []struct {
@@ -41,10 +40,10 @@ func TestAddAdmission(t *testing.T) {
 		released          uint64
 		p50               float64
 	}{
-		{ScopeGlobal, "(other)", 0, 0, 5, 1, 0, 0},
-		{ScopeGlobal, "a", 3, 2, 0, 0, 2, 500},
-		{ScopeGlobal, "b", 0, 0, 1, 0, 0, 0},
-		{ScopeLocal, "c", 1, 0, 0, 0, 0, 0},
+		{"global", "(other)", 0, 0, 5, 1, 0, 0},
+		{"global", "a", 3, 2, 0, 0, 2, 500},
+		{"global", "b", 0, 0, 1, 0, 0, 0},
+		{"local", "c", 1, 0, 0, 0, 0, 0},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d rows: %+v", len(got), got)
@@ -64,13 +63,13 @@ func TestAddAdmission(t *testing.T) {
 func TestAdmissionSurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "r.db")
 	r := newTestReporter(t, Config{DBPath: path})
-	r.AddAdmission(ScopeLocal, "jobs", "", delayed(4, 2*time.Second))
-	r.AddAdmission(ScopeLocal, "jobs", "", admission.Counts{Abandoned: 1})
+	r.AddAdmission(wire.ScopeLocal, "jobs", "", delayed(4, 2*time.Second))
+	r.AddAdmission(wire.ScopeLocal, "jobs", "", wire.Counts{Abandoned: 1})
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
 	r2 := newTestReporter(t, Config{DBPath: path})
-	r2.AddAdmission(ScopeLocal, "jobs", "", admission.Counts{Admitted: 1})
+	r2.AddAdmission(wire.ScopeLocal, "jobs", "", wire.Counts{Admitted: 1})
 	got := r2.Admission()
 	if len(got) != 1 || got[0].Delayed != 4 || got[0].Abandoned != 1 || got[0].Admitted != 1 || got[0].Released != 4 || got[0].DelayP99Ms != 2500 {
 		t.Fatalf("after restart: %+v", got)
@@ -100,12 +99,12 @@ func TestLocalAdmissionEndpoint(t *testing.T) {
 	}
 	for name, tc := range map[string]struct{ body, err string }{
 		"empty":           {"", "no report lines"},
-		"not json":        {pluginLine("jobs", "", 1) + "\nnope\n", "line 2: invalid character"},
-		"missing field":   {`{"route":"jobs","key":""}`, "line 1: missing [admitted delayed"},
-		"unknown field":   {strings.Replace(pluginLine("jobs", "", 1), `"key"`, `"extra":1,"key"`, 1), `line 1: json: unknown field`},
+		"not json":        {pluginLine("jobs", "", 1) + "\nnope\n", "line 2: expected '{' at offset 0"},
+		"missing field":   {`{"route":"jobs","key":""}`, "line 1: missing admitted, delayed"},
+		"unknown field":   {strings.Replace(pluginLine("jobs", "", 1), `"key"`, `"extra":1,"key"`, 1), `line 1: unknown field \"extra\"`},
 		"short buckets":   {strings.Replace(pluginLine("jobs", "", 1), "[0,0,", "[", 1), "line 1: delay_buckets has 15 entries, want 17"},
 		"empty route":     {pluginLine("", "", 1), "line 1: route is empty"},
-		"negative number": {strings.Replace(pluginLine("jobs", "", 1), `"rejected":0`, `"rejected":-1`, 1), "line 1: json: cannot unmarshal"},
+		"negative number": {strings.Replace(pluginLine("jobs", "", 1), `"rejected":0`, `"rejected":-1`, 1), "line 1: rejected must be a whole number"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, body := post(tc.body)
@@ -121,7 +120,7 @@ func TestLocalAdmissionEndpoint(t *testing.T) {
 		t.Fatalf("got %d %s", code, body)
 	}
 	got := r.Admission()
-	if len(got) != 2 || got[0].Scope != ScopeLocal || got[0].Key != "t1" || got[1].Admitted != 3 || got[1].DelayMaxMs != 2500 {
+	if len(got) != 2 || got[0].Scope != "local" || got[0].Key != "t1" || got[1].Admitted != 3 || got[1].DelayMaxMs != 2500 {
 		t.Fatalf("got %+v", got)
 	}
 
@@ -157,7 +156,7 @@ func TestLocalAdmissionEndpoint(t *testing.T) {
 func TestAdmissionMetricKeysCapped(t *testing.T) {
 	r := newTestReporter(t, Config{MaxMetricKeys: 2})
 	for _, k := range []string{"a", "b", "c", "d"} {
-		r.AddAdmission(ScopeGlobal, "jobs", k, admission.Counts{Admitted: 1})
+		r.AddAdmission(wire.ScopeGlobal, "jobs", k, wire.Counts{Admitted: 1})
 	}
 	if n := testutil.CollectAndCount(r.Registry(), "shadowlab_admission_requests_total"); n != 3*7 {
 		t.Errorf("%d series, want 3 keys (a, (other), b... capped at 2 + other) x 7", n)

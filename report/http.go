@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/shadowlab/shadowlab/wire"
 	"go.uber.org/zap"
 )
 
@@ -37,7 +38,7 @@ func (r *Reporter) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/pairs", r.servePairs)
 	mux.HandleFunc("GET /healthz", r.serveHealth)
 	mux.HandleFunc("GET /api/v1/admission", r.serveAdmission)
-	mux.HandleFunc("POST /api/v1/admission/local", r.serveLocalAdmission)
+	mux.HandleFunc("POST "+wire.ReportPath, r.serveLocalAdmission)
 	return mux
 }
 

@@ -2,6 +2,7 @@ package report
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // Metric names; every one starts with shadowlab_.
@@ -87,10 +88,10 @@ func (m *metrics) record(p *Pair, keys []patKey, label func(route, pattern strin
 		m.differences.WithLabelValues(p.Route, label(p.Route, k.pattern), string(k.kind)).Inc()
 	}
 	if p.PrimaryLatency > 0 {
-		m.latency.WithLabelValues(p.Route, sideNames[sidePrimary]).Observe(p.PrimaryLatency.Seconds())
+		m.latency.WithLabelValues(p.Route, wire.SidePrimary.String()).Observe(p.PrimaryLatency.Seconds())
 	}
 	if p.ShadowLatency > 0 {
-		m.latency.WithLabelValues(p.Route, sideNames[sideShadow]).Observe(p.ShadowLatency.Seconds())
+		m.latency.WithLabelValues(p.Route, wire.SideShadow.String()).Observe(p.ShadowLatency.Seconds())
 	}
 }
 

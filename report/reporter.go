@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // Config sizes the reporter. Zero values mean the documented default;
@@ -160,7 +160,7 @@ func New(cfg Config, log *zap.Logger) (*Reporter, error) {
 		return nil, fmt.Errorf("report: %w", err)
 	}
 	routes, err := st.load(ctx, lim)
-	var adm map[admissionKey]admission.Counts
+	var adm map[admissionKey]wire.Counts
 	if err == nil {
 		adm, err = st.loadAdmission(ctx)
 	}

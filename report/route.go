@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // OtherPattern gathers the differences on patterns that arrived after a route
@@ -31,13 +32,6 @@ const maxPairSignature = 32
 
 // maxPairDifferences bounds the differences listed per stored recent pair.
 const maxPairDifferences = 10
-
-const (
-	sidePrimary = 0
-	sideShadow  = 1
-)
-
-var sideNames = [2]string{"primary", "shadow"}
 
 // patKey identifies a difference by where (pattern) and what (kind).
 type patKey struct {
@@ -327,8 +321,8 @@ func (rs *routeState) reportLocked() RouteReport {
 		Noise:       []NoiseReport{},
 		Reasons:     map[Outcome]map[string]int{},
 		Latency: LatencyReport{
-			Primary: rs.latency[sidePrimary].summary(),
-			Shadow:  rs.latency[sideShadow].summary(),
+			Primary: rs.latency[wire.SidePrimary.Index()].summary(),
+			Shadow:  rs.latency[wire.SideShadow.Index()].summary(),
 		},
 	}
 	for k, n := range rs.outcomes {

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/wire"
 	_ "modernc.org/sqlite" // registers driver "sqlite" (pure Go)
 )
 
@@ -27,7 +27,7 @@ import (
 //	latency    (route, side) → count, max_ns, buckets  sparse log-linear histogram
 //	noise      (route, pattern) → varied, compared
 //	pairs      (id) → one recent non-match pair; oldest deleted past MaxRecentPairs
-//	admission  (scope, route, key) → counts           admission.Counts as JSON (version 2)
+//	admission  (scope, route, key) → counts           wire.Counts as JSON (version 2)
 //
 // Aggregate rows hold absolute values, written with upserts, so a flush is
 // idempotent. PRAGMA application_id marks the file as shadowlab's and PRAGMA
@@ -330,10 +330,11 @@ func (s *store) load(ctx context.Context, lim limits) (map[string]*routeState, e
 			if err := rows.Scan(&route, &side, &count, &maxNS, &buckets); err != nil {
 				return err
 			}
-			i := sideIndex(side)
-			if i < 0 || count < 0 {
+			sd, ok := wire.ParseSide(side)
+			if !ok || count < 0 {
 				return fmt.Errorf("latency: route %q: bad side %q or count %d", route, side, count)
 			}
+			i := sd.Index()
 			h, err := decodeHistogram(uint64(count), maxNS, buckets)
 			if err != nil {
 				return fmt.Errorf("latency: route %q side %s: %w", route, side, err)
@@ -360,15 +361,6 @@ func (s *store) load(ctx context.Context, lim limits) (map[string]*routeState, e
 		return nil, storeErr(s.name, fmt.Errorf("loading: %w", err))
 	}
 	return routes, nil
-}
-
-func sideIndex(side string) int {
-	for i, n := range sideNames {
-		if n == side {
-			return i
-		}
-	}
-	return -1
 }
 
 // pairRow is one recent non-match pair waiting for the store.
@@ -442,8 +434,9 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 			if h == nil {
 				continue
 			}
+			sides := [...]wire.Side{wire.SidePrimary, wire.SideShadow}
 			if err := exec(`INSERT OR REPLACE INTO latency (route, side, count, max_ns, buckets) VALUES (?, ?, ?, ?, ?)`,
-				route, sideNames[i], int64(h.count), int64(h.max), h.encodeBuckets()); err != nil {
+				route, sides[i].String(), int64(h.count), int64(h.max), h.encodeBuckets()); err != nil {
 				return err
 			}
 		}
@@ -508,20 +501,20 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 }
 
 // loadAdmission reads the admission counts.
-func (s *store) loadAdmission(ctx context.Context) (map[admissionKey]admission.Counts, error) {
+func (s *store) loadAdmission(ctx context.Context) (map[admissionKey]wire.Counts, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT scope, route, key, counts FROM admission")
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = rows.Close() }()
-	out := map[admissionKey]admission.Counts{}
+	out := map[admissionKey]wire.Counts{}
 	for rows.Next() {
 		var k admissionKey
 		var counts string
 		if err := rows.Scan(&k.scope, &k.route, &k.key, &counts); err != nil {
 			return nil, err
 		}
-		var c admission.Counts
+		var c wire.Counts
 		if err := json.Unmarshal([]byte(counts), &c); err != nil {
 			return nil, fmt.Errorf("admission counts of %s/%s/%q: %w", k.scope, k.route, k.key, err)
 		}

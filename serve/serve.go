@@ -1,7 +1,12 @@
 // Package serve is the `shadowlab serve` process: the xDS control plane, the
-// ext_proc capture server and the report API on their own ports, wired to
-// one policy file. cmd/shadowlab runs it; the end-to-end tests start and
-// stop it in-process.
+// ext_proc capture server, the global admission server and the report API
+// on their own ports, wired to one policy file. cmd/shadowlab runs it; the
+// end-to-end tests start and stop it in-process.
+//
+// Start builds every component first (listening on every port, so a busy
+// port fails at once, and nothing runs yet), then runs them all under one
+// group with one shutdown path: the first to fail, or Stop, stops them all,
+// and the report store is flushed and closed last.
 package serve
 
 import (
@@ -10,11 +15,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -55,163 +60,34 @@ type Instance struct {
 	XDS      *xds.Server
 	Reporter *report.Reporter
 	Pairer   *extproc.Pairer
+	Capture  *extproc.Server   // nil when capture is off
 	Admitter *extproc.Admitter // nil when global admission is off
 
-	// Bound addresses (useful with port 0).
+	// Bound addresses (useful with port 0); "" for a part that is off.
 	XDSAddr, ExtProcAddr, APIAddr, AdmissionAddr string
 
-	cancel  context.CancelFunc
-	done    chan struct{}
-	errOnce sync.Once
-	err     error
+	cfg       Config
+	log       *zap.Logger
+	listeners []net.Listener
+	servers   []func(ctx context.Context) error // each serves until ctx is done
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
 }
 
-// Start listens on every configured port (so a busy port fails at once),
-// loads and publishes the policy, and serves until ctx is done or Stop. A
-// policy that does not load fails Start: serve never starts on a broken
+// Start builds every component, runs them, and returns once the policy is
+// published. A port that cannot be bound, or a policy that does not load,
+// fails Start and leaves nothing behind: serve never starts on a broken
 // file.
 func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) {
-	in := &Instance{done: make(chan struct{})}
-	var listeners []net.Listener
-	closeAll := func() {
-		for _, l := range listeners {
-			_ = l.Close()
-		}
-	}
-	listen := func(what, addr string) (net.Listener, error) {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		listeners = append(listeners, l)
-		return l, nil
-	}
-
-	xdsLis, err := listen("xds address", cfg.XDSAddress)
-	if err != nil {
-		return nil, err
-	}
-	in.XDSAddr = xdsLis.Addr().String()
-	var extLis, apiLis net.Listener
-	var opts xds.Options
-	if cfg.ExtProcAddress != "" {
-		if extLis, err = listen("ext_proc address", cfg.ExtProcAddress); err != nil {
-			return nil, err
-		}
-		in.ExtProcAddr = extLis.Addr().String()
-		opts.ExtProcAddress = advertise(cfg.ExtProcAdvertise, in.ExtProcAddr)
-	}
-	if cfg.APIAddress != "" {
-		if apiLis, err = listen("api address", cfg.APIAddress); err != nil {
-			return nil, err
-		}
-		in.APIAddr = apiLis.Addr().String()
-		opts.APIAddress = advertise(cfg.APIAdvertise, in.APIAddr)
-	}
-	var admLis net.Listener
-	if cfg.AdmissionAddress != "" {
-		if admLis, err = listen("admission address", cfg.AdmissionAddress); err != nil {
-			return nil, err
-		}
-		in.AdmissionAddr = admLis.Addr().String()
-		opts.AdmissionAddress = advertise(cfg.AdmissionAdvertise, in.AdmissionAddr)
-	}
-	wasm, err := loadWasm(cfg.WasmPath)
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	if wasm != nil {
-		opts.Wasm = xds.WasmCode{SHA256: wasm.sha256}
-		if apiLis == nil {
-			opts.Wasm = xds.WasmCode{Filename: wasm.path}
-		}
-		log.Info("admission plugin", zap.String("path", wasm.path), zap.String("sha256", wasm.sha256), zap.Int("bytes", len(wasm.code)))
-	}
-
-	in.Reporter, err = report.New(cfg.Report, log.Named("report"))
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	in.XDS = xds.NewServer(opts, log.Named("xds"))
-	in.Pairer, err = extproc.NewPairer(cfg.Pairer, in.XDS.Policy, in.Reporter, time.Now, in.Reporter.Registry(), log.Named("pairer"))
-	if err != nil {
-		closeAll()
-		_ = in.Reporter.Close()
-		return nil, err
-	}
-	if err := in.XDS.RegisterMetrics(in.Reporter.Registry()); err != nil {
-		closeAll()
-		_ = in.Reporter.Close()
-		return nil, err
-	}
-
-	ctx, in.cancel = context.WithCancel(ctx)
+	in := &Instance{cfg: cfg, log: log, done: make(chan struct{})}
 	published := make(chan error, 1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		err := xds.WatchPolicy(ctx, cfg.PolicyPath, notifyFirst{in.XDS, published}, log.Named("policy"))
-		select {
-		case published <- err: // first load failed
-		default:
-		}
-		in.fail(err)
-	})
-	wg.Go(func() { in.fail(in.XDS.Serve(ctx, xdsLis)) })
-	if extLis != nil {
-		g := grpc.NewServer(
-			grpc.MaxConcurrentStreams(100_000),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		)
-		extproc.NewServer(in.XDS.Policy, in.Pairer, time.Now, log.Named("extproc")).Register(g)
-		wg.Go(func() { in.Pairer.Run(ctx) })
-		wg.Go(func() { in.fail(serveGRPC(ctx, g, extLis)) })
+	if err := in.build(published); err != nil {
+		in.close()
+		return nil, err
 	}
-	if admLis != nil {
-		in.Admitter, err = extproc.NewAdmitter(cfg.Admitter, in.XDS.Policy, in.Reporter, time.Now, nil, log.Named("admission"))
-		if err != nil {
-			in.cancel()
-			closeAll()
-			wg.Wait()
-			_ = in.Reporter.Close()
-			return nil, err
-		}
-		g := grpc.NewServer(
-			grpc.MaxConcurrentStreams(100_000),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		)
-		in.Admitter.Register(g)
-		held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "shadowlab_admission_held",
-			Help: "Requests the global admission server holds now.",
-		}, func() float64 { return float64(in.Admitter.Held()) })
-		if err := in.Reporter.Registry().Register(held); err != nil {
-			in.fail(err)
-		}
-		wg.Go(func() { in.fail(serveGRPC(ctx, g, admLis)) })
-	}
-	if apiLis != nil {
-		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm), ReadHeaderTimeout: 5 * time.Second}
-		wg.Go(func() {
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		})
-		wg.Go(func() {
-			if err := srv.Serve(apiLis); !errors.Is(err, http.ErrServerClosed) {
-				in.fail(err)
-			}
-		})
-	}
-	go func() {
-		wg.Wait()
-		in.fail(in.Reporter.Close())
-		close(in.done)
-	}()
-
+	in.run(ctx)
 	select {
 	case err := <-published:
 		if err != nil {
@@ -227,13 +103,134 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) 
 	return in, nil
 }
 
-// fail records the first error and stops everything.
-func (in *Instance) fail(err error) {
-	if err == nil {
-		return
+// build listens on every configured port and constructs every component,
+// without starting anything. On error, close releases what it made.
+func (in *Instance) build(published chan<- error) error {
+	cfg, log := in.cfg, in.log
+	var opts xds.Options
+	xdsLis, err := in.listen("xds address", cfg.XDSAddress, &in.XDSAddr)
+	if err != nil {
+		return err
 	}
-	in.errOnce.Do(func() { in.err = err })
-	in.cancel()
+	extLis, err := in.listen("ext_proc address", cfg.ExtProcAddress, &in.ExtProcAddr)
+	if err != nil {
+		return err
+	}
+	apiLis, err := in.listen("api address", cfg.APIAddress, &in.APIAddr)
+	if err != nil {
+		return err
+	}
+	admLis, err := in.listen("admission address", cfg.AdmissionAddress, &in.AdmissionAddr)
+	if err != nil {
+		return err
+	}
+	opts.ExtProcAddress = advertise(cfg.ExtProcAdvertise, in.ExtProcAddr)
+	opts.APIAddress = advertise(cfg.APIAdvertise, in.APIAddr)
+	opts.AdmissionAddress = advertise(cfg.AdmissionAdvertise, in.AdmissionAddr)
+
+	wasm, err := loadWasm(cfg.WasmPath)
+	if err != nil {
+		return err
+	}
+	if wasm != nil {
+		opts.Wasm = xds.WasmCode{SHA256: wasm.sha256}
+		if apiLis == nil {
+			opts.Wasm = xds.WasmCode{Filename: wasm.path}
+		}
+		log.Info("admission plugin", zap.String("path", wasm.path), zap.String("sha256", wasm.sha256), zap.Int("bytes", len(wasm.code)))
+	}
+
+	if in.Reporter, err = report.New(cfg.Report, log.Named("report")); err != nil {
+		return err
+	}
+	reg := in.Reporter.Registry()
+	in.XDS = xds.NewServer(opts, log.Named("xds"))
+	if err := in.XDS.RegisterMetrics(reg); err != nil {
+		return err
+	}
+	if in.Pairer, err = extproc.NewPairer(cfg.Pairer, in.Reporter, time.Now, reg, log.Named("pairer")); err != nil {
+		return err
+	}
+	pub := &publisher{Server: in.XDS, first: published, use: []func(*policy.Policy){in.Pairer.Use}}
+
+	in.servers = append(in.servers,
+		func(ctx context.Context) error {
+			err := xds.WatchPolicy(ctx, cfg.PolicyPath, pub, log.Named("policy"))
+			pub.fail(err) // the first load failed: Start reports it
+			return err
+		},
+		func(ctx context.Context) error { return in.XDS.Serve(ctx, xdsLis) },
+	)
+	if extLis != nil {
+		in.Capture = extproc.NewServer(in.Pairer, time.Now, log.Named("extproc"))
+		pub.use = append(pub.use, in.Capture.Use)
+		g := newGRPCServer()
+		in.Capture.Register(g)
+		in.servers = append(in.servers,
+			func(ctx context.Context) error { in.Pairer.Run(ctx); return nil },
+			func(ctx context.Context) error { return serveGRPC(ctx, g, extLis) })
+	}
+	if admLis != nil {
+		if in.Admitter, err = extproc.NewAdmitter(cfg.Admitter, in.Reporter, time.Now, nil, log.Named("admission")); err != nil {
+			return err
+		}
+		pub.use = append(pub.use, in.Admitter.Use)
+		held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shadowlab_admission_held",
+			Help: "Requests the global admission server holds now.",
+		}, func() float64 { return float64(in.Admitter.Held()) })
+		if err := reg.Register(held); err != nil {
+			return err
+		}
+		g := newGRPCServer()
+		in.Admitter.Register(g)
+		in.servers = append(in.servers, func(ctx context.Context) error { return serveGRPC(ctx, g, admLis) })
+	}
+	if apiLis != nil {
+		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm), ReadHeaderTimeout: 5 * time.Second}
+		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, apiLis) })
+	}
+	return nil
+}
+
+// listen binds addr for what, unless addr is "" (that part is off: nil,
+// nil), and records the bound address in bound.
+func (in *Instance) listen(what, addr string, bound *string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	in.listeners = append(in.listeners, l)
+	*bound = l.Addr().String()
+	return l, nil
+}
+
+// close releases what build made when Start does not run it.
+func (in *Instance) close() {
+	for _, l := range in.listeners {
+		_ = l.Close()
+	}
+	if in.Reporter != nil {
+		_ = in.Reporter.Close()
+	}
+}
+
+// run starts every server under one group: the first error (or Stop)
+// cancels the others; when all have returned, the report is flushed and
+// closed and Wait returns.
+func (in *Instance) run(ctx context.Context) {
+	ctx, in.cancel = context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, serve := range in.servers {
+		g.Go(func() error { return serve(gctx) })
+	}
+	go func() {
+		in.err = errors.Join(g.Wait(), in.Reporter.Close())
+		close(in.done)
+	}()
 }
 
 // Stop stops every server and waits for them; results are flushed.
@@ -248,21 +245,40 @@ func (in *Instance) Wait() error {
 	return in.err
 }
 
-// notifyFirst passes publishes through and signals the first success.
-type notifyFirst struct {
+// publisher takes a policy live: Envoy's snapshot first (xds.Server), then
+// every component that reads the policy on the data path. It signals the
+// first publish, or the failure of the first load, to Start.
+type publisher struct {
 	*xds.Server
-	ch chan error
+	use   []func(*policy.Policy)
+	first chan<- error
 }
 
-func (n notifyFirst) Publish(ctx context.Context, p *policy.Policy) (string, error) {
-	v, err := n.Server.Publish(ctx, p)
-	if err == nil {
-		select {
-		case n.ch <- nil:
-		default:
-		}
+func (p *publisher) Publish(ctx context.Context, pol *policy.Policy) (string, error) {
+	v, err := p.Server.Publish(ctx, pol)
+	if err != nil {
+		return v, err
 	}
-	return v, err
+	for _, use := range p.use {
+		use(pol)
+	}
+	p.fail(nil)
+	return v, nil
+}
+
+// fail signals the outcome of the first load (nil: published), once.
+func (p *publisher) fail(err error) {
+	select {
+	case p.first <- err:
+	default:
+	}
+}
+
+func newGRPCServer() *grpc.Server {
+	return grpc.NewServer(
+		grpc.MaxConcurrentStreams(100_000),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
 }
 
 func serveGRPC(ctx context.Context, g *grpc.Server, l net.Listener) error {
@@ -276,9 +292,26 @@ func serveGRPC(ctx context.Context, g *grpc.Server, l net.Listener) error {
 	return nil
 }
 
-// advertise is the address Envoy should dial for a server bound to bound.
+func serveHTTP(ctx context.Context, srv *http.Server, l net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// advertise is the address Envoy should dial for a server bound to bound
+// ("" when the server is off).
 func advertise(explicit, bound string) string {
-	if explicit != "" {
+	switch {
+	case bound == "":
+		return ""
+	case explicit != "":
 		return explicit
 	}
 	host, port, err := net.SplitHostPort(bound)

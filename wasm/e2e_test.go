@@ -39,6 +39,7 @@ import (
 
 	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/envoy"
+	"github.com/shadowlab/shadowlab/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -184,9 +185,9 @@ func startUpstream(t *testing.T) *upstream {
 		u.hits[r.URL.Path]++
 		u.at[r.URL.Path] = append(u.at[r.URL.Path], time.Now())
 		u.mu.Unlock()
-		w.Header().Set("x-echo-admission", r.Header.Get(headerAdmission))
-		w.Header().Set("x-echo-held-ms", r.Header.Get(headerHeldMs))
-		w.Header().Set("x-echo-request-id", r.Header.Get(headerRequestID))
+		w.Header().Set("x-echo-admission", r.Header.Get(wire.HeaderAdmission))
+		w.Header().Set("x-echo-held-ms", r.Header.Get(wire.HeaderHeldMs))
+		w.Header().Set("x-echo-request-id", r.Header.Get(wire.HeaderRequestID))
 		_, _ = io.WriteString(w, "ok\n")
 	})}
 	go func() { _ = u.srv.Serve(l) }()
@@ -202,21 +203,21 @@ type controlPlane struct {
 	mu     sync.Mutex
 	posts  int
 	bad    []string // what was wrong with requests, if anything
-	counts map[reportKey]admission.Counts
+	counts map[reportKey]wire.Counts
 }
 
 func startControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	cp := &controlPlane{port: l.Addr().(*net.TCPAddr).Port, counts: map[reportKey]admission.Counts{}}
+	cp := &controlPlane{port: l.Addr().(*net.TCPAddr).Port, counts: map[reportKey]wire.Counts{}}
 	cp.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		cp.mu.Lock()
 		defer cp.mu.Unlock()
 		cp.posts++
 		if r.Method != http.MethodPost || r.URL.Path != defaultReportPath || r.Host != defaultReportAuthority ||
-			r.Header.Get("content-type") != reportContentType {
+			r.Header.Get("content-type") != wire.ReportContentType {
 			cp.bad = append(cp.bad, fmt.Sprintf("%s %s host %q content-type %q", r.Method, r.URL.Path, r.Host, r.Header.Get("content-type")))
 		}
 		for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
@@ -236,7 +237,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 	return cp
 }
 
-func (cp *controlPlane) get(route, key string) (admission.Counts, int, []string) {
+func (cp *controlPlane) get(route, key string) (wire.Counts, int, []string) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	return cp.counts[reportKey{route, key}], cp.posts, slices.Clone(cp.bad)
@@ -349,7 +350,7 @@ func get(ctx context.Context, c *http.Client, url string) result {
 	r := result{status: resp.StatusCode, latency: time.Since(t0), retry: resp.Header.Get("retry-after")}
 	r.admission = resp.Header.Get("x-echo-admission")
 	if r.admission == "" {
-		r.admission = resp.Header.Get(headerAdmission) // set on the plugin's own 429
+		r.admission = resp.Header.Get(wire.HeaderAdmission) // set on the plugin's own 429
 	}
 	r.heldMs, _ = strconv.Atoi(resp.Header.Get("x-echo-held-ms"))
 	return r
@@ -482,9 +483,9 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 			require.NoError(t, r.err, "request %d", i)
 			require.Equal(t, http.StatusOK, r.status, "request %d", i)
 			switch r.admission {
-			case admissionPassed:
+			case wire.AdmissionPassed:
 				passed++
-			case admissionHeld:
+			case wire.AdmissionHeld:
 				held++
 				heldLat = append(heldLat, r.latency)
 				require.LessOrEqual(t, r.heldMs, 15000+100, "request %d held-ms", i)
@@ -517,7 +518,7 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 		t.Logf("held POST of %d bytes: status %d, admission %q, held-ms %d, took %v, upstream got %d bytes",
 			len(body), resp.StatusCode, resp.Header.Get("x-echo-admission"), heldMs, took, up.bodyBytes.Load())
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		require.Equal(t, admissionHeld, resp.Header.Get("x-echo-admission"))
+		require.Equal(t, wire.AdmissionHeld, resp.Header.Get("x-echo-admission"))
 		require.GreaterOrEqual(t, took, time.Duration(heldMs)*time.Millisecond, "released before its delay")
 		require.EqualValues(t, len(body), up.bodyBytes.Load())
 	})
@@ -613,7 +614,7 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 		t.Logf("control plane: %d posts, report-policy/acme %+v; reports %d, report_failed %d",
 			posts, c, delta(after, before, "reports"), delta(after, before, "report_failed"))
 		require.Empty(t, bad)
-		require.Equal(t, admission.Counts{Admitted: 5, Rejected: 15}, c, "nothing counted twice")
+		require.Equal(t, wire.Counts{Admitted: 5, Rejected: 15}, c, "nothing counted twice")
 		require.Positive(t, delta(after, before, "reports"))
 		require.Zero(t, delta(after, before, "fail_open"))
 	})

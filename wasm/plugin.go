@@ -5,29 +5,12 @@ import (
 	"errors"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 	"github.com/shadowlab/shadowlab/admission"
-)
-
-// Headers the plugin sets on the requests it lets through. Client-supplied
-// copies are overwritten, never trusted.
-const (
-	headerAdmission = "x-shadowlab-admission" // passed | held (| rejected on the 429)
-	headerHeldMs    = "x-shadowlab-held-ms"   // how long a held request waited
-)
-
-// headerRequestID is the request-ID tag. The plugin sets it on requests
-// that come without one and never changes one that is there.
-const headerRequestID = "x-request-id"
-
-const (
-	admissionPassed   = "passed"
-	admissionHeld     = "held"
-	admissionRejected = "rejected"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // sharedKeyPrefix namespaces the plugin's states in the vm_id's shared data.
@@ -190,7 +173,7 @@ func (p *pluginContext) OnPluginStart(int) (status types.OnPluginStartStatus) {
 	}
 	cfg, err := parseConfig(data)
 	if err != nil {
-		proxywasm.LogCritical("shadowlab: " + strings.ReplaceAll(err.Error(), "\n", "; "))
+		proxywasm.LogCritical("shadowlab: " + logConfigError(err))
 		return types.OnPluginStartStatusFailed
 	}
 	p.cfg = cfg
@@ -249,7 +232,7 @@ func (p *pluginContext) OnTick() {
 		}
 		wait := time.Duration(nowNs - r.heldAtNs)
 		heldMs := wait.Milliseconds()
-		_ = proxywasm.ReplaceHttpRequestHeader(headerHeldMs, strconv.FormatInt(heldMs, 10))
+		_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderHeldMs, strconv.FormatInt(heldMs, 10))
 		if err := proxywasm.ResumeHttpRequest(); err != nil {
 			inc(p.metrics.abandoned, 1)
 			counts.Abandoned++
@@ -343,10 +326,10 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 // stampRequestID sets x-request-id on a request that has none (or an
 // empty one): a random UUID-v4-shaped string from the plugin's rng.
 func (h *httpContext) stampRequestID() {
-	if v, err := proxywasm.GetHttpRequestHeader(headerRequestID); err == nil && v != "" {
+	if v, err := proxywasm.GetHttpRequestHeader(wire.HeaderRequestID); err == nil && v != "" {
 		return
 	}
-	_ = proxywasm.ReplaceHttpRequestHeader(headerRequestID, newRequestID(h.plugin.rnd))
+	_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderRequestID, newRequestID(h.plugin.rnd))
 }
 
 // newRequestID is a random UUID-v4-shaped string: 32 lowercase hex digits
@@ -376,7 +359,7 @@ func newRequestID(r *rng) string {
 }
 
 func (h *httpContext) pass() types.Action {
-	_ = proxywasm.ReplaceHttpRequestHeader(headerAdmission, admissionPassed)
+	_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderAdmission, wire.AdmissionPassed)
 	inc(h.plugin.metrics.passed, 1)
 	return types.ActionContinue
 }
@@ -385,7 +368,7 @@ func (h *httpContext) pass() types.Action {
 // key name its line in the reports.
 func (h *httpContext) hold(now time.Time, delay time.Duration, route, key string) types.Action {
 	p := h.plugin
-	_ = proxywasm.ReplaceHttpRequestHeader(headerAdmission, admissionHeld)
+	_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderAdmission, wire.AdmissionHeld)
 	at := now.UnixNano()
 	r := heldRequest{id: h.id, releaseNs: at + int64(delay), heldAtNs: at, route: route, key: key}
 	p.held[h.id] = r
@@ -398,10 +381,10 @@ func (h *httpContext) hold(now time.Time, delay time.Duration, route, key string
 // reject answers 429 with Retry-After in whole seconds (at least 1), and
 // counts the request as rejected, or as failed open if the 429 could not
 // be sent.
-func (h *httpContext) reject(counts *admission.Counts, retryAfter int) types.Action {
+func (h *httpContext) reject(counts *wire.Counts, retryAfter int) types.Action {
 	err := proxywasm.SendHttpResponse(429, [][2]string{
-		{"retry-after", strconv.Itoa(max(retryAfter, 1))},
-		{headerAdmission, admissionRejected},
+		{wire.HeaderRetryAfter, strconv.Itoa(max(retryAfter, 1))},
+		{wire.HeaderAdmission, wire.AdmissionRejected},
 	}, []byte("too many requests\n"), -1)
 	if err != nil {
 		proxywasm.LogWarn("shadowlab: sending 429: " + err.Error())

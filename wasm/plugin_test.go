@@ -18,6 +18,7 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -57,9 +58,12 @@ func header(headers [][2]string, name string) string {
 	return ""
 }
 
+// pc is a config without its admission budget.
+func pc(c wire.PluginConfig) config { return config{PluginConfig: c} }
+
 // withReportDefaults fills in the defaults of the report fields.
 func withReportDefaults(c config) config {
-	c.ReportPath, c.ReportAuthority, c.ReportMs = defaultReportPath, defaultReportAuthority, defaultReportMs
+	c.ReportPath, c.ReportAuthority, c.ReportMs = wire.ReportPath, wire.ReportAuthority, wire.DefaultReportMs
 	return c
 }
 
@@ -72,26 +76,26 @@ func TestParseConfig(t *testing.T) {
 	}{
 		"defaults": {
 			in:      `{"limit": 100, "max_delay_ms": 15000}`,
-			want:    withReportDefaults(config{Limit: 100, WindowMs: 1000, MaxDelayMs: 15000, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay"}),
+			want:    withReportDefaults(pc(wire.PluginConfig{Limit: 100, WindowMs: 1000, MaxDelayMs: 15000, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay"})),
 			wantAdm: admission.Config{Limit: 100, Window: time.Second, MaxDelay: 15 * time.Second, Mode: admission.ModeDelay, Slack: 20 * time.Millisecond},
 		},
 		"all fields": {
 			in: `{"limit": 5, "window_ms": 60000, "tick_ms": 10, "max_held": 7, "max_keys": 9,
 			      "mode": "reject", "key_header": "x-tenant", "gc_heap_bytes": 8388608}`,
-			want: withReportDefaults(config{Limit: 5, WindowMs: 60000, TickMs: 10, SlackMs: 10, MaxHeld: 7, MaxKeys: 9,
-				Mode: "reject", KeyHeader: "x-tenant", GCHeapBytes: 8 << 20}),
+			want: withReportDefaults(pc(wire.PluginConfig{Limit: 5, WindowMs: 60000, TickMs: 10, SlackMs: 10, MaxHeld: 7, MaxKeys: 9,
+				Mode: "reject", KeyHeader: "x-tenant", GCHeapBytes: 8 << 20})),
 			wantAdm: admission.Config{Limit: 5, Window: time.Minute, Mode: admission.ModeReject, Slack: 10 * time.Millisecond},
 		},
 		"observe without delay": {
 			in:      `{"limit": 1, "mode": "observe"}`,
-			want:    withReportDefaults(config{Limit: 1, WindowMs: 1000, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "observe"}),
+			want:    withReportDefaults(pc(wire.PluginConfig{Limit: 1, WindowMs: 1000, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "observe"})),
 			wantAdm: admission.Config{Limit: 1, Window: time.Second, Mode: admission.ModeObserve, Slack: 20 * time.Millisecond},
 		},
 		"route, slack and reports": {
 			in: `{"limit": 10, "max_delay_ms": 1000, "tick_ms": 10, "slack_ms": 25, "route": "reminders-policy",
 			      "report_cluster": "shadowlab_control", "report_path": "/r", "report_authority": "cp", "report_ms": 500}`,
-			want: config{Limit: 10, WindowMs: 1000, MaxDelayMs: 1000, TickMs: 10, SlackMs: 25, MaxHeld: 10000, MaxKeys: 1000,
-				Mode: "delay", Route: "reminders-policy", ReportCluster: "shadowlab_control", ReportPath: "/r", ReportAuthority: "cp", ReportMs: 500},
+			want: pc(wire.PluginConfig{Limit: 10, WindowMs: 1000, MaxDelayMs: 1000, TickMs: 10, SlackMs: 25, MaxHeld: 10000, MaxKeys: 1000,
+				Mode: "delay", Route: "reminders-policy", ReportCluster: "shadowlab_control", ReportPath: "/r", ReportAuthority: "cp", ReportMs: 500}),
 			wantAdm: admission.Config{Limit: 10, Window: time.Second, MaxDelay: time.Second, Mode: admission.ModeDelay, Slack: 25 * time.Millisecond},
 		},
 		"slack_ms below tick_ms": {
@@ -127,12 +131,12 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		"too large": {in: `{"limit": 4294967296}`, wantErr: []string{"configuration.limit: must be a whole number between 0 and 4294967295"}},
-		"nested":    {in: `{"limit": {"n": 1}}`, wantErr: []string{"nested objects and arrays are not supported"}},
+		"nested":    {in: `{"limit": {"n": 1}}`, wantErr: []string{"nested objects are not supported"}},
 		"duplicate": {in: `{"limit": 1, "limit": 2}`, wantErr: []string{`duplicate key "limit"`}},
 		"trailing":  {in: `{"limit": 1} {}`, wantErr: []string{"unexpected data after the object"}},
 		"escapes in strings": {
 			in:      `{"limit": 1, "max_delay_ms": 5, "key_header": "x-t\u0065nant"}`,
-			want:    withReportDefaults(config{Limit: 1, WindowMs: 1000, MaxDelayMs: 5, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay", KeyHeader: "x-tenant"}),
+			want:    withReportDefaults(pc(wire.PluginConfig{Limit: 1, WindowMs: 1000, MaxDelayMs: 5, TickMs: 20, SlackMs: 20, MaxHeld: 10000, MaxKeys: 1000, Mode: "delay", KeyHeader: "x-tenant"})),
 			wantAdm: admission.Config{Limit: 1, Window: time.Second, MaxDelay: 5 * time.Millisecond, Mode: admission.ModeDelay, Slack: 20 * time.Millisecond},
 		},
 		"every problem reported": {
@@ -224,10 +228,10 @@ func send(t *testing.T, host proxytest.HostEmulator, headers [][2]string) sent {
 	t.Helper()
 	id := host.InitializeHttpContext()
 	r := sent{id: id, action: host.CallOnRequestHeaders(id, headers, false)}
-	r.admission = header(host.GetCurrentRequestHeaders(id), headerAdmission)
+	r.admission = header(host.GetCurrentRequestHeaders(id), wire.HeaderAdmission)
 	if resp := host.GetSentLocalResponse(id); resp != nil {
 		r.status = resp.StatusCode
-		r.admission = header(resp.Headers, headerAdmission)
+		r.admission = header(resp.Headers, wire.HeaderAdmission)
 		r.retryAfter, _ = strconv.Atoi(header(resp.Headers, "retry-after"))
 	}
 	return r
@@ -305,7 +309,7 @@ func TestBurst(t *testing.T) {
 						continue
 					}
 					require.EqualValues(t, 429, r.status)
-					require.Equal(t, admissionRejected, r.admission)
+					require.Equal(t, wire.AdmissionRejected, r.admission)
 					require.GreaterOrEqual(t, r.retryAfter, 1)
 					require.LessOrEqual(t, r.retryAfter, 62)
 					values[r.retryAfter]++
@@ -323,7 +327,7 @@ func TestBurst(t *testing.T) {
 				require.Len(t, released, n)
 				require.Zero(t, released[n-1])
 				for _, r := range res {
-					require.Equal(t, admissionPassed, r.admission)
+					require.Equal(t, wire.AdmissionPassed, r.admission)
 				}
 				od, or := counter(t, host, "observed_delay"), counter(t, host, "observed_reject")
 				require.InDelta(t, 490, od, 10)
@@ -359,7 +363,7 @@ func TestBurst(t *testing.T) {
 				case r.status != 0:
 					host.CompleteHttpContext(r.id)
 				default:
-					require.Equal(t, admissionHeld, r.admission)
+					require.Equal(t, wire.AdmissionHeld, r.admission)
 					held = append(held, r.id)
 				}
 			}
@@ -479,7 +483,7 @@ func TestHeldHeaderRecordsWait(t *testing.T) {
 		clock.advance(20 * time.Millisecond)
 		host.Tick()
 	}
-	ms, err := strconv.Atoi(header(host.GetCurrentRequestHeaders(r.id), headerHeldMs))
+	ms, err := strconv.Atoi(header(host.GetCurrentRequestHeaders(r.id), wire.HeaderHeldMs))
 	require.NoError(t, err)
 	require.Equal(t, clock.t.Sub(start).Milliseconds(), int64(ms))
 	require.LessOrEqual(t, ms, 5000)
@@ -487,10 +491,10 @@ func TestHeldHeaderRecordsWait(t *testing.T) {
 
 func TestClientHeaderIsOverwritten(t *testing.T) {
 	host := newHost(t, `{"limit": 10, "max_delay_ms": 1000}`, &fakeClock{t: start})
-	spoofed := append([][2]string{{headerAdmission, "held"}}, requestHeaders...)
+	spoofed := append([][2]string{{wire.HeaderAdmission, "held"}}, requestHeaders...)
 	r := send(t, host, spoofed)
 	require.Equal(t, types.ActionContinue, r.action)
-	require.Equal(t, admissionPassed, r.admission)
+	require.Equal(t, wire.AdmissionPassed, r.admission)
 }
 
 // TestBudgetKey checks that budgets are per route, and per key header when

@@ -3,14 +3,13 @@ package main
 import (
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
-	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // Outcome reports. Each plugin context (one per worker VM and plugin)
-// aggregates admission.Counts per route and key and, from OnTick, POSTs
+// aggregates wire.Counts per route and key and, from OnTick, POSTs
 // them to the control plane as NDJSON, one line per route and key (see
 // appendReport). One call at a time; a batch that was not delivered is
 // merged back into the pending counts, so nothing is lost while the
@@ -21,16 +20,14 @@ const (
 	otherKey = "(other)"
 	// reportTimeoutMs is the timeout of the report call.
 	reportTimeoutMs = 2000
-	// reportContentType is the content-type of the report body.
-	reportContentType = "application/x-ndjson"
 )
 
-// outcomeCounts are admission.Counts by route (of the budget key) and key
+// outcomeCounts are wire.Counts by route (of the budget key) and key
 // (the key header value, "" when the budget is per route): one report line
 // each.
 // Nested maps keyed by strings use the runtime's string-key fast paths; a
 // struct key would add the generic map code to the module.
-type outcomeCounts map[string]map[string]*admission.Counts
+type outcomeCounts map[string]map[string]*wire.Counts
 
 // lines is the number of route and key pairs.
 func (cs outcomeCounts) lines() int {
@@ -46,9 +43,9 @@ func (cs outcomeCounts) lines() int {
 // concurrent use, like a VM.
 type outcomes struct {
 	maxKeys int
-	pending outcomeCounts    // nil: reporting is off
-	keys    int              // lines of pending whose key is not otherKey
-	discard admission.Counts // where counts go when reporting is off
+	pending outcomeCounts // nil: reporting is off
+	keys    int           // lines of pending whose key is not otherKey
+	discard wire.Counts   // where counts go when reporting is off
 }
 
 func newOutcomes(on bool, maxKeys uint32) outcomes {
@@ -60,13 +57,13 @@ func newOutcomes(on bool, maxKeys uint32) outcomes {
 }
 
 // at returns the counts of route and key, created if needed.
-func (o *outcomes) at(route, key string) *admission.Counts {
+func (o *outcomes) at(route, key string) *wire.Counts {
 	if o.pending == nil {
 		return &o.discard
 	}
 	keys := o.pending[route]
 	if keys == nil {
-		keys = map[string]*admission.Counts{}
+		keys = map[string]*wire.Counts{}
 		o.pending[route] = keys
 	}
 	c := keys[key]
@@ -78,7 +75,7 @@ func (o *outcomes) at(route, key string) *admission.Counts {
 		if key != otherKey {
 			o.keys++
 		}
-		c = new(admission.Counts)
+		c = new(wire.Counts)
 		keys[key] = c
 	}
 	return c
@@ -102,14 +99,8 @@ func (o *outcomes) merge(batch outcomeCounts) {
 	}
 }
 
-// appendReport appends batch as NDJSON, one line per route and key sorted
-// by route then key:
-//
-//	{"route":"r","key":"k","admitted":N,"delayed":N,"rejected":N,"observed_delay":N,"observed_reject":N,"abandoned":N,"fail_open":N,"delay_buckets":[n0,...,n16],"delay_sum_ms":N}
-//
-// The field names are admission.Counts' JSON names; delay_buckets has
-// len(admission.DelayBucketsMs)+1 entries. Encoded by hand: encoding/json
-// would add to the module (see flatjson.go).
+// appendReport appends batch as a report body (wire.AppendReportLine), one
+// line per route and key sorted by route then key.
 func appendReport(b []byte, batch outcomeCounts) []byte {
 	routes := make([]string, 0, len(batch))
 	for route := range batch {
@@ -124,73 +115,10 @@ func appendReport(b []byte, batch outcomeCounts) []byte {
 		}
 		slices.Sort(keys)
 		for _, key := range keys {
-			b = appendLine(b, route, key, batch[route][key])
+			b = wire.AppendReportLine(b, route, key, batch[route][key])
 		}
 	}
 	return b
-}
-
-// countNames are the JSON names of the scalar fields of admission.Counts, in
-// report order (see appendLine).
-var countNames = [...]string{
-	`,"admitted":`, `,"delayed":`, `,"rejected":`, `,"observed_delay":`,
-	`,"observed_reject":`, `,"abandoned":`, `,"fail_open":`,
-}
-
-// appendLine appends one line of a report. (Loops over tables, not one
-// call per field: on wasm every inlined append is code V8 compiles.)
-func appendLine(b []byte, route, key string, c *admission.Counts) []byte {
-	b = append(b, `{"route":`...)
-	b = appendJSONString(b, route)
-	b = append(b, `,"key":`...)
-	b = appendJSONString(b, key)
-	for i, n := range [len(countNames)]uint64{
-		c.Admitted, c.Delayed, c.Rejected, c.ObservedDelay, c.ObservedReject, c.Abandoned, c.FailOpen,
-	} {
-		b = append(b, countNames[i]...)
-		b = strconv.AppendUint(b, n, 10)
-	}
-	sep := `,"delay_buckets":[`
-	for _, n := range c.DelayBuckets {
-		b = append(b, sep...)
-		b = strconv.AppendUint(b, n, 10)
-		sep = ","
-	}
-	b = append(b, `],"delay_sum_ms":`...)
-	b = strconv.AppendUint(b, c.DelaySumMs, 10)
-	return append(b, "}\n"...)
-}
-
-// appendJSONString appends s as a JSON string. Header values are bytes:
-// valid UTF-8 is kept as is, every byte of invalid UTF-8 becomes \ufffd
-// (as encoding/json does); quote, backslash and control characters are
-// escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-			i++
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			i++
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-			i++
-		default:
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				b = append(b, `\ufffd`...)
-			} else {
-				b = append(b, s[i:i+size]...)
-			}
-			i += size
-		}
-	}
-	return append(b, '"')
 }
 
 // dispatchFunc is proxywasm.DispatchHttpCall; tests pass one that fails
@@ -222,7 +150,7 @@ func (p *pluginContext) report(nowMs int64) {
 		{":method", "POST"},
 		{":path", p.cfg.ReportPath},
 		{":authority", p.cfg.ReportAuthority},
-		{"content-type", reportContentType},
+		{"content-type", wire.ReportContentType},
 	}
 	r.inflight = batch
 	_, err := r.dispatch(p.cfg.ReportCluster, headers, body, nil, reportTimeoutMs,

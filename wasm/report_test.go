@@ -13,7 +13,7 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
-	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -45,15 +45,15 @@ type reportKey struct{ route, key string }
 type reportLine struct {
 	Route string `json:"route"`
 	Key   string `json:"key"`
-	admission.Counts
+	wire.Counts
 }
 
 // parseReport decodes a report body strictly (no unknown fields), checks
 // that its lines are sorted by route then key, and returns them by key.
-func parseReport(t *testing.T, body []byte) map[reportKey]admission.Counts {
+func parseReport(t *testing.T, body []byte) map[reportKey]wire.Counts {
 	t.Helper()
 	require.True(t, bytes.HasSuffix(body, []byte("\n")), "body %q", body)
-	out := map[reportKey]admission.Counts{}
+	out := map[reportKey]wire.Counts{}
 	var prev *reportKey
 	for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
 		dec := json.NewDecoder(strings.NewReader(line))
@@ -70,8 +70,8 @@ func parseReport(t *testing.T, body []byte) map[reportKey]admission.Counts {
 	return out
 }
 
-func buckets(pairs ...int) [len(admission.DelayBucketsMs) + 1]uint64 {
-	var b [len(admission.DelayBucketsMs) + 1]uint64
+func buckets(pairs ...int) [len(wire.DelayBucketsMs) + 1]uint64 {
+	var b [len(wire.DelayBucketsMs) + 1]uint64
 	for i := 0; i < len(pairs); i += 2 {
 		b[pairs[i]] = uint64(pairs[i+1])
 	}
@@ -104,26 +104,6 @@ func TestAppendReport(t *testing.T) {
 			require.Equal(t, *c, got[k], "%v", k)
 		}
 	}
-}
-
-// FuzzAppendJSONString checks the string encoder against encoding/json: the
-// output is valid JSON and decodes to what encoding/json's own encoding of
-// the string decodes to (invalid UTF-8 bytes replaced one by one).
-func FuzzAppendJSONString(f *testing.F) {
-	for _, seed := range []string{"", "acme", "a\"b\\c", "\x00\x1f\x7f", "\xff\xfe", "é😀", "\xe2\x82", "\u2028<>&", "(other)"} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		b := appendJSONString(nil, s)
-		require.True(t, json.Valid(b), "%q encoded as %s", s, b)
-		var got string
-		require.NoError(t, json.Unmarshal(b, &got))
-		ref, err := json.Marshal(s)
-		require.NoError(t, err)
-		var want string
-		require.NoError(t, json.Unmarshal(ref, &want))
-		require.Equal(t, want, got, "%q encoded as %s", s, b)
-	})
 }
 
 func TestOutcomesKeyBound(t *testing.T) {
@@ -194,7 +174,7 @@ func TestReportOutcomes(t *testing.T) {
 		{":method", "POST"}, {":path", "/api/v1/admission/local"}, {":authority", "shadowlab"},
 		{"content-type", "application/x-ndjson"},
 	}, call.Headers)
-	require.Equal(t, map[reportKey]admission.Counts{
+	require.Equal(t, map[reportKey]wire.Counts{
 		{"reminders", "acme"}:   {Admitted: 1, Delayed: 1, Rejected: 1},
 		{"reminders", "globex"}: {Admitted: 1, Delayed: 1, Abandoned: 1},
 		{"reminders", otherKey}: {FailOpen: 1},
@@ -215,8 +195,8 @@ func TestReportOutcomes(t *testing.T) {
 		host.Tick()
 	}
 	call = callouts(host)[1]
-	require.Equal(t, map[reportKey]admission.Counts{
-		{"reminders", "acme"}: {DelayBuckets: buckets(admission.DelayBucket(wait), 1), DelaySumMs: uint64(wait.Milliseconds())},
+	require.Equal(t, map[reportKey]wire.Counts{
+		{"reminders", "acme"}: {DelayBuckets: buckets(wire.DelayBucket(wait), 1), DelaySumMs: uint64(wait.Milliseconds())},
 	}, parseReport(t, call.Body))
 	host.CallOnHttpCallResponse(call.CalloutID, [][2]string{{":status", "200"}}, nil, nil)
 
@@ -241,7 +221,7 @@ func TestReportObserve(t *testing.T) {
 	calls := callouts(host)
 	require.Len(t, calls, 1)
 	require.Equal(t, [][2]string{{":method", "POST"}, {":path", "/r"}, {":authority", "cp"}, {"content-type", "application/x-ndjson"}}, calls[0].Headers)
-	require.Equal(t, map[reportKey]admission.Counts{
+	require.Equal(t, map[reportKey]wire.Counts{
 		{"reminders-policy", ""}: {Admitted: 3, ObservedReject: 2},
 	}, parseReport(t, calls[0].Body))
 }
@@ -258,7 +238,7 @@ func TestReportFailures(t *testing.T) {
 		for range n {
 			r := send(t, host, requestHeaders)
 			require.Equal(t, types.ActionContinue, r.action)
-			require.Equal(t, admissionPassed, r.admission)
+			require.Equal(t, wire.AdmissionPassed, r.admission)
 		}
 	}
 	// tick moves the clock to the next report and ticks.
@@ -266,7 +246,7 @@ func TestReportFailures(t *testing.T) {
 		clock.advance(100 * time.Millisecond)
 		host.Tick()
 	}
-	lastBody := func() map[reportKey]admission.Counts {
+	lastBody := func() map[reportKey]wire.Counts {
 		calls := callouts(host)
 		return parseReport(t, calls[len(calls)-1].Body)
 	}
@@ -357,9 +337,9 @@ func TestPolicyRoute(t *testing.T) {
 			host.Tick()
 			got := parseReport(t, callouts(host)[0].Body)
 			if tc.route != "" {
-				require.Equal(t, map[reportKey]admission.Counts{{tc.route, ""}: {Admitted: 1, Rejected: 2}}, got)
+				require.Equal(t, map[reportKey]wire.Counts{{tc.route, ""}: {Admitted: 1, Rejected: 2}}, got)
 			} else {
-				require.Equal(t, map[reportKey]admission.Counts{
+				require.Equal(t, map[reportKey]wire.Counts{
 					{"route-a", ""}: {Admitted: 1, Rejected: 1}, {"route-b", ""}: {Admitted: 1},
 				}, got)
 			}
@@ -374,15 +354,15 @@ func TestRequestID(t *testing.T) {
 	seen := map[string]bool{}
 	for range 3 { // passed, held, held
 		r := send(t, host, requestHeaders)
-		id := header(host.GetCurrentRequestHeaders(r.id), headerRequestID)
+		id := header(host.GetCurrentRequestHeaders(r.id), wire.HeaderRequestID)
 		require.Regexp(t, uuidV4, id)
 		require.False(t, seen[id], "id %s given twice", id)
 		seen[id] = true
 		require.NotEmpty(t, r.admission, "x-shadowlab-admission is stamped too")
 	}
-	given := append([][2]string{{headerRequestID, "client-id-1"}}, requestHeaders...)
+	given := append([][2]string{{wire.HeaderRequestID, "client-id-1"}}, requestHeaders...)
 	r := send(t, host, given)
-	require.Equal(t, "client-id-1", header(host.GetCurrentRequestHeaders(r.id), headerRequestID), "an existing id is kept")
+	require.Equal(t, "client-id-1", header(host.GetCurrentRequestHeaders(r.id), wire.HeaderRequestID), "an existing id is kept")
 
 	rnd := &rng{s: 1}
 	for range 1000 {

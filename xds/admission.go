@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -21,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // WasmCode says where Envoy gets the admission plugin: a file on Envoy's
@@ -33,29 +32,17 @@ type WasmCode struct {
 
 func (w WasmCode) set() bool { return w.Filename != "" || w.SHA256 != "" }
 
-// admissionRoutes are p's routes with admission of the given scope, in
-// policy order.
-func admissionRoutes(routes []policy.Route, scope string) []policy.Route {
-	var out []policy.Route
-	for _, r := range routes {
-		if r.Admission != nil && r.Admission.Scope == scope {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // checkAdmission reports what the options lack for p's admission routes.
 func checkAdmission(p *policy.Policy, opts Options) []error {
 	var errs []error
-	for _, r := range admissionRoutes(p.Routes, policy.ScopeLocal) {
+	for _, r := range p.AdmissionRoutes(wire.ScopeLocal) {
 		if !opts.Wasm.set() {
 			errs = append(errs, fmt.Errorf("route %q: admission scope local needs the wasm plugin (build it with `make build`; serve finds bin/shadowlab.wasm or takes --wasm)", r.Name))
 		} else if opts.Wasm.Filename == "" && opts.APIAddress == "" {
 			errs = append(errs, fmt.Errorf("route %q: admission scope local: Envoy fetches the plugin from shadowlab's API, which is disabled", r.Name))
 		}
 	}
-	for _, r := range admissionRoutes(p.Routes, policy.ScopeGlobal) {
+	for _, r := range p.AdmissionRoutes(wire.ScopeGlobal) {
 		if opts.AdmissionAddress == "" {
 			errs = append(errs, fmt.Errorf("route %q: admission scope global needs the admission server, which is disabled", r.Name))
 		}
@@ -70,14 +57,14 @@ func checkAdmission(p *policy.Policy, opts Options) []error {
 // the service, not the wait.
 func admissionFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 	var out []*hcmv3.HttpFilter
-	for _, r := range admissionRoutes(p.Routes, policy.ScopeLocal) {
+	for _, r := range p.AdmissionRoutes(wire.ScopeLocal) {
 		out = append(out, &hcmv3.HttpFilter{
 			Name:       AdmissionWasmFilter(r.Name),
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(wasmFilter(r, opts))},
 			Disabled:   true,
 		})
 	}
-	if global := admissionRoutes(p.Routes, policy.ScopeGlobal); len(global) > 0 {
+	if global := p.AdmissionRoutes(wire.ScopeGlobal); len(global) > 0 {
 		out = append(out, &hcmv3.HttpFilter{
 			Name:       AdmissionExtProcFilter,
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(admissionExtProc(global))},
@@ -90,14 +77,14 @@ func admissionFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 // admissionPerRoute switches route r's admission filter on for each Envoy
 // route of r (the mirrored variants share one budget: the plugin's budget
 // key and the server's route come from the policy route, not Envoy's).
-func admissionPerRoute(r policy.Route) map[string]*anypb.Any {
+func admissionPerRoute(r *policy.Route) map[string]*anypb.Any {
 	if r.Admission == nil {
 		return nil
 	}
-	if r.Admission.Scope == policy.ScopeGlobal {
+	if r.Admission.Scope == wire.ScopeGlobal {
 		return map[string]*anypb.Any{AdmissionExtProcFilter: mustAny(&routev3.FilterConfig{Config: mustAny(&extprocv3.ExtProcPerRoute{
 			Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
-				GrpcInitialMetadata: []*corev3.HeaderValue{{Key: MetadataRoute, Value: r.Name}},
+				GrpcInitialMetadata: []*corev3.HeaderValue{{Key: wire.MetadataRoute, Value: r.Name}},
 			}},
 		})})}
 	}
@@ -108,7 +95,7 @@ func admissionPerRoute(r policy.Route) map[string]*anypb.Any {
 }
 
 // wasmFilter is route r's instance of the admission plugin.
-func wasmFilter(r policy.Route, opts Options) *wasmfilterv3.Wasm {
+func wasmFilter(r *policy.Route, opts Options) *wasmfilterv3.Wasm {
 	code := &corev3.AsyncDataSource{}
 	if opts.Wasm.Filename != "" {
 		code.Specifier = &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
@@ -131,7 +118,7 @@ func wasmFilter(r policy.Route, opts Options) *wasmfilterv3.Wasm {
 	return &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{
 		Name:          AdmissionWasmFilter(r.Name),
 		RootId:        WasmRootID,
-		Configuration: mustAny(wrapperspb.String(pluginConfig(r, opts))),
+		Configuration: mustAny(wrapperspb.String(string(pluginConfig(r, opts).AppendJSON(nil)))),
 		// A plugin that fails (a trap, a VM that cannot start) lets
 		// requests through: shadowlab must never fail a request.
 		FailurePolicy: wasmv3.FailurePolicy_FAIL_OPEN,
@@ -143,37 +130,24 @@ func wasmFilter(r policy.Route, opts Options) *wasmfilterv3.Wasm {
 	}}
 }
 
-// pluginConfig is the plugin's flat JSON configuration for route r (see
-// wasm/README.md), fields in a fixed order.
-func pluginConfig(r policy.Route, opts Options) string {
-	b := r.Admission.Budget()
-	var sb strings.Builder
-	field := func(k, v string) {
-		if sb.Len() == 0 {
-			sb.WriteByte('{')
-		} else {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(strconv.Quote(k) + ":" + v)
+// pluginConfig is the plugin's configuration for route r.
+func pluginConfig(r *policy.Route, opts Options) wire.PluginConfig {
+	b := r.Admission.Budget
+	ms := func(d time.Duration) uint32 { return uint32(d.Milliseconds()) }
+	c := wire.PluginConfig{
+		Route:      r.Name,
+		Limit:      uint32(b.Limit),
+		WindowMs:   ms(b.Window),
+		MaxDelayMs: ms(b.MaxDelay),
+		Mode:       b.Mode.String(),
+		KeyHeader:  r.Admission.KeyHeader,
+		TickMs:     wire.DefaultTickMs,
+		SlackMs:    ms(b.Slack),
 	}
-	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
-	field("route", strconv.Quote(r.Name))
-	field("limit", strconv.Itoa(b.Limit))
-	field("window_ms", ms(b.Window))
-	field("max_delay_ms", ms(b.MaxDelay))
-	field("mode", strconv.Quote(b.Mode.String()))
-	if h := r.Admission.KeyHeader(); h != "" {
-		field("key_header", strconv.Quote(h))
-	}
-	field("tick_ms", ms(policy.LocalAdmissionTick))
-	field("slack_ms", ms(b.Slack))
 	if opts.APIAddress != "" {
-		field("report_cluster", strconv.Quote(APICluster))
-		field("report_path", strconv.Quote(WasmReportPath))
-		field("report_authority", strconv.Quote(APIAuthority))
+		c.ReportCluster, c.ReportPath, c.ReportAuthority = APICluster, wire.ReportPath, wire.ReportAuthority
 	}
-	sb.WriteByte('}')
-	return sb.String()
+	return c
 }
 
 // admissionExtProc is the global admission filter: it waits for the
@@ -183,12 +157,12 @@ func pluginConfig(r policy.Route, opts Options) string {
 // override_message_timeout) or answer 429. A server that is down, slow or
 // full lets the request through (failure_mode_allow). Only x-request-id and
 // the routes' key headers leave Envoy.
-func admissionExtProc(routes []policy.Route) *extprocv3.ExternalProcessor {
+func admissionExtProc(routes []*policy.Route) *extprocv3.ExternalProcessor {
 	var longest time.Duration
-	headers := []string{HeaderRequestID}
+	headers := []string{wire.HeaderRequestID}
 	for _, r := range routes {
-		longest = max(longest, r.Admission.Budget().MaxDelay)
-		if h := r.Admission.KeyHeader(); h != "" && !slices.Contains(headers, h) {
+		longest = max(longest, r.Admission.Budget.MaxDelay)
+		if h := r.Admission.KeyHeader; h != "" && !slices.Contains(headers, h) {
 			headers = append(headers, h)
 		}
 	}
@@ -224,12 +198,12 @@ func admissionExtProc(routes []policy.Route) *extprocv3.ExternalProcessor {
 
 // streamIdleTimeout is the listener's stream idle timeout: Envoy's default
 // (5 minutes) unless a held request may wait longer without a byte moving.
-func streamIdleTimeout(routes []policy.Route) *durationpb.Duration {
+func streamIdleTimeout(routes []*policy.Route) *durationpb.Duration {
 	const envoyDefault = 5 * time.Minute
 	longest := time.Duration(0)
 	for _, r := range routes {
 		if r.Admission != nil {
-			longest = max(longest, r.Admission.Budget().MaxDelay)
+			longest = max(longest, r.Admission.Budget.MaxDelay)
 		}
 	}
 	if longest+time.Minute <= envoyDefault {
@@ -257,8 +231,5 @@ func apiCluster(addr string) (*clusterv3.Cluster, error) {
 	if addr == "" {
 		return nil, errors.New("no API address")
 	}
-	return staticCluster(APICluster, policy.Service{
-		Endpoints:      []string{addr},
-		ConnectTimeout: &policy.Duration{Duration: 250 * time.Millisecond},
-	})
+	return staticCluster(APICluster, []string{addr}, 250*time.Millisecond)
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // httpProtocolOptionsKey is where a cluster's HTTP protocol options go in
@@ -26,7 +27,7 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 // capturedHeaders are forwarded to the capture server on every half; the
 // route's compare.headers are added. Nothing else leaves Envoy: no
 // Authorization, no Cookie, no Set-Cookie.
-var capturedHeaders = []string{":method", ":path", ":status", HeaderRequestID, "content-type", "content-encoding", "content-length"}
+var capturedHeaders = []string{":method", ":path", ":status", wire.HeaderRequestID, "content-type", "content-encoding", "content-length"}
 
 // httpFilters is the listener's filter chain: the admission filters and
 // the capture filter (each off by default, switched on by the routes that
@@ -59,7 +60,7 @@ func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 func captureFilter(extraHeaders []string, metadata []*corev3.HeaderValue) *extprocv3.ExternalProcessor {
 	headers := slices.Clone(capturedHeaders)
 	for _, h := range extraHeaders {
-		if !slices.Contains(headers, h) && !slices.Contains(policy.SecretHeaders, h) {
+		if !slices.Contains(headers, h) && !slices.Contains(wire.SecretHeaders, h) {
 			headers = append(headers, h)
 		}
 	}
@@ -93,14 +94,11 @@ func captureFilter(extraHeaders []string, metadata []*corev3.HeaderValue) *extpr
 // routeCapturedHeaders are what a mirrored route adds to capturedHeaders:
 // the response headers it compares, and its tenant header, which tells
 // identical requests of different tenants apart when noise is learned.
-func routeCapturedHeaders(r policy.Route) []string {
+func routeCapturedHeaders(r *policy.Route) []string {
 	if r.Shadow == nil {
 		return nil
 	}
-	var out []string
-	if r.Compare != nil {
-		out = append(out, r.Compare.Headers...)
-	}
+	out := slices.Clone(r.Shadow.Compare.Spec.Headers)
 	if t := r.Shadow.Tenants; t != nil {
 		out = append(out, t.Header)
 	}
@@ -108,8 +106,8 @@ func routeCapturedHeaders(r policy.Route) []string {
 }
 
 // captureMetadata names the route and side of a capture stream.
-func captureMetadata(route, side string) []*corev3.HeaderValue {
-	return []*corev3.HeaderValue{{Key: MetadataRoute, Value: route}, {Key: MetadataSide, Value: side}}
+func captureMetadata(route string, side wire.Side) []*corev3.HeaderValue {
+	return []*corev3.HeaderValue{{Key: wire.MetadataRoute, Value: route}, {Key: wire.MetadataSide, Value: side.String()}}
 }
 
 // capturePerRoute switches the listener's capture filter on for a sampled
@@ -117,7 +115,7 @@ func captureMetadata(route, side string) []*corev3.HeaderValue {
 func capturePerRoute(route string) *anypb.Any {
 	return mustAny(&routev3.FilterConfig{Config: mustAny(&extprocv3.ExtProcPerRoute{
 		Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
-			GrpcInitialMetadata: captureMetadata(route, SidePrimary),
+			GrpcInitialMetadata: captureMetadata(route, wire.SidePrimary),
 		}},
 	})})
 }
@@ -125,7 +123,7 @@ func capturePerRoute(route string) *anypb.Any {
 // shadowProtocolOptions puts a capture filter in front of the codec of
 // route r's shadow cluster: an upstream filter, so it sees the mirrored
 // request and the shadow's response, which Envoy otherwise discards.
-func shadowProtocolOptions(r policy.Route) *httpv3.HttpProtocolOptions {
+func shadowProtocolOptions(r *policy.Route) *httpv3.HttpProtocolOptions {
 	headers := routeCapturedHeaders(r)
 	return &httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
@@ -133,7 +131,7 @@ func shadowProtocolOptions(r policy.Route) *httpv3.HttpProtocolOptions {
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{{
 			Name:       ExtProcFilter,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(captureFilter(headers, captureMetadata(r.Name, SideShadow)))},
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(captureFilter(headers, captureMetadata(r.Name, wire.SideShadow)))},
 		}, {
 			Name:       "envoy.filters.http.upstream_codec",
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&upstreamcodecv3.UpstreamCodec{})},
@@ -168,10 +166,7 @@ func extProcCluster(addr string) (*clusterv3.Cluster, error) {
 // grpcCluster is a static HTTP/2 cluster for one of shadowlab's gRPC
 // servers, with TCP keepalive.
 func grpcCluster(name, addr string) (*clusterv3.Cluster, error) {
-	c, err := staticCluster(name, policy.Service{
-		Endpoints:      []string{addr},
-		ConnectTimeout: &policy.Duration{Duration: 250 * time.Millisecond},
-	})
+	c, err := staticCluster(name, []string{addr}, 250*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}

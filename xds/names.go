@@ -1,24 +1,15 @@
 package xds
 
+import "github.com/shadowlab/shadowlab/wire"
+
 // Every Envoy-facing name shadowlab produces comes from this file: clusters,
-// listeners, route configurations, runtime keys, stat prefixes and headers.
+// listeners, route configurations, runtime keys, stat prefixes and filters.
 // Changing one is a breaking change for dashboards and for Envoys that are
-// already running, so they are kept short and stable.
+// already running, so they are kept short and stable. What crosses the
+// boundary at run time (headers, metadata, the plugin's configuration and
+// reports) is package wire's.
 
 const (
-	// HeaderShadow marks a mirrored request ("1"). Stripped from client
-	// requests, so only Envoy's mirror can set it.
-	HeaderShadow = "x-shadowlab-shadow"
-	// HeaderRoute names the policy route of a mirrored request; route
-	// attributes are empty on shadow requests, so the shadow carries it.
-	HeaderRoute = "x-shadowlab-route"
-	// HeaderDryRun ("1") tells the shadow service an unsafe method reached it
-	// only to be compared: run it in a transaction and roll it back.
-	HeaderDryRun = "x-shadowlab-dry-run"
-	// HeaderRequestID pairs a primary request with its shadow. Envoy
-	// generates it and copies it onto the shadow.
-	HeaderRequestID = "x-request-id"
-
 	// RuntimeLayer is the RTDS layer (and Runtime resource) name.
 	RuntimeLayer = "shadowlab"
 
@@ -72,15 +63,6 @@ const (
 	ExtProcFilter = "envoy.filters.http.ext_proc"
 	// ExtProcStatPrefix prefixes the capture filter's stats.
 	ExtProcStatPrefix = "shadowlab_capture"
-
-	// MetadataRoute and MetadataSide are the gRPC initial metadata with which
-	// Envoy opens a capture stream: the policy route and the side. Route
-	// attributes are empty on shadow requests, so both sides say it this way.
-	MetadataRoute = "x-shadowlab-route"
-	MetadataSide  = "x-shadowlab-side"
-
-	SidePrimary = "primary"
-	SideShadow  = "shadow"
 )
 
 const (
@@ -107,16 +89,9 @@ const (
 	WasmVMID = "shadowlab"
 	// WasmRootID is the plugin root id.
 	WasmRootID = "shadowlab"
-	// WasmReportPath is where the plugin posts its admission counts.
-	WasmReportPath = "/api/v1/admission/local"
-	// APIAuthority is the :authority of the requests Envoy makes to the API.
-	APIAuthority = "shadowlab"
-
-	// HeaderAdmission is set on requests that went through admission:
-	// passed or held (and on 429 answers: rejected).
-	HeaderAdmission = "x-shadowlab-admission"
-	// HeaderHeldMs says how long a held request waited, in milliseconds.
-	HeaderHeldMs = "x-shadowlab-held-ms"
+	// APIAuthority is the :authority of the requests Envoy makes to the API
+	// (the plugin's code; its reports use wire.ReportAuthority).
+	APIAuthority = wire.ReportAuthority
 )
 
 // AdmissionWasmFilter is the HTTP filter name of the local admission plugin

@@ -125,13 +125,13 @@ func TestWatchPolicy(t *testing.T) {
 
 	write([]byte(strings.Replace(string(good), "percent: 10", "percent: 20", 1)))
 	waitFor(2, 1)
-	assert.InDelta(t, 20, *rec.published[1].Routes[0].Shadow.Percent, 0)
+	assert.InDelta(t, 20, rec.published[1].Routes[0].Shadow.Percent, 0)
 
 	// Writes in quick succession are read once, after the last.
 	write([]byte(strings.Replace(string(good), "percent: 10", "percent: 20", 1)))
 	write([]byte(strings.Replace(string(good), "percent: 10", "percent: 30", 1)))
 	waitFor(3, 1)
-	assert.InDelta(t, 30, *rec.published[2].Routes[0].Shadow.Percent, 0)
+	assert.InDelta(t, 30, rec.published[2].Routes[0].Shadow.Percent, 0)
 
 	cancel()
 	require.NoError(t, <-done)

@@ -9,12 +9,12 @@ package xds
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // Resources is everything Envoy needs for one policy, each list sorted by
@@ -84,13 +85,13 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			continue
 		}
 		res.Listeners = append(res.Listeners, lis)
-		res.Routes = append(res.Routes, routeConfiguration(l.Name, p.Routes, opts))
+		res.Routes = append(res.Routes, routeConfiguration(l, opts))
 	}
 
-	for _, name := range p.ServiceNames() {
-		c, err := serviceCluster(name, p.Services[name])
+	for _, s := range p.Services {
+		c, err := serviceCluster(s)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("service %q: %w", name, err))
+			errs = append(errs, fmt.Errorf("service %q: %w", s.Name, err))
 			continue
 		}
 		res.Clusters = append(res.Clusters, c)
@@ -99,7 +100,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 		if r.Shadow == nil {
 			continue
 		}
-		c, err := shadowCluster(r, p.Services[r.Shadow.Service], opts)
+		c, err := shadowCluster(r, opts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %q: shadow: %w", r.Name, err))
 			continue
@@ -114,7 +115,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			res.Clusters = append(res.Clusters, c)
 		}
 	}
-	if opts.AdmissionAddress != "" && len(admissionRoutes(p.Routes, policy.ScopeGlobal)) > 0 {
+	if opts.AdmissionAddress != "" && len(p.AdmissionRoutes(wire.ScopeGlobal)) > 0 {
 		c, err := admissionCluster(opts.AdmissionAddress)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("admission server: %w", err))
@@ -122,7 +123,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			res.Clusters = append(res.Clusters, c)
 		}
 	}
-	if opts.APIAddress != "" && len(admissionRoutes(p.Routes, policy.ScopeLocal)) > 0 {
+	if opts.APIAddress != "" && len(p.AdmissionRoutes(wire.ScopeLocal)) > 0 {
 		c, err := apiCluster(opts.APIAddress)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("api: %w", err))
@@ -175,7 +176,7 @@ func (r *Resources) validate() []error {
 
 // listener is the Envoy listener for policy listener l: one HTTP connection
 // manager whose routes come over RDS.
-func listener(l policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Listener, error) {
+func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Listener, error) {
 	addr, err := socketAddress(l.Address)
 	if err != nil {
 		return nil, err
@@ -196,7 +197,7 @@ func listener(l policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Li
 		// whether it deems the client internal (loopback and private ranges
 		// are), so an untrusting listener removes the client's ID before
 		// anything else runs and Envoy always generates a fresh one.
-		StreamIdleTimeout:         streamIdleTimeout(listenerRoutes(l.Name, p.Routes)),
+		StreamIdleTimeout:         streamIdleTimeout(l.Routes),
 		GenerateRequestId:         wrapperspb.Bool(true),
 		PreserveExternalRequestId: l.TrustRequestID,
 		UseRemoteAddress:          wrapperspb.Bool(true),
@@ -205,7 +206,7 @@ func listener(l policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Li
 		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
 			Name: "shadowlab.drop_client_request_id",
 			TypedConfig: mustAny(&earlymutationv3.HeaderMutation{Mutations: []*mutationv3.HeaderMutation{{
-				Action: &mutationv3.HeaderMutation_Remove{Remove: HeaderRequestID},
+				Action: &mutationv3.HeaderMutation_Remove{Remove: wire.HeaderRequestID},
 			}}}),
 		}}
 	}
@@ -224,31 +225,20 @@ func listener(l policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Li
 // routeConfiguration holds, in policy order, the routes served on listener l.
 // Headers that mark shadow requests are stripped from every client request, so
 // a client cannot pass its request off as a shadow.
-func routeConfiguration(l string, routes []policy.Route, opts Options) *routev3.RouteConfiguration {
+func routeConfiguration(l *policy.Listener, opts Options) *routev3.RouteConfiguration {
 	var out []*routev3.Route
-	for _, r := range listenerRoutes(l, routes) {
+	for _, r := range l.Routes {
 		out = append(out, envoyRoutes(r, opts)...)
 	}
 	return &routev3.RouteConfiguration{
-		Name: RouteConfigName(l),
+		Name: RouteConfigName(l.Name),
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    VirtualHost,
 			Domains: []string{"*"},
 			Routes:  out,
 		}},
-		RequestHeadersToRemove: []string{HeaderShadow, HeaderRoute, HeaderDryRun},
+		RequestHeadersToRemove: slices.Clone(wire.Marks),
 	}
-}
-
-// listenerRoutes are the routes served on listener l, in policy order.
-func listenerRoutes(l string, routes []policy.Route) []policy.Route {
-	var out []policy.Route
-	for _, r := range routes {
-		if len(r.Listeners) == 0 || slices.Contains(r.Listeners, l) {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // envoyRoutes expands one policy route into Envoy routes, first match wins:
@@ -263,7 +253,7 @@ func listenerRoutes(l string, routes []policy.Route) []policy.Route {
 // over RTDS), not the mirror policy's: a request is then mirrored exactly
 // when its primary is captured, so an unsampled request never looks like a
 // lost shadow. A route without a shadow is just (3), named after the route.
-func envoyRoutes(r policy.Route, opts Options) []*routev3.Route {
+func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 	if r.Shadow == nil {
 		return []*routev3.Route{primaryRoute(r.Name, r, nil)}
 	}
@@ -323,7 +313,7 @@ func splitMethods(methods []string) (safe, unsafe []string) {
 // primaryRoute is an Envoy route named name that sends r's matching requests
 // to r's primary service. Extra header matchers narrow it; when they are
 // given they include the :method matcher, which replaces the route's own.
-func primaryRoute(name string, r policy.Route, extra []*routev3.HeaderMatcher) *routev3.Route {
+func primaryRoute(name string, r *policy.Route, extra []*routev3.HeaderMatcher) *routev3.Route {
 	m := r.Match
 	if len(extra) > 0 {
 		m.Methods = nil
@@ -335,8 +325,8 @@ func primaryRoute(name string, r policy.Route, extra []*routev3.HeaderMatcher) *
 		Match:                match,
 		TypedPerFilterConfig: admissionPerRoute(r),
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ServiceCluster(r.Primary)},
-			Timeout:          durationpb.New(r.Timeout.Duration),
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ServiceCluster(r.Primary.Name)},
+			Timeout:          durationpb.New(r.Timeout),
 		}},
 	}
 }
@@ -403,10 +393,10 @@ func oneOfHeader(name string, values []string, invert bool) *routev3.HeaderMatch
 // mirrorPolicies mirrors every request of a sampled route to r's shadow
 // cluster, marked as a shadow of route r (and as a dry run for unsafe
 // methods), with the Host header unchanged.
-func mirrorPolicies(r policy.Route, dryRun bool) []*routev3.RouteAction_RequestMirrorPolicy {
-	muts := []*mutationv3.HeaderMutation{setHeader(HeaderShadow, "1"), setHeader(HeaderRoute, r.Name)}
+func mirrorPolicies(r *policy.Route, dryRun bool) []*routev3.RouteAction_RequestMirrorPolicy {
+	muts := []*mutationv3.HeaderMutation{setHeader(wire.HeaderShadow, wire.MarkOn), setHeader(wire.HeaderRoute, r.Name)}
 	if dryRun {
-		muts = append(muts, setHeader(HeaderDryRun, "1"))
+		muts = append(muts, setHeader(wire.HeaderDryRun, wire.MarkOn))
 	}
 	return []*routev3.RouteAction_RequestMirrorPolicy{{
 		Cluster:                       ShadowCluster(r.Name),
@@ -425,36 +415,32 @@ func setHeader(key, value string) *mutationv3.HeaderMutation {
 
 // runtimeLayer is the RTDS layer: each mirrored route's percentage as a
 // fraction of a million.
-func runtimeLayer(routes []policy.Route) *runtimev3.Runtime {
+func runtimeLayer(routes []*policy.Route) *runtimev3.Runtime {
 	fields := map[string]*structpb.Value{}
 	for _, r := range routes {
 		if r.Shadow == nil {
 			continue
 		}
 		fields[MirrorPercentKey(r.Name)] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			"numerator":   structpb.NewNumberValue(float64(mirrorNumerator(*r.Shadow.Percent))),
+			"numerator":   structpb.NewNumberValue(float64(r.Shadow.PerMillion)),
 			"denominator": structpb.NewStringValue(percentDenominator.String()),
 		}})
 	}
 	return &runtimev3.Runtime{Name: RuntimeLayer, Layer: &structpb.Struct{Fields: fields}}
 }
 
-// mirrorNumerator converts a percentage to millionths, rounded.
-func mirrorNumerator(percent float64) uint32 {
-	return uint32(math.Round(percent * 10_000))
-}
-
-// serviceCluster is the cluster primary traffic to service name goes to.
-func serviceCluster(name string, s policy.Service) (*clusterv3.Cluster, error) {
-	return staticCluster(ServiceCluster(name), s)
+// serviceCluster is the cluster primary traffic to service s goes to.
+func serviceCluster(s *policy.Service) (*clusterv3.Cluster, error) {
+	return staticCluster(ServiceCluster(s.Name), s.Endpoints, s.ConnectTimeout)
 }
 
 // shadowCluster is route r's mirror target: the shadow service's endpoints
 // behind circuit breakers sized by shadow.maxConcurrent, so a slow shadow
 // sheds mirrored requests instead of piling them up; with capture, an
 // upstream capture filter sees the shadow's response.
-func shadowCluster(r policy.Route, s policy.Service, opts Options) (*clusterv3.Cluster, error) {
-	c, err := staticCluster(ShadowCluster(r.Name), s)
+func shadowCluster(r *policy.Route, opts Options) (*clusterv3.Cluster, error) {
+	s := r.Shadow.Service
+	c, err := staticCluster(ShadowCluster(r.Name), s.Endpoints, s.ConnectTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -463,7 +449,7 @@ func shadowCluster(r policy.Route, s policy.Service, opts Options) (*clusterv3.C
 			httpProtocolOptionsKey: mustAny(shadowProtocolOptions(r)),
 		}
 	}
-	limit := wrapperspb.UInt32(*r.Shadow.MaxConcurrent)
+	limit := wrapperspb.UInt32(r.Shadow.MaxConcurrent)
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 		Priority:           corev3.RoutingPriority_DEFAULT,
 		MaxConnections:     limit,
@@ -475,12 +461,12 @@ func shadowCluster(r policy.Route, s policy.Service, opts Options) (*clusterv3.C
 	return c, nil
 }
 
-// staticCluster is a cluster named name with s's endpoints inline: STATIC when
+// staticCluster is a cluster named name with endpoints inline: STATIC when
 // every endpoint is an IP literal, STRICT_DNS otherwise.
-func staticCluster(name string, s policy.Service) (*clusterv3.Cluster, error) {
+func staticCluster(name string, endpoints []string, connectTimeout time.Duration) (*clusterv3.Cluster, error) {
 	kind := clusterv3.Cluster_STATIC
 	var lbs []*endpointv3.LbEndpoint
-	for _, e := range s.Endpoints {
+	for _, e := range endpoints {
 		addr, err := socketAddress(e)
 		if err != nil {
 			return nil, err
@@ -494,7 +480,7 @@ func staticCluster(name string, s policy.Service) (*clusterv3.Cluster, error) {
 	c := &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: kind},
-		ConnectTimeout:       durationpb.New(s.ConnectTimeout.Duration),
+		ConnectTimeout:       durationpb.New(connectTimeout),
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: name,

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/shadowlab/shadowlab/bench/internal/measure"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -283,9 +284,8 @@ func TestPolicyTextLoads(t *testing.T) {
 					continue
 				}
 				require.NotNil(t, r.Shadow, r.Name)
-				require.NotNil(t, r.Shadow.Percent, r.Name)
-				assert.InDelta(t, tc.percent, *r.Shadow.Percent, 1e-9, r.Name)
-				assert.Equal(t, "legacy", r.Primary, r.Name)
+				assert.InDelta(t, tc.percent, r.Shadow.Percent, 1e-9, r.Name)
+				assert.Equal(t, "legacy", r.Primary.Name, r.Name)
 			}
 			assert.Equal(t, tc.routes, names)
 		})

@@ -292,7 +292,7 @@ func TestRules(t *testing.T) {
 			p, err := Parse(data, "case.yaml")
 			if tc.path == "" {
 				require.NoError(t, err, "policy:\n%s", data)
-				require.NoError(t, p.Validate())
+				require.NotEmpty(t, p.Hash)
 				return
 			}
 			require.Nil(t, p)

@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"github.com/shadowlab/shadowlab/admission"
 	"math"
 	"net"
 	"net/netip"
@@ -13,6 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // Limits enforced by validation.
@@ -27,29 +30,17 @@ const (
 	maxRateWindow     = 24 * time.Hour
 )
 
-// Validate checks a policy built in memory against every rule Parse applies
-// and returns an *Error (wrapping ErrInvalid) listing all problems, or nil.
-// The problems carry paths but no lines. Defaults need not have been applied;
-// p is not changed.
-func (p *Policy) Validate() error {
-	c := &checker{idx: newIndex()}
-	c.policy(p)
-	if len(c.problems) == 0 {
-		return nil
-	}
-	return &Error{Problems: sortedProblems(c.problems)}
-}
-
-// checker applies the validation rules to a decoded policy. idx gives lines
-// (and tells written-but-empty fields from absent ones); it is empty for a
-// policy built in memory.
+// checker checks a decoded document and compiles it, in one pass: each
+// rule reports its problems with path and line, and each part that passes
+// becomes its compiled value. The Policy it builds is used only when no
+// problem was found. idx gives lines (and tells written-but-empty fields
+// from absent ones).
 type checker struct {
 	idx      *index
 	problems []Problem
 
-	// undecoded holds the paths Parse could not decode (nil for a policy
-	// built in memory): a block that failed to decode is absent, and its
-	// absence is not reported again.
+	// undecoded holds the paths Parse could not decode: a block that failed
+	// to decode is absent, and its absence is not reported again.
 	undecoded map[string]bool
 }
 
@@ -66,16 +57,27 @@ func (c *checker) where(path string) string {
 	return path
 }
 
-func (c *checker) policy(p *Policy) {
+// policy checks and compiles d. The result is meaningful only if no
+// problem was added.
+func (c *checker) policy(d *document) *Policy {
 	switch {
-	case p.Version == 0 && !c.idx.has("version"):
+	case d.Version == 0 && !c.idx.has("version"):
 		c.add("version", "required: write \"version: 1\"")
-	case p.Version != 1:
-		c.add("version", "must be 1 (got %d)", p.Version)
+	case d.Version != 1:
+		c.add("version", "must be 1 (got %d)", d.Version)
 	}
-	listeners := c.listeners(p.Listeners)
-	c.services(p.Services)
-	c.routes(p, listeners)
+	p := &Policy{routes: map[string]*Route{}, services: map[string]*Service{}}
+	listeners := c.listeners(d.Listeners, p)
+	c.services(d.Services, p)
+	c.routes(d, listeners, p)
+	for _, l := range p.Listeners {
+		for _, r := range p.Routes {
+			if len(r.Listeners) == 0 || slices.Contains(r.Listeners, l.Name) {
+				l.Routes = append(l.Routes, r)
+			}
+		}
+	}
+	return p
 }
 
 // nameRE is the rule for listener, service and route names: they become
@@ -96,8 +98,9 @@ func (c *checker) name(path, name string) bool {
 	return true
 }
 
-// listeners checks the listeners and returns the set of valid names.
-func (c *checker) listeners(ls []Listener) map[string]bool {
+// listeners checks and compiles the listeners and returns the set of
+// valid names.
+func (c *checker) listeners(ls []docListener, p *Policy) map[string]bool {
 	if len(ls) == 0 {
 		c.add("listeners", "at least one listener is required")
 	}
@@ -123,6 +126,7 @@ func (c *checker) listeners(ls []Listener) map[string]bool {
 				firstAddr[canon] = ap
 			}
 		}
+		p.Listeners = append(p.Listeners, &Listener{Name: l.Name, Address: l.Address, TrustRequestID: l.TrustRequestID})
 	}
 	return names
 }
@@ -234,7 +238,8 @@ func validHostname(h string) bool {
 	return !isDigits(labels[len(labels)-1])
 }
 
-func (c *checker) services(ss map[string]Service) {
+// services checks and compiles the services, with their defaults.
+func (c *checker) services(ss map[string]docService, p *Policy) {
 	if len(ss) == 0 {
 		c.add("services", "at least one service is required")
 	}
@@ -264,9 +269,13 @@ func (c *checker) services(ss map[string]Service) {
 			}
 			first[canon] = ip
 		}
+		svc := &Service{Name: name, Endpoints: s.Endpoints, ConnectTimeout: DefaultConnectTimeout}
 		if s.ConnectTimeout != nil {
 			c.duration(fieldPath(sp, "connectTimeout"), s.ConnectTimeout.Duration, maxConnectTimeout, "60s")
+			svc.ConnectTimeout = s.ConnectTimeout.Duration
 		}
+		p.Services = append(p.Services, svc)
+		p.services[name] = svc
 	}
 }
 
@@ -277,26 +286,26 @@ func (c *checker) duration(path string, d, limit time.Duration, limitText string
 	}
 }
 
-// serviceRef checks that name names a defined service.
-func (c *checker) serviceRef(path, name string, ss map[string]Service) bool {
+// serviceRef returns the service name names, or nil after reporting why
+// there is none.
+func (c *checker) serviceRef(path, name string, p *Policy) *Service {
 	if name == "" {
 		c.add(path, "required: the name of a service")
-		return false
+		return nil
 	}
-	if _, ok := ss[name]; ok {
-		return true
+	if s := p.services[name]; s != nil {
+		return s
 	}
-	names := make([]string, 0, len(ss))
-	for n := range ss {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
+	if len(p.Services) == 0 {
 		c.add(path, "unknown service %q (no services are defined)", clip(name))
-	} else {
-		c.add(path, "unknown service %q (defined: %s)", clip(name), strings.Join(names, ", "))
+		return nil
 	}
-	return false
+	names := make([]string, len(p.Services))
+	for i, s := range p.Services {
+		names[i] = s.Name
+	}
+	c.add(path, "unknown service %q (defined: %s)", clip(name), strings.Join(names, ", "))
+	return nil
 }
 
 type routeMatch struct {
@@ -304,15 +313,19 @@ type routeMatch struct {
 	listeners  []string
 }
 
-func (c *checker) routes(p *Policy, listeners map[string]bool) {
-	if len(p.Routes) == 0 {
+// routes checks and compiles the routes.
+func (c *checker) routes(d *document, listeners map[string]bool, p *Policy) {
+	if len(d.Routes) == 0 {
 		c.add("routes", "at least one route is required")
 	}
 	firstName := map[string]string{}
 	matches := map[string][]routeMatch{}
-	for i := range p.Routes {
-		r := &p.Routes[i]
+	for i := range d.Routes {
+		r := &d.Routes[i]
 		rp := itemPath("routes", i)
+		out := &Route{Name: r.Name, Match: r.Match, Listeners: r.Listeners, Timeout: DefaultRouteTimeout}
+		p.Routes = append(p.Routes, out)
+		p.routes[r.Name] = out
 		np := fieldPath(rp, "name")
 		if c.name(np, r.Name) {
 			if first, dup := firstName[r.Name]; dup {
@@ -321,25 +334,26 @@ func (c *checker) routes(p *Policy, listeners map[string]bool) {
 				firstName[r.Name] = np
 			}
 		}
-		c.serviceRef(fieldPath(rp, "primary"), r.Primary, p.Services)
+		out.Primary = c.serviceRef(fieldPath(rp, "primary"), r.Primary, p)
 		c.routeListeners(fieldPath(rp, "listeners"), r.Listeners, listeners)
 		if r.Timeout != nil {
 			c.duration(fieldPath(rp, "timeout"), r.Timeout.Duration, maxRouteTimeout, "1h")
+			out.Timeout = r.Timeout.Duration
 		}
 		mp := fieldPath(rp, "match")
 		key, ok := c.match(mp, &r.Match)
+		cp := fieldPath(rp, "compare")
 		if r.Shadow != nil {
-			c.shadow(fieldPath(rp, "shadow"), r, p.Services)
-		}
-		if r.Compare != nil {
-			cp := fieldPath(rp, "compare")
-			if r.Shadow == nil && !c.undecoded[fieldPath(rp, "shadow")] {
+			out.Shadow = c.shadow(fieldPath(rp, "shadow"), r, p)
+			out.Shadow.Compare = c.compare(cp, r.Compare)
+		} else if r.Compare != nil {
+			if !c.undecoded[fieldPath(rp, "shadow")] {
 				c.add(cp, "compare needs a shadow (this route mirrors nothing to compare with)")
 			}
 			c.compare(cp, r.Compare)
 		}
 		if r.Admission != nil {
-			c.admission(fieldPath(rp, "admission"), r.Admission)
+			out.Admission = c.admission(fieldPath(rp, "admission"), r.Admission)
 		}
 		if !ok {
 			continue
@@ -564,13 +578,14 @@ func (c *checker) regex(path, s string) bool {
 	return true
 }
 
-// shadow checks a route's shadow block. Percent is rounded to 0.0001 % when
-// translated (Envoy's finest fraction is per million); more digits are
-// accepted, not refused.
-func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
+// shadow checks and compiles a route's shadow block (its Compare is the
+// caller's). Percent is rounded to 0.0001 % (Envoy's finest fraction is per
+// million); more digits are accepted, not refused.
+func (c *checker) shadow(path string, r *docRoute, p *Policy) *Shadow {
 	s := r.Shadow
+	out := &Shadow{Tenants: s.Tenants, UnsafeMethods: s.UnsafeMethods, MaxConcurrent: DefaultMaxConcurrent}
 	sp := fieldPath(path, "service")
-	if c.serviceRef(sp, s.Service, ss) && s.Service == r.Primary {
+	if out.Service = c.serviceRef(sp, s.Service, p); out.Service != nil && s.Service == r.Primary {
 		c.add(sp, "must differ from primary %q (a route cannot mirror to its own primary)", r.Primary)
 	}
 	pp := fieldPath(path, "percent")
@@ -579,6 +594,9 @@ func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 		c.add(pp, "required: the percent of matching requests to mirror, 0 to 100")
 	case math.IsNaN(*s.Percent) || *s.Percent < 0 || *s.Percent > 100:
 		c.add(pp, "must be between 0 and 100 (got %s)", strconv.FormatFloat(*s.Percent, 'g', -1, 64))
+	default:
+		out.Percent = *s.Percent
+		out.PerMillion = uint32(math.Round(*s.Percent * 10_000))
 	}
 	if t := s.Tenants; t != nil {
 		tp := fieldPath(path, "tenants")
@@ -600,8 +618,11 @@ func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 			}
 		}
 	}
-	if mc := s.MaxConcurrent; mc != nil && (*mc < 1 || *mc > maxMaxConcurrent) {
-		c.add(fieldPath(path, "maxConcurrent"), "must be between 1 and %d (got %d)", maxMaxConcurrent, *mc)
+	if mc := s.MaxConcurrent; mc != nil {
+		if *mc < 1 || *mc > maxMaxConcurrent {
+			c.add(fieldPath(path, "maxConcurrent"), "must be between 1 and %d (got %d)", maxMaxConcurrent, *mc)
+		}
+		out.MaxConcurrent = *mc
 	}
 	// A shadow that can never fire is a mistake: the route matches only
 	// methods that are not mirrored without unsafeMethods.
@@ -617,22 +638,57 @@ func (c *checker) shadow(path string, r *Route, ss map[string]Service) {
 				strings.Join(r.Match.Methods, ", "))
 		}
 	}
+	return out
 }
 
-func (c *checker) compare(path string, cm *Compare) {
-	c.jsonPaths(fieldPath(path, "ignore"), cm.Ignore, true)
-	c.jsonPaths(fieldPath(path, "unorderedArrays"), cm.UnorderedArrays, false)
-	if t := cm.NumericTolerance; t != nil && (math.IsNaN(*t) || math.IsInf(*t, 0) || *t < 0) {
-		c.add(fieldPath(path, "numericTolerance"), "must be a number of at least 0 (got %s)", strconv.FormatFloat(*t, 'g', -1, 64))
+// compare checks and compiles a route's compare block; nil is the
+// defaults. The comparison rules are compiled by compare.NewRules, whose
+// problems are reported at their entries.
+func (c *checker) compare(path string, cm *docCompare) Compare {
+	out := Compare{LearnNoise: true, MaxBodyBytes: DefaultMaxBodyBytes}
+	if cm != nil {
+		out.Spec = compare.Spec{Ignore: cm.Ignore, UnorderedArrays: cm.UnorderedArrays, Redact: cm.Redact}
+		if cm.NumericTolerance != nil {
+			out.Spec.NumericTolerance = *cm.NumericTolerance
+		}
+		out.Spec.Headers = c.compareHeaders(fieldPath(path, "headers"), cm.Headers)
+		if cm.LearnNoise != nil {
+			out.LearnNoise = *cm.LearnNoise
+		}
+		if mb := cm.MaxBodyBytes; mb != nil {
+			if *mb < 1 || *mb > maxMaxBodyBytes {
+				c.add(fieldPath(path, "maxBodyBytes"), "must be between 1 and %d (64 MiB) (got %d)", maxMaxBodyBytes, *mb)
+			}
+			out.MaxBodyBytes = *mb
+		}
 	}
-	hp := fieldPath(path, "headers")
+	rules, err := compare.NewRules(out.Spec)
+	var errs compare.SpecErrors
+	if err != nil && !errors.As(err, &errs) {
+		c.add(path, "%v", err)
+	}
+	for _, se := range errs {
+		fp := fieldPath(path, se.Field)
+		if se.Index >= 0 {
+			fp = itemPath(fp, se.Index)
+		}
+		c.add(fp, "%s", se.Msg)
+	}
+	out.Rules = rules
+	return out
+}
+
+// compareHeaders checks the response headers a route compares and returns
+// the valid ones.
+func (c *checker) compareHeaders(path string, headers []string) []string {
+	var out []string
 	first := map[string]string{}
-	for i, h := range cm.Headers {
-		ip := itemPath(hp, i)
+	for i, h := range headers {
+		ip := itemPath(path, i)
 		if !c.headerName(ip, h, false) {
 			continue
 		}
-		if slices.Contains(SecretHeaders, h) {
+		if slices.Contains(wire.SecretHeaders, h) {
 			c.add(ip, "%q carries secrets: shadowlab never captures it, so it cannot be compared", h)
 			continue
 		}
@@ -641,38 +697,9 @@ func (c *checker) compare(path string, cm *Compare) {
 			continue
 		}
 		first[h] = ip
+		out = append(out, h)
 	}
-	if mb := cm.MaxBodyBytes; mb != nil && (*mb < 1 || *mb > maxMaxBodyBytes) {
-		c.add(fieldPath(path, "maxBodyBytes"), "must be between 1 and %d (64 MiB) (got %d)", maxMaxBodyBytes, *mb)
-	}
-	rp := fieldPath(path, "redact")
-	for i, r := range cm.Redact {
-		if r == "" {
-			c.add(itemPath(rp, i), "must not be empty")
-		}
-	}
-}
-
-func (c *checker) jsonPaths(path string, paths []string, ignore bool) {
-	for i, s := range paths {
-		ip := itemPath(path, i)
-		if !ignore {
-			var key string
-			var keyed bool
-			s, key, keyed = SplitUnordered(s)
-			if keyed && key == "" {
-				c.add(ip, "%q: name the member after \"by\", e.g. \"$.users by id\"", clip(paths[i]))
-				continue
-			}
-		}
-		segs, err := ParsePath(s)
-		switch {
-		case err != nil:
-			c.add(ip, "invalid JSON path %q: %v", clip(s), err)
-		case ignore && len(segs) == 0:
-			c.add(ip, "ignoring \"$\" would ignore the whole body; name what to ignore, e.g. \"$.generated_at\"")
-		}
-	}
+	return out
 }
 
 // admission checks a route's admission block. The rules:
@@ -690,50 +717,70 @@ func (c *checker) jsonPaths(path string, paths []string, ignore bool) {
 //   - maxDelay is refused with mode reject, where requests over the rate are
 //     answered at once and nothing is held; with observe it is accepted (it
 //     says what delay mode would do).
-func (c *checker) admission(path string, a *Admission) {
+func (c *checker) admission(path string, a *docAdmission) *Admission {
 	before := len(c.problems)
+	out := &Admission{Rate: a.Rate, Scope: wire.ScopeLocal}
 	rp := fieldPath(path, "rate")
 	if a.Rate == "" {
 		c.add(rp, "required, e.g. \"100/s\" or \"10000/15m\"")
-	} else if _, _, err := parseRate(a.Rate); err != nil {
+	} else if n, w, err := parseRate(a.Rate); err != nil {
 		c.add(rp, "invalid rate %q: %v", clip(a.Rate), err)
+	} else {
+		out.Budget.Limit, out.Budget.Window = n, w
 	}
-	mode := a.Mode
-	switch mode {
-	case "":
-		mode = ModeDelay
-	case ModeDelay, ModeReject, ModeObserve:
-	default:
-		c.add(fieldPath(path, "mode"), "must be %s, %s or %s (got %q)", ModeDelay, ModeReject, ModeObserve, clip(a.Mode))
+	out.Budget.Mode = admission.ModeDelay
+	if a.Mode != "" {
+		mode, err := admission.ParseMode(a.Mode)
+		var ce *admission.ConfigError
+		if errors.As(err, &ce) {
+			c.add(fieldPath(path, "mode"), "%s", ce.Problem)
+		}
+		out.Budget.Mode = mode
 	}
-	switch a.Scope {
-	case "", ScopeLocal, ScopeGlobal:
-	default:
-		c.add(fieldPath(path, "scope"), "must be %s or %s (got %q)", ScopeLocal, ScopeGlobal, clip(a.Scope))
+	if a.Scope != "" {
+		scope, ok := wire.ParseScope(a.Scope)
+		if !ok {
+			c.add(fieldPath(path, "scope"), "must be %s or %s (got %q)", wire.ScopeLocal, wire.ScopeGlobal, clip(a.Scope))
+		}
+		out.Scope = scope
+	}
+	out.Budget.Slack = LocalAdmissionSlack
+	if out.Scope == wire.ScopeGlobal {
+		out.Budget.Slack = GlobalAdmissionSlack
 	}
 	kp := fieldPath(path, "key")
 	switch {
-	case a.Key == "" || a.Key == KeyRoute:
-	case strings.HasPrefix(a.Key, KeyHeaderPrefix):
-		c.headerName(kp, strings.TrimPrefix(a.Key, KeyHeaderPrefix), false)
+	case a.Key == "" || a.Key == keyRoute:
+	case strings.HasPrefix(a.Key, keyHeaderPrefix):
+		out.KeyHeader = strings.TrimPrefix(a.Key, keyHeaderPrefix)
+		c.headerName(kp, out.KeyHeader, false)
 	default:
-		c.add(kp, "must be %q or \"%s<header name>\" (got %q)", KeyRoute, KeyHeaderPrefix, clip(a.Key))
+		c.add(kp, "must be %q or \"%s<header name>\" (got %q)", keyRoute, keyHeaderPrefix, clip(a.Key))
 	}
 	mp := fieldPath(path, "maxDelay")
 	switch {
 	case a.MaxDelay == nil:
-		if mode == ModeDelay {
+		if out.Budget.Mode == admission.ModeDelay {
 			c.add(mp, "required with mode delay: how long a request may be held, e.g. \"2m\"")
 		}
 	case a.MaxDelay.Duration <= 0 || a.MaxDelay.Duration > maxAdmissionDelay:
 		c.add(mp, "must be greater than 0 and at most 1h (got %s)", a.MaxDelay.Duration)
-	case mode == ModeReject:
+	case out.Budget.Mode == admission.ModeReject:
 		c.add(mp, "has no effect with mode reject (requests over the rate are refused at once); remove it or use mode delay")
+	default:
+		out.Budget.MaxDelay = a.MaxDelay.Duration
 	}
 	if len(c.problems) == before {
-		c.admissionBudget(path, a, mode)
+		c.admissionBudget(path, out)
 	}
+	return out
 }
+
+// Values of an admission block's key.
+const (
+	keyRoute        = "route"
+	keyHeaderPrefix = "header:"
+)
 
 // admissionBudget checks what only the combination of an admission block's
 // fields can make impossible, once each field is valid on its own (it is
@@ -741,14 +788,13 @@ func (c *checker) admission(path string, a *Admission) {
 // shorter than any scope can release in (MinAdmissionWindow), and a maxDelay
 // shorter than the spacing of admitted requests, which could never hold a
 // request (every request over the rate would be refused).
-func (c *checker) admissionBudget(path string, a *Admission, mode string) {
-	n, w, _ := parseRate(a.Rate) // valid: checked before
-	if w < MinAdmissionWindow {
+func (c *checker) admissionBudget(path string, a *Admission) {
+	b := a.Budget
+	if b.Window < MinAdmissionWindow {
 		c.add(fieldPath(path, "rate"), "window %s is shorter than %s: held requests cannot be released that precisely; use e.g. \"%d/%s\"",
-			w, MinAdmissionWindow, max(1, int(int64(n)*int64(MinAdmissionWindow)/int64(w))), MinAdmissionWindow)
+			b.Window, MinAdmissionWindow, max(1, int(int64(b.Limit)*int64(MinAdmissionWindow)/int64(b.Window))), MinAdmissionWindow)
 		return
 	}
-	b := (&Admission{Rate: a.Rate, Limit: n, Window: w, MaxDelay: a.MaxDelay, Mode: mode, Scope: a.Scope}).Budget()
 	if b.MaxDelay > 0 && b.Mode != admission.ModeReject {
 		spacing := (b.Window + b.Slack + time.Duration(b.Limit) - 1) / time.Duration(b.Limit)
 		if b.MaxDelay < spacing {

@@ -1,4 +1,4 @@
-package policy
+package compare
 
 import (
 	"errors"
@@ -160,7 +160,10 @@ func parseBracket(s string, open int) (PathSegment, int, error) {
 		}
 		n, err := strconv.Atoi(digits)
 		if err != nil || n > maxPathIndex {
-			return PathSegment{}, 0, fmt.Errorf("index %s at offset %d is too large (at most %d)", clip(digits), start, maxPathIndex)
+			if len(digits) > 12 {
+				digits = digits[:12] + "…"
+			}
+			return PathSegment{}, 0, fmt.Errorf("index %s at offset %d is too large (at most %d)", digits, start, maxPathIndex)
 		}
 		seg = PathSegment{Kind: SegmentIndex, Index: n}
 	case c == '"':

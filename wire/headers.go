@@ -1,0 +1,52 @@
+package wire
+
+// Headers on requests.
+const (
+	// HeaderRequestID pairs a primary request with its shadow. Envoy
+	// generates it and copies it onto the mirror.
+	HeaderRequestID = "x-request-id"
+	// HeaderShadow marks a mirrored request ("1"). Envoy strips it from
+	// client requests, so only the mirror can carry it.
+	HeaderShadow = "x-shadowlab-shadow"
+	// HeaderRoute names the policy route of a mirrored request: route
+	// attributes are empty on Envoy's shadow requests.
+	HeaderRoute = "x-shadowlab-route"
+	// HeaderDryRun ("1") tells the shadow service that an unsafe method
+	// reached it only to be compared: run it and roll it back.
+	HeaderDryRun = "x-shadowlab-dry-run"
+
+	// HeaderAdmission is set on requests that went through admission
+	// (AdmissionPassed or AdmissionHeld) and on admission's 429 answers
+	// (AdmissionRejected).
+	HeaderAdmission = "x-shadowlab-admission"
+	// HeaderHeldMs says how long a held request waited, in milliseconds.
+	HeaderHeldMs = "x-shadowlab-held-ms"
+	// HeaderRetryAfter is set on admission's 429 answers, whole seconds.
+	HeaderRetryAfter = "retry-after"
+)
+
+// MarkOn is the value of HeaderShadow and HeaderDryRun.
+const MarkOn = "1"
+
+// Values of HeaderAdmission.
+const (
+	AdmissionPassed   = "passed"
+	AdmissionHeld     = "held"
+	AdmissionRejected = "rejected"
+)
+
+// Marks are the headers Envoy strips from every client request: only
+// shadowlab's own configuration may set them.
+var Marks = []string{HeaderShadow, HeaderRoute, HeaderDryRun}
+
+// SecretHeaders never leave Envoy for shadowlab: they are never captured,
+// stored, logged, exported or compared.
+var SecretHeaders = []string{"authorization", "proxy-authorization", "cookie", "set-cookie"}
+
+// gRPC initial metadata with which Envoy opens shadowlab's ext_proc streams.
+const (
+	// MetadataRoute names the policy route of the stream.
+	MetadataRoute = "x-shadowlab-route"
+	// MetadataSide is the side (Side.String) of a capture stream.
+	MetadataSide = "x-shadowlab-side"
+)
