@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
 )
@@ -100,7 +101,7 @@ type Admitter struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	cfg  AdmitterConfig
 	sink AdmissionSink
-	now  Clock
+	now  pair.Clock
 	rnd  func() admission.Source
 	log  *zap.Logger
 
@@ -126,7 +127,7 @@ type gate struct {
 // in use (Use). Decisions are taken at now(); holds are real timers. rnd
 // returns a fresh random source for each limiter (nil: PCG seeded from
 // math/rand/v2). Counts go to sink.
-func NewAdmitter(cfg AdmitterConfig, sink AdmissionSink, now Clock, rnd func() admission.Source, log *zap.Logger) (*Admitter, error) {
+func NewAdmitter(cfg AdmitterConfig, sink AdmissionSink, now pair.Clock, rnd func() admission.Source, log *zap.Logger) (*Admitter, error) {
 	var errs []error
 	if cfg.MaxHeld < 0 {
 		errs = append(errs, fmt.Errorf("max held: must be 0 (default %d) or more (got %d)", DefaultMaxHeld, cfg.MaxHeld))

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
 )
@@ -130,7 +131,7 @@ type admitEnv struct {
 	pol    atomic.Pointer[policy.Policy]
 }
 
-func newAdmitEnv(t *testing.T, cfg AdmitterConfig, now Clock) *admitEnv {
+func newAdmitEnv(t *testing.T, cfg AdmitterConfig, now pair.Clock) *admitEnv {
 	t.Helper()
 	e := &admitEnv{sink: &fakeSink{}}
 	e.publish(t, admitPolicy)

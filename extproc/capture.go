@@ -26,44 +26,29 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
 )
-
-// Half is one side of one mirrored request, as captured.
-type Half struct {
-	Route        string
-	Side         wire.Side
-	RequestID    string
-	Method, Path string // Path without the query string
-	Fingerprint  string // the request: method and full path, hashed
-	Response     compare.Response
-	Latency      time.Duration // request headers → response headers, as seen here
-	BodyBytes    int64         // response body bytes seen, kept or not
-	TooLarge     bool          // the body went over the route's limit and was not kept
-	Incomplete   string        // why there is no complete response; "" when there is
-	At           time.Time
-}
-
-// size is roughly what a half holds in memory.
-func (h *Half) size() int { return len(h.Response.Body) + 512 }
-
-// Clock is the time source (tests inject one).
-type Clock func() time.Time
 
 // Server implements the ext_proc gRPC service for capture.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 	policy atomic.Pointer[policy.Policy] // the current policy (Use)
-	pairer *Pairer
-	now    Clock
+	pairer halfSink
+	now    pair.Clock
 	log    *zap.Logger
+}
+
+// halfSink takes finished halves without blocking: *pair.Pairer.
+type halfSink interface {
+	Offer(pair.Half)
+	Drop(reason string)
 }
 
 // NewServer captures halves for the routes of the policy in use (Use) and
 // offers them to pairer.
-func NewServer(pairer *Pairer, now Clock, log *zap.Logger) *Server {
+func NewServer(pairer halfSink, now pair.Clock, log *zap.Logger) *Server {
 	return &Server{pairer: pairer, now: now, log: log}
 }
 
@@ -102,7 +87,7 @@ func first(md metadata.MD, key string) string {
 // capture is the state of one stream: one half being assembled.
 type capture struct {
 	s        *Server
-	half     Half
+	half     pair.Half
 	limit    int64
 	start    time.Time
 	ignored  bool // not a stream shadowlab configured; drained and dropped
@@ -115,14 +100,14 @@ type capture struct {
 
 func (s *Server) newCapture(route, sideName string) *capture {
 	side, sideOK := wire.ParseSide(sideName)
-	c := &capture{s: s, half: Half{Route: route, Side: side}}
+	c := &capture{s: s, half: pair.Half{Route: route, Side: side}}
 	var r *policy.Route
 	if p := s.policy.Load(); p != nil {
 		r = p.Route(route)
 	}
 	if r == nil || r.Shadow == nil || !sideOK {
 		c.ignored = true
-		s.pairer.count(dropUnknown)
+		s.pairer.Drop(pair.DropUnknown)
 		return c
 	}
 	c.limit = r.Shadow.Compare.MaxBodyBytes

@@ -6,10 +6,35 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/shadowlab/shadowlab/pair"
+	"github.com/shadowlab/shadowlab/policy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 )
+
+// fakePairer keeps what the capture server hands it.
+type fakePairer struct {
+	halves  []pair.Half
+	dropped []string
+}
+
+func (f *fakePairer) Offer(h pair.Half)  { f.halves = append(f.halves, h) }
+func (f *fakePairer) Drop(reason string) { f.dropped = append(f.dropped, reason) }
+
+const capturePolicy = `
+version: 1
+listeners: [{name: l, address: "127.0.0.1:10000"}]
+services: {a: {endpoints: ["127.0.0.1:1"]}, b: {endpoints: ["127.0.0.1:2"]}}
+routes:
+  - name: r
+    match: {pathPrefix: /}
+    primary: a
+    shadow: {service: b, percent: 100}
+    compare: {maxBodyBytes: 64}
+`
+
+var t0 = time.Date(2026, 11, 22, 17, 0, 0, 0, time.UTC)
 
 func headers(kv ...string) *corev3.HeaderMap {
 	m := &corev3.HeaderMap{}
@@ -87,10 +112,12 @@ func TestCapture(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			p, _ := newTestPairer(t, PairerConfig{})
+			p := &fakePairer{}
 			now := t0
 			s := NewServer(p, func() time.Time { return now }, zap.NewNop())
-			s.Use(parseTestPolicy(t))
+			pol, err := policy.Parse([]byte(capturePolicy), "capture.yaml")
+			require.NoError(t, err)
+			s.Use(pol)
 			c := s.newCapture(tt.route, tt.side)
 			for _, m := range tt.messages {
 				now = now.Add(time.Millisecond)
@@ -100,11 +127,11 @@ func TestCapture(t *testing.T) {
 				c.end(now)
 			}
 			if tt.want == nil {
-				assert.Empty(t, p.in)
+				assert.Empty(t, p.halves)
 				return
 			}
-			require.Len(t, p.in, 1)
-			got := <-p.in
+			require.Len(t, p.halves, 1)
+			got := p.halves[0]
 			assert.Equal(t, tt.route, got.Route)
 			assert.Equal(t, tt.side, got.Side.String())
 			assert.Equal(t, "id-1", got.RequestID)

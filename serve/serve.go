@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/shadowlab/shadowlab/extproc"
+	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/report"
 	"github.com/shadowlab/shadowlab/xds"
@@ -52,14 +53,14 @@ type Config struct {
 	// then bin/shadowlab.wasm; not found, local admission is refused.
 	WasmPath string
 	Report   report.Config
-	Pairer   extproc.PairerConfig
+	Pairer   pair.Config
 }
 
 // Instance is a running serve.
 type Instance struct {
 	XDS      *xds.Server
 	Reporter *report.Reporter
-	Pairer   *extproc.Pairer
+	Pairer   *pair.Pairer
 	Capture  *extproc.Server   // nil when capture is off
 	Admitter *extproc.Admitter // nil when global admission is off
 
@@ -148,7 +149,7 @@ func (in *Instance) build(published chan<- error) error {
 	if err := in.XDS.RegisterMetrics(reg); err != nil {
 		return err
 	}
-	if in.Pairer, err = extproc.NewPairer(cfg.Pairer, in.Reporter, time.Now, reg, log.Named("pairer")); err != nil {
+	if in.Pairer, err = pair.New(cfg.Pairer, in.Reporter, time.Now, reg, log.Named("pairer")); err != nil {
 		return err
 	}
 	pub := &publisher{Server: in.XDS, first: published, use: []func(*policy.Policy){in.Pairer.Use}}

@@ -22,7 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/shadowlab/shadowlab/examples/backend"
-	"github.com/shadowlab/shadowlab/extproc"
+	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/serve"
 )
@@ -183,7 +183,7 @@ func runSUT(args []string) error {
 		APIAddress:     "127.0.0.1:0",
 		// A short grace compares a pair within the slice that produced it
 		// instead of charging the work to whichever arm comes next.
-		Pairer: extproc.PairerConfig{Grace: cfg.grace},
+		Pairer: pair.Config{Grace: cfg.grace},
 	}, log)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package extproc
+package pair
 
 import (
 	"sync"
@@ -55,10 +55,10 @@ routes:
 
 var t0 = time.Date(2026, 11, 22, 17, 0, 0, 0, time.UTC)
 
-func newTestPairer(t *testing.T, cfg PairerConfig) (*Pairer, *fakeRecorder) {
+func newTestPairer(t *testing.T, cfg Config) (*Pairer, *fakeRecorder) {
 	t.Helper()
 	rec := &fakeRecorder{}
-	p, err := NewPairer(cfg, rec, func() time.Time { return t0 }, prometheus.NewRegistry(), zap.NewNop())
+	p, err := New(cfg, rec, func() time.Time { return t0 }, prometheus.NewRegistry(), zap.NewNop())
 	require.NoError(t, err)
 	p.Use(parseTestPolicy(t))
 	return p, rec
@@ -176,7 +176,7 @@ func TestPairer(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			p, rec := newTestPairer(t, PairerConfig{})
+			p, rec := newTestPairer(t, Config{})
 			for _, h := range tt.halves {
 				p.add(h)
 			}
@@ -194,7 +194,7 @@ func TestPairer(t *testing.T) {
 }
 
 func TestPairerAmbiguousAbsorbsLateHalves(t *testing.T) {
-	p, rec := newTestPairer(t, PairerConfig{})
+	p, rec := newTestPairer(t, Config{})
 	p.add(half(wire.SidePrimary, "1", "/a", `{}`, t0))
 	p.add(half(wire.SidePrimary, "1", "/b", `{}`, t0))
 	p.sweep(t0.Add(2 * time.Second))
@@ -210,7 +210,7 @@ func TestPairerAmbiguousAbsorbsLateHalves(t *testing.T) {
 
 func TestPairerBounds(t *testing.T) {
 	t.Run("pending ids", func(t *testing.T) {
-		p, _ := newTestPairer(t, PairerConfig{MaxPending: 2})
+		p, _ := newTestPairer(t, Config{MaxPending: 2})
 		for _, id := range []string{"1", "2", "3"} {
 			p.add(half(wire.SidePrimary, id, "/a", `{}`, t0))
 		}
@@ -218,7 +218,7 @@ func TestPairerBounds(t *testing.T) {
 		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropPendingFull)))
 	})
 	t.Run("pending bytes", func(t *testing.T) {
-		p, _ := newTestPairer(t, PairerConfig{MaxPendingBytes: 1000})
+		p, _ := newTestPairer(t, Config{MaxPendingBytes: 1000})
 		p.add(half(wire.SidePrimary, "1", "/a", string(make([]byte, 400)), t0))
 		p.add(half(wire.SidePrimary, "2", "/a", string(make([]byte, 400)), t0))
 		assert.Len(t, p.pending, 1)
@@ -226,7 +226,7 @@ func TestPairerBounds(t *testing.T) {
 		assert.Zero(t, p.bytes, "bytes are given back")
 	})
 	t.Run("queue never blocks", func(t *testing.T) {
-		p, _ := newTestPairer(t, PairerConfig{QueueSize: 1})
+		p, _ := newTestPairer(t, Config{QueueSize: 1})
 		p.Offer(*half(wire.SidePrimary, "1", "/a", `{}`, t0))
 		p.Offer(*half(wire.SidePrimary, "2", "/a", `{}`, t0)) // queue full: dropped, not blocked
 		p.Offer(Half{Route: "r", Side: wire.SidePrimary})     // no id
@@ -238,7 +238,7 @@ func TestPairerBounds(t *testing.T) {
 // TestPairerLearnsNoise: a field that varies between answers to the same
 // request is published as noise.
 func TestPairerLearnsNoise(t *testing.T) {
-	p, rec := newTestPairer(t, PairerConfig{})
+	p, rec := newTestPairer(t, Config{})
 	for i := range 6 {
 		at := t0.Add(time.Duration(i) * time.Second)
 		body := func(side string) string { return `{"id":7,"ts":"` + side + at.String() + `"}` }

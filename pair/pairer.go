@@ -1,4 +1,8 @@
-package extproc
+// Package pair pairs the halves of mirrored requests (the primary's answer
+// and the shadow's) by route and request ID, compares each pair under the
+// route's compiled rules, learns the route's noise, and hands the result to
+// the report. Offer never blocks; everything pending is bounded.
+package pair
 
 import (
 	"context"
@@ -16,6 +20,27 @@ import (
 	"github.com/shadowlab/shadowlab/wire"
 )
 
+// Half is one side of one mirrored request, as captured.
+type Half struct {
+	Route        string
+	Side         wire.Side
+	RequestID    string
+	Method, Path string // Path without the query string
+	Fingerprint  string // the request: method and full path, hashed
+	Response     compare.Response
+	Latency      time.Duration // request headers → response headers, as seen here
+	BodyBytes    int64         // response body bytes seen, kept or not
+	TooLarge     bool          // the body went over the route's limit and was not kept
+	Incomplete   string        // why there is no complete response; "" when there is
+	At           time.Time
+}
+
+// size is roughly what a half holds in memory.
+func (h *Half) size() int { return len(h.Response.Body) + 512 }
+
+// Clock is the time source (tests inject one).
+type Clock func() time.Time
+
 // Recorder receives what the pairer concludes. *report.Reporter is the one
 // in use.
 type Recorder interface {
@@ -23,8 +48,8 @@ type Recorder interface {
 	SetNoise(route string, noise []compare.NoisePath)
 }
 
-// PairerConfig bounds the pairer. Zero values take the defaults.
-type PairerConfig struct {
+// Config bounds the pairer. Zero values take the defaults.
+type Config struct {
 	TTL             time.Duration // how long a half waits for its other side; default 30s
 	Grace           time.Duration // how long a complete pair waits for a duplicate half before it is compared; default 1s
 	MaxPending      int           // request ids waiting; default 10 000
@@ -34,7 +59,7 @@ type PairerConfig struct {
 	Learner         compare.LearnerConfig
 }
 
-func (c *PairerConfig) defaults() {
+func (c *Config) defaults() {
 	if c.TTL <= 0 {
 		c.TTL = 30 * time.Second
 	}
@@ -60,7 +85,7 @@ func (c *PairerConfig) defaults() {
 const (
 	dropQueueFull   = "queue_full"
 	dropPendingFull = "pending_full"
-	dropUnknown     = "unknown_route"
+	DropUnknown     = "unknown_route" // a half of no mirrored route of the policy in use
 	dropNoID        = "no_request_id"
 	dropCompareFull = "comparator_full"
 )
@@ -72,7 +97,7 @@ const (
 // MaxPendingBytes; when full, new halves are dropped and counted. Offer
 // never blocks.
 type Pairer struct {
-	cfg PairerConfig
+	cfg Config
 	rec Recorder
 	now Clock
 	log *zap.Logger
@@ -118,9 +143,9 @@ type routeState struct {
 	learner *compare.Learner // nil when learnNoise is off
 }
 
-// NewPairer returns a pairer; Use gives it a policy and Run starts it. Its
+// New returns a pairer; Use gives it a policy and Run starts it. Its
 // metrics are registered on reg.
-func NewPairer(cfg PairerConfig, rec Recorder, now Clock, reg prometheus.Registerer, log *zap.Logger) (*Pairer, error) {
+func New(cfg Config, rec Recorder, now Clock, reg prometheus.Registerer, log *zap.Logger) (*Pairer, error) {
 	cfg.defaults()
 	p := &Pairer{
 		cfg: cfg, rec: rec, now: now, log: log,
@@ -151,11 +176,14 @@ func NewPairer(cfg PairerConfig, rec Recorder, now Clock, reg prometheus.Registe
 
 func (p *Pairer) count(reason string) { p.dropped.WithLabelValues(reason).Inc() }
 
+// Drop counts a half dropped before it reached the pairer, for reason.
+func (p *Pairer) Drop(reason string) { p.count(reason) }
+
 // Offer queues a finished half for pairing; when the queue is full the half
 // is dropped and counted. It never blocks.
 func (p *Pairer) Offer(h Half) {
 	if h.Side != wire.SidePrimary && h.Side != wire.SideShadow {
-		p.count(dropUnknown)
+		p.Drop(DropUnknown)
 		return
 	}
 	p.halves.WithLabelValues(h.Side.String()).Inc()
