@@ -10,6 +10,9 @@ type Response struct {
 	Status  int
 	Headers map[string]string // lower-case names; the first value of each
 	Body    []byte            // as received: still encoded per Content-Encoding
+	// Trailers are the response trailers, lower-case names, first value of
+	// each; nil when there were none. (Recorded, not compared yet.)
+	Trailers map[string]string
 }
 
 // Kind is what sort of difference a Difference is.

@@ -152,6 +152,7 @@ func (c *capture) onRequestHeaders(h *corev3.HeaderMap, now time.Time) {
 			tenant = headerValue(hv)
 		}
 	}
+	c.half.Target = fullPath
 	c.half.Path, _, _ = strings.Cut(fullPath, "?")
 	// The fingerprint says which requests should get identical answers:
 	// same method, path and query, same tenant.

@@ -5,6 +5,7 @@
 package pair
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -22,17 +23,28 @@ import (
 
 // Half is one side of one mirrored request, as captured.
 type Half struct {
-	Route        string
-	Side         wire.Side
-	RequestID    string
-	Method, Path string // Path without the query string
-	Fingerprint  string // the request: method and full path, hashed
-	Response     compare.Response
-	Latency      time.Duration // request headers → response headers, as seen here
-	BodyBytes    int64         // response body bytes seen, kept or not
-	TooLarge     bool          // the body went over the route's limit and was not kept
-	Incomplete   string        // why there is no complete response; "" when there is
-	At           time.Time
+	Route     string
+	Side      wire.Side
+	RequestID string
+	Method    string
+	Target    string // the request's path and query, as sent
+	Path      string // Target without the query string (what reports keep)
+
+	// Fingerprint identifies what selects the answer, for noise learning:
+	// the shadow gateway's hash of the whole request (method, target,
+	// tenant, body, and a keyed hash of identity and varyOn headers). The
+	// primary half has none: a pair is learned under its shadow's.
+	Fingerprint string
+
+	Response   compare.Response
+	Latency    time.Duration // from the request to the response, as measured where captured
+	BodyBytes  int64         // response body bytes seen, kept or not
+	TooLarge   bool          // the body went over the route's limit and was not kept
+	Incomplete string        // why there is no complete response; "" when there is
+	// Skip says why this request was deliberately not mirrored (say its
+	// body was over the route's limit): the pair is skipped, not a finding.
+	Skip string
+	At   time.Time
 }
 
 // size is roughly what a half holds in memory.
@@ -269,7 +281,7 @@ func (p *Pairer) add(h *Half) {
 	pe.emitAt = h.At.Add(p.cfg.Grace)
 }
 
-func sameRequest(a, b *Half) bool { return a.Method == b.Method && a.Fingerprint == b.Fingerprint }
+func sameRequest(a, b *Half) bool { return a.Method == b.Method && a.Target == b.Target }
 
 // sweep emits what is due: compared pairs and ambiguous ids after their
 // grace, lone halves after their TTL. An ambiguous id stays (empty) until
@@ -344,6 +356,9 @@ func (p *Pairer) pair(k pairKey, primary, shadow *Half, outcome report.Outcome, 
 func (p *Pairer) compare(j job) {
 	k := pairKey{j.primary.Route, j.primary.RequestID}
 	switch {
+	case j.shadow.Skip != "":
+		p.rec.Record(p.pair(k, j.primary, j.shadow, report.Skipped, j.shadow.Skip))
+		return
 	case j.shadow.Incomplete != "":
 		p.rec.Record(p.pair(k, j.primary, nil, report.PrimaryOnly, "shadow: "+j.shadow.Incomplete))
 		return
@@ -360,8 +375,9 @@ func (p *Pairer) compare(j job) {
 		return
 	}
 	if st.learner != nil {
-		st.learner.Observe(wire.SidePrimary, j.primary.Fingerprint, j.primary.Response)
-		st.learner.Observe(wire.SideShadow, j.shadow.Fingerprint, j.shadow.Response)
+		fp := cmp.Or(j.shadow.Fingerprint, j.primary.Fingerprint) // one request: one fingerprint
+		st.learner.Observe(wire.SidePrimary, fp, j.primary.Response)
+		st.learner.Observe(wire.SideShadow, fp, j.shadow.Response)
 	}
 	res := compare.Compare(j.primary.Response, j.shadow.Response, st.compare.Rules)
 	outcome := report.Match

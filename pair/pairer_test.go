@@ -73,7 +73,7 @@ func parseTestPolicy(t *testing.T) *policy.Policy {
 
 func half(side wire.Side, id, path, body string, at time.Time) *Half {
 	return &Half{
-		Route: "r", Side: side, RequestID: id, Method: "GET", Path: path, Fingerprint: "f" + path,
+		Route: "r", Side: side, RequestID: id, Method: "GET", Target: path, Path: path, Fingerprint: "f" + path,
 		Response: compare.Response{Status: 200, Headers: map[string]string{"content-type": "application/json"}, Body: []byte(body)},
 		Latency:  time.Millisecond, At: at,
 	}
@@ -144,6 +144,16 @@ func TestPairer(t *testing.T) {
 			sweepAt:  t0.Add(2 * time.Second),
 			outcomes: []report.Outcome{report.Ambiguous},
 			reason:   "different requests",
+		},
+		"request not mirrored": {
+			halves: []*Half{half(P, "1", "/a", `{}`, t0), func() *Half {
+				h := half(S, "1", "/a", "", t0)
+				h.Skip = "not mirrored: request body over the route's limit"
+				return h
+			}()},
+			sweepAt:  t0.Add(2 * time.Second),
+			outcomes: []report.Outcome{report.Skipped},
+			reason:   "not mirrored",
 		},
 		"shadow without a response": {
 			halves: []*Half{half(P, "1", "/a", `{}`, t0), func() *Half {

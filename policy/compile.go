@@ -1,11 +1,14 @@
 package policy
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -269,14 +272,54 @@ func (c *checker) services(ss map[string]docService, p *Policy) {
 			}
 			first[canon] = ip
 		}
-		svc := &Service{Name: name, Endpoints: s.Endpoints, ConnectTimeout: DefaultConnectTimeout}
+		svc := &Service{Name: name, Endpoints: s.Endpoints, ConnectTimeout: DefaultConnectTimeout, Protocol: ProtocolAuto}
 		if s.ConnectTimeout != nil {
 			c.duration(fieldPath(sp, "connectTimeout"), s.ConnectTimeout.Duration, maxConnectTimeout, "60s")
 			svc.ConnectTimeout = s.ConnectTimeout.Duration
 		}
+		switch pr := Protocol(s.Protocol); pr {
+		case "":
+		case ProtocolAuto, ProtocolHTTP1, ProtocolHTTP2:
+			svc.Protocol = pr
+		default:
+			c.add(fieldPath(sp, "protocol"), "must be %s, %s or %s (got %q)", ProtocolAuto, ProtocolHTTP1, ProtocolHTTP2, clip(s.Protocol))
+		}
+		if s.TLS != nil {
+			svc.TLS = c.tls(fieldPath(sp, "tls"), s.TLS)
+		}
 		p.Services = append(p.Services, svc)
 		p.services[name] = svc
 	}
+}
+
+// tls checks a service's TLS block: every file must be readable and hold
+// what it should (Envoy and the gateway read them), a certificate comes
+// with its key, and the server name is a DNS name.
+func (c *checker) tls(path string, t *docTLS) *TLS {
+	out := &TLS{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName}
+	if t.CA != "" {
+		if pem, err := os.ReadFile(t.CA); err != nil {
+			c.add(fieldPath(path, "ca"), "cannot read the CA file: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			c.add(fieldPath(path, "ca"), "%q holds no PEM certificate", clip(t.CA))
+		}
+	}
+	switch {
+	case (t.Cert == "") != (t.Key == ""):
+		missing := "key"
+		if t.Cert == "" {
+			missing = "cert"
+		}
+		c.add(fieldPath(path, missing), "required with %s: a client certificate needs both cert and key", map[string]string{"key": "cert", "cert": "key"}[missing])
+	case t.Cert != "":
+		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+			c.add(fieldPath(path, "cert"), "cannot load the client certificate and key: %v", err)
+		}
+	}
+	if t.ServerName != "" && !validHostname(t.ServerName) {
+		c.add(fieldPath(path, "serverName"), "must be a DNS host name (got %q)", clip(t.ServerName))
+	}
+	return out
 }
 
 // duration checks 0 < d <= limit.
@@ -583,7 +626,7 @@ func (c *checker) regex(path, s string) bool {
 // million); more digits are accepted, not refused.
 func (c *checker) shadow(path string, r *docRoute, p *Policy) *Shadow {
 	s := r.Shadow
-	out := &Shadow{Tenants: s.Tenants, UnsafeMethods: s.UnsafeMethods, MaxConcurrent: DefaultMaxConcurrent}
+	out := &Shadow{Tenants: s.Tenants, UnsafeMethods: s.UnsafeMethods, MaxConcurrent: DefaultMaxConcurrent, MaxRequestBytes: DefaultMaxRequestBytes}
 	sp := fieldPath(path, "service")
 	if out.Service = c.serviceRef(sp, s.Service, p); out.Service != nil && s.Service == r.Primary {
 		c.add(sp, "must differ from primary %q (a route cannot mirror to its own primary)", r.Primary)
@@ -624,6 +667,12 @@ func (c *checker) shadow(path string, r *docRoute, p *Policy) *Shadow {
 		}
 		out.MaxConcurrent = *mc
 	}
+	if mb := s.MaxRequestBytes; mb != nil {
+		if *mb < 1 || *mb > maxMaxBodyBytes {
+			c.add(fieldPath(path, "maxRequestBytes"), "must be between 1 and %d (64 MiB) (got %d)", maxMaxBodyBytes, *mb)
+		}
+		out.MaxRequestBytes = *mb
+	}
 	// A shadow that can never fire is a mistake: the route matches only
 	// methods that are not mirrored without unsafeMethods.
 	// (Invalid methods are reported by match and skip this check.)
@@ -652,6 +701,7 @@ func (c *checker) compare(path string, cm *docCompare) Compare {
 			out.Spec.NumericTolerance = *cm.NumericTolerance
 		}
 		out.Spec.Headers = c.compareHeaders(fieldPath(path, "headers"), cm.Headers)
+		out.VaryOn = c.varyOn(fieldPath(path, "varyOn"), cm.VaryOn)
 		if cm.LearnNoise != nil {
 			out.LearnNoise = *cm.LearnNoise
 		}
@@ -675,6 +725,26 @@ func (c *checker) compare(path string, cm *docCompare) Compare {
 		c.add(fp, "%s", se.Msg)
 	}
 	out.Rules = rules
+	return out
+}
+
+// varyOn checks the request headers that enter a request's fingerprint.
+// Secret headers are allowed: they are only ever hashed with a key.
+func (c *checker) varyOn(path string, headers []string) []string {
+	var out []string
+	first := map[string]string{}
+	for i, h := range headers {
+		ip := itemPath(path, i)
+		if !c.headerName(ip, h, false) {
+			continue
+		}
+		if f, dup := first[h]; dup {
+			c.add(ip, "duplicate header %q (first at %s)", h, c.where(f))
+			continue
+		}
+		first[h] = ip
+		out = append(out, h)
+	}
 	return out
 }
 

@@ -22,6 +22,15 @@ type docListener struct {
 type docService struct {
 	Endpoints      []string  `yaml:"endpoints"`
 	ConnectTimeout *duration `yaml:"connectTimeout"`
+	Protocol       string    `yaml:"protocol"`
+	TLS            *docTLS   `yaml:"tls"`
+}
+
+type docTLS struct {
+	CA         string `yaml:"ca"`
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	ServerName string `yaml:"serverName"`
 }
 
 type docRoute struct {
@@ -36,11 +45,12 @@ type docRoute struct {
 }
 
 type docShadow struct {
-	Service       string   `yaml:"service"`
-	Percent       *float64 `yaml:"percent"`
-	Tenants       *Tenants `yaml:"tenants"`
-	UnsafeMethods bool     `yaml:"unsafeMethods"`
-	MaxConcurrent *uint32  `yaml:"maxConcurrent"`
+	Service         string   `yaml:"service"`
+	Percent         *float64 `yaml:"percent"`
+	Tenants         *Tenants `yaml:"tenants"`
+	UnsafeMethods   bool     `yaml:"unsafeMethods"`
+	MaxConcurrent   *uint32  `yaml:"maxConcurrent"`
+	MaxRequestBytes *int64   `yaml:"maxRequestBytes"`
 }
 
 type docCompare struct {
@@ -48,6 +58,7 @@ type docCompare struct {
 	NumericTolerance *float64 `yaml:"numericTolerance"`
 	UnorderedArrays  []string `yaml:"unorderedArrays"`
 	Headers          []string `yaml:"headers"`
+	VaryOn           []string `yaml:"varyOn"`
 	LearnNoise       *bool    `yaml:"learnNoise"`
 	Redact           []string `yaml:"redact"`
 	MaxBodyBytes     *int64   `yaml:"maxBodyBytes"`

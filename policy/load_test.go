@@ -24,8 +24,8 @@ func TestLoadValid(t *testing.T) {
 	p, err := Load("testdata/valid.policy.yaml")
 	require.NoError(t, err)
 
-	legacy := &Service{Name: "billing-legacy", Endpoints: []string{"127.0.0.1:8081"}, ConnectTimeout: time.Second}
-	v2 := &Service{Name: "billing-v2", Endpoints: []string{"127.0.0.1:8082"}, ConnectTimeout: time.Second}
+	legacy := &Service{Name: "billing-legacy", Endpoints: []string{"127.0.0.1:8081"}, ConnectTimeout: time.Second, Protocol: ProtocolAuto}
+	v2 := &Service{Name: "billing-v2", Endpoints: []string{"127.0.0.1:8082"}, ConnectTimeout: time.Second, Protocol: ProtocolAuto}
 	spec := compare.Spec{
 		Ignore:           []string{"$.generated_at", "$.items[*].id"},
 		NumericTolerance: 0.001,
@@ -38,12 +38,13 @@ func TestLoadValid(t *testing.T) {
 		Primary: legacy,
 		Timeout: 15 * time.Second,
 		Shadow: &Shadow{
-			Service:       v2,
-			Percent:       10,
-			PerMillion:    100_000,
-			Tenants:       &Tenants{Header: "x-tenant", Values: []string{"acme", "globex"}},
-			MaxConcurrent: 100,
-			Compare:       Compare{Spec: spec, LearnNoise: true, MaxBodyBytes: 1 << 20},
+			Service:         v2,
+			Percent:         10,
+			PerMillion:      100_000,
+			Tenants:         &Tenants{Header: "x-tenant", Values: []string{"acme", "globex"}},
+			MaxConcurrent:   100,
+			MaxRequestBytes: 1 << 20,
+			Compare:         Compare{Spec: spec, LearnNoise: true, MaxBodyBytes: 1 << 20},
 		},
 		Admission: &Admission{
 			Rate:      "100/s",

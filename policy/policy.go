@@ -68,6 +68,28 @@ type Service struct {
 	Name           string        `json:"name"`
 	Endpoints      []string      `json:"endpoints"` // host:port each, at least one
 	ConnectTimeout time.Duration `json:"connectTimeout"`
+	Protocol       Protocol      `json:"protocol"`
+	TLS            *TLS          `json:"tls"` // nil: plaintext
+}
+
+// Protocol is how a service is spoken to.
+type Protocol string
+
+// Protocols. ProtocolAuto is HTTP/1.1 in plaintext and, with TLS, whatever
+// ALPN agrees (h2 or http/1.1); ProtocolHTTP2 is h2c in plaintext.
+const (
+	ProtocolAuto  Protocol = "auto"
+	ProtocolHTTP1 Protocol = "http1"
+	ProtocolHTTP2 Protocol = "http2"
+)
+
+// TLS is how a service's connections are secured: files read by Envoy
+// (the primary) and by shadowlab's gateway (the shadow), PEM encoded.
+type TLS struct {
+	CA         string `json:"ca"`         // trusted roots; "": the system's
+	Cert       string `json:"cert"`       // client certificate (mTLS), with Key; "": none
+	Key        string `json:"key"`        // its private key
+	ServerName string `json:"serverName"` // SNI and the name verified; "": the endpoint's host
 }
 
 // Route is one thing the user wants routed, and maybe mirrored, compared
@@ -130,8 +152,13 @@ type Shadow struct {
 	// in SafeMethods) too, marked x-shadowlab-dry-run: 1.
 	UnsafeMethods bool `json:"unsafeMethods"`
 
-	// MaxConcurrent caps in-flight requests to the shadow per Envoy.
+	// MaxConcurrent caps in-flight requests to the shadow, per Envoy and
+	// in shadowlab's gateway.
 	MaxConcurrent uint32 `json:"maxConcurrent"`
+
+	// MaxRequestBytes bounds a mirrored request's body: a larger request
+	// is not mirrored, and counted (its pair is skipped, not a finding).
+	MaxRequestBytes int64 `json:"maxRequestBytes"`
 
 	Compare Compare `json:"compare"`
 }
@@ -147,6 +174,12 @@ type Compare struct {
 	// Spec is the comparison as written; Rules is it compiled.
 	Spec  compare.Spec   `json:"spec"`
 	Rules *compare.Rules `json:"-"`
+
+	// VaryOn are request headers (lower case) whose values make requests
+	// different for noise learning, besides the method, path and query,
+	// tenant, body, Cookie and Authorization; they enter the request's
+	// fingerprint only as a keyed hash.
+	VaryOn []string `json:"varyOn"`
 
 	// LearnNoise learns the fields that vary between identical requests.
 	LearnNoise bool `json:"learnNoise"`
@@ -173,10 +206,11 @@ type Admission struct {
 
 // Defaults, documented in README's policy reference.
 const (
-	DefaultConnectTimeout = time.Second
-	DefaultRouteTimeout   = 15 * time.Second
-	DefaultMaxConcurrent  = uint32(100)
-	DefaultMaxBodyBytes   = int64(1 << 20)
+	DefaultConnectTimeout  = time.Second
+	DefaultRouteTimeout    = 15 * time.Second
+	DefaultMaxConcurrent   = uint32(100)
+	DefaultMaxBodyBytes    = int64(1 << 20)
+	DefaultMaxRequestBytes = int64(1 << 20)
 )
 
 // AdmissionHoldMargin is added to a held request's delay when the global

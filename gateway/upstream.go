@@ -1,0 +1,108 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/shadowlab/shadowlab/policy"
+)
+
+// upstream is one shadow service: its connections and endpoints.
+type upstream struct {
+	svc    *policy.Service
+	client *http.Client
+	scheme string
+	next   atomic.Uint32 // round robin over svc.Endpoints
+	err    error         // the service's TLS files could not be loaded
+}
+
+// newUpstream is a pooled client for svc, in its protocol: HTTP/1.1, h2c,
+// or TLS (optionally mutual) with ALPN. It never asks for compression and
+// never follows redirects: the shadow's answer is recorded as it comes.
+func newUpstream(svc *policy.Service, maxConns uint32) *upstream {
+	up := &upstream{svc: svc, scheme: "http"}
+	t := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: svc.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: int(maxConns),
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		Protocols:           new(http.Protocols),
+	}
+	switch svc.Protocol {
+	case policy.ProtocolHTTP2:
+		if svc.TLS == nil {
+			t.Protocols.SetUnencryptedHTTP2(true)
+		} else {
+			t.Protocols.SetHTTP2(true)
+		}
+	case policy.ProtocolHTTP1:
+		t.Protocols.SetHTTP1(true)
+	default:
+		t.Protocols.SetHTTP1(true)
+		t.Protocols.SetHTTP2(svc.TLS != nil)
+	}
+	if svc.TLS != nil {
+		up.scheme = "https"
+		t.TLSClientConfig, up.err = tlsConfig(svc.TLS)
+	}
+	up.client = &http.Client{
+		Transport:     t,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return up
+}
+
+// reuseUpstream returns the upstream of a service equal to svc, if there
+// is one among ups.
+func reuseUpstream(ups map[*policy.Service]*upstream, svc *policy.Service) *upstream {
+	for old, up := range ups {
+		if sameService(old, svc) {
+			return up
+		}
+	}
+	return nil
+}
+
+func sameService(a, b *policy.Service) bool {
+	sameTLS := a.TLS == b.TLS || a.TLS != nil && b.TLS != nil && *a.TLS == *b.TLS
+	return slices.Equal(a.Endpoints, b.Endpoints) && a.ConnectTimeout == b.ConnectTimeout && a.Protocol == b.Protocol && sameTLS
+}
+
+// endpoint is the next endpoint, round robin.
+func (up *upstream) endpoint() string {
+	eps := up.svc.Endpoints
+	return eps[int(up.next.Add(1)-1)%len(eps)]
+}
+
+func (up *upstream) close() { up.client.CloseIdleConnections() }
+
+// tlsConfig loads a service's TLS files (the policy checked them; they may
+// have changed since).
+func tlsConfig(t *policy.TLS) (*tls.Config, error) {
+	c := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca %s: no PEM certificate", t.CA)
+		}
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
