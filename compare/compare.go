@@ -58,6 +58,12 @@ type Result struct {
 	// Skipped is non-empty when the bodies could not be compared (say a
 	// corrupt gzip stream); status and headers are still compared.
 	Skipped string
+	// Marks are the differences that are only shadowlab's own marks
+	// (wire.Marks) echoed back by the shadow in its body: a JSON member
+	// named after a mark header that only the shadow's answer has. The
+	// shadow received exactly the primary's request plus those marks, so
+	// they are explained, not counted in Differences.
+	Marks []Difference
 }
 
 // NoisePath is a JSON path (a Pattern) learned as noise on a route: its value

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
 )
 
 func jsonResp(body string) Response {
@@ -445,4 +446,25 @@ func TestNewRulesErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMarksEchoedAreExplained(t *testing.T) {
+	primary := jsonResp(`{"headers":{"Host":"a","X-Request-Id":"1"},"origin":"10.0.0.1"}`)
+	shadow := jsonResp(`{"headers":{"Host":"a","X-Request-Id":"1","X-Shadowlab-Shadow":"1","x-shadowlab-route":["r"]},"origin":"10.0.0.1","extra":1}`)
+	got := Compare(primary, shadow, mustRules(t, Spec{}))
+	require.Equal(t, []string{"$.extra"}, paths(got.Differences), "a real difference stays")
+	require.Equal(t, []string{"$.headers.X-Shadowlab-Shadow", "$.headers.x-shadowlab-route"}, paths(got.Marks))
+
+	// A mark the primary also has, or that changed, is not an echo.
+	got = Compare(jsonResp(`{"x-shadowlab-shadow":"0"}`), jsonResp(`{"x-shadowlab-shadow":"1"}`), mustRules(t, Spec{}))
+	require.Len(t, got.Differences, 1)
+	require.Empty(t, got.Marks)
+}
+
+func paths(ds []Difference) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Path)
+	}
+	return out
 }

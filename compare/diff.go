@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // MaxDifferences bounds the JSON differences of one pair. When a pair has
@@ -47,6 +49,46 @@ const none = ^uint32(0)
 // one Body difference; other bodies are compared as bytes, with excerpts of
 // the first differing region.
 func Compare(primary, shadow Response, rules *Rules) Result {
+	res := compare(primary, shadow, rules)
+	res.Differences, res.Marks = splitMarks(res.Differences)
+	return res
+}
+
+// splitMarks moves the echoes of shadowlab's marks out of ds: an added
+// member whose name is a mark header's, in any case.
+func splitMarks(ds []Difference) (rest, marks []Difference) {
+	for _, d := range ds {
+		if d.Kind == Added && isMark(lastMember(d.Path)) {
+			marks = append(marks, d)
+			continue
+		}
+		rest = append(rest, d)
+	}
+	if len(marks) == 0 {
+		return ds, nil
+	}
+	return rest, marks
+}
+
+func isMark(name string) bool {
+	for _, m := range wire.Marks {
+		if strings.EqualFold(m, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastMember is the name of the member a JSON path ends in, or "".
+func lastMember(path string) string {
+	segs, err := ParsePath(path)
+	if err != nil || len(segs) == 0 || segs[len(segs)-1].Kind != SegmentField {
+		return ""
+	}
+	return segs[len(segs)-1].Name
+}
+
+func compare(primary, shadow Response, rules *Rules) Result {
 	if rules == nil {
 		rules = &Rules{}
 	}

@@ -100,6 +100,7 @@ const (
 	DropUnknown     = "unknown_route" // a half of no mirrored route of the policy in use
 	dropNoID        = "no_request_id"
 	dropCompareFull = "comparator_full"
+	dropMalformed   = "malformed_batch" // a capture batch that did not parse (counted once per batch)
 )
 
 // Pairer pairs halves by (route, request id). A half waits TTL for its
@@ -386,6 +387,7 @@ func (p *Pairer) compare(j job) {
 	}
 	pr := p.pair(k, j.primary, j.shadow, outcome, res.Skipped)
 	pr.Differences = res.Differences
+	pr.Marks = res.Marks
 	p.rec.Record(pr)
 }
 

@@ -1,6 +1,9 @@
 package pair
 
 import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -261,4 +264,32 @@ func TestPairerLearnsNoise(t *testing.T) {
 	p.publishNoise()
 	require.NotEmpty(t, rec.noise["r"])
 	assert.Equal(t, "$.ts", rec.noise["r"][0].Pattern)
+}
+
+func TestCaptureHandler(t *testing.T) {
+	p, _ := newTestPairer(t, Config{})
+	srv := httptest.NewServer(p.CaptureHandler())
+	t.Cleanup(srv.Close)
+	post := func(body []byte) int {
+		resp, err := http.Post(srv.URL, wire.CaptureContentType, bytes.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var batch []byte
+	batch = wire.AppendCaptureRecord(batch, &wire.CaptureRecord{Route: "r", RequestID: "1", Method: "GET", Target: "/a?x=1", Status: 200,
+		LatencyMicros: 1500, BodyBytes: 2, Headers: [][2]string{{"content-type", "application/json"}}, Body: []byte("{}")})
+	batch = wire.AppendCaptureRecord(batch, &wire.CaptureRecord{Route: "r", RequestID: "2", Method: "GET", Target: "/b", Flags: wire.FlagIncomplete})
+	batch = wire.AppendCaptureRecord(batch, &wire.CaptureRecord{Route: "elsewhere", RequestID: "3", Status: 200})
+	require.Equal(t, 204, post(batch))
+	require.Len(t, p.in, 2, "the unknown route's record is dropped")
+	h := <-p.in
+	assert.Equal(t, Half{Route: "r", Side: wire.SidePrimary, RequestID: "1", Method: "GET", Target: "/a?x=1", Path: "/a",
+		Response: compare.Response{Status: 200, Headers: map[string]string{"content-type": "application/json"}, Body: []byte("{}")},
+		Latency:  1500 * time.Microsecond, BodyBytes: 2, At: t0}, h)
+	h = <-p.in
+	assert.Equal(t, "no response (upstream reset, timed out or refused)", h.Incomplete)
+
+	require.Equal(t, 400, post(batch[:len(batch)-1]), "all or nothing")
+	require.Empty(t, p.in)
 }

@@ -63,7 +63,7 @@ func TestHandler(t *testing.T) {
 					keys = append(keys, k)
 				}
 				slices.Sort(keys)
-				want := []string{"differences", "folded_pairs", "latency", "match_rate", "noise", "outcomes", "pairs", "reasons", "route"}
+				want := []string{"differences", "folded_pairs", "latency", "marks", "match_rate", "noise", "outcomes", "pairs", "reasons", "route"}
 				if d := cmp.Diff(want, keys); d != "" {
 					t.Errorf("route keys (-want +got):\n%s", d)
 				}

@@ -43,7 +43,12 @@ type RouteReport struct {
 	FoldedPairs int `json:"folded_pairs"`
 	// Noise is the route's current learned noise, sorted by suppressed
 	// (descending), then pattern. [] when none.
-	Noise   []NoiseReport `json:"noise"`
+	Noise []NoiseReport `json:"noise"`
+	// Marks are shadowlab's own request marks (x-shadowlab-*) that the
+	// shadow echoed back in its body, by pattern, with how many compared
+	// pairs did: explained by the marks, not counted as differences. []
+	// when none.
+	Marks   []MarkReport  `json:"marks"`
 	Latency LatencyReport `json:"latency"`
 	// Reasons counts Pair.Reason per outcome, for the outcomes that were not
 	// compared (primary_only, shadow_only, ambiguous, skipped). An empty
@@ -85,6 +90,12 @@ type NoiseReport struct {
 	// Suppressed counts the pairs whose differences all lay on noise and that
 	// therefore count as matches, with a difference on this pattern.
 	Suppressed int `json:"suppressed"`
+}
+
+// MarkReport is one pattern where the shadow echoed shadowlab's marks.
+type MarkReport struct {
+	Pattern string `json:"pattern"`
+	Count   int    `json:"count"`
 }
 
 // LatencyReport is the upstream latency of each side of a route's pairs.

@@ -142,6 +142,12 @@ func renderRoute(w io.Writer, rr RouteReport, maxPaths int) {
 			fmt.Fprintf(w, "    … %s more\n", thousands(n))
 		}
 	}
+	if len(rr.Marks) > 0 {
+		fmt.Fprintf(w, "  %s%15s\n", pad("marks echoed by the shadow (shadowlab's own headers, not counted)", width+2), "pairs")
+		for _, m := range rr.Marks[:min(len(rr.Marks), maxPaths)] {
+			fmt.Fprintf(w, "    %s%15s\n", pad(shorten(m.Pattern, width-2), width), thousands(m.Count))
+		}
+	}
 	if len(rr.Noise) > 0 {
 		fmt.Fprintf(w, "  %s%15s%12s\n", pad("noise (ignored)", width+2), "varied/compared", "suppressed")
 		for _, n := range rr.Noise[:min(len(rr.Noise), maxPaths)] {

@@ -36,6 +36,9 @@ type Pair struct {
 	// report sets noise apart when it is read, because noise is learned
 	// while pairs arrive.
 	Differences []compare.Difference
+	// Marks are shadowlab's marks the shadow echoed back (compare.Result's
+	// Marks): explained, never counted as differences.
+	Marks []compare.Difference
 
 	PrimaryStatus, ShadowStatus   int           // 0 when that half is missing
 	PrimaryLatency, ShadowLatency time.Duration // upstream latency, 0 when missing

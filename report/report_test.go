@@ -1,13 +1,17 @@
 package report
 
 import (
+	"bytes"
 	"errors"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
 
 	"github.com/shadowlab/shadowlab/compare"
 )
@@ -471,5 +475,31 @@ func TestNoiseByKind(t *testing.T) {
 	}
 	if got := counts(rr); len(got) != 1 || got["$.ts removed"] != 1 {
 		t.Errorf("differences %v, want only $.ts removed once", got)
+	}
+}
+
+func TestMarksExplainedNotCounted(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "marks.db")
+	r := newTestReporter(t, Config{DBPath: db})
+	mark := compare.Difference{Path: "$.headers.X-Shadowlab-Shadow", Pattern: "$.headers.X-Shadowlab-Shadow", Kind: compare.Added, Shadow: `"1"`}
+	for i := range 3 {
+		r.Record(Pair{Route: "r", RequestID: strconv.Itoa(i), Outcome: Match, Marks: []compare.Difference{mark, mark}, At: time.Unix(1, 0)})
+	}
+	rr := r.Report().Routes[0]
+	if rr.Outcomes[Match] != 3 || len(rr.Differences) != 0 {
+		t.Fatalf("marks must not be differences: %+v", rr)
+	}
+	if len(rr.Marks) != 1 || rr.Marks[0] != (MarkReport{Pattern: mark.Pattern, Count: 3}) {
+		t.Fatalf("marks %+v", rr.Marks)
+	}
+	var out bytes.Buffer
+	if err := Render(&out, r.Report(), RenderOptions{}); err != nil || !strings.Contains(out.String(), "marks echoed by the shadow") {
+		t.Fatalf("render (%v):\n%s", err, out.String())
+	}
+	require.NoError(t, r.Close())
+	r2 := newTestReporter(t, Config{DBPath: db})
+	if got := r2.Report().Routes[0].Marks; len(got) != 1 || got[0].Count != 3 {
+		t.Fatalf("after a restart: %+v", got)
 	}
 }

@@ -3,6 +3,7 @@ package report
 import (
 	"cmp"
 	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -131,6 +132,7 @@ type routeState struct {
 	foldedPairs int
 	patterns    map[patKey][]Sample // known patterns (the cap) and their samples
 	noise       map[string]compare.NoisePath
+	marks       map[string]int // echoed marks: pattern → pairs
 	latency     [2]histogram
 
 	dirty         bool // anything below is set
@@ -139,6 +141,7 @@ type routeState struct {
 	dirtyFolded   bool
 	dirtyLatency  [2]bool
 	dirtyNoise    bool
+	dirtyMarks    bool
 	newSamples    []sampleRow
 }
 
@@ -150,6 +153,7 @@ func newRouteState(name string) *routeState {
 		folded:        map[patKey]int{},
 		patterns:      map[patKey][]Sample{},
 		noise:         map[string]compare.NoisePath{},
+		marks:         map[string]int{},
 		dirtySigs:     map[string]struct{}{},
 		dirtyOutcomes: map[outcomeKey]struct{}{},
 	}
@@ -212,6 +216,13 @@ func (rs *routeState) recordLocked(p *Pair, at time.Time, lim limits) recorded {
 		rs.outcomes[k]++
 		rs.dirtyOutcomes[k] = struct{}{}
 		return rec
+	}
+
+	for _, d := range uniqueMarks(p.Marks) {
+		if _, ok := rs.marks[d]; ok || len(rs.marks) < lim.patterns {
+			rs.marks[d]++
+			rs.dirtyMarks = true
+		}
 	}
 
 	// Distinct keys, folded past the pattern cap; first difference per key
@@ -319,6 +330,7 @@ func (rs *routeState) reportLocked() RouteReport {
 		Differences: []PathReport{},
 		FoldedPairs: rs.foldedPairs,
 		Noise:       []NoiseReport{},
+		Marks:       []MarkReport{},
 		Reasons:     map[Outcome]map[string]int{},
 		Latency: LatencyReport{
 			Primary: rs.latency[wire.SidePrimary.Index()].summary(),
@@ -382,7 +394,24 @@ func (rs *routeState) reportLocked() RouteReport {
 	slices.SortFunc(rr.Noise, func(a, b NoiseReport) int {
 		return cmp.Or(cmp.Compare(b.Suppressed, a.Suppressed), strings.Compare(a.Pattern, b.Pattern))
 	})
+	for p, n := range rs.marks {
+		rr.Marks = append(rr.Marks, MarkReport{Pattern: p, Count: n})
+	}
+	slices.SortFunc(rr.Marks, func(a, b MarkReport) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Pattern, b.Pattern))
+	})
 	return rr
+}
+
+// uniqueMarks are the distinct patterns of a pair's echoed marks.
+func uniqueMarks(ds []compare.Difference) []string {
+	var out []string
+	for _, d := range ds {
+		if !slices.Contains(out, d.Pattern) {
+			out = append(out, d.Pattern)
+		}
+	}
+	return out
 }
 
 // routeDelta is what a flush writes for one route: absolute values of what
@@ -396,6 +425,7 @@ type routeDelta struct {
 	latency     [2]*histogram  // nil when unchanged
 	noise       []compare.NoisePath
 	noiseDirty  bool
+	marks       map[string]int // nil when unchanged; else the full set
 	samples     []sampleRow
 }
 
@@ -430,12 +460,15 @@ func (rs *routeState) takeDeltaLocked() *routeDelta {
 			d.noise = append(d.noise, n)
 		}
 	}
+	if rs.dirtyMarks {
+		d.marks = maps.Clone(rs.marks)
+	}
 	d.samples = rs.newSamples
 
 	rs.dirty = false
 	rs.dirtySigs = map[string]struct{}{}
 	rs.dirtyOutcomes = map[outcomeKey]struct{}{}
-	rs.dirtyFolded, rs.dirtyLatency, rs.dirtyNoise = false, [2]bool{}, false
+	rs.dirtyFolded, rs.dirtyLatency, rs.dirtyNoise, rs.dirtyMarks = false, [2]bool{}, false, false
 	rs.newSamples = nil
 	return d
 }
@@ -456,5 +489,6 @@ func (rs *routeState) restoreDeltaLocked(d *routeDelta) {
 		rs.dirtyLatency[i] = rs.dirtyLatency[i] || d.latency[i] != nil
 	}
 	rs.dirtyNoise = rs.dirtyNoise || d.noiseDirty
+	rs.dirtyMarks = rs.dirtyMarks || d.marks != nil
 	rs.newSamples = append(d.samples, rs.newSamples...)
 }

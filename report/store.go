@@ -28,6 +28,7 @@ import (
 //	noise      (route, pattern) → varied, compared
 //	pairs      (id) → one recent non-match pair; oldest deleted past MaxRecentPairs
 //	admission  (scope, route, key) → counts           wire.Counts as JSON (version 2)
+//	marks      (route, pattern) → count                echoed marks (version 3)
 //
 // Aggregate rows hold absolute values, written with upserts, so a flush is
 // idempotent. PRAGMA application_id marks the file as shadowlab's and PRAGMA
@@ -39,7 +40,7 @@ var ErrStore = errors.New("report store")
 
 const (
 	storeApplicationID = 0x53484c42 // "SHLB"
-	storeVersion       = 2
+	storeVersion       = 3
 )
 
 // migrations[i] brings a store from user_version i to i+1.
@@ -122,6 +123,12 @@ var migrations = []string{
 		counts TEXT NOT NULL,
 		PRIMARY KEY (scope, route, key)
 	);`,
+	`CREATE TABLE marks (
+		route   TEXT NOT NULL,
+		pattern TEXT NOT NULL,
+		count   INTEGER NOT NULL,
+		PRIMARY KEY (route, pattern)
+	) WITHOUT ROWID;`,
 }
 
 // store is the SQLite edge. Only the writer goroutine writes (flush, reset);
@@ -342,6 +349,15 @@ func (s *store) load(ctx context.Context, lim limits) (map[string]*routeState, e
 			get(route).latency[i] = h
 			return nil
 		}),
+		query("SELECT route, pattern, count FROM marks", func(rows *sql.Rows) error {
+			var pattern string
+			var n int
+			if err := rows.Scan(&route, &pattern, &n); err != nil {
+				return err
+			}
+			get(route).marks[pattern] = n
+			return nil
+		}),
 		query("SELECT route, pattern, varied, compared, kinds FROM noise", func(rows *sql.Rows) error {
 			var n compare.NoisePath
 			var kinds string
@@ -447,6 +463,16 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 				return err
 			}
 		}
+		if d.marks != nil {
+			if err := exec(`DELETE FROM marks WHERE route = ?`, route); err != nil {
+				return err
+			}
+			for p, n := range d.marks {
+				if err := exec(`INSERT INTO marks (route, pattern, count) VALUES (?, ?, ?)`, route, p, n); err != nil {
+					return err
+				}
+			}
+		}
 		if d.noiseDirty {
 			if err := exec(`DELETE FROM noise WHERE route = ?`, route); err != nil {
 				return err
@@ -530,7 +556,7 @@ func (s *store) reset(ctx context.Context, route string) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	for _, table := range []string{"routes", "outcomes", "signatures", "folded", "samples", "latency", "noise", "pairs"} {
+	for _, table := range []string{"routes", "outcomes", "signatures", "folded", "samples", "latency", "noise", "marks", "pairs"} {
 		q, args := "DELETE FROM "+table, []any{}
 		if route != "" {
 			q, args = q+" WHERE route = ?", []any{route}

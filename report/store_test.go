@@ -135,7 +135,7 @@ func TestStoreErrors(t *testing.T) {
 				}
 				execSQL(t, path, "PRAGMA user_version = 99")
 			},
-			want: "schema version 99 is newer than this shadowlab supports (2)",
+			want: "schema version 99 is newer than this shadowlab supports (3)",
 		},
 		"another application's database": {
 			setup: func(t *testing.T, path string) { execSQL(t, path, "CREATE TABLE accounts (id INTEGER)") },

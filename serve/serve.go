@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/shadowlab/shadowlab/extproc"
+	"github.com/shadowlab/shadowlab/gateway"
 	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/report"
@@ -32,12 +33,22 @@ import (
 
 // Config is what `shadowlab serve` is told.
 type Config struct {
-	PolicyPath     string
-	XDSAddress     string // listen address of the xDS (ADS) server
-	ExtProcAddress string // listen address of the capture (ext_proc) server; "" disables capture
-	// ExtProcAdvertise is the address Envoy dials for capture; default
-	// ExtProcAddress, with an unspecified host (0.0.0.0, ::) as 127.0.0.1.
-	ExtProcAdvertise string
+	PolicyPath string
+	XDSAddress string // listen address of the xDS (ADS) server
+	// GatewayAddress is the listen address of the shadow gateway, where
+	// Envoy mirrors to; "" turns capture off (Envoy mirrors straight to the
+	// shadow services and nothing is compared).
+	GatewayAddress string
+	// GatewayAdvertise is the address Envoy dials for the gateway; default
+	// GatewayAddress, with an unspecified host (0.0.0.0, ::) as 127.0.0.1.
+	GatewayAdvertise string
+	Gateway          gateway.Config
+	// ExtProcAddress is the listen address of the ext_proc capture server
+	// of the design the gateway replaced (both halves captured in Envoy by
+	// ext_proc); set, it is used instead of the gateway. Kept to measure
+	// the two side by side.
+	ExtProcAddress   string
+	ExtProcAdvertise string // default as GatewayAdvertise
 	APIAddress       string // listen address of the report API and /metrics; "" disables it
 	// APIAdvertise is the address Envoy dials for the API (the admission
 	// plugin's code and reports); default as ExtProcAdvertise.
@@ -61,11 +72,12 @@ type Instance struct {
 	XDS      *xds.Server
 	Reporter *report.Reporter
 	Pairer   *pair.Pairer
-	Capture  *extproc.Server   // nil when capture is off
+	Gateway  *gateway.Gateway  // nil when the gateway is off
+	Capture  *extproc.Server   // nil unless the ext_proc capture is used
 	Admitter *extproc.Admitter // nil when global admission is off
 
 	// Bound addresses (useful with port 0); "" for a part that is off.
-	XDSAddr, ExtProcAddr, APIAddr, AdmissionAddr string
+	XDSAddr, GatewayAddr, ExtProcAddr, APIAddr, AdmissionAddr string
 
 	cfg       Config
 	log       *zap.Logger
@@ -113,6 +125,14 @@ func (in *Instance) build(published chan<- error) error {
 	if err != nil {
 		return err
 	}
+	gwAddr := cfg.GatewayAddress
+	if cfg.ExtProcAddress != "" {
+		gwAddr = "" // the ext_proc design replaces the gateway
+	}
+	gwLis, err := in.listen("gateway address", gwAddr, &in.GatewayAddr)
+	if err != nil {
+		return err
+	}
 	extLis, err := in.listen("ext_proc address", cfg.ExtProcAddress, &in.ExtProcAddr)
 	if err != nil {
 		return err
@@ -125,6 +145,7 @@ func (in *Instance) build(published chan<- error) error {
 	if err != nil {
 		return err
 	}
+	opts.GatewayAddress = advertise(cfg.GatewayAdvertise, in.GatewayAddr)
 	opts.ExtProcAddress = advertise(cfg.ExtProcAdvertise, in.ExtProcAddr)
 	opts.APIAddress = advertise(cfg.APIAdvertise, in.APIAddr)
 	opts.AdmissionAddress = advertise(cfg.AdmissionAdvertise, in.AdmissionAddr)
@@ -162,14 +183,23 @@ func (in *Instance) build(published chan<- error) error {
 		},
 		func(ctx context.Context) error { return in.XDS.Serve(ctx, xdsLis) },
 	)
+	if gwLis != nil || extLis != nil {
+		in.servers = append(in.servers, func(ctx context.Context) error { in.Pairer.Run(ctx); return nil })
+	}
+	if gwLis != nil {
+		if in.Gateway, err = gateway.New(cfg.Gateway, in.Pairer, time.Now, reg, log.Named("gateway")); err != nil {
+			return err
+		}
+		pub.use = append(pub.use, in.Gateway.Use)
+		srv := &http.Server{Handler: in.Gateway, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
+		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, gwLis) })
+	}
 	if extLis != nil {
 		in.Capture = extproc.NewServer(in.Pairer, time.Now, log.Named("extproc"))
 		pub.use = append(pub.use, in.Capture.Use)
 		g := newGRPCServer()
 		in.Capture.Register(g)
-		in.servers = append(in.servers,
-			func(ctx context.Context) error { in.Pairer.Run(ctx); return nil },
-			func(ctx context.Context) error { return serveGRPC(ctx, g, extLis) })
+		in.servers = append(in.servers, func(ctx context.Context) error { return serveGRPC(ctx, g, extLis) })
 	}
 	if admLis != nil {
 		if in.Admitter, err = extproc.NewAdmitter(cfg.Admitter, in.Reporter, time.Now, nil, log.Named("admission")); err != nil {
@@ -188,7 +218,7 @@ func (in *Instance) build(published chan<- error) error {
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveGRPC(ctx, g, admLis) })
 	}
 	if apiLis != nil {
-		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm, in.Pairer.CaptureHandler()), ReadHeaderTimeout: 5 * time.Second}
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, apiLis) })
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shadowlab/shadowlab/wire"
 	"github.com/shadowlab/shadowlab/xds"
 )
 
@@ -59,14 +60,16 @@ func loadWasm(path string) (*wasmModule, error) {
 	return nil, nil
 }
 
-// apiHandler serves the report API and, when there is a plugin, its code at
+// apiHandler serves the report API, the plugin's capture batches
+// (wire.CapturePath) and, when there is a plugin, its code at
 // xds.WasmCodePath(sha256) (immutable: the name is the content hash).
-func apiHandler(api http.Handler, wasm *wasmModule) http.Handler {
-	if wasm == nil {
-		return api
-	}
+func apiHandler(api http.Handler, wasm *wasmModule, capture http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
+	mux.Handle("POST "+wire.CapturePath, capture)
+	if wasm == nil {
+		return mux
+	}
 	modTime := time.Now()
 	mux.HandleFunc("GET "+xds.WasmCodePath(wasm.sha256), func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Content-Type", "application/wasm")

@@ -28,7 +28,38 @@ type vmContext struct {
 	mem  memSampler
 }
 
+// NewPluginContext is one plugin instance; its role (admission, or the
+// capture of the primary's answers) is its root id, read when it starts.
 func (v *vmContext) NewPluginContext(contextID uint32) types.PluginContext {
+	return &rootContext{vm: v, id: contextID}
+}
+
+// rootContext is a plugin instance in the role its root id names.
+type rootContext struct {
+	types.DefaultPluginContext
+	vm   *vmContext
+	id   uint32
+	role types.PluginContext
+}
+
+func (r *rootContext) OnPluginStart(n int) types.OnPluginStartStatus {
+	rootID, _ := proxywasm.GetProperty([]string{"plugin_root_id"})
+	if string(rootID) == wire.CaptureRootID {
+		r.role = newCaptureContext(r.vm)
+	} else {
+		r.role = r.vm.newAdmission(r.id)
+	}
+	return r.role.OnPluginStart(n)
+}
+
+func (r *rootContext) OnTick()            { r.role.OnTick() }
+func (r *rootContext) OnPluginDone() bool { return r.role.OnPluginDone() }
+func (r *rootContext) NewHttpContext(id uint32) types.HttpContext {
+	return r.role.NewHttpContext(id)
+}
+
+// newAdmission is the admission role of plugin contextID.
+func (v *vmContext) newAdmission(contextID uint32) *pluginContext {
 	seed := v.seed
 	if seed == 0 {
 		// Workers start at different nanoseconds; the context id separates
@@ -436,7 +467,10 @@ func (h *httpContext) OnHttpStreamDone() {
 // onPanic logs a panic recovered in a callback. An unrecovered panic traps
 // the VM ("Uncaught RuntimeError: unreachable"): Envoy then fails every
 // later request open or closed (failure_policy) until the VM is recreated.
-func (p *pluginContext) onPanic(where string, r any) {
+func (p *pluginContext) onPanic(where string, r any) { logPanic(where, r) }
+
+// logPanic logs a panic recovered in a callback.
+func logPanic(where string, r any) {
 	msg := "unknown value"
 	switch v := r.(type) {
 	case string:

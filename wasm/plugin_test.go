@@ -439,7 +439,7 @@ type recordingVM struct {
 }
 
 func (v *recordingVM) NewPluginContext(id uint32) types.PluginContext {
-	pc := v.vmContext.NewPluginContext(id).(*pluginContext)
+	pc := v.vmContext.newAdmission(id)
 	v.plugins = append(v.plugins, pc)
 	return pc
 }

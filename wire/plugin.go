@@ -105,9 +105,12 @@ func (c *PluginConfig) fields() []pluginField {
 
 // AppendJSON appends c as the plugin reads it: the mandatory fields
 // always, the optional ones when set, in a fixed order.
-func (c PluginConfig) AppendJSON(b []byte) []byte {
+func (c PluginConfig) AppendJSON(b []byte) []byte { return appendFields(b, c.fields()) }
+
+// appendFields writes fields as a flat JSON object.
+func appendFields(b []byte, fields []pluginField) []byte {
 	sep := byte('{')
-	for _, f := range c.fields() {
+	for _, f := range fields {
 		switch {
 		case f.str != nil && (*f.str != "" || !f.optional):
 			b = append(b, sep)
@@ -132,23 +135,18 @@ func (c PluginConfig) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// ParsePluginConfig reads a configuration written by AppendJSON (or by
-// hand), applies the defaults and checks what does not depend on the
-// admission algorithm: types, unknown fields, the tick and the report. It
-// reports every problem at once, each as "configuration.<field>: ...".
-// The budget itself (limit, window, delay, mode, slack) is checked by the
-// plugin with admission.Config.Validate.
-func ParsePluginConfig(data []byte) (PluginConfig, error) {
-	var c PluginConfig
+// parseFields reads a flat JSON object into fields: every type problem and
+// unknown field, each as "configuration.<field>: ...".
+func parseFields(data []byte, fields []pluginField, needs string) error {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return c, errors.New(`configuration: empty, need at least {"limit": N, "max_delay_ms": N}`)
+		return errors.New("configuration: empty, need at least " + needs)
 	}
 	values, err := parseFlatObject(data)
 	if err != nil {
-		return c, errors.New("configuration: " + err.Error())
+		return errors.New("configuration: " + err.Error())
 	}
 	byName := map[string]pluginField{}
-	for _, f := range c.fields() {
+	for _, f := range fields {
 		byName[f.name] = f
 	}
 	names := make([]string, 0, len(values))
@@ -167,9 +165,21 @@ func ParsePluginConfig(data []byte) (PluginConfig, error) {
 			errs = append(errs, errors.New("configuration."+k+": "+err.Error()))
 		}
 	}
-	if len(errs) > 0 {
-		return c, errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// ParsePluginConfig reads a configuration written by AppendJSON (or by
+// hand), applies the defaults and checks what does not depend on the
+// admission algorithm: types, unknown fields, the tick and the report. It
+// reports every problem at once, each as "configuration.<field>: ...".
+// The budget itself (limit, window, delay, mode, slack) is checked by the
+// plugin with admission.Config.Validate.
+func ParsePluginConfig(data []byte) (PluginConfig, error) {
+	var c PluginConfig
+	if err := parseFields(data, c.fields(), `{"limit": N, "max_delay_ms": N}`); err != nil {
+		return c, err
 	}
+	var errs []error
 	c.defaults()
 	if c.SlackMs < c.TickMs {
 		errs = append(errs, notBelowTick("slack_ms", c.SlackMs, c.TickMs))

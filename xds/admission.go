@@ -88,14 +88,25 @@ func admissionPerRoute(r *policy.Route) map[string]*anypb.Any {
 			}},
 		})})}
 	}
-	// Envoy refuses a FilterConfig without config, and takes one whose
-	// config is present but empty (no type URL) as "enabled, no per-route
-	// config": the wasm filter has no per-route config type.
-	return map[string]*anypb.Any{AdmissionWasmFilter(r.Name): mustAny(&routev3.FilterConfig{Config: &anypb.Any{}})}
+	return map[string]*anypb.Any{AdmissionWasmFilter(r.Name): enabledPerRoute()}
 }
+
+// enabledPerRoute switches a wasm filter that is disabled in the
+// connection manager on for one route. Envoy refuses a FilterConfig
+// without config, and takes one whose config is present but empty (no type
+// URL) as "enabled, no per-route config": the wasm filter has no per-route
+// config type.
+func enabledPerRoute() *anypb.Any { return mustAny(&routev3.FilterConfig{Config: &anypb.Any{}}) }
 
 // wasmFilter is route r's instance of the admission plugin.
 func wasmFilter(r *policy.Route, opts Options) *wasmfilterv3.Wasm {
+	return pluginInstance(AdmissionWasmFilter(r.Name), wire.AdmissionRootID, pluginConfig(r, opts).AppendJSON(nil), opts)
+}
+
+// pluginInstance is one instance of shadowlab's plugin, named name, in the
+// role rootID, with its JSON configuration. Every instance shares one VM
+// per worker (WasmVMID).
+func pluginInstance(name, rootID string, config []byte, opts Options) *wasmfilterv3.Wasm {
 	code := &corev3.AsyncDataSource{}
 	if opts.Wasm.Filename != "" {
 		code.Specifier = &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
@@ -116,9 +127,9 @@ func wasmFilter(r *policy.Route, opts Options) *wasmfilterv3.Wasm {
 		}}
 	}
 	return &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{
-		Name:          AdmissionWasmFilter(r.Name),
-		RootId:        WasmRootID,
-		Configuration: mustAny(wrapperspb.String(string(pluginConfig(r, opts).AppendJSON(nil)))),
+		Name:          name,
+		RootId:        rootID,
+		Configuration: mustAny(wrapperspb.String(string(config))),
 		// A plugin that fails (a trap, a VM that cannot start) lets
 		// requests through: shadowlab must never fail a request.
 		FailurePolicy: wasmv3.FailurePolicy_FAIL_OPEN,

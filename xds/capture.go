@@ -1,7 +1,9 @@
 package xds
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -37,8 +39,8 @@ func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 		Name:       "envoy.filters.http.router",
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
 	}
-	filters := admissionFilters(p, opts)
-	if opts.capture() {
+	filters := append(admissionFilters(p, opts), captureWasmFilters(p, opts)...)
+	if opts.extProcCapture() {
 		var headers []string
 		for _, r := range p.Routes {
 			headers = append(headers, routeCapturedHeaders(r)...)
@@ -175,4 +177,65 @@ func grpcCluster(name, addr string) (*clusterv3.Cluster, error) {
 		TcpKeepalive: &corev3.TcpKeepalive{KeepaliveTime: wrapperspb.UInt32(30)},
 	}
 	return c, nil
+}
+
+// mirrors reports whether p mirrors any route.
+func mirrors(p *policy.Policy) bool {
+	for _, r := range p.Routes {
+		if r.Shadow != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// checkCapture reports what the options lack to capture p's mirrored
+// routes through the gateway and the plugin.
+func checkCapture(p *policy.Policy, opts Options) []error {
+	if !opts.gateway() || !mirrors(p) {
+		return nil
+	}
+	var errs []error
+	if !opts.Wasm.set() {
+		errs = append(errs, errors.New("capture needs the plugin, which records the primary's answers (build it with `make build`; serve finds bin/shadowlab.wasm or takes --wasm)"))
+	}
+	if opts.APIAddress == "" {
+		errs = append(errs, errors.New("capture: the plugin sends the primary's answers to shadowlab's API, which is disabled"))
+	}
+	return errs
+}
+
+// captureWasmFilters are the plugin's capture instances, one per mirrored
+// route, each off unless the route's sampled variants switch it on: only
+// mirrored requests are captured, and nothing else pays for it.
+func captureWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
+	if !opts.gateway() {
+		return nil
+	}
+	var out []*hcmv3.HttpFilter
+	for _, r := range p.Routes {
+		if r.Shadow == nil {
+			continue
+		}
+		w := pluginInstance(CaptureWasmFilter(r.Name), wire.CaptureRootID, captureConfig(r).AppendJSON(nil), opts)
+		out = append(out, &hcmv3.HttpFilter{
+			Name:       CaptureWasmFilter(r.Name),
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(w)},
+			Disabled:   true,
+		})
+	}
+	return out
+}
+
+// captureConfig is the capture instance's configuration for route r.
+func captureConfig(r *policy.Route) wire.CaptureConfig {
+	c := r.Shadow.Compare
+	return wire.CaptureConfig{
+		Route:           r.Name,
+		MaxBodyBytes:    uint32(c.MaxBodyBytes),
+		Headers:         strings.Join(c.Spec.Headers, ","),
+		ReportCluster:   APICluster,
+		ReportPath:      wire.CapturePath,
+		ReportAuthority: wire.ReportAuthority,
+	}
 }

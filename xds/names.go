@@ -87,8 +87,6 @@ const (
 	// WasmVMID is the vm_id of every shadowlab plugin instance: they share
 	// one VM per worker and one shared-data namespace.
 	WasmVMID = "shadowlab"
-	// WasmRootID is the plugin root id.
-	WasmRootID = "shadowlab"
 	// APIAuthority is the :authority of the requests Envoy makes to the API
 	// (the plugin's code; its reports use wire.ReportAuthority).
 	APIAuthority = wire.ReportAuthority
@@ -97,6 +95,10 @@ const (
 // AdmissionWasmFilter is the HTTP filter name of the local admission plugin
 // instance of policy route r.
 func AdmissionWasmFilter(r string) string { return "shadowlab.admission.local/" + r }
+
+// CaptureWasmFilter is the HTTP filter name of the capture plugin
+// instance of policy route r: it records the primary's answers.
+func CaptureWasmFilter(r string) string { return "shadowlab.capture/" + r }
 
 // WasmCodePath is the API path serving the plugin whose SHA-256 is sha
 // (hex).

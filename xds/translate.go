@@ -53,8 +53,17 @@ const percentDenominator = typev3.FractionalPercent_MILLION
 // Options are the parts of the Envoy config that come from how shadowlab
 // runs, not from the policy.
 type Options struct {
-	// ExtProcAddress is host:port of shadowlab's ext_proc (capture) server.
-	// Empty: mirror only, capture nothing.
+	// GatewayAddress is host:port of shadowlab's shadow gateway. With it,
+	// each mirrored route's shadow cluster points at the gateway, which
+	// forwards to the shadow service and records the shadow's answer, and
+	// the plugin's capture role records the primary's (it needs Wasm and
+	// APIAddress). Empty: Envoy mirrors straight to the shadow service and
+	// nothing is captured.
+	GatewayAddress string
+	// ExtProcAddress is host:port of shadowlab's ext_proc capture server,
+	// the design the gateway replaces (both halves captured by ext_proc in
+	// Envoy, the shadow's as an upstream filter). Kept only to measure it
+	// side by side with the gateway; it wins over GatewayAddress.
 	ExtProcAddress string
 	// AdmissionAddress is host:port of the global admission (ext_proc)
 	// server. Routes with global admission need it.
@@ -68,14 +77,17 @@ type Options struct {
 	Wasm WasmCode
 }
 
-// capture reports whether responses are captured for comparison.
-func (o Options) capture() bool { return o.ExtProcAddress != "" }
+// capture reports whether responses are captured for comparison;
+// extProcCapture, whether with the ext_proc design rather than the gateway.
+func (o Options) capture() bool        { return o.GatewayAddress != "" || o.ExtProcAddress != "" }
+func (o Options) extProcCapture() bool { return o.ExtProcAddress != "" }
+func (o Options) gateway() bool        { return o.GatewayAddress != "" && o.ExtProcAddress == "" }
 
 // Translate builds the Envoy resources for p. It is pure and deterministic.
 // It returns every problem it finds (joined); a policy that passed
 // policy.Load should always translate, so an error here is a bug to report.
 func Translate(p *policy.Policy, opts Options) (*Resources, error) {
-	errs := checkAdmission(p, opts)
+	errs := append(checkAdmission(p, opts), checkCapture(p, opts)...)
 	res := &Resources{}
 
 	for _, l := range p.Listeners {
@@ -107,7 +119,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 		}
 		res.Clusters = append(res.Clusters, c)
 	}
-	if opts.capture() {
+	if opts.extProcCapture() {
 		c, err := extProcCluster(opts.ExtProcAddress)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("ext_proc server: %w", err))
@@ -123,7 +135,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			res.Clusters = append(res.Clusters, c)
 		}
 	}
-	if opts.APIAddress != "" && len(p.AdmissionRoutes(wire.ScopeLocal)) > 0 {
+	if opts.APIAddress != "" && (len(p.AdmissionRoutes(wire.ScopeLocal)) > 0 || opts.gateway() && mirrors(p)) {
 		c, err := apiCluster(opts.APIAddress)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("api: %w", err))
@@ -275,7 +287,11 @@ func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 			if rt.TypedPerFilterConfig == nil {
 				rt.TypedPerFilterConfig = map[string]*anypb.Any{}
 			}
-			rt.TypedPerFilterConfig[ExtProcFilter] = capturePerRoute(r.Name)
+			if opts.extProcCapture() {
+				rt.TypedPerFilterConfig[ExtProcFilter] = capturePerRoute(r.Name)
+			} else {
+				rt.TypedPerFilterConfig[CaptureWasmFilter(r.Name)] = enabledPerRoute()
+			}
 		}
 		out = append(out, rt)
 	}
@@ -440,11 +456,15 @@ func serviceCluster(s *policy.Service) (*clusterv3.Cluster, error) {
 // upstream capture filter sees the shadow's response.
 func shadowCluster(r *policy.Route, opts Options) (*clusterv3.Cluster, error) {
 	s := r.Shadow.Service
-	c, err := staticCluster(ShadowCluster(r.Name), s.Endpoints, s.ConnectTimeout)
+	endpoints, connect := s.Endpoints, s.ConnectTimeout
+	if opts.gateway() {
+		endpoints, connect = []string{opts.GatewayAddress}, 250*time.Millisecond
+	}
+	c, err := staticCluster(ShadowCluster(r.Name), endpoints, connect)
 	if err != nil {
 		return nil, err
 	}
-	if opts.capture() {
+	if opts.extProcCapture() {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 			httpProtocolOptionsKey: mustAny(shadowProtocolOptions(r)),
 		}

@@ -60,7 +60,7 @@ func load(t *testing.T, path string) *policy.Policy {
 // goldenOptions are the options the golden cases translate with: capture
 // on, as `shadowlab serve` runs.
 var goldenOptions = Options{
-	ExtProcAddress:   "127.0.0.1:18001",
+	GatewayAddress:   "127.0.0.1:18003",
 	AdmissionAddress: "127.0.0.1:18002",
 	APIAddress:       "127.0.0.1:18080",
 	Wasm:             WasmCode{SHA256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},

@@ -166,7 +166,7 @@ func translate(args []string, stdout, stderr io.Writer) int {
 	// What serve would publish with its default ports, the plugin read by
 	// Envoy from a file.
 	res, err := xds.Translate(p, xds.Options{
-		ExtProcAddress:   "127.0.0.1:18001",
+		GatewayAddress:   "127.0.0.1:18003",
 		AdmissionAddress: "127.0.0.1:18002",
 		APIAddress:       "127.0.0.1:18080",
 		Wasm:             xds.WasmCode{Filename: "/etc/shadowlab/shadowlab.wasm"},
@@ -214,8 +214,12 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	var cfg serve.Config
 	fs.StringVar(&cfg.PolicyPath, "policy", "", "policy file to serve and follow (required)")
 	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "host:port for the xDS (ADS) gRPC server")
-	fs.StringVar(&cfg.ExtProcAddress, "extproc-address", "127.0.0.1:18001", "host:port for the capture (ext_proc) gRPC server; empty: mirror without capture")
-	fs.StringVar(&cfg.ExtProcAdvertise, "extproc-advertise", "", "address Envoy dials for capture (default: --extproc-address, 0.0.0.0 as 127.0.0.1)")
+	fs.StringVar(&cfg.GatewayAddress, "gateway-address", "127.0.0.1:18003", "host:port for the shadow gateway Envoy mirrors to (it forwards to the shadow service and records its answer); empty: mirror without capture")
+	fs.StringVar(&cfg.GatewayAdvertise, "gateway-advertise", "", "address Envoy dials for the gateway (default: --gateway-address, 0.0.0.0 as 127.0.0.1)")
+	keyFile := fs.String("fingerprint-key-file", "", "file holding the key of the request fingerprints' keyed hash (at least 16 bytes; default: a random key per start)")
+	fs.Int64Var(&cfg.Gateway.MaxBufferedBytes, "gateway-max-buffered", 0, "request bodies the gateway holds at once, in bytes; past it mirrored requests are shed (default 256 MiB)")
+	fs.StringVar(&cfg.ExtProcAddress, "extproc-address", "", "capture with ext_proc in Envoy instead of the gateway (the earlier design, kept to measure it): host:port for its gRPC server")
+	fs.StringVar(&cfg.ExtProcAdvertise, "extproc-advertise", "", "address Envoy dials for ext_proc capture (default: --extproc-address, 0.0.0.0 as 127.0.0.1)")
 	fs.StringVar(&cfg.APIAddress, "api-address", "127.0.0.1:18080", "host:port for the report API, /metrics and the admission plugin's code; empty: off")
 	fs.StringVar(&cfg.APIAdvertise, "api-advertise", "", "address Envoy dials for the API (default: --api-address, 0.0.0.0 as 127.0.0.1)")
 	fs.StringVar(&cfg.AdmissionAddress, "admission-address", "127.0.0.1:18002", "host:port for the global admission (ext_proc) gRPC server; empty: global admission off")
@@ -230,8 +234,16 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 		return code
 	}
 	if cfg.PolicyPath == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: shadowlab serve --policy FILE [--xds-address host:port] [--extproc-address host:port] [--api-address host:port] [--db FILE]")
+		fmt.Fprintln(stderr, "usage: shadowlab serve --policy FILE [--xds-address host:port] [--gateway-address host:port] [--api-address host:port] [--db FILE]")
 		return exitUsage
+	}
+	if *keyFile != "" {
+		key, err := os.ReadFile(*keyFile)
+		if err != nil || len(key) < 16 {
+			fmt.Fprintf(stderr, "shadowlab: --fingerprint-key-file: want a readable file of at least 16 bytes (%v)\n", err)
+			return exitUsage
+		}
+		cfg.Gateway.FingerprintKey = key
 	}
 	log, err := newLogger(*level, *format, stderr)
 	if err != nil {

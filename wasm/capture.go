@@ -1,0 +1,212 @@
+package main
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/shadowlab/shadowlab/wire"
+)
+
+// The capture role (root id wire.CaptureRootID): on the sampled routes of
+// a mirrored policy route, it records the primary's answer to each
+// mirrored request — status, the headers the route compares, the body up
+// to the route's limit, latency — and sends the records in batches
+// (wire.AppendCaptureRecord) to shadowlab's API from the tick, one call per
+// tick at most per worker. It never pauses a request or a response: each
+// body chunk is copied as it passes. Measured on Envoy 1.40 (see
+// BENCHMARKS.md), this costs Envoy about half of what one ext_proc stream
+// per request did.
+//
+// Calls are made only from the tick, on the root context: a call made
+// from a stream's context loses its callback once the stream is gone.
+
+// captureContext is the capture role of one plugin instance in one VM.
+type captureContext struct {
+	types.DefaultPluginContext
+	vm       *vmContext
+	cfg      wire.CaptureConfig
+	headers  []string // response headers kept
+	dispatch dispatchFunc
+
+	buf      []byte // records not sent yet
+	records  int
+	inflight uint32
+
+	m captureMetrics
+}
+
+type captureMetrics struct {
+	records, batches, dropped, failed proxywasm.MetricCounter
+}
+
+func newCaptureContext(vm *vmContext) *captureContext {
+	return &captureContext{vm: vm, dispatch: proxywasm.DispatchHttpCall}
+}
+
+func (c *captureContext) OnPluginStart(int) (status types.OnPluginStartStatus) {
+	defer func() {
+		if r := recover(); r != nil {
+			logPanic("capture start", r)
+			status = types.OnPluginStartStatusFailed
+		}
+	}()
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil && err != types.ErrorStatusNotFound {
+		proxywasm.LogCritical("shadowlab capture: reading plugin configuration: " + err.Error())
+		return types.OnPluginStartStatusFailed
+	}
+	if c.cfg, err = wire.ParseCaptureConfig(data); err != nil {
+		proxywasm.LogCritical("shadowlab capture: " + logConfigError(err))
+		return types.OnPluginStartStatusFailed
+	}
+	c.headers = c.cfg.KeptHeaders()
+	c.m = captureMetrics{
+		records: proxywasm.DefineCounterMetric("shadowlab_capture_records"),
+		batches: proxywasm.DefineCounterMetric("shadowlab_capture_batches"),
+		dropped: proxywasm.DefineCounterMetric("shadowlab_capture_dropped"),
+		failed:  proxywasm.DefineCounterMetric("shadowlab_capture_batch_failed"),
+	}
+	if err := proxywasm.SetTickPeriodMilliSeconds(c.cfg.TickMs); err != nil {
+		proxywasm.LogCritical("shadowlab capture: setting tick period: " + err.Error())
+		return types.OnPluginStartStatusFailed
+	}
+	return types.OnPluginStartStatusOK
+}
+
+func (c *captureContext) NewHttpContext(uint32) types.HttpContext {
+	return &captureStream{c: c}
+}
+
+// OnTick sends the records gathered since the last batch, unless
+// max_inflight batches are still out (they wait for the next tick, bounded
+// by max_pending_bytes).
+func (c *captureContext) OnTick() {
+	defer func() {
+		if r := recover(); r != nil {
+			logPanic("capture tick", r)
+		}
+	}()
+	c.vm.mem.sample(c.vm.now().UnixMilli())
+	if c.records == 0 || c.inflight >= c.cfg.MaxInflight {
+		return
+	}
+	n := c.records
+	_, err := c.dispatch(c.cfg.ReportCluster, [][2]string{
+		{":method", "POST"}, {":path", c.cfg.ReportPath}, {":authority", c.cfg.ReportAuthority},
+		{"content-type", wire.CaptureContentType},
+	}, c.buf, nil, reportTimeoutMs, func(numHeaders, _, _ int) { c.onBatchDone(numHeaders, n) })
+	c.buf, c.records = c.buf[:0], 0 // the host copied the body
+	if err != nil {
+		inc(c.m.failed, 1)
+		inc(c.m.dropped, uint64(n))
+		return
+	}
+	c.inflight++
+	inc(c.m.batches, 1)
+}
+
+// onBatchDone counts a batch that was not taken (its records are lost:
+// the pair shows a missing primary half, and the counter says why).
+func (c *captureContext) onBatchDone(numHeaders, records int) {
+	c.inflight--
+	status := ""
+	if numHeaders > 0 {
+		if hs, err := proxywasm.GetHttpCallResponseHeaders(); err == nil {
+			for _, h := range hs {
+				if h[0] == ":status" {
+					status = h[1]
+				}
+			}
+		}
+	}
+	if n, err := strconv.Atoi(status); err != nil || n < 200 || n > 299 {
+		inc(c.m.failed, 1)
+		inc(c.m.dropped, uint64(records))
+	}
+}
+
+// captureStream is one request on a capturing route.
+type captureStream struct {
+	types.DefaultHttpContext
+	c        *captureContext
+	start    time.Time
+	rec      wire.CaptureRecord
+	sawResp  bool
+	complete bool
+}
+
+func (s *captureStream) OnHttpRequestHeaders(int, bool) types.Action {
+	defer recoverIn("capture request headers")
+	s.start = s.c.vm.now()
+	s.rec.RequestID, _ = proxywasm.GetHttpRequestHeader(wire.HeaderRequestID)
+	s.rec.Method, _ = proxywasm.GetHttpRequestHeader(":method")
+	s.rec.Target, _ = proxywasm.GetHttpRequestHeader(":path")
+	return types.ActionContinue
+}
+
+func (s *captureStream) OnHttpResponseHeaders(_ int, endOfStream bool) types.Action {
+	defer recoverIn("capture response headers")
+	s.sawResp, s.complete = true, endOfStream
+	if st, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
+		s.rec.Status, _ = strconv.Atoi(st)
+	}
+	for _, h := range s.c.headers {
+		if v, err := proxywasm.GetHttpResponseHeader(h); err == nil {
+			s.rec.Headers = append(s.rec.Headers, [2]string{h, v})
+		}
+	}
+	return types.ActionContinue
+}
+
+// OnHttpResponseBody copies each chunk as it passes (the response is never
+// paused or buffered by the plugin).
+func (s *captureStream) OnHttpResponseBody(size int, endOfStream bool) types.Action {
+	defer recoverIn("capture response body")
+	s.complete = endOfStream
+	if size == 0 {
+		return types.ActionContinue
+	}
+	s.rec.BodyBytes += uint32(size)
+	if s.rec.Flags&wire.FlagTooLarge != 0 {
+		return types.ActionContinue
+	}
+	if uint64(len(s.rec.Body))+uint64(size) > uint64(s.c.cfg.MaxBodyBytes) {
+		s.rec.Flags |= wire.FlagTooLarge
+		s.rec.Body = nil
+		return types.ActionContinue
+	}
+	if b, err := proxywasm.GetHttpResponseBody(0, size); err == nil {
+		s.rec.Body = append(s.rec.Body, b...)
+	}
+	return types.ActionContinue
+}
+
+// OnHttpStreamDone adds the record to the next batch.
+func (s *captureStream) OnHttpStreamDone() {
+	defer recoverIn("capture stream done")
+	c := s.c
+	if s.rec.RequestID == "" {
+		return
+	}
+	if !s.sawResp || !s.complete {
+		s.rec.Flags |= wire.FlagIncomplete
+	}
+	s.rec.Route = c.cfg.Route
+	s.rec.LatencyMicros = uint32(min(c.vm.now().Sub(s.start).Microseconds(), 1<<32-1))
+	if len(c.buf) >= int(c.cfg.MaxPendingBytes) {
+		inc(c.m.dropped, 1)
+		return
+	}
+	c.buf = wire.AppendCaptureRecord(c.buf, &s.rec)
+	c.records++
+	inc(c.m.records, 1)
+}
+
+// recoverIn keeps a panic in a callback from trapping the VM.
+func recoverIn(where string) {
+	if r := recover(); r != nil {
+		logPanic(where, r)
+	}
+}

@@ -1,0 +1,139 @@
+//go:build !wasm
+
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shadowlab/shadowlab/wire"
+)
+
+// newCaptureHost starts the emulator with one instance in the capture role.
+func newCaptureHost(t *testing.T, cfg string, clock *fakeClock) proxytest.HostEmulator {
+	t.Helper()
+	opt := proxytest.NewEmulatorOption().
+		WithVMContext(&vmContext{now: clock.now, seed: 1}).
+		WithPluginConfiguration([]byte(cfg)).
+		WithProperty([]string{"plugin_root_id"}, []byte(wire.CaptureRootID))
+	host, reset := proxytest.NewHostEmulator(opt)
+	t.Cleanup(reset)
+	require.Equal(t, types.OnPluginStartStatusOK, host.StartPlugin())
+	return host
+}
+
+// exchange runs one request through the capture: its response in chunks,
+// complete or not.
+func exchange(t *testing.T, host proxytest.HostEmulator, clock *fakeClock, id, status string, chunks []string, complete bool) {
+	t.Helper()
+	ctx := host.InitializeHttpContext()
+	reqHeaders := [][2]string{{":method", "GET"}, {":path", "/r/1?q=a"}}
+	if id != "" {
+		reqHeaders = append(reqHeaders, [2]string{wire.HeaderRequestID, id})
+	}
+	require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(ctx, reqHeaders, true))
+	clock.advance(3 * time.Millisecond)
+	if status != "" {
+		resp := [][2]string{{":status", status}, {"content-type", "application/json"}, {"x-version", "2"}, {"set-cookie", "s=secret"}}
+		require.Equal(t, types.ActionContinue, host.CallOnResponseHeaders(ctx, resp, len(chunks) == 0 && complete))
+	}
+	for i, c := range chunks {
+		require.Equal(t, types.ActionContinue, host.CallOnResponseBody(ctx, []byte(c), complete && i == len(chunks)-1), "never paused")
+	}
+	host.CompleteHttpContext(ctx)
+}
+
+func batches(t *testing.T, host proxytest.HostEmulator) [][]wire.CaptureRecord {
+	t.Helper()
+	var out [][]wire.CaptureRecord
+	for _, c := range callouts(host) {
+		require.Equal(t, "shadowlab_api", c.Upstream)
+		require.Equal(t, wire.CapturePath, header(c.Headers, ":path"))
+		require.Equal(t, wire.CaptureContentType, header(c.Headers, "content-type"))
+		recs, err := wire.ParseCaptureBatch(c.Body)
+		require.NoError(t, err)
+		out = append(out, recs)
+	}
+	return out
+}
+
+const captureConfig = `{"route":"r","max_body_bytes":10,"headers":"x-version,set-cookie","report_cluster":"shadowlab_api"}`
+
+func TestCaptureRecordsAndBatches(t *testing.T) {
+	clock := &fakeClock{t: start}
+	host := newCaptureHost(t, captureConfig, clock)
+	exchange(t, host, clock, "id-1", "200", []string{`{"a":`, `1}`}, true)
+	exchange(t, host, clock, "id-2", "201", nil, true)                        // headers only
+	exchange(t, host, clock, "id-3", "200", []string{`{"a":1,`, `"b":2}`}, true) // over 10 bytes
+	exchange(t, host, clock, "id-4", "200", []string{`{"a`}, false)            // cut short
+	exchange(t, host, clock, "id-5", "", nil, false)                           // no response
+	exchange(t, host, clock, "", "200", []string{"{}"}, true)                   // no id: nothing to pair
+	require.Empty(t, callouts(host), "batches leave from the tick only")
+
+	host.Tick()
+	got := batches(t, host)
+	require.Len(t, got, 1, "one call for the batch")
+	recs := got[0]
+	require.Len(t, recs, 5)
+	headers := [][2]string{{"content-type", "application/json"}, {"x-version", "2"}}
+	require.Equal(t, wire.CaptureRecord{Route: "r", RequestID: "id-1", Method: "GET", Target: "/r/1?q=a", Status: 200,
+		LatencyMicros: 3000, BodyBytes: 7, Headers: headers, Body: []byte(`{"a":1}`)}, recs[0], "never Set-Cookie")
+	require.Equal(t, 201, recs[1].Status)
+	require.Zero(t, recs[1].Flags)
+	require.Equal(t, uint8(wire.FlagTooLarge), recs[2].Flags)
+	require.Nil(t, recs[2].Body)
+	require.Equal(t, uint32(13), recs[2].BodyBytes)
+	require.Equal(t, uint8(wire.FlagIncomplete), recs[3].Flags)
+	require.Equal(t, uint8(wire.FlagIncomplete), recs[4].Flags)
+	require.Zero(t, recs[4].Status)
+	require.EqualValues(t, 5, captureCounter(t, host, "records"))
+
+	host.Tick()
+	require.Len(t, callouts(host), 1, "nothing new, no call")
+}
+
+func captureCounter(t *testing.T, host proxytest.HostEmulator, name string) uint64 {
+	t.Helper()
+	v, err := host.GetCounterMetric("shadowlab_capture_" + name)
+	require.NoError(t, err)
+	return v
+}
+
+func TestCaptureBoundsAndFailures(t *testing.T) {
+	clock := &fakeClock{t: start}
+	host := newCaptureHost(t, `{"route":"r","report_cluster":"shadowlab_api","max_pending_bytes":200,"max_inflight":1}`, clock)
+	for range 10 {
+		exchange(t, host, clock, "id", "200", []string{strings.Repeat("x", 50)}, true)
+	}
+	kept, dropped := captureCounter(t, host, "records"), captureCounter(t, host, "dropped")
+	require.Equal(t, uint64(10), kept+dropped)
+	require.Positive(t, dropped, "over max_pending_bytes: dropped and counted, never grown")
+	host.Tick()
+	require.Len(t, callouts(host), 1)
+	require.Len(t, batches(t, host)[0], int(kept))
+
+	exchange(t, host, clock, "id", "200", nil, true)
+	host.Tick()
+	require.Len(t, callouts(host), 1, "max_inflight 1: the next batch waits")
+	host.CallOnHttpCallResponse(callouts(host)[0].CalloutID, [][2]string{{":status", "503"}}, nil, nil)
+	require.EqualValues(t, 1, captureCounter(t, host, "batch_failed"))
+	require.Equal(t, dropped+kept, captureCounter(t, host, "dropped"), "a refused batch's records are counted lost")
+	host.Tick()
+	require.Len(t, callouts(host), 2, "the slot is free again")
+}
+
+func TestCaptureConfigRefused(t *testing.T) {
+	opt := proxytest.NewEmulatorOption().
+		WithVMContext(&vmContext{now: time.Now}).
+		WithPluginConfiguration([]byte(`{"route":""}`)).
+		WithProperty([]string{"plugin_root_id"}, []byte(wire.CaptureRootID))
+	host, reset := proxytest.NewHostEmulator(opt)
+	defer reset()
+	require.Equal(t, types.OnPluginStartStatusFailed, host.StartPlugin())
+	require.Contains(t, strings.Join(host.GetCriticalLogs(), "\n"), "configuration.report_cluster: required")
+}

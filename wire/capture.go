@@ -1,0 +1,291 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Capture records: the primary's answers to mirrored requests, captured by
+// the plugin's capture role in Envoy and posted in batches (POST
+// CapturePath, content-type CaptureContentType) to shadowlab, which pairs
+// them with the shadow's. A batch is records one after another; a record
+// is, little endian:
+//
+//	u32 length of the rest of the record
+//	u8  version (1)
+//	u8  flags: FlagTooLarge, FlagIncomplete
+//	u16 status (0: no response)
+//	u32 latency, µs (request headers seen → response done)
+//	u32 response body bytes seen
+//	str8 route · str8 request id · str8 method · str16 target (path and query)
+//	u8 n, then n × (str8 name · str16 value): response headers
+//	u32 n, then n bytes: the body kept (none when FlagTooLarge)
+//
+// where strN is a uN length then that many bytes. Encoding is by hand, not
+// encoding/binary's reflection, to keep the plugin small and fast.
+const (
+	// CapturePath is the API path that takes the plugin's capture batches.
+	CapturePath = "/api/v1/capture"
+	// CaptureContentType is the content-type of a batch.
+	CaptureContentType = "application/x-shadowlab-capture"
+
+	captureVersion = 1
+)
+
+// Flags of a capture record.
+const (
+	FlagTooLarge   = 1 << 0 // the body went over the route's limit and is not in the record
+	FlagIncomplete = 1 << 1 // the response ended before its last byte (reset, timeout)
+)
+
+// CaptureRecord is one captured answer.
+type CaptureRecord struct {
+	Route, RequestID, Method, Target string
+	Status                           int // 0: no response
+	LatencyMicros                    uint32
+	BodyBytes                        uint32
+	Flags                            uint8
+	Headers                          [][2]string // lower-case names
+	Body                             []byte
+}
+
+// Limits of what a record can carry; AppendCaptureRecord clips longer
+// values (a request ID or route longer than 255 bytes cannot be paired).
+const (
+	maxStr8  = 1<<8 - 1
+	maxStr16 = 1<<16 - 1
+)
+
+// AppendCaptureRecord appends r to a batch.
+func AppendCaptureRecord(b []byte, r *CaptureRecord) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, captureVersion, r.Flags)
+	b = binary.LittleEndian.AppendUint16(b, uint16(min(max(r.Status, 0), 1<<16-1)))
+	b = binary.LittleEndian.AppendUint32(b, r.LatencyMicros)
+	b = binary.LittleEndian.AppendUint32(b, r.BodyBytes)
+	b = appendStr8(b, r.Route)
+	b = appendStr8(b, r.RequestID)
+	b = appendStr8(b, r.Method)
+	b = appendStr16(b, r.Target)
+	n := min(len(r.Headers), maxStr8)
+	b = append(b, byte(n))
+	for _, h := range r.Headers[:n] {
+		b = appendStr8(b, h[0])
+		b = appendStr16(b, h[1])
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.Body)))
+	b = append(b, r.Body...)
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b
+}
+
+func appendStr8(b []byte, s string) []byte {
+	s = s[:min(len(s), maxStr8)]
+	return append(append(b, byte(len(s))), s...)
+}
+
+func appendStr16(b []byte, s string) []byte {
+	s = s[:min(len(s), maxStr16)]
+	return append(binary.LittleEndian.AppendUint16(b, uint16(len(s))), s...)
+}
+
+// ParseCaptureBatch reads a batch. It is all or nothing: the first
+// malformed record is an error naming its offset.
+func ParseCaptureBatch(b []byte) ([]CaptureRecord, error) {
+	var out []CaptureRecord
+	for off := 0; off < len(b); {
+		if len(b)-off < 4 {
+			return nil, errors.New("record at offset " + strconv.Itoa(off) + ": truncated length")
+		}
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n > len(b)-off-4 {
+			return nil, errors.New("record at offset " + strconv.Itoa(off) + ": length " + strconv.Itoa(n) + " past the end of the batch")
+		}
+		r, err := parseCaptureRecord(b[off+4 : off+4+n])
+		if err != nil {
+			return nil, errors.New("record at offset " + strconv.Itoa(off) + ": " + err.Error())
+		}
+		out = append(out, r)
+		off += 4 + n
+	}
+	return out, nil
+}
+
+// reader reads a record's fields; the first short read sticks.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) take(n int) []byte {
+	if r.bad || n > len(r.b) {
+		r.bad = true
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u16() int {
+	if v := r.take(2); v != nil {
+		return int(binary.LittleEndian.Uint16(v))
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if v := r.take(4); v != nil {
+		return binary.LittleEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) str8() string  { return string(r.take(r.byte())) }
+func (r *reader) str16() string { return string(r.take(r.u16())) }
+
+func (r *reader) byte() int {
+	if v := r.take(1); v != nil {
+		return int(v[0])
+	}
+	return 0
+}
+
+func parseCaptureRecord(b []byte) (CaptureRecord, error) {
+	r := &reader{b: b}
+	var c CaptureRecord
+	if v := r.byte(); v != captureVersion {
+		return c, errors.New("unknown version " + strconv.Itoa(v))
+	}
+	c.Flags = uint8(r.byte())
+	c.Status = r.u16()
+	c.LatencyMicros = r.u32()
+	c.BodyBytes = r.u32()
+	c.Route, c.RequestID, c.Method, c.Target = r.str8(), r.str8(), r.str8(), r.str16()
+	for n := r.byte(); n > 0 && !r.bad; n-- {
+		c.Headers = append(c.Headers, [2]string{r.str8(), r.str16()})
+	}
+	if body := r.take(int(r.u32())); len(body) > 0 {
+		c.Body = append([]byte(nil), body...)
+	}
+	switch {
+	case r.bad:
+		return c, errors.New("truncated")
+	case len(r.b) > 0:
+		return c, errors.New(strconv.Itoa(len(r.b)) + " bytes after the body")
+	case c.Flags&^(FlagTooLarge|FlagIncomplete) != 0:
+		return c, errors.New("unknown flags " + strconv.Itoa(int(c.Flags)))
+	case c.Route == "" || c.RequestID == "":
+		return c, errors.New("no route or request id")
+	}
+	return c, nil
+}
+
+// Root IDs of the plugin's two roles in one module (and one VM per
+// worker): admission, and the capture of the primary's answers.
+const (
+	AdmissionRootID = "shadowlab"
+	CaptureRootID   = "shadowlab_capture"
+)
+
+// CaptureConfig is the configuration of one capture instance (one per
+// mirrored route), a flat JSON object like PluginConfig's.
+type CaptureConfig struct {
+	// Route is the policy route the captured answers belong to. Required.
+	Route string
+	// MaxBodyBytes is the most of a body kept; a longer one is recorded as
+	// FlagTooLarge without its bytes. Default 1 MiB.
+	MaxBodyBytes uint32
+	// Headers are the response headers kept, lower case, comma-separated
+	// (content-type and content-encoding are always kept).
+	Headers string
+	// ReportCluster is the Envoy cluster of shadowlab's API. Required.
+	ReportCluster string
+	// ReportPath is the :path of the batch POST. Default CapturePath.
+	ReportPath string
+	// ReportAuthority is its :authority. Default ReportAuthority.
+	ReportAuthority string
+	// TickMs is how often a batch is sent. Default DefaultTickMs.
+	TickMs uint32
+	// MaxPendingBytes bounds the records waiting to be sent per worker;
+	// beyond it records are dropped and counted. Default 8 MiB.
+	MaxPendingBytes uint32
+	// MaxInflight bounds the batch calls in flight per worker. Default 4.
+	MaxInflight uint32
+}
+
+// Defaults of CaptureConfig.
+const (
+	DefaultCaptureBodyBytes = 1 << 20
+	DefaultCapturePending   = 8 << 20
+	DefaultCaptureInflight  = 4
+)
+
+func (c *CaptureConfig) fields() []pluginField {
+	return []pluginField{
+		{name: "route", str: &c.Route},
+		{name: "max_body_bytes", u32: &c.MaxBodyBytes, optional: true},
+		{name: "headers", str: &c.Headers, optional: true},
+		{name: "report_cluster", str: &c.ReportCluster},
+		{name: "report_path", str: &c.ReportPath, optional: true},
+		{name: "report_authority", str: &c.ReportAuthority, optional: true},
+		{name: "tick_ms", u32: &c.TickMs, optional: true},
+		{name: "max_pending_bytes", u32: &c.MaxPendingBytes, optional: true},
+		{name: "max_inflight", u32: &c.MaxInflight, optional: true},
+	}
+}
+
+// AppendJSON appends c as the plugin reads it.
+func (c CaptureConfig) AppendJSON(b []byte) []byte { return appendFields(b, c.fields()) }
+
+// ParseCaptureConfig reads a capture configuration, applies the defaults
+// and reports every problem at once.
+func ParseCaptureConfig(data []byte) (CaptureConfig, error) {
+	var c CaptureConfig
+	if err := parseFields(data, c.fields(), `{"route": "...", "report_cluster": "..."}`); err != nil {
+		return c, err
+	}
+	var errs []error
+	if c.Route == "" {
+		errs = append(errs, errors.New("configuration.route: required"))
+	}
+	if c.ReportCluster == "" {
+		errs = append(errs, errors.New("configuration.report_cluster: required"))
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultCaptureBodyBytes
+	}
+	if c.ReportPath == "" {
+		c.ReportPath = CapturePath
+	} else if c.ReportPath[0] != '/' {
+		errs = append(errs, errors.New("configuration.report_path: must start with / (got "+strconv.Quote(c.ReportPath)+")"))
+	}
+	if c.ReportAuthority == "" {
+		c.ReportAuthority = ReportAuthority
+	}
+	if c.TickMs == 0 {
+		c.TickMs = DefaultTickMs
+	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = DefaultCapturePending
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultCaptureInflight
+	}
+	return c, errors.Join(errs...)
+}
+
+// KeptHeaders are the response headers a capture keeps: content-type,
+// content-encoding and those of Headers, never a secret one.
+func (c CaptureConfig) KeptHeaders() []string {
+	out := []string{"content-type", "content-encoding"}
+	for _, h := range strings.Split(c.Headers, ",") {
+		if h != "" && !slices.Contains(out, h) && !slices.Contains(SecretHeaders, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}

@@ -1,0 +1,120 @@
+package wire
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func randomRecord(r *rand.Rand) CaptureRecord {
+	str := func(n int) string { return strings.Repeat(string(rune('a'+r.IntN(26))), 1+r.IntN(n)) }
+	c := CaptureRecord{Route: str(30), RequestID: str(36), Method: "GET", Target: "/" + str(300),
+		Status: 100 + r.IntN(500), LatencyMicros: r.Uint32(), BodyBytes: r.Uint32(), Flags: uint8(r.IntN(4))}
+	for range r.IntN(4) {
+		c.Headers = append(c.Headers, [2]string{str(20), str(200)})
+	}
+	if r.IntN(3) > 0 {
+		c.Body = []byte(str(5000))
+	}
+	return c
+}
+
+// What the plugin writes, the API reads back unchanged.
+func TestCaptureRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 500 {
+		var batch []byte
+		var want []CaptureRecord
+		for range 1 + r.IntN(5) {
+			c := randomRecord(r)
+			batch = AppendCaptureRecord(batch, &c)
+			want = append(want, c)
+		}
+		got, err := ParseCaptureBatch(batch)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+	got, err := ParseCaptureBatch(nil)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
+func TestCaptureClipsLongValues(t *testing.T) {
+	c := CaptureRecord{Route: strings.Repeat("r", 300), RequestID: "id", Target: strings.Repeat("/", 70000), Status: 70000}
+	got, err := ParseCaptureBatch(AppendCaptureRecord(nil, &c))
+	require.NoError(t, err)
+	require.Len(t, got[0].Route, 255)
+	require.Len(t, got[0].Target, 65535)
+	require.Equal(t, 65535, got[0].Status)
+}
+
+func TestParseCaptureBatchErrors(t *testing.T) {
+	good := AppendCaptureRecord(nil, &CaptureRecord{Route: "r", RequestID: "id", Status: 200, Body: []byte("{}")})
+	tests := map[string]struct {
+		batch []byte
+		err   string
+	}{
+		"short length":   {good[:3], "offset 0: truncated length"},
+		"past the end":   {good[:len(good)-1], "past the end"},
+		"second broken":  {append(bytes.Clone(good), 1, 0, 0, 0, 9), "offset " + strconv.Itoa(len(good)) + ": unknown version 9"},
+		"trailing bytes": {withLength(append(bytes.Clone(good[4:]), 'x')), "1 bytes after the body"},
+		"no request id":  {AppendCaptureRecord(nil, &CaptureRecord{Route: "r"}), "no route or request id"},
+		"bad flags":      {AppendCaptureRecord(nil, &CaptureRecord{Route: "r", RequestID: "i", Flags: 8}), "unknown flags 8"},
+		"truncated body": {withLength(good[4 : len(good)-1]), "truncated"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseCaptureBatch(tc.batch)
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}
+
+func withLength(rest []byte) []byte {
+	return append([]byte{byte(len(rest)), byte(len(rest) >> 8), 0, 0}, rest...)
+}
+
+
+// FuzzParseCaptureBatch: never panics, and what it accepts it writes back
+// byte for byte.
+func FuzzParseCaptureBatch(f *testing.F) {
+	f.Add(AppendCaptureRecord(nil, &CaptureRecord{Route: "r", RequestID: "id", Method: "GET", Target: "/a", Status: 200,
+		Headers: [][2]string{{"content-type", "application/json"}}, Body: []byte(`{"a":1}`), BodyBytes: 7}))
+	f.Add([]byte{1, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, batch []byte) {
+		recs, err := ParseCaptureBatch(batch)
+		if err != nil {
+			return
+		}
+		var again []byte
+		for i := range recs {
+			again = AppendCaptureRecord(again, &recs[i])
+		}
+		require.Equal(t, string(batch), string(again))
+	})
+}
+
+func TestCaptureConfig(t *testing.T) {
+	c := CaptureConfig{Route: "r", MaxBodyBytes: 64, Headers: "x-version,set-cookie,content-type", ReportCluster: "shadowlab_api"}
+	b := c.AppendJSON(nil)
+	require.Equal(t, `{"route":"r","max_body_bytes":64,"headers":"x-version,set-cookie,content-type","report_cluster":"shadowlab_api"}`, string(b))
+	got, err := ParseCaptureConfig(b)
+	require.NoError(t, err)
+	require.Equal(t, CaptureConfig{Route: "r", MaxBodyBytes: 64, Headers: "x-version,set-cookie,content-type", ReportCluster: "shadowlab_api",
+		ReportPath: CapturePath, ReportAuthority: ReportAuthority, TickMs: DefaultTickMs, MaxPendingBytes: DefaultCapturePending, MaxInflight: DefaultCaptureInflight}, got)
+	require.Equal(t, []string{"content-type", "content-encoding", "x-version"}, got.KeptHeaders(), "never set-cookie")
+	again, err := ParseCaptureConfig(got.AppendJSON(nil))
+	require.NoError(t, err)
+	require.Equal(t, got, again)
+
+	_, err = ParseCaptureConfig([]byte(`{"max_body_bytes":"x","report_path":"p"}`))
+	require.ErrorContains(t, err, "configuration.max_body_bytes: must be a whole number")
+	_, err = ParseCaptureConfig([]byte(`{"report_path":"p"}`))
+	require.Equal(t, "configuration.route: required\nconfiguration.report_cluster: required\nconfiguration.report_path: must start with / (got \"p\")", err.Error())
+	_, err = ParseCaptureConfig(nil)
+	require.ErrorContains(t, err, "configuration: empty")
+}
