@@ -1,4 +1,4 @@
-package measure
+package harness
 
 import (
 	"testing"
@@ -75,7 +75,7 @@ func TestBusyTicks(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			busy, steal, err := BusyTicks(tc.line)
+			busy, steal, err := busyTicks(tc.line)
 			if tc.wantErr {
 				require.Error(t, err)
 				return
@@ -107,7 +107,7 @@ func TestProcessTicks(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := ProcessTicks(tc.stat)
+			got, err := processTicks(tc.stat)
 			if tc.wantErr {
 				require.Error(t, err)
 				return

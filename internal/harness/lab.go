@@ -1,0 +1,249 @@
+// Package harness starts what shadowlab's end-to-end tests, the plugin's
+// Envoy tests and the benchmark commands run against: the real Envoy from a
+// bootstrap, `shadowlab serve` in-process or as a process, the example
+// services, and the binaries they need (built once per process). It also
+// holds what the benchmarks measure with: /proc CPU sampling, the wait for
+// a quiet machine, percentiles and the interleaving of arms.
+//
+// Everything a test or a command starts belongs to a Lab: one working
+// directory, every log kept in it, everything stopped together, last
+// first. A test's Lab stops at t.Cleanup and logs every log's tail if the
+// test failed; a command's Lab stops at Finish, which names the logs on
+// error.
+package harness
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shadowlab/shadowlab/envoy"
+)
+
+// Lab is the processes and servers started for one test or one run.
+type Lab struct {
+	Dir string // working directory: bootstraps, policies, logs
+
+	mu    sync.Mutex
+	stops []func()
+	logs  []namedLog
+}
+
+type namedLog struct {
+	name string
+	read func() string
+}
+
+// New is a Lab in dir, for a command: stop it with Finish or Stop.
+func New(dir string) *Lab { return &Lab{Dir: dir} }
+
+// Test is a Lab in a temporary directory of t; it stops when t ends and,
+// if t failed, logs the tail of every log.
+func Test(t testing.TB) *Lab {
+	l := New(t.TempDir())
+	t.Cleanup(func() {
+		l.Stop()
+		if t.Failed() {
+			t.Log(l.Logs(200))
+		}
+	})
+	return l
+}
+
+// OnStop registers f to run at Stop, before what was registered earlier.
+func (l *Lab) OnStop(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stops = append(l.stops, f)
+}
+
+// Log registers a log, read when the logs are shown.
+func (l *Lab) Log(name string, read func() string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.logs = append(l.logs, namedLog{name, read})
+}
+
+// Stop stops everything in the lab, last started first.
+func (l *Lab) Stop() {
+	l.mu.Lock()
+	stops := l.stops
+	l.stops = nil
+	l.mu.Unlock()
+	for _, stop := range slices.Backward(stops) {
+		stop()
+	}
+}
+
+// Logs is the last lines of every log in the lab.
+func (l *Lab) Logs(lines int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, lg := range l.logs {
+		fmt.Fprintf(&b, "----- %s log -----\n%s\n", lg.name, Tail(lg.read(), lines))
+	}
+	return b.String()
+}
+
+// Finish stops the lab. Its directory is removed unless keep is set or err
+// is not nil; then err comes back with the logs' tails and the directory
+// named.
+func (l *Lab) Finish(err error, keep bool) error {
+	l.Stop()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w\n%s(logs kept in %s)", err, l.Logs(40), l.Dir)
+	case !keep:
+		_ = os.RemoveAll(l.Dir)
+	}
+	return nil
+}
+
+// Proc is a child process whose stdout and stderr go to <dir>/<name>.log.
+type Proc struct {
+	cmd     *exec.Cmd
+	log     string
+	line    chan string // the first line of stdout; closed without one if none
+	exited  chan struct{}
+	waitErr error
+}
+
+// Start runs bin with args in the lab until Stop.
+func (l *Lab) Start(name, bin string, args ...string) (*Proc, error) {
+	p := &Proc{log: filepath.Join(l.Dir, name+".log"), line: make(chan string, 1), exited: make(chan struct{})}
+	f, err := os.Create(p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stderr = f
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := p.cmd.StdoutPipe()
+	if err == nil {
+		err = p.cmd.Start()
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		r := bufio.NewReader(stdout)
+		first, err := r.ReadString('\n')
+		_, _ = f.WriteString(first)
+		if err == nil {
+			p.line <- strings.TrimSuffix(first, "\n")
+		}
+		close(p.line)
+		_, _ = io.Copy(f, r)
+	}()
+	go func() {
+		<-copied
+		p.waitErr = p.cmd.Wait()
+		f.Close()
+		close(p.exited)
+	}()
+	l.OnStop(p.Stop)
+	l.Log(name, p.Logs)
+	return p, nil
+}
+
+// FirstLine waits for the first line the process prints on stdout.
+func (p *Proc) FirstLine(ctx context.Context) (string, error) {
+	select {
+	case line, ok := <-p.line:
+		if !ok {
+			<-p.exited
+			return "", fmt.Errorf("exited before printing a line (%v):\n%s", p.waitErr, Tail(p.Logs(), 40))
+		}
+		return line, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("printed nothing: %w\n%s", ctx.Err(), Tail(p.Logs(), 40))
+	}
+}
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Exited is closed when the process has exited.
+func (p *Proc) Exited() <-chan struct{} { return p.exited }
+
+// Stop asks the process to exit (SIGTERM) and kills its process group
+// after 10 s.
+func (p *Proc) Stop() { envoy.Terminate(p.cmd.Process, p.exited, 10*time.Second) }
+
+// Kill kills the process (SIGKILL: nothing is flushed politely) and waits
+// for it.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// Logs is what the process has written so far.
+func (p *Proc) Logs() string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return string(b)
+}
+
+// FreeAddr is a loopback address with a port nobody listens on now.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// WaitHTTP polls url (GET, every 20 ms) until ok accepts an answer or ctx
+// ends.
+func WaitHTTP(ctx context.Context, url string, ok func(*http.Response) bool) error {
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if ok(resp) {
+				return nil
+			}
+			err = fmt.Errorf("answered %s", resp.Status)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("GET %s: %w (last: %v)", url, ctx.Err(), last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Tail is the last lines of s.
+func Tail(s string, lines int) string {
+	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(ls) > lines {
+		ls = append([]string{fmt.Sprintf("... (%d lines before)", len(ls)-lines)}, ls[len(ls)-lines:]...)
+	}
+	return strings.Join(ls, "\n")
+}
