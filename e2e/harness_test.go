@@ -194,6 +194,11 @@ func (e *env) startControlPlane(cfg serve.Config, logs io.Writer) *controlPlane 
 	e.t.Helper()
 	cfg.PolicyPath, cfg.XDSAddress, cfg.ExtProcAddress, cfg.APIAddress = e.policyPath, e.cpAddrs.xds, e.cpAddrs.extproc, e.cpAddrs.api
 	cfg.AdmissionAddress = e.cpAddrs.admission
+	if cfg.WasmPath == "" {
+		path, err := harness.BuildPlugin()
+		require.NoError(e.t, err, "building the admission plugin")
+		cfg.WasmPath = path
+	}
 	if cfg.Pairer.Grace == 0 {
 		cfg.Pairer.Grace = 200 * time.Millisecond
 	}

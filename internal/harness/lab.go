@@ -247,3 +247,13 @@ func Tail(s string, lines int) string {
 	}
 	return strings.Join(ls, "\n")
 }
+
+// TempLab is a Lab in a new temporary directory named after prefix, for a
+// command.
+func TempLab(prefix string) (*Lab, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	return New(dir), nil
+}

@@ -14,17 +14,9 @@ import (
 )
 
 // Serve starts `shadowlab serve` in this process until Stop (or the lab's
-// stop). Without cfg.WasmPath it serves the plugin BuildPlugin builds. It
-// retries for a few seconds while an address is still in use: a serve just
-// stopped may hold the ports a restart takes over.
+// stop). It retries for a few seconds while an address is still in use: a
+// serve just stopped may hold the ports a restart takes over.
 func (l *Lab) Serve(ctx context.Context, cfg serve.Config, log *zap.Logger) (*serve.Instance, error) {
-	if cfg.WasmPath == "" {
-		path, err := BuildPlugin()
-		if err != nil {
-			return nil, fmt.Errorf("building the admission plugin: %w", err)
-		}
-		cfg.WasmPath = path
-	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		in, err := serve.Start(ctx, cfg, log)
