@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,12 +21,13 @@ import (
 
 	"github.com/shadowlab/shadowlab/examples/backend"
 	"github.com/shadowlab/shadowlab/extproc"
+	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/serve"
 )
 
 // The system under test runs in a child process (this binary, re-executed
-// with the argument "sut"): the two example services, the shadow fault
+// with the argument "sut", started by the harness): the two example services, the shadow fault
 // servers and `shadowlab serve` (control plane, capture server, report).
 // The load generator then shares no heap, garbage collector or scheduler
 // with what it measures, only the CPUs.
@@ -94,7 +93,7 @@ func parseSUT(args []string) (sutConfig, error) {
 }
 
 // runSUT starts everything, reports the addresses on stdout and serves
-// until stdin closes (the parent is gone or done) or a signal arrives.
+// until SIGINT or SIGTERM (the parent's stop; it dies with the parent too).
 func runSUT(args []string) error {
 	cfg, err := parseSUT(args)
 	if err != nil {
@@ -108,34 +107,27 @@ func runSUT(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
 
-	var stops []func() // run last first
-	defer func() {
-		for _, stop := range slices.Backward(stops) {
-			stop()
-		}
-	}()
-	legacy := backend.New("legacy", backend.WithAPI(backend.API{}))
-	candidate := backend.New("candidate", backend.WithAPI(backend.API{Candidate: true}))
-	for _, b := range []*backend.Server{legacy, candidate} {
-		if err := b.Start("127.0.0.1:0"); err != nil {
-			return err
-		}
-		stops = append(stops, func() { _ = b.Close() })
+	lab := harness.New(cfg.dir)
+	defer lab.Stop()
+	legacy, err := lab.Backend("legacy", backend.WithAPI(backend.API{}))
+	if err != nil {
+		return err
+	}
+	candidate, err := lab.Backend("candidate", backend.WithAPI(backend.API{Candidate: true}))
+	if err != nil {
+		return err
 	}
 	// The example services record every request for the tests; forgetting
 	// them every second keeps their heaps (and garbage collections) small.
-	forget, done := time.NewTicker(time.Second), make(chan struct{})
-	stops = append(stops, func() { forget.Stop(); close(done) })
+	forget := time.NewTicker(time.Second)
+	lab.OnStop(forget.Stop)
 	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-forget.C:
-				legacy.Reset()
-				candidate.Reset()
-			}
+		for range forget.C {
+			legacy.Reset()
+			candidate.Reset()
 		}
 	}()
 	services := map[string]string{"legacy": legacy.Addr(), "candidate": candidate.Addr()}
@@ -144,20 +136,20 @@ func runSUT(args []string) error {
 		if err != nil {
 			return err
 		}
-		stops = append(stops, bh.close)
+		lab.OnStop(bh.close)
 		slow, slowAddr, err := startSlow(cfg.slow)
 		if err != nil {
 			return err
 		}
-		stops = append(stops, func() { _ = slow.Close() })
-		refused, err := freeAddr()
+		lab.OnStop(func() { _ = slow.Close() })
+		refused, err := harness.FreeAddr()
 		if err != nil {
 			return err
 		}
 		services["blackhole"], services["slow"], services["refused"] = bh.addr(), slowAddr, refused
 	}
 
-	listener, err := freeAddr()
+	listener, err := harness.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -169,14 +161,11 @@ func runSUT(args []string) error {
 	if err := os.WriteFile(policyPath, []byte(text), 0o600); err != nil {
 		return err
 	}
-
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
 	extProc := "127.0.0.1:0"
 	if !cfg.capture {
 		extProc = ""
 	}
-	in, err := serve.Start(ctx, serve.Config{
+	in, err := lab.Serve(ctx, serve.Config{
 		PolicyPath:     policyPath,
 		XDSAddress:     "127.0.0.1:0",
 		ExtProcAddress: extProc,
@@ -188,8 +177,6 @@ func runSUT(args []string) error {
 	if err != nil {
 		return err
 	}
-	stops = append(stops, in.Stop)
-
 	line, err := json.Marshal(sutAddrs{Listener: listener, Legacy: legacy.Addr(), XDS: in.XDSAddr, API: in.APIAddr, Policy: policyPath})
 	if err != nil {
 		return err
@@ -197,16 +184,7 @@ func runSUT(args []string) error {
 	if _, err := fmt.Printf("%s\n", line); err != nil {
 		return err
 	}
-
-	stdinClosed := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
-		close(stdinClosed)
-	}()
-	select {
-	case <-stdinClosed:
-	case <-ctx.Done():
-	}
+	<-ctx.Done()
 	return nil
 }
 
@@ -311,14 +289,4 @@ func startSlow(delay time.Duration) (*http.Server, string, error) {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, ln.Addr().String(), nil
-}
-
-// freeAddr is a loopback address nobody listens on now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
