@@ -278,9 +278,7 @@ func TestAdmission(t *testing.T) {
 type burstClients struct{ c *http.Client }
 
 func newBurstClients(n int) *burstClients {
-	return &burstClients{c: &http.Client{Transport: &http.Transport{
-		MaxIdleConns: n, MaxIdleConnsPerHost: n, IdleConnTimeout: time.Minute, DisableCompression: true,
-	}}}
+	return &burstClients{c: harness.Client(n, 0)}
 }
 
 // warm opens the connections with a burst to a route without admission.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
@@ -12,17 +11,6 @@ import (
 
 	"github.com/shadowlab/shadowlab/internal/harness"
 )
-
-// newClient is the benchmark's HTTP/1.1 client: keep-alive connections,
-// as many per host as asked for, kept idle between phases.
-func newClient(conns int, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: conns,
-		IdleConnTimeout:     5 * time.Minute,
-		DisableCompression:  true,
-	}}
-}
 
 // answer is the outcome of one request.
 type answer struct {

@@ -187,7 +187,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 		return nil, err
 	}
 
-	b := &bench{cfg: cfg, log: log, up: up, base: "http://" + listener, client: newClient(cfg.burst+100, cfg.timeout)}
+	b := &bench{cfg: cfg, log: log, up: up, base: "http://" + listener, client: harness.Client(cfg.burst+100, cfg.timeout)}
 	defer b.client.CloseIdleConnections()
 	if err := b.startups(ctx, lab, plainBoot, wasmBoot, &res.Startup); err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"sync"
@@ -31,14 +30,7 @@ type client struct {
 const maxErrorKinds = 8
 
 func newClient(conns int, timeout time.Duration) *client {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	return &client{hc: &http.Client{Transport: tr, Timeout: timeout}, errors: map[string]int{}}
+	return &client{hc: harness.Client(conns, timeout), errors: map[string]int{}}
 }
 
 // get sends one request and reports whether the primary answered 200.

@@ -46,8 +46,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -79,7 +77,7 @@ type config struct {
 	capture        bool
 	quiet          time.Duration
 	concurrency    int
-	cpus           []int
+	cpus           string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -107,16 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of markdown")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (policy, Envoy and serve logs)")
 	fs.IntVar(&c.concurrency, "envoy-concurrency", 2, "Envoy's worker threads")
-	fs.Func("envoy-cpus", "pin Envoy to these CPUs, e.g. `1` or 0,1 (default: any)", func(v string) error {
-		for f := range strings.SplitSeq(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				return err
-			}
-			c.cpus = append(c.cpus, n)
-		}
-		return nil
-	})
+	fs.StringVar(&c.cpus, "envoy-cpus", "", "pin Envoy to these CPUs, as taskset -c lists them (`1`, 0-1); default: any")
 	fs.StringVar(&c.trace, "trace", "", "write every open-loop request of each phase as CSV to `PREFIX`-<route>.csv")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -152,8 +141,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 const maxRequests = 10_000_000
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == sutArg {
-		if err := runSUT(os.Args[2:]); err != nil {
+	if len(os.Args) == 3 && os.Args[1] == sutArg {
+		if err := runSUT(os.Args[2]); err != nil {
 			fmt.Fprintf(os.Stderr, "envoyload sut: %v\n", err)
 			os.Exit(1)
 		}
@@ -218,7 +207,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 		log.Info("working directory kept", zap.String("dir", lab.Dir))
 	}
 
-	sut, addrs, err := startSUT(ctx, lab, sutConfig{dir: lab.Dir, percent: cfg.percent, faults: cfg.faults, grace: cfg.grace, slow: cfg.slow, capture: cfg.capture})
+	sut, addrs, err := startSUT(ctx, lab, sutConfig{Dir: lab.Dir, Percent: cfg.percent, Faults: cfg.faults, Grace: cfg.grace, Slow: cfg.slow, Capture: cfg.capture})
 	if err != nil {
 		return nil, err
 	}
@@ -413,7 +402,11 @@ func startSUT(ctx context.Context, lab *harness.Lab, cfg sutConfig) (*harness.Pr
 	if err != nil {
 		return nil, addrs, err
 	}
-	p, err := lab.Start("sut", self, cfg.args()...)
+	arg, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, addrs, err
+	}
+	p, err := lab.Start("sut", self, sutArg, string(arg))
 	if err != nil {
 		return nil, addrs, err
 	}

@@ -39,7 +39,7 @@ type params struct {
 	Seed             uint64  `json:"seed"`
 	Capture          bool    `json:"capture"`
 	EnvoyConcurrency int     `json:"envoy_concurrency"`
-	EnvoyCPUs        []int   `json:"envoy_cpus,omitempty"`
+	EnvoyCPUs        string  `json:"envoy_cpus,omitempty"`
 	Request          string  `json:"request"`
 }
 
@@ -158,7 +158,7 @@ func writeMarkdown(w io.Writer, r *results) error {
 	b.WriteString("## Envoy: plain route vs mirrored + captured route\n\n")
 	pinned := ""
 	if len(p.EnvoyCPUs) > 0 {
-		pinned = fmt.Sprintf(", pinned to CPUs %v", p.EnvoyCPUs)
+		pinned = ", pinned to CPUs " + p.EnvoyCPUs
 	}
 	fmt.Fprintf(&b, "`go run ./bench/envoyload` on %s: %d CPUs (%s), Linux %s, %s, Envoy %s (`--concurrency %d`%s).\n",
 		m.Date, m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Envoy, p.EnvoyConcurrency, pinned)

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,7 +25,7 @@ import (
 )
 
 // The system under test runs in a child process (this binary, re-executed
-// with the argument "sut", started by the harness): the two example services, the shadow fault
+// with the argument "sut"): the two example services, the shadow fault
 // servers and `shadowlab serve` (control plane, capture server, report).
 // The load generator then shares no heap, garbage collector or scheduler
 // with what it measures, only the CPUs.
@@ -53,51 +51,21 @@ type sutAddrs struct {
 	Policy   string `json:"policy"`
 }
 
-// sutConfig is the child's command line.
+// sutConfig is the child's command line: sutArg and this as JSON.
 type sutConfig struct {
-	dir     string
-	percent float64
-	faults  bool
-	grace   time.Duration
-	slow    time.Duration
-	capture bool
-}
-
-func (c *sutConfig) args() []string {
-	return []string{sutArg,
-		"-dir", c.dir,
-		"-percent", fmt.Sprint(c.percent),
-		"-faults=" + fmt.Sprint(c.faults),
-		"-grace", c.grace.String(),
-		"-slow", c.slow.String(),
-		"-capture=" + fmt.Sprint(c.capture),
-	}
-}
-
-func parseSUT(args []string) (sutConfig, error) {
-	var c sutConfig
-	fs := flag.NewFlagSet(sutArg, flag.ContinueOnError)
-	fs.StringVar(&c.dir, "dir", "", "working directory")
-	fs.Float64Var(&c.percent, "percent", 10, "mirror percentage")
-	fs.BoolVar(&c.faults, "faults", false, "start the shadow fault servers and routes")
-	fs.DurationVar(&c.grace, "grace", 100*time.Millisecond, "pairer grace")
-	fs.DurationVar(&c.slow, "slow", 5*time.Second, "delay of the slow shadow")
-	fs.BoolVar(&c.capture, "capture", true, "start the capture (ext_proc) server")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if c.dir == "" {
-		return c, errors.New("sut: -dir is required")
-	}
-	return c, nil
+	Dir         string
+	Percent     float64
+	Faults      bool
+	Grace, Slow time.Duration
+	Capture     bool
 }
 
 // runSUT starts everything, reports the addresses on stdout and serves
 // until SIGINT or SIGTERM (the parent's stop; it dies with the parent too).
-func runSUT(args []string) error {
-	cfg, err := parseSUT(args)
-	if err != nil {
-		return err
+func runSUT(arg string) error {
+	var cfg sutConfig
+	if err := json.Unmarshal([]byte(arg), &cfg); err != nil {
+		return fmt.Errorf("sut: %w", err)
 	}
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
@@ -110,7 +78,7 @@ func runSUT(args []string) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	lab := harness.New(cfg.dir)
+	lab := harness.New(cfg.Dir)
 	defer lab.Stop()
 	legacy, err := lab.Backend("legacy", backend.WithAPI(backend.API{}))
 	if err != nil {
@@ -131,13 +99,13 @@ func runSUT(args []string) error {
 		}
 	}()
 	services := map[string]string{"legacy": legacy.Addr(), "candidate": candidate.Addr()}
-	if cfg.faults {
+	if cfg.Faults {
 		bh, err := startBlackhole()
 		if err != nil {
 			return err
 		}
 		lab.OnStop(bh.close)
-		slow, slowAddr, err := startSlow(cfg.slow)
+		slow, slowAddr, err := startSlow(cfg.Slow)
 		if err != nil {
 			return err
 		}
@@ -153,16 +121,16 @@ func runSUT(args []string) error {
 	if err != nil {
 		return err
 	}
-	text := policyText(listener, services, cfg.percent, cfg.faults)
+	text := policyText(listener, services, cfg.Percent, cfg.Faults)
 	if _, err := policy.Parse([]byte(text), "policy.yaml"); err != nil {
 		return fmt.Errorf("the benchmark's own policy does not load: %w", err)
 	}
-	policyPath := filepath.Join(cfg.dir, "policy.yaml")
+	policyPath := filepath.Join(cfg.Dir, "policy.yaml")
 	if err := os.WriteFile(policyPath, []byte(text), 0o600); err != nil {
 		return err
 	}
 	extProc := "127.0.0.1:0"
-	if !cfg.capture {
+	if !cfg.Capture {
 		extProc = ""
 	}
 	in, err := lab.Serve(ctx, serve.Config{
@@ -172,7 +140,7 @@ func runSUT(args []string) error {
 		APIAddress:     "127.0.0.1:0",
 		// A short grace compares a pair within the slice that produced it
 		// instead of charging the work to whichever arm comes next.
-		Pairer: extproc.PairerConfig{Grace: cfg.grace},
+		Pairer: extproc.PairerConfig{Grace: cfg.Grace},
 	}, log)
 	if err != nil {
 		return err

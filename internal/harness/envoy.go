@@ -23,9 +23,9 @@ type EnvoyConfig struct {
 	Bootstrap   []byte // YAML; its admin port may be 0 (DynamicBootstrap, StaticBootstrap)
 	LogLevel    string // default info
 	Concurrency int    // worker threads; default 2
-	// CPUs pins Envoy to these CPUs (sched_setaffinity, inherited by all
-	// its threads); empty: any CPU.
-	CPUs []int
+	// CPUs pins Envoy to a CPU list as taskset -c takes it ("1", "0,2-3"),
+	// inherited by all its threads; "": any CPU.
+	CPUs string
 }
 
 // Envoy is a running Envoy (its own --base-id, admin on a random port).
@@ -66,24 +66,45 @@ func (l *Lab) Envoy(ctx context.Context, cfg EnvoyConfig) (*Envoy, error) {
 
 // startPinned runs start on an OS thread pinned to cpus, so that the
 // process it forks inherits the affinity, then unpins the thread.
-func startPinned(cpus []int, start func() (*envoy.Process, error)) (*envoy.Process, error) {
-	if len(cpus) == 0 {
+func startPinned(cpus string, start func() (*envoy.Process, error)) (*envoy.Process, error) {
+	if cpus == "" {
 		return start()
+	}
+	set, err := cpuSet(cpus)
+	if err != nil {
+		return nil, err
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var was, set unix.CPUSet
+	var was unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &was); err != nil {
 		return nil, fmt.Errorf("sched_getaffinity: %w", err)
-	}
-	for _, c := range cpus {
-		set.Set(c)
 	}
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		return nil, fmt.Errorf("pinning envoy to CPUs %v: %w", cpus, err)
 	}
 	defer func() { _ = unix.SchedSetaffinity(0, &was) }()
 	return start()
+}
+
+// cpuSet parses a CPU list: CPUs and ranges of them, comma-separated.
+func cpuSet(list string) (unix.CPUSet, error) {
+	var set unix.CPUSet
+	for part := range strings.SplitSeq(list, ",") {
+		from, to, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		lo, err := strconv.Atoi(from)
+		hi := lo
+		if isRange && err == nil {
+			hi, err = strconv.Atoi(to)
+		}
+		if err != nil || lo < 0 || hi < lo || hi >= 1024 {
+			return set, fmt.Errorf("CPU list %q: bad %q", list, part)
+		}
+		for c := lo; c <= hi; c++ {
+			set.Set(c)
+		}
+	}
+	return set, nil
 }
 
 // DynamicBootstrap is the bootstrap of an Envoy that takes everything from

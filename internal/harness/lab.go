@@ -257,3 +257,15 @@ func TempLab(prefix string) (*Lab, error) {
 	}
 	return New(dir), nil
 }
+
+// Client is an HTTP/1.1 client for load: keep-alive connections, up to
+// conns of them kept open per host (5 minutes idle), nothing decompressed,
+// each request bounded by timeout (0: none).
+func Client(conns int, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     5 * time.Minute,
+		DisableCompression:  true,
+	}}
+}
