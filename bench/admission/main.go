@@ -63,8 +63,8 @@ type config struct {
 	keep         bool
 }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var c config
+// parse reads the command line into c.
+func (c *config) parse(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("admission", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.wasm, "wasm", "", "plugin module to measure (default: build ./wasm into a temporary directory)")
@@ -88,10 +88,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.trace, "trace", "", "write each burst arm's forwarded requests (Envoy saw it, held, Envoy sent it, arrival) as CSV to `PREFIX`-<route>.csv")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (bootstrap, Envoy log, access log)")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	var checks harness.Checks
 	checks.Check(c.limit >= 1 && c.limit <= 100_000, "-limit: must be 1-100000 (got %d)", c.limit)
@@ -109,16 +109,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
 	}
-	return c, checks.Err()
+	return checks.Err()
 }
 
 func main() {
 	var cfg config
-	harness.Main("admission", func(args []string, stderr io.Writer) (err error) {
-		cfg, err = parseFlags(args, stderr)
-		return err
-	}, func(ctx context.Context, log *zap.Logger) error {
-		res, err := run(ctx, cfg, log)
+	harness.Main("admission", &cfg.keep, cfg.parse, func(ctx context.Context, lab *harness.Lab, log *zap.Logger) error {
+		res, err := run(ctx, cfg, lab, log)
 		if err == nil {
 			err = writeMarkdown(os.Stdout, res)
 		}
@@ -136,21 +133,9 @@ type bench struct {
 	base   string // http://listener
 }
 
-func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err error) {
-	bin, err := harness.EnvoyBin()
-	if err != nil {
-		return nil, err
-	}
-	lab, err := harness.TempLab("admission-")
-	if err != nil {
-		return nil, err
-	}
-	defer func() { err = lab.Finish(err, cfg.keep) }()
-	defer harness.RemoveBuilt()
-	if cfg.keep {
-		log.Info("working directory kept", zap.String("dir", lab.Dir))
-	}
-	res = &results{Machine: harness.DescribeMachine(bin), Params: cfg}
+func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) (*results, error) {
+	res := &results{Machine: harness.DescribeMachine(), Params: cfg}
+	var err error
 
 	if cfg.wasm != "" {
 		res.Module.Source = "`" + cfg.wasm + "` (-wasm)"

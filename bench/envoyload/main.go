@@ -80,8 +80,8 @@ type config struct {
 	cpus           string
 }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var c config
+// parse reads the command line into c.
+func (c *config) parse(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("envoyload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Float64Var(&c.percent, "percent", 10, "mirror percentage of the mirrored route (0-100)")
@@ -108,10 +108,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.cpus, "envoy-cpus", "", "pin Envoy to these CPUs, as taskset -c lists them (`1`, 0-1); default: any")
 	fs.StringVar(&c.trace, "trace", "", "write every open-loop request of each phase as CSV to `PREFIX`-<route>.csv")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	var checks harness.Checks
 	checks.Check(c.percent > 0 && c.percent <= 100, "-percent: must be in (0, 100] (got %g)", c.percent)
@@ -133,7 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
 	}
-	return c, checks.Err()
+	return checks.Err()
 }
 
 // maxRequests bounds the requests of one open-loop phase (and the memory
@@ -149,11 +149,8 @@ func main() {
 		return
 	}
 	var cfg config
-	harness.Main("envoyload", func(args []string, stderr io.Writer) (err error) {
-		cfg, err = parseFlags(args, stderr)
-		return err
-	}, func(ctx context.Context, log *zap.Logger) error {
-		res, err := run(ctx, cfg, log)
+	harness.Main("envoyload", &cfg.keep, cfg.parse, func(ctx context.Context, lab *harness.Lab, log *zap.Logger) error {
+		res, err := run(ctx, cfg, lab, log)
 		if err != nil {
 			return err
 		}
@@ -193,20 +190,7 @@ func (b *bench) probe(ctx context.Context) (probe, error) {
 	return probe{counters: c, cpu: cpu}, err
 }
 
-func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err error) {
-	bin, err := harness.EnvoyBin()
-	if err != nil {
-		return nil, err
-	}
-	lab, err := harness.TempLab("envoyload-")
-	if err != nil {
-		return nil, err
-	}
-	defer func() { err = lab.Finish(err, cfg.keep) }()
-	if cfg.keep {
-		log.Info("working directory kept", zap.String("dir", lab.Dir))
-	}
-
+func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) (*results, error) {
 	sut, addrs, err := startSUT(ctx, lab, sutConfig{Dir: lab.Dir, Percent: cfg.percent, Faults: cfg.faults, Grace: cfg.grace, Slow: cfg.slow, Capture: cfg.capture})
 	if err != nil {
 		return nil, err
@@ -234,7 +218,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 	}); err != nil {
 		return nil, fmt.Errorf("envoy never routed to the primary: %w", err)
 	}
-	res = &results{Machine: harness.DescribeMachine(bin), Params: paramsOf(cfg)}
+	res := &results{Machine: harness.DescribeMachine(), Params: paramsOf(cfg)}
 	if err := b.warm(ctx); err != nil {
 		return nil, err
 	}

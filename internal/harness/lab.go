@@ -15,12 +15,15 @@ package harness
 import (
 	"bufio"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,6 +31,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/shadowlab/shadowlab/envoy"
 )
@@ -248,9 +254,8 @@ func Tail(s string, lines int) string {
 	return strings.Join(ls, "\n")
 }
 
-// TempLab is a Lab in a new temporary directory named after prefix, for a
-// command.
-func TempLab(prefix string) (*Lab, error) {
+// tempLab is a Lab in a new temporary directory named after prefix.
+func tempLab(prefix string) (*Lab, error) {
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, err
@@ -269,3 +274,55 @@ func Client(conns int, timeout time.Duration) *http.Client {
 		DisableCompression:  true,
 	}}
 }
+
+// Main is the main of a benchmark command. parse reads the flags (-h exits
+// 0, a bad flag 2); run then runs until SIGINT or SIGTERM with a console
+// logger on stderr named name, in a Lab of its own in a temporary
+// directory. The directory is removed at the end unless *keep is set or run
+// failed: then the error names it, with the logs' tails. An error is
+// printed and exits 1.
+func Main(name string, keep *bool, parse func(args []string, stderr io.Writer) error, run func(ctx context.Context, lab *Lab, log *zap.Logger) error) {
+	err := parse(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	zc := zap.NewDevelopmentConfig()
+	zc.DisableStacktrace, zc.DisableCaller = true, true
+	zc.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+	log, err := zc.Build()
+	var lab *Lab
+	if err == nil {
+		lab, err = tempLab(name + "-")
+	}
+	if err == nil {
+		if *keep {
+			log.Info("working directory kept", zap.String("dir", lab.Dir))
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		err = lab.Finish(run(ctx, lab, log.Named(name)), *keep)
+		stop()
+		RemoveBuilt()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// Checks collects the problems of a command line, to report them all at
+// once.
+type Checks []error
+
+// Check adds a problem when ok is false.
+func (c *Checks) Check(ok bool, format string, a ...any) {
+	if !ok {
+		*c = append(*c, fmt.Errorf(format, a...))
+	}
+}
+
+// Err is every problem, or nil.
+func (c Checks) Err() error { return errors.Join(c...) }

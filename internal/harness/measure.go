@@ -128,11 +128,13 @@ type Machine struct {
 	Date     string `json:"date"`
 }
 
-// DescribeMachine describes this machine and the Envoy at envoyBin.
-func DescribeMachine(envoyBin string) Machine {
+// DescribeMachine describes this machine and its Envoy (EnvoyBin).
+func DescribeMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), Envoy: "unknown", Date: time.Now().UTC().Format(time.RFC3339)}
-	if v, err := envoy.Version(envoyBin); err == nil {
-		m.Envoy = v
+	if bin, err := EnvoyBin(); err == nil {
+		if v, err := envoy.Version(bin); err == nil {
+			m.Envoy = v
+		}
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
