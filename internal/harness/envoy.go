@@ -56,11 +56,11 @@ func (l *Lab) Envoy(ctx context.Context, cfg EnvoyConfig) (*Envoy, error) {
 	}
 	if err := p.WaitReady(ctx); err != nil {
 		_ = p.Stop()
-		return nil, fmt.Errorf("%w\n%s", err, Tail(p.Logs(), 100))
+		return nil, fmt.Errorf("%w\n%s", err, tail(p.Logs(), 100))
 	}
 	e := &Envoy{Process: p, Ready: time.Since(t0)}
 	l.OnStop(func() { _ = p.Stop() })
-	l.Log(filepath.Base(dir), p.Logs)
+	l.keepLog(filepath.Base(dir), p.Logs)
 	return e, nil
 }
 

@@ -8,8 +8,8 @@
 // Everything a test or a command starts belongs to a Lab: one working
 // directory, every log kept in it, everything stopped together, last
 // first. A test's Lab stops at t.Cleanup and logs every log's tail if the
-// test failed; a command's Lab stops at Finish, which names the logs on
-// error.
+// test failed; a command's Lab (Main) stops when the command ends, and its
+// error shows the logs' tails.
 package harness
 
 import (
@@ -52,7 +52,7 @@ type namedLog struct {
 	read func() string
 }
 
-// New is a Lab in dir, for a command: stop it with Finish or Stop.
+// New is a Lab in dir: stop it with Stop.
 func New(dir string) *Lab { return &Lab{Dir: dir} }
 
 // Test is a Lab in a temporary directory of t; it stops when t ends and,
@@ -62,7 +62,7 @@ func Test(t testing.TB) *Lab {
 	t.Cleanup(func() {
 		l.Stop()
 		if t.Failed() {
-			t.Log(l.Logs(200))
+			t.Log(l.tails(200))
 		}
 	})
 	return l
@@ -75,8 +75,8 @@ func (l *Lab) OnStop(f func()) {
 	l.stops = append(l.stops, f)
 }
 
-// Log registers a log, read when the logs are shown.
-func (l *Lab) Log(name string, read func() string) {
+// keepLog registers a log, read when the logs are shown.
+func (l *Lab) keepLog(name string, read func() string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.logs = append(l.logs, namedLog{name, read})
@@ -93,25 +93,25 @@ func (l *Lab) Stop() {
 	}
 }
 
-// Logs is the last lines of every log in the lab.
-func (l *Lab) Logs(lines int) string {
+// tails is the last lines of every log in the lab.
+func (l *Lab) tails(lines int) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var b strings.Builder
 	for _, lg := range l.logs {
-		fmt.Fprintf(&b, "----- %s log -----\n%s\n", lg.name, Tail(lg.read(), lines))
+		fmt.Fprintf(&b, "----- %s log -----\n%s\n", lg.name, tail(lg.read(), lines))
 	}
 	return b.String()
 }
 
-// Finish stops the lab. Its directory is removed unless keep is set or err
+// finish stops the lab. Its directory is removed unless keep is set or err
 // is not nil; then err comes back with the logs' tails and the directory
 // named.
-func (l *Lab) Finish(err error, keep bool) error {
+func (l *Lab) finish(err error, keep bool) error {
 	l.Stop()
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w\n%s(logs kept in %s)", err, l.Logs(40), l.Dir)
+		return fmt.Errorf("%w\n%s(logs kept in %s)", err, l.tails(40), l.Dir)
 	case !keep:
 		_ = os.RemoveAll(l.Dir)
 	}
@@ -164,7 +164,7 @@ func (l *Lab) Start(name, bin string, args ...string) (*Proc, error) {
 		close(p.exited)
 	}()
 	l.OnStop(p.Stop)
-	l.Log(name, p.Logs)
+	l.keepLog(name, p.Logs)
 	return p, nil
 }
 
@@ -174,11 +174,11 @@ func (p *Proc) FirstLine(ctx context.Context) (string, error) {
 	case line, ok := <-p.line:
 		if !ok {
 			<-p.exited
-			return "", fmt.Errorf("exited before printing a line (%v):\n%s", p.waitErr, Tail(p.Logs(), 40))
+			return "", fmt.Errorf("exited before printing a line (%v):\n%s", p.waitErr, tail(p.Logs(), 40))
 		}
 		return line, nil
 	case <-ctx.Done():
-		return "", fmt.Errorf("printed nothing: %w\n%s", ctx.Err(), Tail(p.Logs(), 40))
+		return "", fmt.Errorf("printed nothing: %w\n%s", ctx.Err(), tail(p.Logs(), 40))
 	}
 }
 
@@ -245,8 +245,8 @@ func WaitHTTP(ctx context.Context, url string, ok func(*http.Response) bool) err
 	}
 }
 
-// Tail is the last lines of s.
-func Tail(s string, lines int) string {
+// tail is the last lines of s.
+func tail(s string, lines int) string {
 	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(ls) > lines {
 		ls = append([]string{fmt.Sprintf("... (%d lines before)", len(ls)-lines)}, ls[len(ls)-lines:]...)
@@ -303,7 +303,7 @@ func Main(name string, keep *bool, parse func(args []string, stderr io.Writer) e
 			log.Info("working directory kept", zap.String("dir", lab.Dir))
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		err = lab.Finish(run(ctx, lab, log.Named(name)), *keep)
+		err = lab.finish(run(ctx, lab, log.Named(name)), *keep)
 		stop()
 		RemoveBuilt()
 	}

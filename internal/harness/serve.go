@@ -53,7 +53,7 @@ func (l *Lab) ServeProc(ctx context.Context, cfg serve.Config) (*Proc, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := WaitHTTP(ctx, "http://"+cfg.APIAddress+"/healthz", func(r *http.Response) bool { return r.StatusCode == http.StatusOK }); err != nil {
-		return nil, fmt.Errorf("serve never answered: %w\n%s", err, Tail(p.Logs(), 60))
+		return nil, fmt.Errorf("serve never answered: %w\n%s", err, tail(p.Logs(), 60))
 	}
 	return p, nil
 }
