@@ -124,7 +124,7 @@ type Proc struct {
 	log     string
 	line    chan string // the first line of stdout; closed without one if none
 	exited  chan struct{}
-	waitErr error
+	waitErr error // of the process, once exited is closed
 }
 
 // Start runs bin with args in the lab until Stop.
@@ -134,33 +134,35 @@ func (l *Lab) Start(name, bin string, args ...string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stderr = f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := p.cmd.StdoutPipe()
-	if err == nil {
-		err = p.cmd.Start()
-	}
+	r, w, err := os.Pipe()
 	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = w, f
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = p.cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		r := bufio.NewReader(stdout)
-		first, err := r.ReadString('\n')
+	go func() { // stdout into the log, its first line also to FirstLine
+		defer f.Close()
+		defer r.Close()
+		br := bufio.NewReader(r)
+		first, err := br.ReadString('\n')
 		_, _ = f.WriteString(first)
 		if err == nil {
 			p.line <- strings.TrimSuffix(first, "\n")
 		}
 		close(p.line)
-		_, _ = io.Copy(f, r)
+		_, _ = io.Copy(f, br)
 	}()
 	go func() {
-		<-copied
 		p.waitErr = p.cmd.Wait()
-		f.Close()
 		close(p.exited)
 	}()
 	l.OnStop(p.Stop)
@@ -173,8 +175,7 @@ func (p *Proc) FirstLine(ctx context.Context) (string, error) {
 	select {
 	case line, ok := <-p.line:
 		if !ok {
-			<-p.exited
-			return "", fmt.Errorf("exited before printing a line (%v):\n%s", p.waitErr, tail(p.Logs(), 40))
+			return "", fmt.Errorf("closed its stdout without a line:\n%s", tail(p.Logs(), 40))
 		}
 		return line, nil
 	case <-ctx.Done():
