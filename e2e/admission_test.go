@@ -278,7 +278,9 @@ func TestAdmission(t *testing.T) {
 type burstClients struct{ c *http.Client }
 
 func newBurstClients(n int) *burstClients {
-	return &burstClients{c: harness.Client(n, 0)}
+	return &burstClients{c: &http.Client{Transport: &http.Transport{
+		MaxIdleConns: n, MaxIdleConnsPerHost: n, IdleConnTimeout: time.Minute, DisableCompression: true,
+	}}}
 }
 
 // warm opens the connections with a burst to a route without admission.

@@ -319,7 +319,9 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 	t.Logf("envoy ready: %v without wasm (RSS %d KiB), %v with the plugin on %d listeners (RSS %d KiB)", plainP.Ready, plainRSS, p.Ready, len(all)-1, startRSS)
 	t.Logf("wasm runtime stats: %v", stats(t, p, "wasm.envoy.wasm"))
 
-	client := harness.Client(512, 30*time.Second)
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, DisableCompression: true,
+	}}
 
 	t.Run("burst is spread: at most the limit per 1 s window", func(t *testing.T) {
 		before := stats(t, p, "shadowlab")

@@ -264,9 +264,9 @@ func tempLab(prefix string) (*Lab, error) {
 	return New(dir), nil
 }
 
-// Client is an HTTP/1.1 client for load: keep-alive connections, up to
-// conns of them kept open per host (5 minutes idle), nothing decompressed,
-// each request bounded by timeout (0: none).
+// Client is the benchmarks' HTTP/1.1 client: keep-alive connections, up to
+// conns of them kept open per host (5 minutes idle), a connection given up
+// after 2 s, nothing decompressed, each request bounded by timeout.
 func Client(conns int, timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
