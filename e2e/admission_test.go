@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/internal/harness"
@@ -83,6 +84,10 @@ func TestAdmission(t *testing.T) {
 	clients := newBurstClients(2 * burstSize)
 	clients.warm(t, "http://"+e.ports.Listener+"/warm")
 	api := "http://" + e.api
+	// The scenarios count arrivals per second: under `go test ./...` they
+	// wait (up to a minute) for other packages' tests to end.
+	_, err := harness.WaitQuiet(context.Background(), time.Minute, zaptest.NewLogger(t))
+	require.NoError(t, err)
 
 	t.Run("burst delay", func(t *testing.T) {
 		start := time.Now()
