@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,8 +17,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/report"
 	"github.com/shadowlab/shadowlab/wire"
 )
@@ -83,6 +84,10 @@ func TestAdmission(t *testing.T) {
 	clients := newBurstClients(2 * burstSize)
 	clients.warm(t, "http://"+e.ports.Listener+"/warm")
 	api := "http://" + e.api
+	// The scenarios count arrivals per second: under `go test ./...` they
+	// wait (up to a minute) for other packages' tests to end.
+	_, err := harness.WaitQuiet(context.Background(), time.Minute, zaptest.NewLogger(t))
+	require.NoError(t, err)
 
 	t.Run("burst delay", func(t *testing.T) {
 		start := time.Now()
@@ -464,26 +469,13 @@ func requireEventually(t *testing.T, cond func() error) {
 // envoyStats are Envoy's counters and gauges whose names contain substr.
 func envoyStats(t *testing.T, e *procEnv, substr string) map[string]int64 {
 	t.Helper()
-	body, code, err := e.envoy.Admin(context.Background(), "GET", "/stats?filter="+substr)
+	st, err := e.envoy.Stats(context.Background(), substr)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	out := map[string]int64{}
-	for line := range strings.SplitSeq(body, "\n") {
-		k, v, ok := strings.Cut(line, ": ")
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); ok && err == nil {
-			out[k] = n
-		}
-	}
-	return out
+	return st
 }
 
-var vmRSS = regexp.MustCompile(`(?m)^VmRSS:\s+(\d+) kB`)
-
 func rssKiB(t *testing.T, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := harness.MemKiB(pid, "VmRSS")
 	require.NoError(t, err)
-	m := vmRSS.FindSubmatch(b)
-	require.NotNil(t, m)
-	n, _ := strconv.Atoi(string(m[1]))
 	return n
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/report"
 	"github.com/shadowlab/shadowlab/serve"
 )
@@ -265,7 +266,7 @@ func TestCaptureServerDown(t *testing.T) {
 		t.Errorf("client request failed while capture was down: %v", err)
 	}
 
-	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, cfg, nil)
+	e.cp = e.startControlPlane(cfg, nil)
 	restored := e.routeReport("orders", final.Pairs)
 	assert.Equal(t, final.Pairs, restored.Pairs, "results survive the restart (SQLite)")
 	assert.Equal(t, final.Differences, restored.Differences, "results survive the restart (SQLite)")
@@ -292,9 +293,8 @@ func TestReportCommand(t *testing.T) {
 	}
 	e.routeReport("orders", 24)
 
-	bin := filepath.Join(t.TempDir(), "shadowlab")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/shadowlab").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin, err := harness.BuildShadowlab()
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	run := func(args ...string) string {

@@ -4,24 +4,29 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shadowlab/shadowlab/internal/harness"
 )
 
 // TestDemo runs `shadowlab demo` as `make demo` does: built binaries, real
 // processes, real Envoy. It must pass its own checks and exit 0.
 func TestDemo(t *testing.T) {
-	bin, err := envoyBin()
+	bin, err := harness.EnvoyBin()
 	require.NoError(t, err)
-	dir, err := binaries()
+	shadowlab, err := harness.BuildShadowlab()
 	require.NoError(t, err)
+	for _, build := range []func() (string, error){harness.BuildBackend, harness.BuildPlugin} {
+		_, err = build() // the demo runs them from beside itself
+		require.NoError(t, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "shadowlab"), "demo", "--requests", "300")
+	cmd := exec.CommandContext(ctx, shadowlab, "demo", "--requests", "300")
 	cmd.Env = append(cmd.Environ(), "ENVOY_BIN="+bin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

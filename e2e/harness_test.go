@@ -4,15 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -22,40 +17,15 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/shadowlab/shadowlab/envoy"
 	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/serve"
 	"github.com/shadowlab/shadowlab/xds"
 )
 
-// envoyBin is resolved once per test binary; a missing Envoy fails every
-// test that needs it (never a skip).
-var envoyBin = sync.OnceValues(envoy.Binary)
-
-// wasmPlugin builds the admission plugin once per test binary, as `make
-// build` does, into a directory removed when the binary exits (TestMain).
-var wasmPlugin = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "shadowlab-e2e-wasm-")
-	if err != nil {
-		return "", err
-	}
-	wasmDirs = append(wasmDirs, dir)
-	out := filepath.Join(dir, "shadowlab.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", out, "../wasm")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ../wasm: %w\n%s", err, b)
-	}
-	return out, nil
-})
-
-var wasmDirs []string
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, d := range wasmDirs {
-		_ = os.RemoveAll(d)
-	}
+	harness.RemoveBuilt()
 	os.Exit(code)
 }
 
@@ -70,15 +40,14 @@ type ports struct {
 // control plane (real gRPC) following a policy file, and a real Envoy.
 type env struct {
 	t          *testing.T
-	dir        string
+	lab        *harness.Lab
 	policyPath string
 	ports      ports
 	cpAddrs    cpAddrs
-	delta      bool
 
 	legacy, candidate *backend.Server
 	cp                *controlPlane
-	envoy             *envoy.Process
+	envoy             *harness.Envoy
 	client            *http.Client
 }
 
@@ -91,53 +60,35 @@ type envOptions struct {
 
 // newEnv starts everything for a policy template (text/template over ports)
 // and waits until Envoy serves it. Everything stops when the test ends;
-// Envoy's log is printed if the test failed.
+// the logs are printed if the test failed.
 func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
 	t.Helper()
-	bin, err := envoyBin()
-	require.NoError(t, err, "envoy is required for the end-to-end tests (make envoy)")
-
 	e := &env{
 		t:      t,
-		dir:    t.TempDir(),
-		delta:  opts.delta,
+		lab:    harness.Test(t),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
-	e.policyPath = filepath.Join(e.dir, "policy.yaml")
-
+	e.policyPath = filepath.Join(e.lab.Dir, "policy.yaml")
+	var legacyOpts, candidateOpts []backend.Option
 	if opts.api {
-		e.legacy = backend.New("legacy", backend.WithAPI(backend.API{}))
-		e.candidate = backend.New("candidate", backend.WithAPI(backend.API{Candidate: true}))
-	} else {
-		e.legacy, e.candidate = backend.New("legacy"), backend.New("candidate")
+		legacyOpts = append(legacyOpts, backend.WithAPI(backend.API{}))
+		candidateOpts = append(candidateOpts, backend.WithAPI(backend.API{Candidate: true}))
 	}
-	for _, b := range []*backend.Server{e.legacy, e.candidate} {
-		require.NoError(t, b.Start("127.0.0.1:0"))
-		t.Cleanup(func() { _ = b.Close() })
-	}
+	var err error
+	e.legacy, err = e.lab.Backend("legacy", legacyOpts...)
+	require.NoError(t, err)
+	e.candidate, err = e.lab.Backend("candidate", candidateOpts...)
+	require.NoError(t, err)
 	e.ports = ports{Listener: freeAddr(t), Legacy: e.legacy.Addr(), Candidate: e.candidate.Addr()}
 	e.writePolicy(policyTmpl)
 
 	e.cpAddrs = cpAddrs{xds: freeAddr(t), extproc: freeAddr(t), api: freeAddr(t), admission: freeAddr(t)}
-	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, opts.serve, opts.logs)
+	e.cp = e.startControlPlane(opts.serve, opts.logs)
 
-	boot, err := xds.Bootstrap(xds.BootstrapConfig{
-		NodeID: "e2e-" + t.Name(), XDSAddress: e.cpAddrs.xds, AdminAddress: "127.0.0.1:0", Delta: opts.delta,
-	})
+	boot, err := harness.DynamicBootstrap("e2e-"+t.Name(), e.cpAddrs.xds, opts.delta)
 	require.NoError(t, err)
-	bootYAML, err := xds.MessageYAML(boot)
+	e.envoy, err = e.lab.Envoy(context.Background(), harness.EnvoyConfig{Bootstrap: boot})
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	e.envoy, err = envoy.Start(ctx, envoy.Config{Bin: bin, Bootstrap: bootYAML, Dir: e.dir})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = e.envoy.Stop()
-		if t.Failed() {
-			t.Logf("envoy log:\n%s", tail(e.envoy.Logs(), 200))
-		}
-	})
-	require.NoError(t, e.envoy.WaitReady(ctx), "envoy log:\n%s", tail(e.envoy.Logs(), 100))
 	e.waitServing()
 	return e
 }
@@ -146,26 +97,32 @@ func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
 // atomically (write + rename), as an editor or a ConfigMap update would.
 func (e *env) writePolicy(tmpl string) {
 	e.t.Helper()
+	writePolicy(e.t, e.policyPath, tmpl, e.ports)
+}
+
+func writePolicy(t *testing.T, path, tmpl string, p ports) {
+	t.Helper()
 	var buf bytes.Buffer
-	require.NoError(e.t, template.Must(template.New("p").Option("missingkey=error").Parse(tmpl)).Execute(&buf, e.ports))
-	tmp := e.policyPath + ".tmp"
-	require.NoError(e.t, os.WriteFile(tmp, buf.Bytes(), 0o600))
-	require.NoError(e.t, os.Rename(tmp, e.policyPath))
+	require.NoError(t, template.Must(template.New("p").Option("missingkey=error").Parse(tmpl)).Execute(&buf, p))
+	require.NoError(t, os.WriteFile(path+".tmp", buf.Bytes(), 0o600))
+	require.NoError(t, os.Rename(path+".tmp", path))
 }
 
 // waitServing waits until the listener answers from the primary.
 func (e *env) waitServing() {
 	e.t.Helper()
-	require.Eventually(e.t, func() bool {
-		resp, err := e.client.Get("http://" + e.ports.Listener + "/__ready_probe")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.Header.Get(backend.HeaderBackend) != ""
-	}, 20*time.Second, 20*time.Millisecond, "envoy never routed to a backend; log:\n%s", tail(e.envoy.Logs(), 60))
+	waitRouted(e.t, e.ports.Listener, 20*time.Second)
 	e.resetBackends()
+}
+
+// waitRouted waits until Envoy's listener at addr answers from a backend.
+func waitRouted(t *testing.T, addr string, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	require.NoError(t, harness.WaitHTTP(ctx, "http://"+addr+"/__ready_probe", func(r *http.Response) bool {
+		return r.Header.Get(backend.HeaderBackend) != ""
+	}), "envoy never routed to a backend")
 }
 
 func (e *env) resetBackends() {
@@ -233,33 +190,25 @@ type controlPlane struct {
 // restarted control plane is found by the same Envoy.
 type cpAddrs struct{ xds, extproc, api, admission string }
 
-func startControlPlane(t *testing.T, addrs cpAddrs, policyPath string, cfg serve.Config, logs io.Writer) *controlPlane {
-	t.Helper()
-	cfg.PolicyPath, cfg.XDSAddress, cfg.ExtProcAddress, cfg.APIAddress = policyPath, addrs.xds, addrs.extproc, addrs.api
-	cfg.AdmissionAddress = addrs.admission
+func (e *env) startControlPlane(cfg serve.Config, logs io.Writer) *controlPlane {
+	e.t.Helper()
+	cfg.PolicyPath, cfg.XDSAddress, cfg.ExtProcAddress, cfg.APIAddress = e.policyPath, e.cpAddrs.xds, e.cpAddrs.extproc, e.cpAddrs.api
+	cfg.AdmissionAddress = e.cpAddrs.admission
 	if cfg.WasmPath == "" {
-		path, err := wasmPlugin()
-		require.NoError(t, err, "building the admission plugin")
+		path, err := harness.BuildPlugin()
+		require.NoError(e.t, err, "building the admission plugin")
 		cfg.WasmPath = path
 	}
 	if cfg.Pairer.Grace == 0 {
 		cfg.Pairer.Grace = 200 * time.Millisecond
 	}
-	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	log := zaptest.NewLogger(e.t, zaptest.Level(zap.InfoLevel))
 	if logs != nil { // also as JSON into logs, all levels
 		log = zap.New(zapcore.NewTee(log.Core(), zapcore.NewCore(
 			zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(logs), zap.DebugLevel)))
 	}
-	var in *serve.Instance
-	require.Eventually(t, func() bool { // a just-stopped control plane's ports may take a moment
-		var err error
-		in, err = serve.Start(context.Background(), cfg, log)
-		if err != nil && !strings.Contains(err.Error(), "address already in use") {
-			require.NoError(t, err)
-		}
-		return err == nil
-	}, 5*time.Second, 20*time.Millisecond, "control plane ports stay busy")
-	t.Cleanup(in.Stop)
+	in, err := e.lab.Serve(context.Background(), cfg, log)
+	require.NoError(e.t, err)
 	return &controlPlane{Instance: in, srv: in.XDS}
 }
 
@@ -268,16 +217,7 @@ func (cp *controlPlane) stop() { cp.Stop() }
 // freeAddr returns a loopback address with a port nobody listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := harness.FreeAddr()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func tail(s string, lines int) string {
-	ls := strings.Split(s, "\n")
-	if len(ls) > lines {
-		ls = append([]string{fmt.Sprintf("... (%d lines before)", len(ls)-lines)}, ls[len(ls)-lines:]...)
-	}
-	return strings.Join(ls, "\n")
+	return addr
 }

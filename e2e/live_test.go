@@ -157,7 +157,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	t.Logf("control plane down for %v under traffic, no failed request", time.Since(stopped))
 
 	restarted := time.Now()
-	e.cp = startControlPlane(t, e.cpAddrs, e.policyPath, serve.Config{}, nil)
+	e.cp = e.startControlPlane(serve.Config{}, nil)
 	took := e.waitMirrored("/orders", nil)
 	t.Logf("after restart, envoy resynchronised in %v (%v since the control plane came back)", took, time.Since(restarted))
 }

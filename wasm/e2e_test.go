@@ -17,7 +17,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,8 +24,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -34,136 +31,19 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/shadowlab/shadowlab/admission"
-	"github.com/shadowlab/shadowlab/envoy"
+	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/wire"
 	"github.com/stretchr/testify/require"
 )
-
-// listener is one Envoy listener of the test bootstrap. Plugin is the
-// plugin configuration JSON; empty means no wasm filter (the plain arm).
-type listener struct {
-	Name   string
-	Port   int
-	Plugin string
-	// NoRequestID turns off the connection manager's x-request-id
-	// (generate_request_id), so the plugin's stamp shows.
-	NoRequestID bool
-}
-
-type bootstrapData struct {
-	Listeners    []listener
-	UpstreamPort int
-	// ControlPort is the port of cluster "control" (the stand-in control
-	// plane that receives reports), DownPort that of "control_down", where
-	// nothing listens. 0: no such clusters.
-	ControlPort, DownPort int
-	WasmPath              string
-	VMEnv                 map[string]string
-	// StopIteration is PluginConfig.allow_on_headers_stop_iteration.
-	StopIteration bool
-}
-
-var bootstrapTmpl = template.Must(template.New("bootstrap").Parse(`
-admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-static_resources:
-  listeners:
-{{- range .Listeners}}
-  - name: {{.Name}}
-    address: {socket_address: {address: 127.0.0.1, port_value: {{.Port}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {{.Name}}
-{{- if .NoRequestID}}
-          generate_request_id: false
-{{- end}}
-          route_config:
-            name: {{.Name}}
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - name: {{.Name}}-route
-                match: {prefix: /}
-                route: {cluster: upstream, timeout: 30s}
-          http_filters:
-{{- if .Plugin}}
-          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: shadowlab-{{.Name}}
-                root_id: shadowlab-{{.Name}}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{{.Plugin}}'
-                failure_policy: FAIL_OPEN
-                allow_on_headers_stop_iteration: {{$.StopIteration}}
-                vm_config:
-                  vm_id: shadowlab
-                  runtime: envoy.wasm.runtime.v8
-                  code: {local: {filename: {{$.WasmPath}}}}
-{{- if $.VMEnv}}
-                  environment_variables:
-                    key_values:
-{{- range $k, $v := $.VMEnv}}
-                      {{$k}}: "{{$v}}"
-{{- end}}
-{{- end}}
-{{- end}}
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-{{- end}}
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    circuit_breakers:
-      thresholds: [{max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}]
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{.UpstreamPort}}}}}
-{{- if .ControlPort}}
-  - name: control
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: control
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{.ControlPort}}}}}
-  - name: control_down
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: control_down
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{.DownPort}}}}}
-{{- end}}
-`))
-
-func render(t *testing.T, d bootstrapData) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, bootstrapTmpl.Execute(&b, d))
-	return b.Bytes()
-}
 
 // upstream is the tiny Go HTTP service behind Envoy. It echoes the headers
 // the plugin stamped and counts arrivals per path.
 type upstream struct {
 	srv  *http.Server
-	port int
+	addr string
 	mu   sync.Mutex
 	hits map[string]int
 	at   map[string][]time.Time // arrival times per path
@@ -175,7 +55,7 @@ func startUpstream(t *testing.T) *upstream {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	u := &upstream{port: l.Addr().(*net.TCPAddr).Port, hits: map[string]int{}, at: map[string][]time.Time{}}
+	u := &upstream{addr: l.Addr().String(), hits: map[string]int{}, at: map[string][]time.Time{}}
 	u.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		if n > 0 {
@@ -199,7 +79,7 @@ func startUpstream(t *testing.T) *upstream {
 // reported counts per route and key.
 type controlPlane struct {
 	srv    *http.Server
-	port   int
+	addr   string
 	mu     sync.Mutex
 	posts  int
 	bad    []string // what was wrong with requests, if anything
@@ -210,13 +90,13 @@ func startControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	cp := &controlPlane{port: l.Addr().(*net.TCPAddr).Port, counts: map[reportKey]wire.Counts{}}
+	cp := &controlPlane{addr: l.Addr().String(), counts: map[reportKey]wire.Counts{}}
 	cp.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		cp.mu.Lock()
 		defer cp.mu.Unlock()
 		cp.posts++
-		if r.Method != http.MethodPost || r.URL.Path != defaultReportPath || r.Host != defaultReportAuthority ||
+		if r.Method != http.MethodPost || r.URL.Path != wire.ReportPath || r.Host != wire.ReportAuthority ||
 			r.Header.Get("content-type") != wire.ReportContentType {
 			cp.bad = append(cp.bad, fmt.Sprintf("%s %s host %q content-type %q", r.Method, r.URL.Path, r.Host, r.Header.Get("content-type")))
 		}
@@ -259,14 +139,6 @@ func (u *upstream) maxInWindow(path string, w time.Duration) int {
 	return most
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -274,55 +146,20 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// buildWasm builds the plugin as a WASI reactor into dir.
-func buildWasm(t *testing.T, dir string) string {
-	t.Helper()
-	out := filepath.Join(dir, "shadowlab.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "building the plugin: %s", b)
-	return out
-}
-
-// startEnvoy runs Envoy on a bootstrap and returns it with the time from
-// exec to /ready LIVE.
-func startEnvoy(t *testing.T, bin string, boot []byte) (*envoy.Process, time.Duration) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	t0 := time.Now()
-	p, err := envoy.Start(ctx, envoy.Config{Bin: bin, Bootstrap: boot, Dir: t.TempDir(), Concurrency: 2})
-	require.NoError(t, err)
-	require.NoError(t, p.WaitReady(ctx), "envoy log:\n%s", p.Logs())
-	return p, time.Since(t0)
-}
-
 // rssKiB reads VmRSS (or another /proc status field) in KiB.
 func rssKiB(t *testing.T, pid int, field string) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := harness.MemKiB(pid, field)
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^` + field + `:\s+(\d+) kB`).FindSubmatch(b)
-	require.NotNil(t, m, "no %s in /proc/%d/status", field, pid)
-	n, _ := strconv.Atoi(string(m[1]))
 	return n
 }
 
-// stats returns Envoy's counters and gauges whose names contain substr.
-func stats(t *testing.T, p *envoy.Process, substr string) map[string]int64 {
+// stats returns Envoy's counters and gauges whose names match filter.
+func stats(t *testing.T, p *harness.Envoy, filter string) map[string]int64 {
 	t.Helper()
-	body, code, err := p.Admin(context.Background(), "GET", "/stats?filter="+substr)
+	st, err := p.Stats(context.Background(), filter)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	out := map[string]int64{}
-	for _, line := range strings.Split(body, "\n") {
-		k, v, ok := strings.Cut(line, ": ")
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); ok && err == nil {
-			out[k] = n
-		}
-	}
-	return out
+	return st
 }
 
 func delta(after, before map[string]int64, name string) int64 {
@@ -412,10 +249,10 @@ func pct(d []time.Duration, p float64) time.Duration {
 var badLog = regexp.MustCompile(`poll_oneoff|errno=|fatal error|panic|\[critical\]|\[error\]|Function: proxy_on_|wasm log.*(error|failed)|VM .*(failed|crash)`)
 
 func TestEnvoyWasmPlugin(t *testing.T) {
-	bin, err := envoy.Binary()
-	require.NoError(t, err, "envoy is required (make envoy)")
-	dir := t.TempDir()
-	wasmPath := buildWasm(t, dir)
+	t.Cleanup(harness.RemoveBuilt)
+	lab := harness.Test(t)
+	wasmPath, err := harness.BuildPlugin()
+	require.NoError(t, err)
 	st, err := os.Stat(wasmPath)
 	require.NoError(t, err)
 	t.Logf("module: %s, %d bytes (%.2f MiB)", wasmPath, st.Size(), float64(st.Size())/(1<<20))
@@ -430,44 +267,57 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 	if v := envInt("SHADOWLAB_E2E_GC_HEAP", 0); v > 0 {
 		gcHeap = `, "gc_heap_bytes": ` + strconv.Itoa(v)
 	}
-	ls := map[string]listener{
-		"plain":            {Name: "plain"},
-		"burst":            {Name: "burst", Plugin: `{"limit": 100, "window_ms": 1000, "max_delay_ms": 15000, "tick_ms": 10}`},
-		"post":             {Name: "post", Plugin: `{"limit": 1, "window_ms": 1000, "max_delay_ms": 5000, "tick_ms": 10}`},
-		"reject":           {Name: "reject", Plugin: `{"limit": 100, "window_ms": 1000, "mode": "reject"}`},
-		"abandon":          {Name: "abandon", Plugin: `{"limit": 1, "window_ms": 1000, "max_delay_ms": 30000}`},
-		"pass":             {Name: "pass", Plugin: `{"limit": 1000000000, "max_delay_ms": 1000` + gcHeap + `}`},
-		"mixed":            {Name: "mixed", Plugin: `{"limit": 5000, "window_ms": 1000, "max_delay_ms": 1000, "tick_ms": 10` + gcHeap + `}`},
-		"report":           {Name: "report", NoRequestID: true, Plugin: `{"limit": 5, "window_ms": 1000, "mode": "reject", "route": "report-policy", "key_header": "x-tenant", "report_cluster": "control", "report_ms": 200}`},
-		"report_down":      {Name: "report_down", Plugin: `{"limit": 1000000, "mode": "reject", "report_cluster": "control_down", "report_ms": 100}`},
-		"report_nocluster": {Name: "report_nocluster", Plugin: `{"limit": 1000000, "mode": "reject", "report_cluster": "no_such_cluster", "report_ms": 100}`},
+	plugins := map[string]string{ // listener → plugin configuration; none: no plugin
+		"burst":            `{"limit": 100, "window_ms": 1000, "max_delay_ms": 15000, "tick_ms": 10}`,
+		"post":             `{"limit": 1, "window_ms": 1000, "max_delay_ms": 5000, "tick_ms": 10}`,
+		"reject":           `{"limit": 100, "window_ms": 1000, "mode": "reject"}`,
+		"abandon":          `{"limit": 1, "window_ms": 1000, "max_delay_ms": 30000}`,
+		"pass":             `{"limit": 1000000000, "max_delay_ms": 1000` + gcHeap + `}`,
+		"mixed":            `{"limit": 5000, "window_ms": 1000, "max_delay_ms": 1000, "tick_ms": 10` + gcHeap + `}`,
+		"report":           `{"limit": 5, "window_ms": 1000, "mode": "reject", "route": "report-policy", "key_header": "x-tenant", "report_cluster": "control", "report_ms": 200}`,
+		"report_down":      `{"limit": 1000000, "mode": "reject", "report_cluster": "control_down", "report_ms": 100}`,
+		"report_nocluster": `{"limit": 1000000, "mode": "reject", "report_cluster": "no_such_cluster", "report_ms": 100}`,
 	}
-	names := []string{"plain", "burst", "post", "reject", "abandon", "pass", "mixed", "report", "report_down", "report_nocluster"}
-	var all []listener
-	for _, n := range names {
-		l := ls[n]
-		l.Port = freePort(t)
-		ls[n] = l
-		all = append(all, l)
+	ls := map[string]harness.Listener{}
+	var all []harness.Listener
+	for _, name := range []string{"plain", "burst", "post", "reject", "abandon", "pass", "mixed", "report", "report_down", "report_nocluster"} {
+		addr, err := harness.FreeAddr()
+		require.NoError(t, err)
+		route := harness.Route{Name: name + "-route", Prefix: "/", Cluster: "upstream"}
+		if cfg, ok := plugins[name]; ok {
+			route.Plugin = &harness.Plugin{Name: "shadowlab-" + name, Config: cfg}
+		}
+		// The report listener leaves x-request-id to the plugin.
+		ls[name] = harness.Listener{Name: name, Address: addr, Routes: []harness.Route{route}, NoRequestID: name == "report"}
+		all = append(all, ls[name])
 	}
-	url := func(name string) string { return fmt.Sprintf("http://127.0.0.1:%d/%s", ls[name].Port, name) }
+	url := func(name string) string { return "http://" + ls[name].Address + "/" + name }
+	startEnvoy := func(cfg harness.StaticConfig) *harness.Envoy {
+		t.Helper()
+		boot, err := harness.StaticBootstrap(cfg)
+		require.NoError(t, err)
+		p, err := lab.Envoy(context.Background(), harness.EnvoyConfig{Bootstrap: boot})
+		require.NoError(t, err)
+		return p
+	}
 
 	// Start-up cost of the wasm VMs: time to ready with and without them.
-	plainP, plainReady := startEnvoy(t, bin, render(t, bootstrapData{Listeners: []listener{ls["plain"]}, UpstreamPort: up.port}))
+	upstreamCluster := harness.Cluster{Name: "upstream", Address: up.addr}
+	plainP := startEnvoy(harness.StaticConfig{Listeners: []harness.Listener{ls["plain"]}, Clusters: []harness.Cluster{upstreamCluster}})
 	plainRSS := rssKiB(t, plainP.Pid(), "VmRSS")
 	require.NoError(t, plainP.Stop())
-	p, wasmReady := startEnvoy(t, bin, render(t, bootstrapData{Listeners: all, UpstreamPort: up.port, WasmPath: wasmPath, VMEnv: vmEnv,
-		ControlPort: cp.port, DownPort: freePort(t),
-		StopIteration: os.Getenv("SHADOWLAB_E2E_STOP_ITERATION") == "true"}))
-	t.Cleanup(func() {
-		_ = p.Stop()
-		if t.Failed() || testing.Verbose() {
-			logs := p.Logs()
-			t.Logf("envoy log (wasm lines and errors):\n%s", grepLines(logs, regexp.MustCompile(`wasm|error|critical`), 80))
-		}
-	})
+	down, err := harness.FreeAddr()
+	require.NoError(t, err)
+	p := startEnvoy(harness.StaticConfig{Listeners: all, WasmPath: wasmPath, VMEnv: vmEnv,
+		Clusters:      []harness.Cluster{upstreamCluster, {Name: "control", Address: cp.addr}, {Name: "control_down", Address: down}},
+		StopIteration: os.Getenv("SHADOWLAB_E2E_STOP_ITERATION") == "true"})
+	if testing.Verbose() {
+		t.Cleanup(func() {
+			t.Logf("envoy log (wasm lines and errors):\n%s", grepLines(p.Logs(), regexp.MustCompile(`wasm|error|critical`), 80))
+		})
+	}
 	startRSS := rssKiB(t, p.Pid(), "VmRSS")
-	t.Logf("envoy ready: %v without wasm (RSS %d KiB), %v with the plugin on %d listeners (RSS %d KiB)", plainReady, plainRSS, wasmReady, len(all)-1, startRSS)
+	t.Logf("envoy ready: %v without wasm (RSS %d KiB), %v with the plugin on %d listeners (RSS %d KiB)", plainP.Ready, plainRSS, p.Ready, len(all)-1, startRSS)
 	t.Logf("wasm runtime stats: %v", stats(t, p, "wasm.envoy.wasm"))
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
@@ -717,7 +567,7 @@ func TestEnvoyWasmPlugin(t *testing.T) {
 }
 
 // histogram returns the summary line Envoy's admin gives for a histogram.
-func histogram(t *testing.T, p *envoy.Process, name string) string {
+func histogram(t *testing.T, p *harness.Envoy, name string) string {
 	t.Helper()
 	body, _, err := p.Admin(context.Background(), "GET", "/stats?filter="+name)
 	require.NoError(t, err)

@@ -3,25 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
 	"time"
-)
 
-// newClient is the benchmark's HTTP/1.1 client: keep-alive connections,
-// as many per host as asked for, kept idle between phases.
-func newClient(conns int, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: conns,
-		IdleConnTimeout:     5 * time.Minute,
-		DisableCompression:  true,
-	}}
-}
+	"github.com/shadowlab/shadowlab/internal/harness"
+)
 
 // answer is the outcome of one request.
 type answer struct {
@@ -72,7 +61,7 @@ type costRun struct {
 // 0: no slots, at once). Each request goes to the arm of the slice
 // it starts in; its latency runs from just before it is sent to the end of
 // its answer. Envoy's CPU time is read at every slice boundary.
-func runCost(ctx context.Context, c *http.Client, urls [numArms]string, workers int, pace time.Duration, sl slicing, envoyPid int) costRun {
+func runCost(ctx context.Context, c *http.Client, urls [numArms]string, workers int, pace time.Duration, sl harness.Slicing, envoyPid int) costRun {
 	type count struct {
 		lat     [numArms][]time.Duration
 		notHeld [numArms][]time.Duration
@@ -82,7 +71,7 @@ func runCost(ctx context.Context, c *http.Client, urls [numArms]string, workers 
 	counts := make([]count, workers)
 	t0 := time.Now()
 	// Envoy's CPU ticks at every slice boundary.
-	ticks := measure.SampleAt(ctx, t0, sl.slice, len(sl.order), func() (uint64, error) { return measure.PidTicks(envoyPid) })
+	ticks := harness.SampleAt(ctx, t0, sl.Slice, len(sl.Order), func() (uint64, error) { return harness.PidTicks(envoyPid) })
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -93,7 +82,7 @@ func runCost(ctx context.Context, c *http.Client, urls [numArms]string, workers 
 					time.Sleep(wait)
 				}
 				start := time.Now()
-				_, arm, rec, ok := sl.at(start.Sub(t0))
+				_, arm, rec, ok := sl.At(start.Sub(t0))
 				if !ok {
 					return
 				}
@@ -130,9 +119,9 @@ func runCost(ctx context.Context, c *http.Client, urls [numArms]string, workers 
 			run.sent[a] += cnt.sent[a]
 		}
 	}
-	if samples := <-ticks; len(samples) == len(sl.order)+1 {
+	if samples := <-ticks; len(samples) == len(sl.Order)+1 {
 		run.cpuOK = true
-		for k, arm := range sl.order {
+		for k, arm := range sl.Order {
 			run.envoyTicks[arm] += samples[k+1] - samples[k]
 		}
 	}

@@ -29,21 +29,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
-	"github.com/shadowlab/shadowlab/envoy"
+	"github.com/shadowlab/shadowlab/internal/harness"
 )
 
 // config is the command line.
@@ -68,8 +63,8 @@ type config struct {
 	keep         bool
 }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var c config
+// parse reads the command line into c.
+func (c *config) parse(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("admission", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.wasm, "wasm", "", "plugin module to measure (default: build ./wasm into a temporary directory)")
@@ -93,94 +88,54 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.trace, "trace", "", "write each burst arm's forwarded requests (Envoy saw it, held, Envoy sent it, arrival) as CSV to `PREFIX`-<route>.csv")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (bootstrap, Envoy log, access log)")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	var errs []error
-	check := func(ok bool, format string, a ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, a...))
-		}
-	}
-	check(c.limit >= 1 && c.limit <= 100_000, "-limit: must be 1-100000 (got %d)", c.limit)
-	check(c.burst >= 1 && c.burst <= 10_000, "-burst: must be 1-10000 (got %d)", c.burst)
-	check(c.attempts >= 1 && c.attempts <= 100, "-attempts: must be 1-100 (got %d)", c.attempts)
-	check(c.backoff > 0 && c.backoff <= time.Minute, "-backoff: must be in (0, 1m] (got %s)", c.backoff)
-	check(c.workers >= 1 && c.workers <= 256, "-workers: must be 1-256 (got %d)", c.workers)
-	check(c.rate > 0 && c.rate <= 100_000, "-rate: must be in (0, 100000] (got %g)", c.rate)
-	check(c.slice >= 50*time.Millisecond && c.slice <= time.Minute, "-slice: must be 50ms-1m (got %s)", c.slice)
-	check(c.settle >= 0 && c.settle < c.slice, "-settle: must be in [0, slice) (got %s)", c.settle)
-	check(c.costDuration >= 2*c.slice && c.costDuration <= 10*time.Minute, "-cost-duration: must be 2 slices-10m (got %s)", c.costDuration)
-	check(c.starts >= 1 && c.starts <= 20, "-starts: must be 1-20 (got %d)", c.starts)
-	check(c.quiet >= 0 && c.quiet <= 10*time.Minute, "-quiet: must be 0-10m (got %s)", c.quiet)
-	check(c.timeout >= time.Second && c.timeout <= 5*time.Minute, "-timeout: must be 1s-5m (got %s)", c.timeout)
+	var checks harness.Checks
+	checks.Check(c.limit >= 1 && c.limit <= 100_000, "-limit: must be 1-100000 (got %d)", c.limit)
+	checks.Check(c.burst >= 1 && c.burst <= 10_000, "-burst: must be 1-10000 (got %d)", c.burst)
+	checks.Check(c.attempts >= 1 && c.attempts <= 100, "-attempts: must be 1-100 (got %d)", c.attempts)
+	checks.Check(c.backoff > 0 && c.backoff <= time.Minute, "-backoff: must be in (0, 1m] (got %s)", c.backoff)
+	checks.Check(c.workers >= 1 && c.workers <= 256, "-workers: must be 1-256 (got %d)", c.workers)
+	checks.Check(c.rate > 0 && c.rate <= 100_000, "-rate: must be in (0, 100000] (got %g)", c.rate)
+	checks.Check(c.slice >= 50*time.Millisecond && c.slice <= time.Minute, "-slice: must be 50ms-1m (got %s)", c.slice)
+	checks.Check(c.settle >= 0 && c.settle < c.slice, "-settle: must be in [0, slice) (got %s)", c.settle)
+	checks.Check(c.costDuration >= 2*c.slice && c.costDuration <= 10*time.Minute, "-cost-duration: must be 2 slices-10m (got %s)", c.costDuration)
+	checks.Check(c.starts >= 1 && c.starts <= 20, "-starts: must be 1-20 (got %d)", c.starts)
+	checks.Check(c.quiet >= 0 && c.quiet <= 10*time.Minute, "-quiet: must be 0-10m (got %s)", c.quiet)
+	checks.Check(c.timeout >= time.Second && c.timeout <= 5*time.Minute, "-timeout: must be 1s-5m (got %s)", c.timeout)
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
 	}
-	return c, errors.Join(errs...)
+	return checks.Err()
 }
 
 func main() {
-	cfg, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "admission: %v\n", err)
-		os.Exit(2)
-	}
-	zc := zap.NewDevelopmentConfig()
-	zc.DisableStacktrace, zc.DisableCaller = true, true
-	zc.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
-	log, err := zc.Build()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "admission: %v\n", err)
-		os.Exit(1)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	res, err := run(ctx, cfg, log.Named("admission"))
-	stop()
-	if err == nil {
-		err = writeMarkdown(os.Stdout, res)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "admission: %v\n", err)
-		os.Exit(1)
-	}
+	var cfg config
+	harness.Main("admission", &cfg.keep, cfg.parse, func(ctx context.Context, lab *harness.Lab, log *zap.Logger) error {
+		res, err := run(ctx, cfg, lab, log)
+		if err == nil {
+			err = writeMarkdown(os.Stdout, res)
+		}
+		return err
+	})
 }
 
 // bench is everything a run drives.
 type bench struct {
 	cfg    config
 	log    *zap.Logger
-	envoy  *envoy.Process
+	envoy  *harness.Envoy
 	up     *upstream
 	client *http.Client
 	base   string // http://listener
 }
 
-func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err error) {
-	bin, err := envoy.Binary()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "admission-")
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		switch {
-		case err != nil:
-			err = fmt.Errorf("%w (logs kept in %s)", err, dir)
-		case cfg.keep:
-			log.Info("working directory kept", zap.String("dir", dir))
-		default:
-			_ = os.RemoveAll(dir)
-		}
-	}()
-	res = &results{Machine: measure.DescribeMachine(bin), Params: cfg}
+func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) (*results, error) {
+	res := &results{Machine: harness.DescribeMachine(), Params: cfg}
+	var err error
 
 	if cfg.wasm != "" {
 		res.Module.Source = "`" + cfg.wasm + "` (-wasm)"
@@ -189,7 +144,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 		}
 	} else {
 		log.Info("building the plugin")
-		res.Module, err = buildModule(ctx, dir)
+		res.Module, err = buildModule()
 	}
 	if err != nil {
 		return nil, err
@@ -201,49 +156,33 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 		return nil, err
 	}
 	defer up.close()
-	port, err := freePort()
+	listener, err := harness.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	accessLog := filepath.Join(dir, "access.log")
-	data := bootstrapData{
-		ListenerPort: port,
-		UpstreamPort: up.port(),
-		AccessLog:    accessLog,
-		Plugins: []wasmFilter{
-			{Name: "shadowlab-cost", Route: routeCost, Config: cfg.costConfig},
-			{Name: "shadowlab-delay", Route: routeDelay, Config: cfg.delayConfig},
-		},
-		RateLimits: []rateLimit{
-			{Route: routeLRL, MaxTokens: cfg.limit, PerFill: cfg.limit, FillPeriod: "1s"},
-			{Route: routeRetry, MaxTokens: cfg.limit, PerFill: cfg.limit, FillPeriod: "1s"},
-		},
-		Routes: []string{routeWarm, routePlain, routeCost, routeLRL, routeDelay, routeRetry},
-	}
-	plainBoot, err := bootstrap(data)
+	accessLog := filepath.Join(lab.Dir, "access.log")
+	static := staticConfig(cfg, listener, up.addr(), accessLog)
+	plainBoot, err := harness.StaticBootstrap(static)
 	if err != nil {
 		return nil, err
 	}
-	data.WasmPath = res.Module.Path
-	wasmBoot, err := bootstrap(data)
+	static.WasmPath = res.Module.Path
+	wasmBoot, err := harness.StaticBootstrap(static)
 	if err != nil {
 		return nil, err
 	}
 
-	b := &bench{cfg: cfg, log: log, up: up, base: fmt.Sprintf("http://127.0.0.1:%d", port),
-		client: newClient(cfg.burst+100, cfg.timeout)}
+	b := &bench{cfg: cfg, log: log, up: up, base: "http://" + listener, client: harness.Client(cfg.burst+100, cfg.timeout)}
 	defer b.client.CloseIdleConnections()
-	if err := b.startups(ctx, bin, dir, plainBoot, wasmBoot, &res.Startup); err != nil {
+	if err := b.startups(ctx, lab, plainBoot, wasmBoot, &res.Startup); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if b.envoy != nil {
-			_ = b.envoy.Stop()
-		}
-	}()
-	if err := b.waitServing(ctx); err != nil {
-		return nil, err
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := harness.WaitHTTP(waitCtx, b.base+"/"+routePlain+"/ready", func(r *http.Response) bool { return r.StatusCode == http.StatusOK }); err != nil {
+		return nil, fmt.Errorf("envoy never routed to the upstream: %w", err)
 	}
+	b.up.take(routePlain)
 
 	rng := rand.New(rand.NewPCG(cfg.seed, 0xad))
 	for _, ph := range []struct {
@@ -277,21 +216,20 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 		res.Bursts = append(res.Bursts, br)
 	}
 
-	if res.RSSAfterKiB, err = memKiB(b.envoy.Pid(), "VmRSS"); err != nil {
+	if res.RSSAfterKiB, err = harness.MemKiB(b.envoy.Pid(), "VmRSS"); err != nil {
 		return nil, err
 	}
-	if res.HWMKiB, err = memKiB(b.envoy.Pid(), "VmHWM"); err != nil {
+	if res.HWMKiB, err = harness.MemKiB(b.envoy.Pid(), "VmHWM"); err != nil {
 		return nil, err
 	}
 	select {
 	case <-b.envoy.Exited():
-		return nil, fmt.Errorf("envoy exited during the run:\n%s", b.envoy.Logs())
+		return nil, errors.New("envoy exited during the run")
 	default:
 	}
 	// Envoy writes its access log to the file every few seconds, and all
 	// of it when it exits.
 	_ = b.envoy.Stop()
-	b.envoy = nil
 	logged, err := readAccessLog(accessLog)
 	if err != nil {
 		return nil, err
@@ -313,48 +251,32 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 
 // startups starts Envoy cfg.starts times on each bootstrap, in turn, and
 // keeps the last Envoy with the plugin running for the other phases.
-func (b *bench) startups(ctx context.Context, bin, dir string, plainBoot, wasmBoot []byte, st *startup) error {
+func (b *bench) startups(ctx context.Context, lab *harness.Lab, plainBoot, wasmBoot []byte, st *startup) error {
 	for i := range b.cfg.starts {
 		for _, withPlugin := range []bool{false, true} {
 			boot, name := plainBoot, "without the plugin"
 			if withPlugin {
 				boot, name = wasmBoot, "with the plugin"
 			}
-			sub := filepath.Join(dir, fmt.Sprintf("envoy-%d-%t", i, withPlugin))
-			if err := os.Mkdir(sub, 0o700); err != nil {
+			if _, err := harness.WaitQuiet(ctx, b.cfg.quiet, b.log, os.Getpid()); err != nil {
 				return err
 			}
-			if _, err := waitQuiet(ctx, b.cfg.quiet, os.Getpid()); err != nil {
-				return err
-			}
-			cpu0, err := sampleCPU(os.Getpid())
+			cpu0, err := harness.SampleCPU(os.Getpid())
 			if err != nil {
 				return err
 			}
-			startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			t0 := time.Now()
-			p, err := envoy.Start(startCtx, envoy.Config{Bin: bin, Bootstrap: boot, Dir: sub, LogLevel: "warning", Concurrency: 2})
-			if err == nil {
-				if err = p.WaitReady(startCtx); err != nil {
-					err = fmt.Errorf("%w\n%s", err, p.Logs())
-					_ = p.Stop()
-				}
-			}
-			cancel()
+			p, err := lab.Envoy(ctx, harness.EnvoyConfig{Bootstrap: boot, LogLevel: "warning", Concurrency: 2})
 			if err != nil {
 				return fmt.Errorf("envoy %s: %w", name, err)
 			}
-			s := startSample{Ready: time.Since(t0)}
-			cpu1, err := sampleCPU(os.Getpid(), p.Pid())
+			s := startSample{Ready: p.Ready}
+			cpu1, err := harness.SampleCPU(os.Getpid(), p.Pid())
 			if err != nil {
-				_ = p.Stop()
 				return err
 			}
-			// Envoy did not exist at cpu0: all its ticks count.
-			s.CPU = cpu0.usage(cpu1)
-			s.RSSKiB, err = memKiB(p.Pid(), "VmRSS")
-			if err != nil {
-				_ = p.Stop()
+			cpu0.Procs = append(cpu0.Procs, 0) // Envoy did not exist at cpu0: all its ticks count
+			s.CPU = cpu0.Usage(cpu1)
+			if s.RSSKiB, err = harness.MemKiB(p.Pid(), "VmRSS"); err != nil {
 				return err
 			}
 			b.log.Info("envoy ready", zap.String("bootstrap", name), zap.Duration("took", s.Ready), zap.Int("rss_kib", s.RSSKiB),
@@ -374,63 +296,45 @@ func (b *bench) startups(ctx context.Context, bin, dir string, plainBoot, wasmBo
 	return nil
 }
 
-// waitServing waits until the plain route answers 200.
-func (b *bench) waitServing(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		a := get(ctx, b.client, b.base+"/"+routePlain+"/ready", "")
-		if a.err == nil && a.status == http.StatusOK {
-			b.up.take(routePlain)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("envoy never routed to the upstream (last: %d %v): %w", a.status, a.err, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // cost runs one cost phase: plain against the plugin with a limit it never
 // reaches, interleaved, after a warm-up of one slice pair.
 func (b *bench) cost(ctx context.Context, name string, workers int, pace time.Duration, rng *rand.Rand) (costPhase, error) {
 	urls := [numArms]string{armPlain: b.base + "/" + routePlain + "/item", armPlugin: b.base + "/" + routeCost + "/item"}
-	runCost(ctx, b.client, urls, workers, pace, slicing{slice: b.cfg.slice, order: []int{armPlain, armPlugin}}, b.envoy.Pid())
+	runCost(ctx, b.client, urls, workers, pace, harness.Slicing{Slice: b.cfg.slice, Order: []int{armPlain, armPlugin}}, b.envoy.Pid())
 	b.up.take(routePlain)
 	b.up.take(routeCost)
-	sl := slicing{slice: b.cfg.slice, settle: b.cfg.settle, order: interleave(int(b.cfg.costDuration/(2*b.cfg.slice)), rng)}
-	b.log.Info("cost phase", zap.String("phase", name), zap.Duration("duration", sl.total()))
-	quiet, err := waitQuiet(ctx, b.cfg.quiet, os.Getpid(), b.envoy.Pid())
+	sl := harness.Slicing{Slice: b.cfg.slice, Settle: b.cfg.settle, Order: harness.Interleave(int(b.cfg.costDuration/(2*b.cfg.slice)), rng)}
+	b.log.Info("cost phase", zap.String("phase", name), zap.Duration("duration", sl.Total()))
+	quiet, err := harness.WaitQuiet(ctx, b.cfg.quiet, b.log, os.Getpid(), b.envoy.Pid())
 	if err != nil {
 		return costPhase{}, err
 	}
-	before, err := sampleCPU(os.Getpid(), b.envoy.Pid())
+	before, err := harness.SampleCPU(os.Getpid(), b.envoy.Pid())
 	if err != nil {
 		return costPhase{}, err
 	}
-	counters0, err := pluginCounters(ctx, b.envoy)
+	counters0, err := b.envoy.Stats(ctx, "^"+pluginStat)
 	if err != nil {
 		return costPhase{}, err
 	}
 	run := runCost(ctx, b.client, urls, workers, pace, sl, b.envoy.Pid())
-	after, err := sampleCPU(os.Getpid(), b.envoy.Pid())
+	after, err := harness.SampleCPU(os.Getpid(), b.envoy.Pid())
 	if err != nil {
 		return costPhase{}, err
 	}
-	counters1, err := pluginCounters(ctx, b.envoy)
+	counters1, err := b.envoy.Stats(ctx, "^"+pluginStat)
 	if err != nil {
 		return costPhase{}, err
 	}
-	cp := costPhase{Name: name, Seconds: sl.total().Seconds(), CPU: before.usage(after), Quiet: quiet}
+	cp := costPhase{Name: name, Seconds: sl.Total().Seconds(), CPU: before.Usage(after), Quiet: quiet}
 	for a := range numArms {
 		cp.Arms[a] = costArm{Requests: len(run.lat[a]) + run.errors[a], Errors: run.errors[a], Sent: run.sent[a],
-			Lat: measure.Summarize(run.lat[a]), NotHeld: measure.Summarize(run.notHeld[a])}
+			Lat: harness.Summarize(run.lat[a]), NotHeld: harness.Summarize(run.notHeld[a])}
 		if run.cpuOK && run.sent[a] > 0 {
-			cp.Arms[a].EnvoyUs = float64(run.envoyTicks[a]) * 1e6 / userHZ / float64(run.sent[a])
+			cp.Arms[a].EnvoyUs = float64(run.envoyTicks[a]) * 1e6 / harness.UserHZ / float64(run.sent[a])
 		}
 	}
-	cp.CASRetries = counters1["cas_retries"] - counters0["cas_retries"]
+	cp.CASRetries = counters1[pluginStat+"cas_retries"] - counters0[pluginStat+"cas_retries"]
 	b.up.take(routePlain)
 	for _, a := range b.up.take(routeCost) {
 		cp.Decided++
@@ -454,31 +358,22 @@ func (b *bench) burst(ctx context.Context, name, route string, attempts int) (bu
 	}
 	b.log.Info("burst", zap.String("arm", name), zap.Int("clients", b.cfg.burst), zap.Int("attempts", attempts))
 	var err error
-	if br.Quiet, err = waitQuiet(ctx, b.cfg.quiet, os.Getpid(), b.envoy.Pid()); err != nil {
+	if br.Quiet, err = harness.WaitQuiet(ctx, b.cfg.quiet, b.log, os.Getpid(), b.envoy.Pid()); err != nil {
 		return br, err
 	}
-	before, err := sampleCPU(os.Getpid(), b.envoy.Pid())
+	before, err := harness.SampleCPU(os.Getpid(), b.envoy.Pid())
 	if err != nil {
 		return br, err
 	}
 	t0, shots := burst(ctx, b.client, b.base+"/"+route+"/item", route, b.cfg.burst, attempts, b.cfg.backoff)
-	after, err := sampleCPU(os.Getpid(), b.envoy.Pid())
+	after, err := harness.SampleCPU(os.Getpid(), b.envoy.Pid())
 	if err != nil {
 		return br, err
 	}
-	br.CPU = before.usage(after)
+	br.CPU = before.Usage(after)
 	br.summarize(t0, shots, b.up.take(route))
 	b.log.Info("burst done", zap.String("arm", name), zap.Int("ok", br.OK), zap.Int("status_429", br.TooMany),
 		zap.Int("reached", br.Reached), zap.Int("peak_1s", br.PeakSliding), zap.Duration("last_arrival", br.LastArrival),
 		zap.Float64("others_cores", br.CPU.Others), zap.Float64("steal_cores", br.CPU.Steal))
 	return br, ctx.Err()
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -2,11 +2,12 @@ package main
 
 import (
 	"fmt"
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shadowlab/shadowlab/internal/harness"
 )
 
 // writeMarkdown writes the section for BENCHMARKS.md.
@@ -126,7 +127,7 @@ func writeBursts(b *strings.Builder, r *results) {
 			fmt.Fprintf(b, "- %s: the warm-up could not open %d of the %d connections.\n", br.Name, br.WarmFailed, br.N)
 		}
 		if br.TooMany > 0 {
-			fmt.Fprintf(b, "- %s: final 429s answered in p50 %.1f ms, max %.1f ms.\n", br.Name, ms(br.RejectLat.P50), ms(br.RejectLat.Max))
+			fmt.Fprintf(b, "- %s: final 429s answered in p50 %.1f ms, max %.1f ms.\n", br.Name, harness.Ms(br.RejectLat.P50), harness.Ms(br.RejectLat.Max))
 		}
 		if br.Attempts > br.N {
 			fmt.Fprintf(b, "- %s: %d attempts for %d clients (%.1f each); most attempts sent in any 1 s window %d; %d clients gave up after %d attempts.\n",
@@ -197,14 +198,14 @@ func writeEdge(b *strings.Builder, what string, rows []releaseRow) {
 	fmt.Fprintf(b, "The densest 1 s window of %s: its first and last 4 %s (offsets in ms):\n\n", what, what)
 	b.WriteString("| id | admission | Envoy saw it | held ms | Envoy sent it | arrived | send → arrival |\n|---|---|--:|--:|--:|--:|--:|\n")
 	for _, r := range rows {
-		fmt.Fprintf(b, "| %s | %s | %.1f | %d | %.1f | %.1f | %.2f |\n", r.ID, r.Admission, ms(r.Decided), r.HeldMs, ms(r.Sent), ms(r.Arrived), ms(r.Arrived-r.Sent))
+		fmt.Fprintf(b, "| %s | %s | %.1f | %d | %.1f | %.1f | %.2f |\n", r.ID, r.Admission, harness.Ms(r.Decided), r.HeldMs, harness.Ms(r.Sent), harness.Ms(r.Arrived), harness.Ms(r.Arrived-r.Sent))
 	}
 	b.WriteString("\n")
 }
 
-func writeCPU(b *strings.Builder, c cpuUsage, quiet bool) {
+func writeCPU(b *strings.Builder, c harness.CPUUsage, quiet bool) {
 	fmt.Fprintf(b, "CPU meanwhile, in cores: this benchmark (client, upstream, Envoy) %.2f, other processes %.2f, stolen %.2f.", c.Ours, c.Others, c.Steal)
-	if c.disturbed() {
+	if c.Disturbed() {
 		b.WriteString(" **Not quiet: disturbed.**")
 	} else if !quiet {
 		b.WriteString(" (No quiet second before it.)")
@@ -212,7 +213,7 @@ func writeCPU(b *strings.Builder, c cpuUsage, quiet bool) {
 	b.WriteString("\n")
 }
 
-func latencyMs(s measure.Latency) string {
+func latencyMs(s harness.Latency) string {
 	if s.N == 0 {
 		return "—"
 	}
@@ -221,7 +222,7 @@ func latencyMs(s measure.Latency) string {
 
 // fmtMs prints a duration in ms with precision to match its size.
 func fmtMs(d time.Duration) string {
-	v := ms(d)
+	v := harness.Ms(d)
 	switch {
 	case v >= 100 || v <= -100:
 		return fmt.Sprintf("%.0f", v)

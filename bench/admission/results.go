@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"net/http"
 	"os"
@@ -13,11 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shadowlab/shadowlab/internal/harness"
 )
 
 // results is everything a run measured.
 type results struct {
-	Machine     measure.Machine
+	Machine     harness.Machine
 	Module      moduleInfo
 	Params      config
 	Startup     startup
@@ -29,9 +30,9 @@ type results struct {
 }
 
 type startSample struct {
-	Ready  time.Duration // exec to /ready LIVE
-	RSSKiB int           // at ready
-	CPU    cpuUsage      // meanwhile
+	Ready  time.Duration    // exec to /ready LIVE
+	RSSKiB int              // at ready
+	CPU    harness.CPUUsage // meanwhile
 }
 
 type startup struct {
@@ -41,8 +42,8 @@ type startup struct {
 type costArm struct {
 	Requests, Errors int // recorded
 	Sent             int // every request, recorded or not
-	Lat              measure.Latency
-	NotHeld          measure.Latency // the requests the plugin did not hold
+	Lat              harness.Latency
+	NotHeld          harness.Latency // the requests the plugin did not hold
 	EnvoyUs          float64         // Envoy CPU time per request sent, µs; 0 if unread
 }
 
@@ -55,7 +56,7 @@ type costPhase struct {
 	// CASRetries counts the plugin's shared-data compare-and-swap retries
 	// during the phase (Envoy's counter; the warm-up excluded).
 	CASRetries int64
-	CPU        cpuUsage
+	CPU        harness.CPUUsage
 	Quiet      bool // a quiet second came before the phase
 }
 
@@ -65,7 +66,7 @@ type burstResult struct {
 	N           int
 	WarmFailed  int // connections the warm-up could not open
 	Quiet       bool
-	CPU         cpuUsage
+	CPU         harness.CPUUsage
 
 	OK, TooMany, Other, Errors int // final answers: 200, 429, another status, no answer
 	Attempts                   int
@@ -77,8 +78,8 @@ type burstResult struct {
 	PeakSent          int
 	PerSecond         []int // arrivals per second from the burst instant
 	LastArrival       time.Duration
-	Lat               measure.Latency // of the 200s, from the burst instant
-	RejectLat         measure.Latency // of the final 429s, from the burst instant
+	Lat               harness.Latency // of the 200s, from the burst instant
+	RejectLat         harness.Latency // of the final 429s, from the burst instant
 	AttemptsPerSecond []int           // sent by the clients, per second from the burst instant
 	PeakAttempts      int             // most attempts sent in any 1 s window
 
@@ -107,7 +108,7 @@ func (br *burstResult) summarize(t0 time.Time, shots []shot, arrivals []arrival)
 			br.Other++
 		}
 	}
-	br.Lat, br.RejectLat = measure.Summarize(ok), measure.Summarize(rejected)
+	br.Lat, br.RejectLat = harness.Summarize(ok), harness.Summarize(rejected)
 	br.AttemptsPerSecond = perSecond(sent)
 	br.PeakAttempts, _ = mostInWindow(sent, time.Second)
 	at := make([]time.Duration, len(arrivals))
@@ -210,16 +211,16 @@ type releaseDetail struct {
 	Held            int // the rest passed at once
 	// Held requests are sent in groups, one per tick that released them:
 	// the time between groups, and the most sent within 1 ms.
-	BetweenTicks    measure.Latency
+	BetweenTicks    harness.Latency
 	MostAtOnce      int
-	Decided         measure.Latency // when Envoy saw the requests
+	Decided         harness.Latency // when Envoy saw the requests
 	PeakSent        int             // most sends in any 1 s window
 	PeakSentFrom    time.Duration
 	PeakArrived     int // most arrivals in any 1 s window (wall clock)
 	PeakArrivedFrom time.Duration
 	SentInPeak      int             // sends in that arrival window
-	Lag             measure.Latency // arrival − send
-	ResumeToSend    measure.Latency // for held requests: send − (decision + held-ms)
+	Lag             harness.Latency // arrival − send
+	ResumeToSend    harness.Latency // for held requests: send − (decision + held-ms)
 	// When the densest window of sends (of arrivals) holds more than the
 	// limit: its first and last requests.
 	SendEdge, ArrivalEdge []releaseRow
@@ -245,7 +246,7 @@ func releaseOf(br *burstResult, logged map[string]logLine, limit int) *releaseDe
 			resume = append(resume, r.Sent-r.Decided-time.Duration(r.HeldMs)*time.Millisecond)
 		}
 	}
-	d.Decided, d.Lag, d.ResumeToSend = measure.Summarize(decided), measure.Summarize(lag), measure.Summarize(resume)
+	d.Decided, d.Lag, d.ResumeToSend = harness.Summarize(decided), harness.Summarize(lag), harness.Summarize(resume)
 	var heldSent []time.Duration
 	for _, r := range rows {
 		if r.HeldMs >= 0 {
@@ -253,7 +254,7 @@ func releaseOf(br *burstResult, logged map[string]logLine, limit int) *releaseDe
 		}
 	}
 	d.MostAtOnce, _ = mostInWindow(heldSent, time.Millisecond)
-	d.BetweenTicks = measure.Summarize(groupGaps(heldSent, time.Millisecond))
+	d.BetweenTicks = harness.Summarize(groupGaps(heldSent, time.Millisecond))
 	d.PeakSent, d.PeakSentFrom = mostInWindow(sent, time.Second)
 	d.PeakArrived, d.PeakArrivedFrom = mostInWindow(arrived, time.Second)
 	d.SentInPeak = inWindow(sent, d.PeakArrivedFrom, time.Second)
@@ -312,7 +313,7 @@ func writeTrace(path string, br *burstResult, logged map[string]logLine) error {
 	w := bufio.NewWriter(f)
 	fmt.Fprintln(w, "id,admission,decided_ms,held_ms,sent_ms,arrived_ms,lag_ms")
 	for _, r := range joinRows(br, logged) {
-		fmt.Fprintf(w, "%s,%s,%.3f,%d,%.3f,%.3f,%.3f\n", r.ID, r.Admission, ms(r.Decided), r.HeldMs, ms(r.Sent), ms(r.Arrived), ms(r.Arrived-r.Sent))
+		fmt.Fprintf(w, "%s,%s,%.3f,%d,%.3f,%.3f,%.3f\n", r.ID, r.Admission, harness.Ms(r.Decided), r.HeldMs, harness.Ms(r.Sent), harness.Ms(r.Arrived), harness.Ms(r.Arrived-r.Sent))
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()

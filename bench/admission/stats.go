@@ -2,16 +2,15 @@ package main
 
 import (
 	"fmt"
-	"github.com/shadowlab/shadowlab/admission"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shadowlab/shadowlab/admission"
 )
 
-// The pure parts: percentiles, the interleaving of the cost arms, and what a
-// burst's arrival times say (the most in any window, the count per second).
+// The pure parts: what a burst's arrival times say (the most in any window, the count per second).
 // Times are offsets from the start of a phase, so tests are step tables.
 
 // mostInWindow is admission.MostInWindow of offsets: the most in any
@@ -86,39 +85,3 @@ const (
 	armPlugin = 1 // the route through the plugin
 	numArms   = 2
 )
-
-// slicing interleaves the arms in time: slice k belongs to order[k];
-// requests started in the first settle of a slice are sent but not recorded.
-type slicing struct {
-	slice, settle time.Duration
-	order         []int
-}
-
-// interleave returns the arm of each of 2×pairs slices: each consecutive
-// pair holds both arms in an order drawn from rng, so both arms share every
-// stretch of the run and no arm is locked to a period of the system.
-func interleave(pairs int, rng *rand.Rand) []int {
-	order := make([]int, 0, 2*pairs)
-	for range pairs {
-		if rng.IntN(2) == 0 {
-			order = append(order, armPlain, armPlugin)
-		} else {
-			order = append(order, armPlugin, armPlain)
-		}
-	}
-	return order
-}
-
-func (s slicing) total() time.Duration { return s.slice * time.Duration(len(s.order)) }
-
-// at is the slice that offset off falls in, its arm, whether a request
-// started at off is recorded, and false outside the phase.
-func (s slicing) at(off time.Duration) (slice, arm int, recorded, ok bool) {
-	if off < 0 || off >= s.total() {
-		return 0, 0, false, false
-	}
-	k := int(off / s.slice)
-	return k, s.order[k], off-time.Duration(k)*s.slice >= s.settle, true
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

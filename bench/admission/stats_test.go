@@ -60,32 +60,6 @@ func TestHistogram(t *testing.T) {
 	assert.Empty(t, histogram(nil, 10))
 }
 
-func TestSlicing(t *testing.T) {
-	sl := slicing{slice: 250 * ms1, settle: 25 * ms1, order: []int{armPlugin, armPlain}}
-	tests := map[string]struct {
-		off                 time.Duration
-		wantArm             int
-		wantRecorded, write bool
-	}{
-		"start, settling":  {off: 0, wantArm: armPlugin, write: true},
-		"after settle":     {off: 25 * ms1, wantArm: armPlugin, wantRecorded: true, write: true},
-		"second slice":     {off: 260 * ms1, wantArm: armPlain, write: true},
-		"second, recorded": {off: 275 * ms1, wantArm: armPlain, wantRecorded: true, write: true},
-		"past the end":     {off: 500 * ms1},
-		"before the start": {off: -1},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			_, arm, rec, ok := sl.at(tc.off)
-			assert.Equal(t, tc.write, ok)
-			if ok {
-				assert.Equal(t, tc.wantArm, arm)
-				assert.Equal(t, tc.wantRecorded, rec)
-			}
-		})
-	}
-}
-
 func TestParseAccessLog(t *testing.T) {
 	tests := map[string]struct {
 		text    string
@@ -127,29 +101,6 @@ func TestParseAccessLog(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestBootstrapTurnsFiltersOnPerRoute(t *testing.T) {
-	d := bootstrapData{
-		ListenerPort: 10000, UpstreamPort: 10001, AccessLog: "/tmp/x.log",
-		Plugins:    []wasmFilter{{Name: "p-cost", Route: routeCost, Config: `{"limit": 1}`}, {Name: "p-delay", Route: routeDelay, Config: `{"limit": 2}`}},
-		RateLimits: []rateLimit{{Route: routeLRL, MaxTokens: 100, PerFill: 100, FillPeriod: "1s"}},
-		Routes:     []string{routePlain, routeCost, routeDelay, routeLRL},
-	}
-	plain, err := bootstrap(d)
-	require.NoError(t, err)
-	assert.NotContains(t, string(plain), "wasm")
-	assert.NotContains(t, string(plain), "disabled: true")
-	assert.Contains(t, string(plain), "token_bucket: {max_tokens: 100, tokens_per_fill: 100, fill_interval: 1s}")
-
-	d.WasmPath = "/tmp/p.wasm"
-	withPlugin, err := bootstrap(d)
-	require.NoError(t, err)
-	text := string(withPlugin)
-	// Each plugin is turned off on every route but its own: 3 + 3.
-	assert.Equal(t, 6, strings.Count(text, "disabled: true"))
-	assert.Equal(t, 2, strings.Count(text, "filename: /tmp/p.wasm"))
-	assert.Contains(t, text, `value: '{"limit": 2}'`)
 }
 
 func TestGroupGaps(t *testing.T) {

@@ -104,6 +104,6 @@ func (u *upstream) take(route string) []arrival {
 	return out
 }
 
-func (u *upstream) port() int { return u.ln.Addr().(*net.TCPAddr).Port }
+func (u *upstream) addr() string { return u.ln.Addr().String() }
 
 func (u *upstream) close() { _ = u.srv.Close() }

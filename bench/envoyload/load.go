@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"sync"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/internal/harness"
 )
 
 // client sends the benchmark's requests: GET, keep-alive connections
@@ -31,14 +30,7 @@ type client struct {
 const maxErrorKinds = 8
 
 func newClient(conns int, timeout time.Duration) *client {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	return &client{hc: &http.Client{Transport: tr, Timeout: timeout}, errors: map[string]int{}}
+	return &client{hc: harness.Client(conns, timeout), errors: map[string]int{}}
 }
 
 // get sends one request and reports whether the primary answered 200.
@@ -91,17 +83,17 @@ func (c *client) close() { c.hc.CloseIdleConnections() }
 
 // closedRun is the outcome of a closed-loop phase.
 type closedRun struct {
-	sl          slicing
+	sl          harness.Slicing
 	workers     int
-	ok, errored [numArms]int // recorded requests by arm
-	sent        [numArms]int // every request by arm, recorded or not
-	cpu         []cpuSample  // at each slice boundary; nil if unreadable
+	ok, errored [numArms]int        // recorded requests by arm
+	sent        [numArms]int        // every request by arm, recorded or not
+	cpu         []harness.CPUSample // at each slice boundary; nil if unreadable
 }
 
 // runClosed runs workers that each send the next request as soon as the
 // previous one is answered, to the arm of the current slice. Requests are
 // counted by the slice they started in.
-func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int, sl slicing, pids [numProcs]int) closedRun {
+func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int, sl harness.Slicing, pids []int) closedRun {
 	type count struct{ ok, errored, sent [numArms]int }
 	counts := make([]count, workers)
 	t0 := time.Now()
@@ -111,7 +103,7 @@ func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int
 		wg.Go(func() {
 			cnt := &counts[w]
 			for ctx.Err() == nil {
-				_, arm, rec, ok := sl.at(time.Since(t0))
+				_, arm, rec, ok := sl.At(time.Since(t0))
 				if !ok {
 					return
 				}
@@ -141,7 +133,7 @@ func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int
 
 // rps is arm's recorded throughput.
 func (r closedRun) rps(arm int) float64 {
-	return float64(r.ok[arm]) / r.sl.recordedTime(arm).Seconds()
+	return float64(r.ok[arm]) / r.sl.Recorded(arm).Seconds()
 }
 
 // openRun is the raw outcome of an open-loop phase: for request i, due at
@@ -150,19 +142,19 @@ func (r closedRun) rps(arm int) float64 {
 // are written by the one worker that sent it: no lock per request.
 type openRun struct {
 	sched      schedule
-	sl         slicing
+	sl         harness.Slicing
 	start, end []time.Duration
 	failed     []bool
-	cpu        []cpuSample // at each slice boundary; nil if unreadable
+	cpu        []harness.CPUSample // at each slice boundary; nil if unreadable
 }
 
 // runOpen sends requests at a fixed rate, each at its due time whether or
 // not earlier ones have been answered (open loop), through a pool of
 // inflight workers. Latency is measured from the due time, so a late
 // dispatch or a queue in front of the workers is counted, not hidden.
-func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64, sl slicing, inflight int, pids [numProcs]int) *openRun {
+func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64, sl harness.Slicing, inflight int, pids []int) *openRun {
 	sched := schedule{rate: rate}
-	n := sched.count(sl.total())
+	n := sched.count(sl.Total())
 	r := &openRun{sched: sched, sl: sl, start: make([]time.Duration, n), end: make([]time.Duration, n), failed: make([]bool, n)}
 	for i := range r.end {
 		r.end[i] = -1
@@ -174,7 +166,7 @@ func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64,
 	for range inflight {
 		wg.Go(func() {
 			for i := range jobs {
-				_, arm, _, _ := sl.at(sched.offset(i))
+				_, arm, _, _ := sl.At(sched.offset(i))
 				r.start[i] = time.Since(t0)
 				r.failed[i] = !c.get(ctx, urls[arm])
 				r.end[i] = time.Since(t0)
@@ -229,12 +221,12 @@ func (r *openRun) writeCSV(w io.Writer) error {
 	fmt.Fprintln(bw, "due_ms,sent_ms,done_ms,arm,recorded,ok")
 	for i := range r.end {
 		due := r.sched.offset(i)
-		_, arm, rec, _ := r.sl.at(due)
+		_, arm, rec, _ := r.sl.At(due)
 		done := -1.0
 		if r.end[i] >= 0 {
-			done = ms(r.end[i])
+			done = harness.Ms(r.end[i])
 		}
-		fmt.Fprintf(bw, "%.3f,%.3f,%.3f,%d,%t,%t\n", ms(due), ms(r.start[i]), done, arm, rec, r.end[i] >= 0 && !r.failed[i])
+		fmt.Fprintf(bw, "%.3f,%.3f,%.3f,%d,%t,%t\n", harness.Ms(due), harness.Ms(r.start[i]), done, arm, rec, r.end[i] >= 0 && !r.failed[i])
 	}
 	return bw.Flush()
 }
@@ -243,8 +235,8 @@ func (r *openRun) writeCSV(w io.Writer) error {
 type openArm struct {
 	Requests int // due in the arm's recorded time
 	Errors   int // failed or never sent
-	Latency  measure.Latency
-	Lag      measure.Latency // dispatch lag: sent − due
+	Latency  harness.Latency
+	Lag      harness.Latency // dispatch lag: sent − due
 	RPS      float64         // answered requests per second of recorded time
 	Sent     int             // every request sent to the arm, recorded or not
 }
@@ -259,7 +251,7 @@ func (r *openRun) arms() [numArms]openArm {
 	}
 	for i := range r.end {
 		due := r.sched.offset(i)
-		_, arm, rec, _ := r.sl.at(due)
+		_, arm, rec, _ := r.sl.At(due)
 		if r.end[i] >= 0 {
 			out[arm].Sent++
 		}
@@ -275,9 +267,9 @@ func (r *openRun) arms() [numArms]openArm {
 		lag[arm] = append(lag[arm], r.start[i]-due)
 	}
 	for a := range numArms {
-		out[a].Latency = measure.Summarize(lat[a])
-		out[a].Lag = measure.Summarize(lag[a])
-		out[a].RPS = float64(out[a].Latency.N) / r.sl.recordedTime(a).Seconds()
+		out[a].Latency = harness.Summarize(lat[a])
+		out[a].Lag = harness.Summarize(lag[a])
+		out[a].RPS = float64(out[a].Latency.N) / r.sl.Recorded(a).Seconds()
 	}
 	return out
 }

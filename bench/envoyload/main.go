@@ -37,28 +37,21 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
-	"github.com/shadowlab/shadowlab/envoy"
-	"github.com/shadowlab/shadowlab/xds"
+	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/internal/harness"
 )
 
 // config is the command line.
@@ -83,10 +76,12 @@ type config struct {
 	rate           float64
 	capture        bool
 	quiet          time.Duration
+	concurrency    int
+	cpus           string
 }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var c config
+// parse reads the command line into c.
+func (c *config) parse(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("envoyload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Float64Var(&c.percent, "percent", 10, "mirror percentage of the mirrored route (0-100)")
@@ -109,38 +104,36 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of the arm order (0: from the clock)")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of markdown")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory (policy, Envoy and serve logs)")
+	fs.IntVar(&c.concurrency, "envoy-concurrency", 2, "Envoy's worker threads")
+	fs.StringVar(&c.cpus, "envoy-cpus", "", "pin Envoy to these CPUs, as taskset -c lists them (`1`, 0-1); default: any")
 	fs.StringVar(&c.trace, "trace", "", "write every open-loop request of each phase as CSV to `PREFIX`-<route>.csv")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	var errs []error
-	check := func(ok bool, format string, a ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, a...))
-		}
-	}
-	check(c.percent > 0 && c.percent <= 100, "-percent: must be in (0, 100] (got %g)", c.percent)
-	check(c.workers >= 1 && c.workers <= 1024, "-workers: must be 1-1024 (got %d)", c.workers)
-	check(c.inflight >= 1 && c.inflight <= 10_000, "-inflight: must be 1-10000 (got %d)", c.inflight)
-	check(c.fraction > 0 && c.fraction <= 1, "-fraction: must be in (0, 1] (got %g)", c.fraction)
-	check(c.rate >= 0 && c.rate <= 100_000, "-rate: must be 0-100000 (got %g)", c.rate)
-	check(c.slice >= 100*time.Millisecond && c.slice <= time.Minute, "-slice: must be 100ms-1m (got %s)", c.slice)
-	check(c.settle >= 0 && c.settle < c.slice, "-settle: must be in [0, slice) (got %s)", c.settle)
+	var checks harness.Checks
+	checks.Check(c.percent > 0 && c.percent <= 100, "-percent: must be in (0, 100] (got %g)", c.percent)
+	checks.Check(c.workers >= 1 && c.workers <= 1024, "-workers: must be 1-1024 (got %d)", c.workers)
+	checks.Check(c.inflight >= 1 && c.inflight <= 10_000, "-inflight: must be 1-10000 (got %d)", c.inflight)
+	checks.Check(c.fraction > 0 && c.fraction <= 1, "-fraction: must be in (0, 1] (got %g)", c.fraction)
+	checks.Check(c.rate >= 0 && c.rate <= 100_000, "-rate: must be 0-100000 (got %g)", c.rate)
+	checks.Check(c.slice >= 100*time.Millisecond && c.slice <= time.Minute, "-slice: must be 100ms-1m (got %s)", c.slice)
+	checks.Check(c.settle >= 0 && c.settle < c.slice, "-settle: must be in [0, slice) (got %s)", c.settle)
 	for name, d := range map[string]time.Duration{"-duration": c.duration, "-closed-duration": c.closedDuration, "-fault-duration": c.faultDuration} {
-		check(d >= 2*c.slice && d <= 10*time.Minute, "%s: must be 2 slices-10m (got %s)", name, d)
+		checks.Check(d >= 2*c.slice && d <= 10*time.Minute, "%s: must be 2 slices-10m (got %s)", name, d)
 	}
-	check(c.timeout >= 100*time.Millisecond && c.timeout <= time.Minute, "-timeout: must be 100ms-1m (got %s)", c.timeout)
-	check(c.warmup >= 0 && c.warmup <= time.Minute, "-warmup: must be 0-1m (got %s)", c.warmup)
-	check(c.slow > 0 && c.slow <= time.Minute, "-slow: must be in (0, 1m] (got %s)", c.slow)
-	check(c.grace > 0 && c.grace <= 10*time.Second, "-grace: must be in (0, 10s] (got %s)", c.grace)
-	check(c.quiet >= 0 && c.quiet <= 10*time.Minute, "-quiet: must be 0-10m (got %s)", c.quiet)
+	checks.Check(c.timeout >= 100*time.Millisecond && c.timeout <= time.Minute, "-timeout: must be 100ms-1m (got %s)", c.timeout)
+	checks.Check(c.warmup >= 0 && c.warmup <= time.Minute, "-warmup: must be 0-1m (got %s)", c.warmup)
+	checks.Check(c.slow > 0 && c.slow <= time.Minute, "-slow: must be in (0, 1m] (got %s)", c.slow)
+	checks.Check(c.grace > 0 && c.grace <= 10*time.Second, "-grace: must be in (0, 10s] (got %s)", c.grace)
+	checks.Check(c.concurrency >= 1 && c.concurrency <= 64, "-envoy-concurrency: must be 1-64 (got %d)", c.concurrency)
+	checks.Check(c.quiet >= 0 && c.quiet <= 10*time.Minute, "-quiet: must be 0-10m (got %s)", c.quiet)
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
 	}
-	return c, errors.Join(errs...)
+	return checks.Err()
 }
 
 // maxRequests bounds the requests of one open-loop phase (and the memory
@@ -148,133 +141,84 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 const maxRequests = 10_000_000
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == sutArg {
-		if err := runSUT(os.Args[2:]); err != nil {
+	if len(os.Args) == 3 && os.Args[1] == sutArg {
+		if err := runSUT(os.Args[2]); err != nil {
 			fmt.Fprintf(os.Stderr, "envoyload sut: %v\n", err)
 			os.Exit(1)
 		}
 		return
 	}
-	cfg, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "envoyload: %v\n", err)
-		os.Exit(2)
-	}
-	zc := zap.NewDevelopmentConfig()
-	zc.DisableStacktrace, zc.DisableCaller = true, true
-	zc.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
-	log, err := zc.Build()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "envoyload: %v\n", err)
-		os.Exit(1)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	res, err := run(ctx, cfg, log.Named("envoyload"))
-	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "envoyload: %v\n", err)
-		os.Exit(1)
-	}
-	if cfg.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(res)
-	} else {
-		err = writeMarkdown(os.Stdout, res)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "envoyload: %v\n", err)
-		os.Exit(1)
-	}
+	var cfg config
+	harness.Main("envoyload", &cfg.keep, cfg.parse, func(ctx context.Context, lab *harness.Lab, log *zap.Logger) error {
+		res, err := run(ctx, cfg, lab, log)
+		if err != nil {
+			return err
+		}
+		if cfg.json {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
+		}
+		return writeMarkdown(os.Stdout, res)
+	})
 }
 
 // bench is everything a run drives.
 type bench struct {
 	cfg    config
 	log    *zap.Logger
-	envoy  *envoy.Process
+	envoy  *harness.Envoy
 	addrs  sutAddrs
 	client *client
 	rng    *rand.Rand
-	pids   [numProcs]int
+	pids   []int // in the order procGenerator, procSUT, procEnvoy
 }
 
 // probe is what is read before and after a phase: Envoy's shadow and
 // capture counters and the CPU time used.
 type probe struct {
-	counters counters
-	cpu      cpuSample
+	counters map[string]int64
+	cpu      harness.CPUSample
 }
 
 func (b *bench) probe(ctx context.Context) (probe, error) {
-	c, err := envoyCounters(ctx, b.envoy, shadowCounterFilter)
+	c, err := b.envoy.Stats(ctx, shadowCounterFilter)
 	if err != nil {
 		return probe{}, err
 	}
-	cpu, err := sampleCPU(b.pids)
+	cpu, err := harness.SampleCPU(b.pids...)
 	return probe{counters: c, cpu: cpu}, err
 }
 
-func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err error) {
-	bin, err := envoy.Binary()
+func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) (*results, error) {
+	sut, addrs, err := startSUT(ctx, lab, sutConfig{Dir: lab.Dir, Percent: cfg.percent, Faults: cfg.faults, Grace: cfg.grace, Slow: cfg.slow, Capture: cfg.capture})
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "envoyload-")
+	log.Info("system under test", zap.String("listener", addrs.Listener), zap.String("xds", addrs.XDS), zap.String("policy", addrs.Policy))
+	boot, err := harness.DynamicBootstrap("envoyload", addrs.XDS, false)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		switch {
-		case err != nil:
-			err = fmt.Errorf("%w (logs kept in %s)", err, dir)
-		case cfg.keep:
-			log.Info("working directory kept", zap.String("dir", dir))
-		default:
-			_ = os.RemoveAll(dir)
-		}
-	}()
-
-	sut, err := startSUT(ctx, dir, sutConfig{dir: dir, percent: cfg.percent, faults: cfg.faults, grace: cfg.grace, slow: cfg.slow, capture: cfg.capture})
+	p, err := lab.Envoy(ctx, harness.EnvoyConfig{Bootstrap: boot, LogLevel: "warning", Concurrency: cfg.concurrency, CPUs: cfg.cpus})
 	if err != nil {
 		return nil, err
 	}
-	defer sut.stop()
-	log.Info("system under test", zap.String("listener", sut.addrs.Listener), zap.String("xds", sut.addrs.XDS), zap.String("policy", sut.addrs.Policy))
-
-	boot, err := xds.Bootstrap(xds.BootstrapConfig{NodeID: "envoyload", XDSAddress: sut.addrs.XDS, AdminAddress: "127.0.0.1:0"})
-	if err != nil {
-		return nil, err
-	}
-	bootYAML, err := xds.MessageYAML(boot)
-	if err != nil {
-		return nil, err
-	}
-	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	p, err := envoy.Start(startCtx, envoy.Config{Bin: bin, Bootstrap: bootYAML, Dir: dir, LogLevel: "warning"})
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = p.Stop() }()
-	if err := p.WaitReady(startCtx); err != nil {
-		return nil, err
-	}
-
 	b := &bench{
-		cfg: cfg, log: log, envoy: p, addrs: sut.addrs,
+		cfg: cfg, log: log, envoy: p, addrs: addrs,
 		client: newClient(max(cfg.workers, cfg.inflight), cfg.timeout),
 		rng:    rand.New(rand.NewPCG(cfg.seed, 0x5eed)),
-		pids:   [numProcs]int{procGenerator: os.Getpid(), procSUT: sut.cmd.Process.Pid, procEnvoy: p.Pid()},
+		pids:   []int{procGenerator: os.Getpid(), procSUT: sut.Pid(), procEnvoy: p.Pid()},
 	}
 	defer b.client.close()
-	if err := b.waitServing(startCtx); err != nil {
-		return nil, err
+	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := harness.WaitHTTP(waitCtx, "http://"+addrs.Listener+pathPlain+"ready", func(r *http.Response) bool {
+		return r.StatusCode == http.StatusOK && r.Header.Get(backend.HeaderBackend) == "legacy"
+	}); err != nil {
+		return nil, fmt.Errorf("envoy never routed to the primary: %w", err)
 	}
-	res = &results{Machine: measure.DescribeMachine(bin), Params: paramsOf(cfg)}
+	res := &results{Machine: harness.DescribeMachine(), Params: paramsOf(cfg)}
 	if err := b.warm(ctx); err != nil {
 		return nil, err
 	}
@@ -306,7 +250,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 	}
 	res.Outcomes = map[string]int{}
 	if cfg.capture {
-		rr, err := routeReport(ctx, sut.addrs.API, "mirrored")
+		rr, err := routeReport(ctx, addrs.API, "mirrored")
 		if err != nil {
 			return nil, err
 		}
@@ -324,61 +268,6 @@ func run(ctx context.Context, cfg config, log *zap.Logger) (res *results, err er
 	return res, nil
 }
 
-// waitQuiet waits, up to -quiet, until the machine has been idle for a
-// second (between phases our own processes are idle too). A machine that
-// stays busy is only logged: the phase runs and its CPU report shows it.
-func (b *bench) waitQuiet(ctx context.Context) error {
-	start := time.Now()
-	prev, err := sampleCPU(b.pids)
-	if err != nil {
-		return err
-	}
-	var last cpuUsage
-	for time.Since(start) < b.cfg.quiet {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-		cur, err := sampleCPU(b.pids)
-		if err != nil {
-			return err
-		}
-		last = prev.usage(cur)
-		if last.Ours+last.Others+last.Steal < quietLimit {
-			if waited := time.Since(start); waited > 2*time.Second {
-				b.log.Info("the machine is quiet", zap.Duration("waited", waited.Round(time.Second)))
-			}
-			return nil
-		}
-		if prev.at.Sub(start) < time.Second {
-			b.log.Info("waiting for a quiet machine", zap.Duration("at_most", b.cfg.quiet), zap.Float64("others_cores", last.Others), zap.Float64("steal_cores", last.Steal))
-		}
-		prev = cur
-	}
-	if b.cfg.quiet > 0 {
-		b.log.Warn("the machine stayed busy; measuring anyway", zap.Duration("waited", b.cfg.quiet),
-			zap.Float64("others_cores", last.Others), zap.Float64("steal_cores", last.Steal))
-	}
-	return nil
-}
-
-// waitServing waits until the plain route answers from the primary.
-func (b *bench) waitServing(ctx context.Context) error {
-	url := "http://" + b.addrs.Listener + pathPlain + "ready"
-	for {
-		if b.client.do(ctx, url) == nil {
-			b.client.takeErrors()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("envoy never routed %s to the primary: %w\n%s", url, ctx.Err(), tail(b.envoy.Logs(), 40))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // urls are the request URLs of the plain arm and of the route at path.
 func (b *bench) urls(path string) [numArms]string {
 	base := "http://" + b.addrs.Listener
@@ -393,19 +282,19 @@ func (b *bench) warm(ctx context.Context) error {
 		return nil
 	}
 	b.log.Info("warm-up", zap.Duration("per_arm", b.cfg.warmup))
-	before, err := envoyCounters(ctx, b.envoy, shadowCounterFilter)
+	before, err := b.envoy.Stats(ctx, shadowCounterFilter)
 	if err != nil {
 		return err
 	}
-	run := runClosed(ctx, b.client, b.urls(pathMirrored), b.cfg.workers, slicing{slice: b.cfg.warmup, order: []int{armBase, armTest}}, b.pids)
-	after, err := envoyCounters(ctx, b.envoy, shadowCounterFilter)
+	run := runClosed(ctx, b.client, b.urls(pathMirrored), b.cfg.workers, harness.Slicing{Slice: b.cfg.warmup, Order: []int{armBase, armTest}}, b.pids)
+	after, err := b.envoy.Stats(ctx, shadowCounterFilter)
 	if err != nil {
 		return err
 	}
 	if errs := b.client.takeErrors(); len(errs) > 0 {
 		return fmt.Errorf("warm-up: requests failed: %v", errs)
 	}
-	s := shadowStatsOf(after.delta(before), "mirrored")
+	s := shadowStatsOf(delta(after, before), "mirrored")
 	if s.Sent == 0 || (b.cfg.capture && s.CaptureStreams == 0) {
 		return fmt.Errorf("warm-up: %d mirrored-route requests, but %d mirrored and %d captured: mirroring or capture is off", run.sent[armTest], s.Sent, s.CaptureStreams)
 	}
@@ -414,9 +303,9 @@ func (b *bench) warm(ctx context.Context) error {
 
 // throughput is the closed-loop phase: each arm's maximum, interleaved.
 func (b *bench) throughput(ctx context.Context) (throughputResult, error) {
-	sl := slicing{slice: b.cfg.slice, settle: b.cfg.settle, order: interleave(int(b.cfg.closedDuration/(2*b.cfg.slice)), b.rng)}
-	b.log.Info("closed loop: maximum throughput", zap.Int("workers", b.cfg.workers), zap.Duration("duration", sl.total()))
-	if err := b.waitQuiet(ctx); err != nil {
+	sl := harness.Slicing{Slice: b.cfg.slice, Settle: b.cfg.settle, Order: harness.Interleave(int(b.cfg.closedDuration/(2*b.cfg.slice)), b.rng)}
+	b.log.Info("closed loop: maximum throughput", zap.Int("workers", b.cfg.workers), zap.Duration("duration", sl.Total()))
+	if _, err := harness.WaitQuiet(ctx, b.cfg.quiet, b.log, b.pids...); err != nil {
 		return throughputResult{}, err
 	}
 	before, err := b.probe(ctx)
@@ -433,9 +322,9 @@ func (b *bench) throughput(ctx context.Context) (throughputResult, error) {
 		*arm = closedArm{Requests: run.ok[a] + run.errored[a], Errors: run.errored[a], RPS: run.rps(a)}
 	}
 	r.Ratio = ratio(r.Mirrored.RPS, r.Plain.RPS)
-	r.Shadow = shadowStatsOf(after.counters.delta(before.counters), "mirrored")
+	r.Shadow = shadowStatsOf(delta(after.counters, before.counters), "mirrored")
 	r.Share = ratio(float64(r.Shadow.Sent), float64(run.sent[armTest]))
-	r.CPU = before.cpu.usage(after.cpu)
+	r.CPU = usageOf(before.cpu.Until(after.cpu))
 	cpu := armsCPU(run.cpu, sl, run.sent)
 	r.Plain.CPU, r.Mirrored.CPU = cpu[armBase], cpu[armTest]
 	r.ErrorKinds = b.client.takeErrors()
@@ -446,12 +335,12 @@ func (b *bench) throughput(ctx context.Context) (throughputResult, error) {
 
 // latency is an open-loop phase at rate: plain against the route at path.
 func (b *bench) latency(ctx context.Context, route, path string, rate float64, d time.Duration) (latencyResult, error) {
-	sl := slicing{slice: b.cfg.slice, settle: b.cfg.settle, order: interleave(int(d/(2*b.cfg.slice)), b.rng)}
-	if n := (schedule{rate: rate}).count(sl.total()); n > maxRequests {
-		return latencyResult{}, fmt.Errorf("%.0f rps for %s is %d requests, more than the %d a phase may hold: lower -rate, -fraction or -duration", rate, sl.total(), n, maxRequests)
+	sl := harness.Slicing{Slice: b.cfg.slice, Settle: b.cfg.settle, Order: harness.Interleave(int(d/(2*b.cfg.slice)), b.rng)}
+	if n := (schedule{rate: rate}).count(sl.Total()); n > maxRequests {
+		return latencyResult{}, fmt.Errorf("%.0f rps for %s is %d requests, more than the %d a phase may hold: lower -rate, -fraction or -duration", rate, sl.Total(), n, maxRequests)
 	}
-	b.log.Info("open loop", zap.String("route", route), zap.Float64("rps", rate), zap.Duration("duration", sl.total()))
-	if err := b.waitQuiet(ctx); err != nil {
+	b.log.Info("open loop", zap.String("route", route), zap.Float64("rps", rate), zap.Duration("duration", sl.Total()))
+	if _, err := harness.WaitQuiet(ctx, b.cfg.quiet, b.log, b.pids...); err != nil {
 		return latencyResult{}, err
 	}
 	before, err := b.probe(ctx)
@@ -473,8 +362,8 @@ func (b *bench) latency(ctx context.Context, route, path string, rate float64, d
 		TargetRPS: rate,
 		Plain:     armLatencyOf(arms[armBase]),
 		Test:      armLatencyOf(arms[armTest]),
-		Shadow:    shadowStatsOf(after.counters.delta(before.counters), route),
-		CPU:       before.cpu.usage(after.cpu),
+		Shadow:    shadowStatsOf(delta(after.counters, before.counters), route),
+		CPU:       usageOf(before.cpu.Until(after.cpu)),
 	}
 	cpu := armsCPU(run.cpu, sl, [numArms]int{arms[armBase].Sent, arms[armTest].Sent})
 	r.Plain.CPU, r.Test.CPU = cpu[armBase], cpu[armTest]
@@ -489,87 +378,32 @@ func (b *bench) latency(ctx context.Context, route, path string, rate float64, d
 	return r, ctx.Err()
 }
 
-// sutProcess is the child process running the system under test.
-type sutProcess struct {
-	cmd    *exec.Cmd
-	stdin  io.Closer
-	exited chan struct{}
-	addrs  sutAddrs
-}
-
 // startSUT starts this binary as the system under test and reads the
 // addresses it reports.
-func startSUT(ctx context.Context, dir string, cfg sutConfig) (*sutProcess, error) {
+func startSUT(ctx context.Context, lab *harness.Lab, cfg sutConfig) (*harness.Proc, sutAddrs, error) {
+	var addrs sutAddrs
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return nil, addrs, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "sut.log"))
+	arg, err := json.Marshal(cfg)
 	if err != nil {
-		return nil, err
+		return nil, addrs, err
 	}
-	cmd := exec.Command(self, cfg.args()...)
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdin, err := cmd.StdinPipe()
+	p, err := lab.Start("sut", self, sutArg, string(arg))
 	if err != nil {
-		logFile.Close()
-		return nil, err
+		return nil, addrs, err
 	}
-	stdout, err := cmd.StdoutPipe()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	line, err := p.FirstLine(ctx)
+	if err == nil {
+		err = json.Unmarshal([]byte(line), &addrs)
+	}
 	if err != nil {
-		logFile.Close()
-		return nil, err
+		return nil, addrs, fmt.Errorf("system under test: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, err
-	}
-	s := &sutProcess{cmd: cmd, stdin: stdin, exited: make(chan struct{})}
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(s.exited)
-	}()
-	fail := func(err error) (*sutProcess, error) {
-		s.stop()
-		log, _ := os.ReadFile(logFile.Name())
-		return nil, fmt.Errorf("system under test: %w\n%s", err, tail(string(log), 40))
-	}
-	select {
-	case line, ok := <-lines:
-		if !ok {
-			return fail(errors.New("exited before reporting its addresses"))
-		}
-		if err := json.Unmarshal([]byte(line), &s.addrs); err != nil {
-			return fail(fmt.Errorf("reading its addresses: %w", err))
-		}
-		return s, nil
-	case <-time.After(60 * time.Second):
-		return fail(errors.New("no addresses within 60s"))
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	}
-}
-
-// stop closes the child's stdin (it then stops serve and the services) and
-// kills it if it is still there after 10 s.
-func (s *sutProcess) stop() {
-	_ = s.stdin.Close()
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		envoy.Terminate(s.cmd.Process, s.exited, 5*time.Second)
-	}
+	return p, addrs, nil
 }
 
 // writeFile creates path and writes it with write.
@@ -583,12 +417,4 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return f.Close()
-}
-
-func tail(s string, lines int) string {
-	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
 }

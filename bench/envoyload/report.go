@@ -2,17 +2,17 @@ package main
 
 import (
 	"fmt"
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 	"io"
 	"maps"
 	"slices"
 	"strings"
-	"time"
+
+	"github.com/shadowlab/shadowlab/internal/harness"
 )
 
 // results is everything a run measured: the JSON of -json.
 type results struct {
-	Machine    measure.Machine  `json:"machine"`
+	Machine    harness.Machine  `json:"machine"`
 	Params     params           `json:"parameters"`
 	Throughput throughputResult `json:"throughput"`
 	Latency    latencyResult    `json:"latency"`
@@ -39,20 +39,21 @@ type params struct {
 	Seed             uint64  `json:"seed"`
 	Capture          bool    `json:"capture"`
 	EnvoyConcurrency int     `json:"envoy_concurrency"`
+	EnvoyCPUs        string  `json:"envoy_cpus,omitempty"`
 	Request          string  `json:"request"`
 }
 
 func paramsOf(c config) params {
 	p := params{
 		Percent: c.percent, Workers: c.workers, Fraction: c.fraction, Inflight: c.inflight, Seed: c.seed,
-		ClosedDurationS: seconds(c.closedDuration / (2 * c.slice) * 2 * c.slice),
-		DurationS:       seconds(c.duration / (2 * c.slice) * 2 * c.slice),
-		SliceMs:         ms(c.slice), SettleMs: ms(c.settle), GraceMs: ms(c.grace),
-		Capture: c.capture, EnvoyConcurrency: 2, Request: "GET, no body; answer 200 with a ~75-byte JSON body",
+		ClosedDurationS: (c.closedDuration / (2 * c.slice) * 2 * c.slice).Seconds(),
+		DurationS:       (c.duration / (2 * c.slice) * 2 * c.slice).Seconds(),
+		SliceMs:         harness.Ms(c.slice), SettleMs: harness.Ms(c.settle), GraceMs: harness.Ms(c.grace),
+		Capture: c.capture, EnvoyConcurrency: c.concurrency, EnvoyCPUs: c.cpus, Request: "GET, no body; answer 200 with a ~75-byte JSON body",
 	}
 	if c.faults {
-		p.FaultDurationS = seconds(c.faultDuration / (2 * c.slice) * 2 * c.slice)
-		p.SlowS = seconds(c.slow)
+		p.FaultDurationS = (c.faultDuration / (2 * c.slice) * 2 * c.slice).Seconds()
+		p.SlowS = c.slow.Seconds()
 	}
 	return p
 }
@@ -103,8 +104,8 @@ type armLatency struct {
 func armLatencyOf(a openArm) armLatency {
 	return armLatency{
 		Requests: a.Requests, Errors: a.Errors, RPS: a.RPS,
-		P50: ms(a.Latency.P50), P90: ms(a.Latency.P90), P99: ms(a.Latency.P99), Max: ms(a.Latency.Max),
-		LagP50: ms(a.Lag.P50), LagP99: ms(a.Lag.P99), LagMax: ms(a.Lag.Max),
+		P50: harness.Ms(a.Latency.P50), P90: harness.Ms(a.Latency.P90), P99: harness.Ms(a.Latency.P99), Max: harness.Ms(a.Latency.Max),
+		LagP50: harness.Ms(a.Lag.P50), LagP99: harness.Ms(a.Lag.P99), LagMax: harness.Ms(a.Lag.Max),
 	}
 }
 
@@ -155,8 +156,12 @@ func writeMarkdown(w io.Writer, r *results) error {
 	var b strings.Builder
 	m, p := r.Machine, r.Params
 	b.WriteString("## Envoy: plain route vs mirrored + captured route\n\n")
-	fmt.Fprintf(&b, "`go run ./bench/envoyload` on %s: %d CPUs (%s), Linux %s, %s, Envoy %s (`--concurrency %d`).\n",
-		m.Date, m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Envoy, p.EnvoyConcurrency)
+	pinned := ""
+	if len(p.EnvoyCPUs) > 0 {
+		pinned = ", pinned to CPUs " + p.EnvoyCPUs
+	}
+	fmt.Fprintf(&b, "`go run ./bench/envoyload` on %s: %d CPUs (%s), Linux %s, %s, Envoy %s (`--concurrency %d`%s).\n",
+		m.Date, m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Envoy, p.EnvoyConcurrency, pinned)
 	b.WriteString("Everything on this one machine over loopback, sharing its CPUs: the load generator, Envoy, and in a\n")
 	b.WriteString("second process the two example services and `shadowlab serve` (control plane, capture server, report).\n\n")
 	if p.Capture {
@@ -259,13 +264,9 @@ func writeArmCPU(b *strings.Builder, test string, plain, other armCPU) {
 	fmt.Fprintf(b, "\nCPU per request, %s / plain: Envoy %.2f, all %.2f.\n\n", test, ratio(other.EnvoyUs, plain.EnvoyUs), ratio(other.OursUs, plain.OursUs))
 }
 
-// quietLimit is how much CPU others may take (processes and hypervisor,
-// in cores) before a phase is flagged as disturbed.
-const quietLimit = 0.1
-
 func writeCPU(b *strings.Builder, c cpuUsage) {
 	fmt.Fprintf(b, "CPU during the phase, in cores: benchmark (generator, Envoy, services, serve) %.2f, other processes %.2f,\nstolen by the hypervisor %.2f.", c.Ours, c.Others, c.Steal)
-	if c.Others+c.Steal > quietLimit {
+	if c.Others+c.Steal > harness.QuietLimit {
 		b.WriteString(" **The machine was not quiet: this phase's figures are disturbed.**")
 	}
 	b.WriteString("\n\n")
@@ -292,6 +293,3 @@ func outcomes(o map[string]int) string {
 	}
 	return strings.Join(parts, ", ")
 }
-
-func ms(d time.Duration) float64      { return float64(d) / float64(time.Millisecond) }
-func seconds(d time.Duration) float64 { return d.Seconds() }

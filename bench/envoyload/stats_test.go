@@ -1,15 +1,13 @@
 package main
 
 import (
-	"math/rand/v2"
 	"testing"
 	"time"
-
-	"github.com/shadowlab/shadowlab/bench/internal/measure"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/policy"
 )
 
@@ -66,75 +64,12 @@ func TestScheduleCount(t *testing.T) {
 	}
 }
 
-func TestSlicingAt(t *testing.T) {
-	sl := slicing{slice: 500 * ms1, settle: 100 * ms1, order: []int{armTest, armBase, armBase, armTest}}
-	tests := map[string]struct {
-		off          time.Duration
-		slice, arm   int
-		recorded, ok bool
-	}{
-		"start, settling":           {off: 0, slice: 0, arm: armTest, recorded: false, ok: true},
-		"just before settle ends":   {off: 100*ms1 - 1, slice: 0, arm: armTest, recorded: false, ok: true},
-		"settle over":               {off: 100 * ms1, slice: 0, arm: armTest, recorded: true, ok: true},
-		"end of the first slice":    {off: 500*ms1 - 1, slice: 0, arm: armTest, recorded: true, ok: true},
-		"second slice, settling":    {off: 500 * ms1, slice: 1, arm: armBase, recorded: false, ok: true},
-		"third slice, recorded":     {off: 1200 * ms1, slice: 2, arm: armBase, recorded: true, ok: true},
-		"last nanosecond":           {off: 2*time.Second - 1, slice: 3, arm: armTest, recorded: true, ok: true},
-		"end of the phase":          {off: 2 * time.Second, ok: false},
-		"before the phase":          {off: -1, ok: false},
-		"far past the end of phase": {off: time.Hour, ok: false},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			slice, arm, rec, ok := sl.at(tc.off)
-			require.Equal(t, tc.ok, ok)
-			if !ok {
-				return
-			}
-			assert.Equal(t, tc.slice, slice, "slice")
-			assert.Equal(t, tc.arm, arm, "arm")
-			assert.Equal(t, tc.recorded, rec, "recorded")
-		})
-	}
-	assert.Equal(t, 2*time.Second, sl.total())
-	assert.Equal(t, 800*ms1, sl.recordedTime(armBase))
-	assert.Equal(t, 800*ms1, sl.recordedTime(armTest))
-}
-
-func TestInterleave(t *testing.T) {
-	tests := map[string]struct{ pairs int }{
-		"none":  {0},
-		"one":   {1},
-		"ten":   {10},
-		"forty": {40},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			order := interleave(tc.pairs, rand.New(rand.NewPCG(1, 2)))
-			require.Len(t, order, 2*tc.pairs)
-			for k := 0; k < len(order); k += 2 {
-				assert.ElementsMatch(t, []int{armBase, armTest}, order[k:k+2], "pair %d holds both arms", k/2)
-			}
-			assert.Equal(t, order, interleave(tc.pairs, rand.New(rand.NewPCG(1, 2))), "same seed, same order")
-		})
-	}
-	// Over many pairs both orders occur: the arms are not locked to a phase.
-	order := interleave(200, rand.New(rand.NewPCG(7, 7)))
-	first := 0
-	for k := 0; k < len(order); k += 2 {
-		if order[k] == armBase {
-			first++
-		}
-	}
-	assert.InDelta(t, 100, first, 30, "plain first in about half the pairs")
-}
-
 func TestOpenRunArms(t *testing.T) {
 	// 10 rps over two 1 s slices (plain, then test) with a 200 ms settle:
 	// requests 0-1 and 10-11 are settling; request 4 failed, 15 was never sent.
-	sl := slicing{slice: time.Second, settle: 200 * ms1, order: []int{armBase, armTest}}
+	sl := harness.Slicing{Slice: time.Second, Settle: 200 * ms1, Order: []int{armBase, armTest}}
 	r := &openRun{sched: schedule{rate: 10}, sl: sl}
-	n := r.sched.count(sl.total())
+	n := r.sched.count(sl.Total())
 	require.Equal(t, 20, n)
 	r.start, r.end, r.failed = make([]time.Duration, n), make([]time.Duration, n), make([]bool, n)
 	for i := range n {
@@ -156,65 +91,30 @@ func TestOpenRunArms(t *testing.T) {
 	assert.Equal(t, 7, base.Latency.N)
 	assert.InDelta(t, 7/0.8, base.RPS, 1e-9)
 	// plain's recorded latencies: 3,4,6,7,8,9,10 ms
-	assert.Equal(t, measure.Latency{N: 7, P50: 7 * ms1, P90: 10 * ms1, P99: 10 * ms1, Max: 10 * ms1}, base.Latency)
+	assert.Equal(t, harness.Latency{N: 7, P50: 7 * ms1, P90: 10 * ms1, P99: 10 * ms1, Max: 10 * ms1}, base.Latency)
 	assert.Equal(t, ms1/10, base.Lag.Max)
 
 	assert.Equal(t, 8, test.Requests)
 	assert.Equal(t, 1, test.Errors)
 	assert.Equal(t, 9, test.Sent)
 	// test's recorded latencies: 26,28,30,34,36,38,40 ms
-	assert.Equal(t, measure.Latency{N: 7, P50: 34 * ms1, P90: 40 * ms1, P99: 40 * ms1, Max: 40 * ms1}, test.Latency)
-}
-
-func TestCPUUsage(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	tests := map[string]struct {
-		from, to cpuSample
-		want     cpuUsage
-	}{
-		"two cores, half ours": {
-			from: cpuSample{at: t0, busy: 1000, steal: 5, procs: [numProcs]uint64{10, 40, 50}},
-			to:   cpuSample{at: t0.Add(2 * time.Second), busy: 1400, steal: 25, procs: [numProcs]uint64{30, 80, 190}},
-			want: cpuUsage{Generator: 0.1, SUT: 0.2, Envoy: 0.7, Ours: 1, Others: 1, Steal: 0.1},
-		},
-		"others never negative": {
-			from: cpuSample{at: t0},
-			to:   cpuSample{at: t0.Add(time.Second), busy: 50, procs: [numProcs]uint64{0, 0, 52}},
-			want: cpuUsage{Envoy: 0.52, Ours: 0.52},
-		},
-		"no time": {from: cpuSample{at: t0}, to: cpuSample{at: t0, busy: 10}, want: cpuUsage{}},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			assertUsage(t, tc.want, tc.from.usage(tc.to))
-		})
-	}
-}
-
-func assertUsage(t *testing.T, want, got cpuUsage) {
-	t.Helper()
-	assert.InDelta(t, want.Generator, got.Generator, 1e-9, "generator")
-	assert.InDelta(t, want.SUT, got.SUT, 1e-9, "services+serve")
-	assert.InDelta(t, want.Envoy, got.Envoy, 1e-9, "envoy")
-	assert.InDelta(t, want.Ours, got.Ours, 1e-9, "ours")
-	assert.InDelta(t, want.Others, got.Others, 1e-9, "others")
-	assert.InDelta(t, want.Steal, got.Steal, 1e-9, "steal")
+	assert.Equal(t, harness.Latency{N: 7, P50: 34 * ms1, P90: 40 * ms1, P99: 40 * ms1, Max: 40 * ms1}, test.Latency)
 }
 
 func TestArmsCPU(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	sl := slicing{slice: time.Second, settle: 100 * ms1, order: []int{armTest, armBase, armBase, armTest}}
+	sl := harness.Slicing{Slice: time.Second, Settle: 100 * ms1, Order: []int{armTest, armBase, armBase, armTest}}
 	// Cumulative ticks at each slice boundary: plain slices cost envoy 50
 	// ticks a second, test slices 80, and serve 10 more.
-	samples := []cpuSample{
-		{at: t0, busy: 0, procs: [numProcs]uint64{0, 0, 0}},
-		{at: t0.Add(1 * time.Second), busy: 120, procs: [numProcs]uint64{10, 20, 80}},
-		{at: t0.Add(2 * time.Second), busy: 190, procs: [numProcs]uint64{20, 30, 130}},
-		{at: t0.Add(3 * time.Second), busy: 260, procs: [numProcs]uint64{30, 40, 180}},
-		{at: t0.Add(4 * time.Second), busy: 380, procs: [numProcs]uint64{40, 60, 260}},
+	samples := []harness.CPUSample{
+		{At: t0, Busy: 0, Procs: []uint64{0, 0, 0}},
+		{At: t0.Add(1 * time.Second), Busy: 120, Procs: []uint64{10, 20, 80}},
+		{At: t0.Add(2 * time.Second), Busy: 190, Procs: []uint64{20, 30, 130}},
+		{At: t0.Add(3 * time.Second), Busy: 260, Procs: []uint64{30, 40, 180}},
+		{At: t0.Add(4 * time.Second), Busy: 380, Procs: []uint64{40, 60, 260}},
 	}
 	tests := map[string]struct {
-		samples []cpuSample
+		samples []harness.CPUSample
 		sent    [numArms]int
 		want    [numArms]armCPU
 	}{
@@ -247,11 +147,13 @@ func TestArmsCPU(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			got := armsCPU(tc.samples, sl, tc.sent)
 			for a := range numArms {
-				assertUsage(t, tc.want[a].cpuUsage, got[a].cpuUsage)
-				assert.InDelta(t, tc.want[a].GeneratorUs, got[a].GeneratorUs, 1e-9)
-				assert.InDelta(t, tc.want[a].SUTUs, got[a].SUTUs, 1e-9)
-				assert.InDelta(t, tc.want[a].EnvoyUs, got[a].EnvoyUs, 1e-9)
-				assert.InDelta(t, tc.want[a].OursUs, got[a].OursUs, 1e-9)
+				w, g := tc.want[a], got[a]
+				for _, v := range [][2]float64{
+					{w.Generator, g.Generator}, {w.SUT, g.SUT}, {w.Envoy, g.Envoy}, {w.Ours, g.Ours}, {w.Others, g.Others}, {w.Steal, g.Steal},
+					{w.GeneratorUs, g.GeneratorUs}, {w.SUTUs, g.SUTUs}, {w.EnvoyUs, g.EnvoyUs}, {w.OursUs, g.OursUs},
+				} {
+					assert.InDelta(t, v[0], v[1], 1e-9, "arm %d: want %+v, got %+v", a, w, g)
+				}
 			}
 		})
 	}

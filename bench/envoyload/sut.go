@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/serve"
@@ -54,51 +51,21 @@ type sutAddrs struct {
 	Policy   string `json:"policy"`
 }
 
-// sutConfig is the child's command line.
+// sutConfig is the child's command line: sutArg and this as JSON.
 type sutConfig struct {
-	dir     string
-	percent float64
-	faults  bool
-	grace   time.Duration
-	slow    time.Duration
-	capture bool
-}
-
-func (c *sutConfig) args() []string {
-	return []string{sutArg,
-		"-dir", c.dir,
-		"-percent", fmt.Sprint(c.percent),
-		"-faults=" + fmt.Sprint(c.faults),
-		"-grace", c.grace.String(),
-		"-slow", c.slow.String(),
-		"-capture=" + fmt.Sprint(c.capture),
-	}
-}
-
-func parseSUT(args []string) (sutConfig, error) {
-	var c sutConfig
-	fs := flag.NewFlagSet(sutArg, flag.ContinueOnError)
-	fs.StringVar(&c.dir, "dir", "", "working directory")
-	fs.Float64Var(&c.percent, "percent", 10, "mirror percentage")
-	fs.BoolVar(&c.faults, "faults", false, "start the shadow fault servers and routes")
-	fs.DurationVar(&c.grace, "grace", 100*time.Millisecond, "pairer grace")
-	fs.DurationVar(&c.slow, "slow", 5*time.Second, "delay of the slow shadow")
-	fs.BoolVar(&c.capture, "capture", true, "start the capture (ext_proc) server")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if c.dir == "" {
-		return c, errors.New("sut: -dir is required")
-	}
-	return c, nil
+	Dir         string
+	Percent     float64
+	Faults      bool
+	Grace, Slow time.Duration
+	Capture     bool
 }
 
 // runSUT starts everything, reports the addresses on stdout and serves
-// until stdin closes (the parent is gone or done) or a signal arrives.
-func runSUT(args []string) error {
-	cfg, err := parseSUT(args)
-	if err != nil {
-		return err
+// until SIGINT or SIGTERM (the parent's stop; it dies with the parent too).
+func runSUT(arg string) error {
+	var cfg sutConfig
+	if err := json.Unmarshal([]byte(arg), &cfg); err != nil {
+		return fmt.Errorf("sut: %w", err)
 	}
 	zc := zap.NewProductionConfig()
 	zc.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
@@ -108,88 +75,76 @@ func runSUT(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
 
-	var stops []func() // run last first
-	defer func() {
-		for _, stop := range slices.Backward(stops) {
-			stop()
-		}
-	}()
-	legacy := backend.New("legacy", backend.WithAPI(backend.API{}))
-	candidate := backend.New("candidate", backend.WithAPI(backend.API{Candidate: true}))
-	for _, b := range []*backend.Server{legacy, candidate} {
-		if err := b.Start("127.0.0.1:0"); err != nil {
-			return err
-		}
-		stops = append(stops, func() { _ = b.Close() })
+	lab := harness.New(cfg.Dir)
+	defer lab.Stop()
+	legacy, err := lab.Backend("legacy", backend.WithAPI(backend.API{}))
+	if err != nil {
+		return err
+	}
+	candidate, err := lab.Backend("candidate", backend.WithAPI(backend.API{Candidate: true}))
+	if err != nil {
+		return err
 	}
 	// The example services record every request for the tests; forgetting
 	// them every second keeps their heaps (and garbage collections) small.
-	forget, done := time.NewTicker(time.Second), make(chan struct{})
-	stops = append(stops, func() { forget.Stop(); close(done) })
+	forget := time.NewTicker(time.Second)
+	lab.OnStop(forget.Stop)
 	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-forget.C:
-				legacy.Reset()
-				candidate.Reset()
-			}
+		for range forget.C {
+			legacy.Reset()
+			candidate.Reset()
 		}
 	}()
 	services := map[string]string{"legacy": legacy.Addr(), "candidate": candidate.Addr()}
-	if cfg.faults {
+	if cfg.Faults {
 		bh, err := startBlackhole()
 		if err != nil {
 			return err
 		}
-		stops = append(stops, bh.close)
-		slow, slowAddr, err := startSlow(cfg.slow)
+		lab.OnStop(bh.close)
+		slow, slowAddr, err := startSlow(cfg.Slow)
 		if err != nil {
 			return err
 		}
-		stops = append(stops, func() { _ = slow.Close() })
-		refused, err := freeAddr()
+		lab.OnStop(func() { _ = slow.Close() })
+		refused, err := harness.FreeAddr()
 		if err != nil {
 			return err
 		}
 		services["blackhole"], services["slow"], services["refused"] = bh.addr(), slowAddr, refused
 	}
 
-	listener, err := freeAddr()
+	listener, err := harness.FreeAddr()
 	if err != nil {
 		return err
 	}
-	text := policyText(listener, services, cfg.percent, cfg.faults)
+	text := policyText(listener, services, cfg.Percent, cfg.Faults)
 	if _, err := policy.Parse([]byte(text), "policy.yaml"); err != nil {
 		return fmt.Errorf("the benchmark's own policy does not load: %w", err)
 	}
-	policyPath := filepath.Join(cfg.dir, "policy.yaml")
+	policyPath := filepath.Join(cfg.Dir, "policy.yaml")
 	if err := os.WriteFile(policyPath, []byte(text), 0o600); err != nil {
 		return err
 	}
-
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
 	extProc := "127.0.0.1:0"
-	if !cfg.capture {
+	if !cfg.Capture {
 		extProc = ""
 	}
-	in, err := serve.Start(ctx, serve.Config{
+	in, err := lab.Serve(ctx, serve.Config{
 		PolicyPath:     policyPath,
 		XDSAddress:     "127.0.0.1:0",
 		ExtProcAddress: extProc,
 		APIAddress:     "127.0.0.1:0",
 		// A short grace compares a pair within the slice that produced it
 		// instead of charging the work to whichever arm comes next.
-		Pairer: pair.Config{Grace: cfg.grace},
+		Pairer: pair.Config{Grace: cfg.Grace},
 	}, log)
 	if err != nil {
 		return err
 	}
-	stops = append(stops, in.Stop)
-
 	line, err := json.Marshal(sutAddrs{Listener: listener, Legacy: legacy.Addr(), XDS: in.XDSAddr, API: in.APIAddr, Policy: policyPath})
 	if err != nil {
 		return err
@@ -197,16 +152,7 @@ func runSUT(args []string) error {
 	if _, err := fmt.Printf("%s\n", line); err != nil {
 		return err
 	}
-
-	stdinClosed := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
-		close(stdinClosed)
-	}()
-	select {
-	case <-stdinClosed:
-	case <-ctx.Done():
-	}
+	<-ctx.Done()
 	return nil
 }
 
@@ -311,14 +257,4 @@ func startSlow(delay time.Duration) (*http.Server, string, error) {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, ln.Addr().String(), nil
-}
-
-// freeAddr is a loopback address nobody listens on now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

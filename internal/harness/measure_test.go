@@ -1,6 +1,7 @@
-package measure
+package harness
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -9,6 +10,8 @@ import (
 )
 
 const ms1 = time.Millisecond
+
+const armBase, armTest = 0, 1
 
 func TestPercentile(t *testing.T) {
 	seq := func(n int) []time.Duration {
@@ -61,59 +64,65 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestBusyTicks(t *testing.T) {
+func TestSlicing(t *testing.T) {
+	sl := Slicing{Slice: 500 * ms1, Settle: 100 * ms1, Order: []int{armTest, armBase, armBase, armTest}}
 	tests := map[string]struct {
-		line              string
-		wantBusy, wantSte uint64
-		wantErr           bool
+		off          time.Duration
+		slice, arm   int
+		recorded, ok bool
 	}{
-		"ten fields":      {line: "cpu  270598 0 26452 385327 1011 0 1782 19603 0 0", wantBusy: 270598 + 26452 + 1782, wantSte: 19603},
-		"eight fields":    {line: "cpu 1 2 3 4 5 6 7 8", wantBusy: 1 + 2 + 3 + 6 + 7, wantSte: 8},
-		"too few fields":  {line: "cpu 1 2 3", wantErr: true},
-		"not the cpu row": {line: "cpu0 1 2 3 4 5 6 7 8", wantErr: true},
-		"not a number":    {line: "cpu 1 2 x 4 5 6 7 8", wantErr: true},
+		"start, settling":           {off: 0, slice: 0, arm: armTest, recorded: false, ok: true},
+		"just before settle ends":   {off: 100*ms1 - 1, slice: 0, arm: armTest, recorded: false, ok: true},
+		"settle over":               {off: 100 * ms1, slice: 0, arm: armTest, recorded: true, ok: true},
+		"end of the first slice":    {off: 500*ms1 - 1, slice: 0, arm: armTest, recorded: true, ok: true},
+		"second slice, settling":    {off: 500 * ms1, slice: 1, arm: armBase, recorded: false, ok: true},
+		"third slice, recorded":     {off: 1200 * ms1, slice: 2, arm: armBase, recorded: true, ok: true},
+		"last nanosecond":           {off: 2*time.Second - 1, slice: 3, arm: armTest, recorded: true, ok: true},
+		"end of the phase":          {off: 2 * time.Second, ok: false},
+		"before the phase":          {off: -1, ok: false},
+		"far past the end of phase": {off: time.Hour, ok: false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			busy, steal, err := BusyTicks(tc.line)
-			if tc.wantErr {
-				require.Error(t, err)
+			slice, arm, rec, ok := sl.At(tc.off)
+			require.Equal(t, tc.ok, ok)
+			if !ok {
 				return
 			}
-			require.NoError(t, err)
-			assert.Equal(t, tc.wantBusy, busy)
-			assert.Equal(t, tc.wantSte, steal)
+			assert.Equal(t, tc.slice, slice, "slice")
+			assert.Equal(t, tc.arm, arm, "arm")
+			assert.Equal(t, tc.recorded, rec, "recorded")
 		})
 	}
+	assert.Equal(t, 2*time.Second, sl.Total())
+	assert.Equal(t, 800*ms1, sl.Recorded(armBase))
+	assert.Equal(t, 800*ms1, sl.Recorded(armTest))
 }
 
-func TestProcessTicks(t *testing.T) {
-	tests := map[string]struct {
-		stat    string
-		want    uint64
-		wantErr bool
-	}{
-		"plain name": {
-			stat: "13443 (envoy) S 1 13443 1 0 -1 4194560 30455 0 0 0 431 120 0 0 20 0 12 0 319420 3331792896 32912",
-			want: 551,
-		},
-		"name with spaces and parentheses": {
-			stat: "42 (a (b) c) R 1 42 1 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 1 1 1",
-			want: 10,
-		},
-		"no name":    {stat: "42 R 1", wantErr: true},
-		"truncated":  {stat: "42 (x) R 1 2 3", wantErr: true},
-		"bad number": {stat: "42 (x) R 1 42 1 0 -1 0 0 0 0 0 x 3 0", wantErr: true},
+func TestInterleave(t *testing.T) {
+	tests := map[string]struct{ pairs int }{
+		"none":  {0},
+		"one":   {1},
+		"ten":   {10},
+		"forty": {40},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := ProcessTicks(tc.stat)
-			if tc.wantErr {
-				require.Error(t, err)
-				return
+			order := Interleave(tc.pairs, rand.New(rand.NewPCG(1, 2)))
+			require.Len(t, order, 2*tc.pairs)
+			for k := 0; k < len(order); k += 2 {
+				assert.ElementsMatch(t, []int{armBase, armTest}, order[k:k+2], "pair %d holds both arms", k/2)
 			}
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, got)
+			assert.Equal(t, order, Interleave(tc.pairs, rand.New(rand.NewPCG(1, 2))), "same seed, same order")
 		})
 	}
+	// Over many pairs both orders occur: the arms are not locked to a phase.
+	order := Interleave(200, rand.New(rand.NewPCG(7, 7)))
+	first := 0
+	for k := 0; k < len(order); k += 2 {
+		if order[k] == armBase {
+			first++
+		}
+	}
+	assert.InDelta(t, 100, first, 30, "plain first in about half the pairs")
 }

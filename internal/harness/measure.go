@@ -1,17 +1,12 @@
-// Package measure holds what shadowlab's benchmark commands share:
-// latency percentiles, CPU sampling on a schedule, and a description of the
-// machine a run happened on.
-package measure
+package harness
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +40,55 @@ func Summarize(lat []time.Duration) Latency {
 		s.Max = lat[len(lat)-1]
 	}
 	return s
+}
+
+// Ms is d in milliseconds.
+func Ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Slicing interleaves two arms (0 and 1) in time: a phase is cut into
+// slices of equal length, slice k given to arm Order[k]. Requests started
+// in the first Settle of a slice are sent but not recorded, so that what is
+// still in flight from the previous slice is not charged to this one.
+type Slicing struct {
+	Slice, Settle time.Duration
+	Order         []int
+}
+
+// Total is the length of the phase.
+func (s Slicing) Total() time.Duration { return s.Slice * time.Duration(len(s.Order)) }
+
+// At returns the slice that offset off falls in, its arm, and whether a
+// request started at off is recorded; ok is false outside the phase.
+func (s Slicing) At(off time.Duration) (slice, arm int, recorded, ok bool) {
+	if off < 0 || off >= s.Total() {
+		return 0, 0, false, false
+	}
+	k := int(off / s.Slice)
+	return k, s.Order[k], off-time.Duration(k)*s.Slice >= s.Settle, true
+}
+
+// Recorded is how long arm was recorded: its slices less their settle.
+func (s Slicing) Recorded(arm int) time.Duration {
+	var d time.Duration
+	for _, a := range s.Order {
+		if a == arm {
+			d += s.Slice - s.Settle
+		}
+	}
+	return d
+}
+
+// Interleave returns the arm of each of 2×pairs slices: each consecutive
+// pair holds both arms, in an order drawn from rng, so that the arms share
+// every stretch of the run (drift, GC, background work cancel out) and no
+// arm is locked to a period of the system (a 1 s flush, say).
+func Interleave(pairs int, rng *rand.Rand) []int {
+	order := make([]int, 0, 2*pairs)
+	for range pairs {
+		first := rng.IntN(2)
+		order = append(order, first, 1-first)
+	}
+	return order
 }
 
 // SampleAt calls sample at t0 + k×every for k = 0 … n and sends the n+1
@@ -84,11 +128,13 @@ type Machine struct {
 	Date     string `json:"date"`
 }
 
-// DescribeMachine describes this machine and the Envoy at envoyBin.
-func DescribeMachine(envoyBin string) Machine {
+// DescribeMachine describes this machine and its Envoy (EnvoyBin).
+func DescribeMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), Envoy: "unknown", Date: time.Now().UTC().Format(time.RFC3339)}
-	if v, err := envoy.Version(envoyBin); err == nil {
-		m.Envoy = v
+	if bin, err := EnvoyBin(); err == nil {
+		if v, err := envoy.Version(bin); err == nil {
+			m.Envoy = v
+		}
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
@@ -102,70 +148,4 @@ func DescribeMachine(envoyBin string) Machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
-}
-
-// BusyTicks reads /proc/stat's aggregate "cpu" line: busy is user, nice,
-// system, irq and softirq (guest time is already in user); steal is steal.
-func BusyTicks(line string) (busy, steal uint64, err error) {
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
-	}
-	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
-		}
-		switch i {
-		case 3, 4: // idle, iowait
-		case 7:
-			steal = n
-		default:
-			busy += n
-		}
-	}
-	return busy, steal, nil
-}
-
-// ProcessTicks is utime + stime of a /proc/<pid>/stat line. The command
-// name, in parentheses, may hold spaces and parentheses: fields are counted
-// after the last ')'.
-func ProcessTicks(stat string) (uint64, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("no command name")
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("%d fields after the command name", len(f))
-	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return utime + stime, nil
-}
-
-// SystemTicks is BusyTicks of this machine now.
-func SystemTicks() (busy, steal uint64, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return BusyTicks(line)
-}
-
-// PidTicks is ProcessTicks of process pid now.
-func PidTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	n, err := ProcessTicks(string(b))
-	if err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return n, nil
 }
