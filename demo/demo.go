@@ -122,7 +122,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	// 2. The policy, on free ports, and the control plane following it.
-	listenerAddr, xdsAddr, extprocAddr, apiAddr, admissionAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
+	listenerAddr, xdsAddr, gatewayAddr, apiAddr, admissionAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	policyPath := filepath.Join(d.dir, "policy.yaml")
 	var buf bytes.Buffer
 	err = template.Must(template.New("policy").Parse(policyTemplate)).Execute(&buf, map[string]string{
@@ -139,7 +139,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	cp, _, err := startProc(ctx, d.dir, "shadowlab-serve", "", self,
-		"serve", "--policy", policyPath, "--xds-address", xdsAddr, "--extproc-address", extprocAddr,
+		"serve", "--policy", policyPath, "--xds-address", xdsAddr, "--gateway-address", gatewayAddr,
 		"--api-address", apiAddr, "--admission-address", admissionAddr, "--wasm", filepath.Join(binDir, "shadowlab.wasm"),
 		"--db", filepath.Join(d.dir, "shadowlab.db"), "--log-format", "console")
 	if err != nil {
@@ -170,7 +170,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("shadowlab demo: %s", envoyVersion(envoyBin))
 	d.say("  legacy (primary) %s, candidate (shadow) %s, Envoy listener %s", addrs["legacy"], addrs["candidate"], listenerAddr)
-	d.say("  shadowlab serve: xDS %s, capture %s, report API http://%s", xdsAddr, extprocAddr, apiAddr)
+	d.say("  shadowlab serve: xDS %s, shadow gateway %s, report API http://%s", xdsAddr, gatewayAddr, apiAddr)
 	d.say("  policy %s: %d routes, %d mirrored", policyPath, len(pol.Routes), mirroredRoutes(pol))
 
 	// 4. Traffic on the policy as written.

@@ -82,7 +82,7 @@ func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
 	e.ports = ports{Listener: freeAddr(t), Legacy: e.legacy.Addr(), Candidate: e.candidate.Addr()}
 	e.writePolicy(policyTmpl)
 
-	e.cpAddrs = cpAddrs{xds: freeAddr(t), extproc: freeAddr(t), api: freeAddr(t), admission: freeAddr(t)}
+	e.cpAddrs = cpAddrs{xds: freeAddr(t), gateway: freeAddr(t), api: freeAddr(t), admission: freeAddr(t)}
 	e.cp = e.startControlPlane(opts.serve, opts.logs)
 
 	boot, err := harness.DynamicBootstrap("e2e-"+t.Name(), e.cpAddrs.xds, opts.delta)
@@ -188,11 +188,11 @@ type controlPlane struct {
 
 // cpAddrs are the control plane's ports, fixed for the env's life so that a
 // restarted control plane is found by the same Envoy.
-type cpAddrs struct{ xds, extproc, api, admission string }
+type cpAddrs struct{ xds, gateway, api, admission string }
 
 func (e *env) startControlPlane(cfg serve.Config, logs io.Writer) *controlPlane {
 	e.t.Helper()
-	cfg.PolicyPath, cfg.XDSAddress, cfg.ExtProcAddress, cfg.APIAddress = e.policyPath, e.cpAddrs.xds, e.cpAddrs.extproc, e.cpAddrs.api
+	cfg.PolicyPath, cfg.XDSAddress, cfg.GatewayAddress, cfg.APIAddress = e.policyPath, e.cpAddrs.xds, e.cpAddrs.gateway, e.cpAddrs.api
 	cfg.AdmissionAddress = e.cpAddrs.admission
 	if cfg.WasmPath == "" {
 		path, err := harness.BuildPlugin()

@@ -42,7 +42,7 @@ func startProcEnv(t *testing.T, policyTmpl string) *procEnv {
 	writePolicy(t, policyPath, policyTmpl, e.ports)
 
 	xdsAddr := freeAddr(t)
-	e.serve, err = lab.ServeProc(ctx, serve.Config{PolicyPath: policyPath, XDSAddress: xdsAddr, ExtProcAddress: freeAddr(t),
+	e.serve, err = lab.ServeProc(ctx, serve.Config{PolicyPath: policyPath, XDSAddress: xdsAddr, GatewayAddress: freeAddr(t),
 		APIAddress: e.api, AdmissionAddress: freeAddr(t)})
 	require.NoError(t, err)
 	boot, err := harness.DynamicBootstrap("e2e-"+t.Name(), xdsAddr, false)

@@ -389,6 +389,9 @@ func (c *checker) routes(d *document, listeners map[string]bool, p *Policy) {
 		if r.Shadow != nil {
 			out.Shadow = c.shadow(fieldPath(rp, "shadow"), r, p)
 			out.Shadow.Compare = c.compare(cp, r.Compare)
+			if r.Compare != nil && !out.Shadow.Capture {
+				c.add(cp, "has no effect with shadow.capture: false (nothing is compared); remove one of them")
+			}
 		} else if r.Compare != nil {
 			if !c.undecoded[fieldPath(rp, "shadow")] {
 				c.add(cp, "compare needs a shadow (this route mirrors nothing to compare with)")
@@ -626,7 +629,10 @@ func (c *checker) regex(path, s string) bool {
 // million); more digits are accepted, not refused.
 func (c *checker) shadow(path string, r *docRoute, p *Policy) *Shadow {
 	s := r.Shadow
-	out := &Shadow{Tenants: s.Tenants, UnsafeMethods: s.UnsafeMethods, MaxConcurrent: DefaultMaxConcurrent, MaxRequestBytes: DefaultMaxRequestBytes}
+	out := &Shadow{Tenants: s.Tenants, UnsafeMethods: s.UnsafeMethods, MaxConcurrent: DefaultMaxConcurrent, MaxRequestBytes: DefaultMaxRequestBytes, Capture: true}
+	if s.Capture != nil {
+		out.Capture = *s.Capture
+	}
 	sp := fieldPath(path, "service")
 	if out.Service = c.serviceRef(sp, s.Service, p); out.Service != nil && s.Service == r.Primary {
 		c.add(sp, "must differ from primary %q (a route cannot mirror to its own primary)", r.Primary)

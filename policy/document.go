@@ -51,6 +51,7 @@ type docShadow struct {
 	UnsafeMethods   bool     `yaml:"unsafeMethods"`
 	MaxConcurrent   *uint32  `yaml:"maxConcurrent"`
 	MaxRequestBytes *int64   `yaml:"maxRequestBytes"`
+	Capture         *bool    `yaml:"capture"`
 }
 
 type docCompare struct {

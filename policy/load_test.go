@@ -44,6 +44,7 @@ func TestLoadValid(t *testing.T) {
 			Tenants:         &Tenants{Header: "x-tenant", Values: []string{"acme", "globex"}},
 			MaxConcurrent:   100,
 			MaxRequestBytes: 1 << 20,
+			Capture:         true,
 			Compare:         Compare{Spec: spec, LearnNoise: true, MaxBodyBytes: 1 << 20},
 		},
 		Admission: &Admission{

@@ -160,6 +160,11 @@ type Shadow struct {
 	// is not mirrored, and counted (its pair is skipped, not a finding).
 	MaxRequestBytes int64 `json:"maxRequestBytes"`
 
+	// Capture compares the shadow's answers with the primary's (through
+	// shadowlab's gateway). Default true; false mirrors straight to the
+	// shadow service and compares nothing (a dark launch, a load test).
+	Capture bool `json:"capture"`
+
 	Compare Compare `json:"compare"`
 }
 

@@ -45,10 +45,12 @@ type Config struct {
 	Gateway          gateway.Config
 	// ExtProcAddress is the listen address of the ext_proc capture server
 	// of the design the gateway replaced (both halves captured in Envoy by
-	// ext_proc); set, it is used instead of the gateway. Kept to measure
-	// the two side by side.
+	// ext_proc), for the routes named in ExtProcRoutes (every captured
+	// route when empty) instead of the gateway. Kept to measure the two
+	// side by side.
 	ExtProcAddress   string
 	ExtProcAdvertise string // default as GatewayAdvertise
+	ExtProcRoutes    []string
 	APIAddress       string // listen address of the report API and /metrics; "" disables it
 	// APIAdvertise is the address Envoy dials for the API (the admission
 	// plugin's code and reports); default as ExtProcAdvertise.
@@ -125,11 +127,7 @@ func (in *Instance) build(published chan<- error) error {
 	if err != nil {
 		return err
 	}
-	gwAddr := cfg.GatewayAddress
-	if cfg.ExtProcAddress != "" {
-		gwAddr = "" // the ext_proc design replaces the gateway
-	}
-	gwLis, err := in.listen("gateway address", gwAddr, &in.GatewayAddr)
+	gwLis, err := in.listen("gateway address", cfg.GatewayAddress, &in.GatewayAddr)
 	if err != nil {
 		return err
 	}
@@ -147,6 +145,7 @@ func (in *Instance) build(published chan<- error) error {
 	}
 	opts.GatewayAddress = advertise(cfg.GatewayAdvertise, in.GatewayAddr)
 	opts.ExtProcAddress = advertise(cfg.ExtProcAdvertise, in.ExtProcAddr)
+	opts.ExtProcRoutes = cfg.ExtProcRoutes
 	opts.APIAddress = advertise(cfg.APIAdvertise, in.APIAddr)
 	opts.AdmissionAddress = advertise(cfg.AdmissionAdvertise, in.AdmissionAddr)
 

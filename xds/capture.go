@@ -40,7 +40,7 @@ func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
 	}
 	filters := append(admissionFilters(p, opts), captureWasmFilters(p, opts)...)
-	if opts.extProcCapture() {
+	if opts.captured(p, captureExtProc) {
 		var headers []string
 		for _, r := range p.Routes {
 			headers = append(headers, routeCapturedHeaders(r)...)
@@ -179,20 +179,10 @@ func grpcCluster(name, addr string) (*clusterv3.Cluster, error) {
 	return c, nil
 }
 
-// mirrors reports whether p mirrors any route.
-func mirrors(p *policy.Policy) bool {
-	for _, r := range p.Routes {
-		if r.Shadow != nil {
-			return true
-		}
-	}
-	return false
-}
-
 // checkCapture reports what the options lack to capture p's mirrored
 // routes through the gateway and the plugin.
 func checkCapture(p *policy.Policy, opts Options) []error {
-	if !opts.gateway() || !mirrors(p) {
+	if !opts.captured(p, captureGateway) {
 		return nil
 	}
 	var errs []error
@@ -209,12 +199,9 @@ func checkCapture(p *policy.Policy, opts Options) []error {
 // route, each off unless the route's sampled variants switch it on: only
 // mirrored requests are captured, and nothing else pays for it.
 func captureWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
-	if !opts.gateway() {
-		return nil
-	}
 	var out []*hcmv3.HttpFilter
 	for _, r := range p.Routes {
-		if r.Shadow == nil {
+		if opts.captureOf(r) != captureGateway {
 			continue
 		}
 		w := pluginInstance(CaptureWasmFilter(r.Name), wire.CaptureRootID, captureConfig(r).AppendJSON(nil), opts)

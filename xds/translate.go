@@ -63,8 +63,10 @@ type Options struct {
 	// ExtProcAddress is host:port of shadowlab's ext_proc capture server,
 	// the design the gateway replaces (both halves captured by ext_proc in
 	// Envoy, the shadow's as an upstream filter). Kept only to measure it
-	// side by side with the gateway; it wins over GatewayAddress.
+	// side by side with the gateway: it captures the routes named in
+	// ExtProcRoutes, or every route when that is empty.
 	ExtProcAddress string
+	ExtProcRoutes  []string
 	// AdmissionAddress is host:port of the global admission (ext_proc)
 	// server. Routes with global admission need it.
 	AdmissionAddress string
@@ -77,11 +79,37 @@ type Options struct {
 	Wasm WasmCode
 }
 
-// capture reports whether responses are captured for comparison;
-// extProcCapture, whether with the ext_proc design rather than the gateway.
-func (o Options) capture() bool        { return o.GatewayAddress != "" || o.ExtProcAddress != "" }
-func (o Options) extProcCapture() bool { return o.ExtProcAddress != "" }
-func (o Options) gateway() bool        { return o.GatewayAddress != "" && o.ExtProcAddress == "" }
+// captureKind is how a mirrored route's answers are captured.
+type captureKind int
+
+const (
+	captureNone    captureKind = iota // mirrored straight to the shadow service, nothing compared
+	captureGateway                    // the shadow through the gateway, the primary by the plugin
+	captureExtProc                    // both by ext_proc in Envoy (the earlier design)
+)
+
+// captureOf is how route r is captured.
+func (o Options) captureOf(r *policy.Route) captureKind {
+	switch {
+	case r.Shadow == nil || !r.Shadow.Capture:
+		return captureNone
+	case o.ExtProcAddress != "" && (len(o.ExtProcRoutes) == 0 || slices.Contains(o.ExtProcRoutes, r.Name)):
+		return captureExtProc
+	case o.GatewayAddress != "":
+		return captureGateway
+	}
+	return captureNone
+}
+
+// captured reports whether any route of p is captured the way kind says.
+func (o Options) captured(p *policy.Policy, kind captureKind) bool {
+	for _, r := range p.Routes {
+		if o.captureOf(r) == kind {
+			return true
+		}
+	}
+	return false
+}
 
 // Translate builds the Envoy resources for p. It is pure and deterministic.
 // It returns every problem it finds (joined); a policy that passed
@@ -119,7 +147,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 		}
 		res.Clusters = append(res.Clusters, c)
 	}
-	if opts.extProcCapture() {
+	if opts.captured(p, captureExtProc) {
 		c, err := extProcCluster(opts.ExtProcAddress)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("ext_proc server: %w", err))
@@ -135,7 +163,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			res.Clusters = append(res.Clusters, c)
 		}
 	}
-	if opts.APIAddress != "" && (len(p.AdmissionRoutes(wire.ScopeLocal)) > 0 || opts.gateway() && mirrors(p)) {
+	if opts.APIAddress != "" && (len(p.AdmissionRoutes(wire.ScopeLocal)) > 0 || opts.captured(p, captureGateway)) {
 		c, err := apiCluster(opts.APIAddress)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("api: %w", err))
@@ -283,11 +311,11 @@ func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 			RuntimeKey:   MirrorPercentKey(r.Name),
 		}
 		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, dryRun)
-		if opts.capture() {
+		if kind := opts.captureOf(r); kind != captureNone {
 			if rt.TypedPerFilterConfig == nil {
 				rt.TypedPerFilterConfig = map[string]*anypb.Any{}
 			}
-			if opts.extProcCapture() {
+			if kind == captureExtProc {
 				rt.TypedPerFilterConfig[ExtProcFilter] = capturePerRoute(r.Name)
 			} else {
 				rt.TypedPerFilterConfig[CaptureWasmFilter(r.Name)] = enabledPerRoute()
@@ -457,14 +485,15 @@ func serviceCluster(s *policy.Service) (*clusterv3.Cluster, error) {
 func shadowCluster(r *policy.Route, opts Options) (*clusterv3.Cluster, error) {
 	s := r.Shadow.Service
 	endpoints, connect := s.Endpoints, s.ConnectTimeout
-	if opts.gateway() {
+	kind := opts.captureOf(r)
+	if kind == captureGateway {
 		endpoints, connect = []string{opts.GatewayAddress}, 250*time.Millisecond
 	}
 	c, err := staticCluster(ShadowCluster(r.Name), endpoints, connect)
 	if err != nil {
 		return nil, err
 	}
-	if opts.extProcCapture() {
+	if kind == captureExtProc {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 			httpProtocolOptionsKey: mustAny(shadowProtocolOptions(r)),
 		}

@@ -45,7 +45,8 @@ func (l *Lab) ServeProc(ctx context.Context, cfg serve.Config) (*Proc, error) {
 		}
 	}
 	p, err := l.Start("serve", bin, "serve", "--policy", cfg.PolicyPath, "--xds-address", cfg.XDSAddress,
-		"--extproc-address", cfg.ExtProcAddress, "--api-address", cfg.APIAddress, "--admission-address", cfg.AdmissionAddress,
+		"--gateway-address", cfg.GatewayAddress, "--extproc-address", cfg.ExtProcAddress,
+		"--api-address", cfg.APIAddress, "--admission-address", cfg.AdmissionAddress,
 		"--wasm", cfg.WasmPath, "--db", cfg.Report.DBPath, "--log-format", "console")
 	if err != nil {
 		return nil, err
