@@ -2,21 +2,11 @@ package gateway
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/shadowlab/shadowlab/internal/testpki"
 	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
@@ -155,10 +146,10 @@ func newFixture(t *testing.T) *fixture {
 	h2c.Config.Protocols.SetUnencryptedHTTP2(true)
 	h2c.Start()
 	t.Cleanup(h2c.Close)
-	dir := t.TempDir()
-	ca, serverCert, clientCA := writePKI(t, dir)
+	pki, err := testpki.New(t.TempDir(), "shadow.test")
+	require.NoError(t, err)
 	tlsSrv := httptest.NewUnstartedServer(f.tls)
-	tlsSrv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA}
+	tlsSrv.TLS = pki.Server
 	tlsSrv.EnableHTTP2 = true
 	tlsSrv.StartTLS()
 	t.Cleanup(tlsSrv.Close)
@@ -170,7 +161,7 @@ func newFixture(t *testing.T) *fixture {
 	var buf bytes.Buffer
 	require.NoError(t, template.Must(template.New("p").Parse(gatewayPolicy)).Execute(&buf, map[string]string{
 		"Plain": plain.Listener.Addr().String(), "H2C": h2c.Listener.Addr().String(), "TLS": tlsSrv.Listener.Addr().String(),
-		"Refused": refusedAddr, "CA": ca, "Cert": filepath.Join(dir, "client.pem"), "Key": filepath.Join(dir, "client.key"),
+		"Refused": refusedAddr, "CA": pki.CA, "Cert": pki.ClientCert, "Key": pki.ClientKey,
 	}))
 	p, err := policy.Parse(buf.Bytes(), "gateway.yaml")
 	require.NoError(t, err)
@@ -373,41 +364,4 @@ func TestFingerprint(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, base, fp(other, "GET", "/r?a=1", "", map[string]string{"x-tenant": "acme", "cookie": "s=1", "accept-language": "en"}), "keyed")
 	assert.NotContains(t, base, "s=1")
-}
-
-// writePKI writes a CA, a server certificate for shadow.test and a client
-// certificate (client.pem, client.key) into dir; it returns the CA file,
-// the server certificate and the pool that verifies clients.
-func writePKI(t *testing.T, dir string) (string, tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	issue := func(serial int64, usage x509.ExtKeyUsage, names ...string) ([]byte, *ecdsa.PrivateKey) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "leaf"}, DNSNames: names,
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		require.NoError(t, err)
-		return der, key
-	}
-	write := func(name, typ string, der []byte) {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-	}
-	write("ca.pem", "CERTIFICATE", caDER)
-	clientDER, clientKey := issue(2, x509.ExtKeyUsageClientAuth)
-	write("client.pem", "CERTIFICATE", clientDER)
-	keyDER, err := x509.MarshalECPrivateKey(clientKey)
-	require.NoError(t, err)
-	write("client.key", "EC PRIVATE KEY", keyDER)
-	serverDER, serverKey := issue(3, x509.ExtKeyUsageServerAuth, "shadow.test")
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return filepath.Join(dir, "ca.pem"), tls.Certificate{Certificate: [][]byte{serverDER}, PrivateKey: serverKey}, pool
 }

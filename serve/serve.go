@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,9 +87,13 @@ type Instance struct {
 	listeners []net.Listener
 	servers   []func(ctx context.Context) error // each serves until ctx is done
 
+	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
+
+	gwMu  sync.Mutex
+	gwSrv *http.Server // the gateway's server now
 }
 
 // Start builds every component, runs them, and returns once the policy is
@@ -190,7 +195,7 @@ func (in *Instance) build(published chan<- error) error {
 			return err
 		}
 		pub.use = append(pub.use, in.Gateway.Use)
-		srv := &http.Server{Handler: in.Gateway, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
+		srv := in.gatewayServer()
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, gwLis) })
 	}
 	if extLis != nil {
@@ -220,6 +225,36 @@ func (in *Instance) build(published chan<- error) error {
 		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm, in.Pairer.CaptureHandler()), ReadHeaderTimeout: 5 * time.Second}
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, apiLis) })
 	}
+	return nil
+}
+
+func (in *Instance) gatewayServer() *http.Server {
+	in.gwMu.Lock()
+	defer in.gwMu.Unlock()
+	in.gwSrv = &http.Server{Handler: in.Gateway, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
+	return in.gwSrv
+}
+
+// KillGateway closes the gateway's port and every connection on it at
+// once, as a crash would; RestartGateway listens again on the same
+// address. For fault tests: the rest of serve goes on.
+func (in *Instance) KillGateway() error {
+	in.gwMu.Lock()
+	defer in.gwMu.Unlock()
+	if in.gwSrv == nil {
+		return errors.New("no gateway")
+	}
+	return in.gwSrv.Close()
+}
+
+// RestartGateway serves the gateway again after KillGateway.
+func (in *Instance) RestartGateway() error {
+	l, err := net.Listen("tcp", in.GatewayAddr)
+	if err != nil {
+		return err
+	}
+	srv := in.gatewayServer()
+	go func() { _ = serveHTTP(in.ctx, srv, l) }()
 	return nil
 }
 
@@ -253,6 +288,7 @@ func (in *Instance) close() {
 // closed and Wait returns.
 func (in *Instance) run(ctx context.Context) {
 	ctx, in.cancel = context.WithCancel(ctx)
+	in.ctx = ctx
 	g, gctx := errgroup.WithContext(ctx)
 	for _, serve := range in.servers {
 		g.Go(func() error { return serve(gctx) })
