@@ -300,10 +300,15 @@ func TestCompare(t *testing.T) {
 			primary: Response{Status: 200, Body: []byte(` {"a":1}`)}, shadow: Response{Status: 200, Body: []byte(`{"a":2}`)},
 			want: []Difference{d("$.a", Changed, "1", "2")},
 		},
-		"text/plain json-looking bodies are bytes": {
+		"JSON served as text/plain is JSON": {
 			primary: Response{Status: 200, Headers: map[string]string{"content-type": "text/plain"}, Body: []byte(`{"a":1}`)},
-			shadow:  Response{Status: 200, Headers: map[string]string{"content-type": "text/plain"}, Body: []byte(`{ "a":1}`)},
-			want:    []Difference{{Path: "body", Pattern: "body", Kind: Body, Primary: `at byte 1: "a":1}`, Shadow: `at byte 1:  "a":1}`}},
+			shadow:  Response{Status: 200, Headers: map[string]string{"content-type": "text/plain"}, Body: []byte(`{ "a":2}`)},
+			want:    []Difference{d("$.a", Changed, "1", "2")},
+		},
+		"text/plain that only looks like JSON is bytes": {
+			primary: Response{Status: 200, Headers: map[string]string{"content-type": "text/plain"}, Body: []byte(`{a:1}`)},
+			shadow:  Response{Status: 200, Headers: map[string]string{"content-type": "text/plain"}, Body: []byte(`{a:2}`)},
+			want:    []Difference{{Path: "body", Pattern: "body", Kind: Body, Primary: `at byte 3: 1}`, Shadow: `at byte 3: 2}`}},
 		},
 		"content type case and parameters": {
 			primary: Response{Status: 200, Headers: map[string]string{"content-type": "Application/Problem+JSON; charset=utf-8"}, Body: []byte(`{"a":1}`)},

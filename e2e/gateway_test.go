@@ -98,9 +98,19 @@ type service struct {
 // capture plugin is loaded.
 func newGWEnv(t *testing.T, policyTmpl, warm string, services ...service) *gwEnv {
 	t.Helper()
-	e := &gwEnv{t: t, lab: harness.Test(t), svc: map[string]*recorder{}, addr: map[string]string{},
+	return startGWEnv(t, harness.Test(t), nil, policyTmpl, warm, services...)
+}
+
+// startGWEnv is newGWEnv in lab, with other services already running at
+// the addresses of more (template names → host:port).
+func startGWEnv(t *testing.T, lab *harness.Lab, more map[string]string, policyTmpl, warm string, services ...service) *gwEnv {
+	t.Helper()
+	e := &gwEnv{t: t, lab: lab, svc: map[string]*recorder{}, addr: maps.Clone(more),
 		client: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}}
 	e.h2c = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Protocols: h2cOnly(), DisableCompression: true}}
+	if e.addr == nil {
+		e.addr = map[string]string{}
+	}
 	pki, err := testpki.New(e.lab.Dir, "shadow.test")
 	require.NoError(t, err)
 	e.addr["CA"], e.addr["Cert"], e.addr["Key"] = pki.CA, pki.ClientCert, pki.ClientKey
@@ -546,4 +556,111 @@ func TestRequestTooLarge(t *testing.T) {
 	for _, r := range e.svc["shadow"].byID {
 		assert.NotContains(t, r.Header["x-test"], "big", "never forwarded")
 	}
+}
+
+const httpbinPolicy = `
+version: 1
+listeners: [{name: in, address: "{{.Listener}}"}]
+services:
+  old: {endpoints: ["{{.old}}"]}
+  new: {endpoints: ["{{.new}}"]}
+  probe: {endpoints: ["{{.probe}}"]}
+routes:
+  - name: ready
+    match: {pathPrefix: /__ready_probe}
+    primary: probe
+  - name: httpbin
+    match: {pathPrefix: /}
+    primary: old
+    shadow: {service: new, percent: 100, unsafeMethods: true}
+`
+
+// TestThirdPartyReleases mirrors a service shadowlab's authors did not
+// write, go-httpbin, from one release (the primary) to a later one (the
+// shadow), with the headers, cookies and bodies of real clients. Its echo
+// endpoints return the request they got: they match, because the shadow
+// gets exactly the primary's request, and the marks they echo are
+// explained; /uuid answers a fresh UUID every time: learned as noise; and
+// the one change between the releases that these endpoints show — /cookies
+// wraps the cookies in an object — is reported, on every such pair, and is
+// the only difference.
+func TestThirdPartyReleases(t *testing.T) {
+	t.Parallel()
+	lab := harness.Test(t)
+	more := map[string]string{}
+	for name, version := range map[string]string{"old": harness.HTTPBinOld, "new": harness.HTTPBinNew} {
+		bin, err := harness.BuildHTTPBin(version)
+		require.NoError(t, err)
+		addr := freeAddr(t)
+		host, port, _ := net.SplitHostPort(addr)
+		_, err = lab.Start("httpbin-"+name, bin, "-host", host, "-port", port)
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		require.NoError(t, harness.WaitHTTP(ctx, "http://"+addr+"/status/200", func(r *http.Response) bool { return r.StatusCode == 200 }))
+		cancel()
+		more[name] = addr
+	}
+	e := startGWEnv(t, lab, more, httpbinPolicy, "/get", service{name: "probe", proto: "http1"})
+
+	browser := map[string]string{
+		"user-agent":      "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+		"accept":          "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+		"accept-language": "en-GB,en;q=0.9,de;q=0.8",
+		"cookie":          "session=5f2b9c; theme=dark; consent=yes",
+		"authorization":   "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig",
+		"x-forwarded-for": "198.51.100.23",
+	}
+	requests := []struct{ method, path, body string }{
+		{"GET", "/get?page=2&sort=name", ""},
+		{"GET", "/headers", ""},
+		{"POST", "/anything/orders?dry=1", `{"item":"book","qty":2}`},
+		{"PUT", "/anything/orders/7", `{"qty":3}`},
+		{"GET", "/uuid", ""},
+		{"GET", "/json", ""},
+		{"GET", "/cookies", ""},
+		{"GET", "/user-agent", ""},
+		{"GET", "/base64/aGVsbG8gc2hhZG93bGFi", ""},
+		{"GET", "/response-headers?x-team=billing", ""},
+		{"GET", "/cache", ""},
+		{"GET", "/etag/v1", ""},
+		{"GET", "/html", ""},
+		{"GET", "/status/418", ""},
+	}
+	const rounds = 5
+	for range rounds {
+		for _, r := range requests {
+			req, err := http.NewRequest(r.method, "http://"+e.addr["Listener"]+r.path, strings.NewReader(r.body))
+			require.NoError(t, err)
+			for k, v := range browser {
+				req.Header.Set(k, v)
+			}
+			if r.body != "" {
+				req.Header.Set("content-type", "application/json")
+			}
+			resp, err := e.client.Do(req)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	total := rounds * len(requests)
+	rr := e.routeReport("httpbin", total)
+	require.Equal(t, total, rr.Pairs, "%+v %+v", rr.Outcomes, rr.Reasons)
+	require.Eventually(t, func() bool { // noise is handed to the report twice a second
+		rr = e.routeReport("httpbin", total)
+		return len(rr.Noise) > 0
+	}, 5*time.Second, 100*time.Millisecond)
+	diffs := differences(rr)
+	assert.Equal(t, map[string]int{"$.consent removed": rounds, "$.session removed": rounds, "$.theme removed": rounds, "$.cookies added": rounds}, diffs,
+		"the release's one change on these endpoints, on every /cookies pair, and no false difference")
+	assert.Equal(t, total-rounds, rr.Outcomes[report.Match], "%+v", rr.Outcomes)
+	var noise, marks []string
+	for _, n := range rr.Noise {
+		noise = append(noise, n.Pattern)
+	}
+	for _, m := range rr.Marks {
+		marks = append(marks, m.Pattern)
+	}
+	assert.Contains(t, noise, "$.uuid")
+	assert.Contains(t, marks, "$.headers.X-Shadowlab-Shadow")
 }

@@ -65,3 +65,39 @@ func RemoveBuilt() {
 		_ = os.RemoveAll(dir)
 	}
 }
+
+// The releases of a third-party service the end-to-end tests mirror one to
+// the other: go-httpbin, a Go port of httpbin.org, built from the Go module
+// proxy like any dependency (go install module@version).
+const (
+	HTTPBinModule = "github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin"
+	HTTPBinOld    = "v2.18.2"
+	HTTPBinNew    = "v2.26.0"
+)
+
+// BuildHTTPBin builds go-httpbin at version (HTTPBinOld or HTTPBinNew),
+// once per process per version, and returns its path.
+func BuildHTTPBin(version string) (string, error) {
+	httpbinMu.Lock()
+	defer httpbinMu.Unlock()
+	if path, ok := httpbins[version]; ok {
+		return path, nil
+	}
+	dir, err := buildDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "httpbin-"+version)
+	cmd := exec.Command("go", "install", HTTPBinModule+"@"+version)
+	cmd.Env = append(os.Environ(), "GOBIN="+bin, "GOFLAGS=-mod=mod")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go install %s@%s: %w\n%s", HTTPBinModule, version, err, b)
+	}
+	httpbins[version] = filepath.Join(bin, "go-httpbin")
+	return httpbins[version], nil
+}
+
+var (
+	httpbinMu sync.Mutex
+	httpbins  = map[string]string{}
+)
