@@ -68,11 +68,11 @@ func TestCaptureRecordsAndBatches(t *testing.T) {
 	clock := &fakeClock{t: start}
 	host := newCaptureHost(t, captureConfig, clock)
 	exchange(t, host, clock, "id-1", "200", []string{`{"a":`, `1}`}, true)
-	exchange(t, host, clock, "id-2", "201", nil, true)                        // headers only
+	exchange(t, host, clock, "id-2", "201", nil, true)                           // headers only
 	exchange(t, host, clock, "id-3", "200", []string{`{"a":1,`, `"b":2}`}, true) // over 10 bytes
-	exchange(t, host, clock, "id-4", "200", []string{`{"a`}, false)            // cut short
-	exchange(t, host, clock, "id-5", "", nil, false)                           // no response
-	exchange(t, host, clock, "", "200", []string{"{}"}, true)                   // no id: nothing to pair
+	exchange(t, host, clock, "id-4", "200", []string{`{"a`}, false)              // cut short
+	exchange(t, host, clock, "id-5", "", nil, false)                             // no response
+	exchange(t, host, clock, "", "200", []string{"{}"}, true)                    // no id: nothing to pair
 	require.Empty(t, callouts(host), "batches leave from the tick only")
 
 	host.Tick()

@@ -78,7 +78,6 @@ func withLength(rest []byte) []byte {
 	return append([]byte{byte(len(rest)), byte(len(rest) >> 8), 0, 0}, rest...)
 }
 
-
 // FuzzParseCaptureBatch: never panics, and what it accepts it writes back
 // byte for byte.
 func FuzzParseCaptureBatch(f *testing.F) {
