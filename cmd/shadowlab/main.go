@@ -229,6 +229,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.WasmPath, "wasm", "", "the admission plugin for local admission (default: shadowlab.wasm beside this binary, then bin/shadowlab.wasm)")
 	fs.StringVar(&cfg.Report.DBPath, "db", "shadowlab.db", "SQLite file keeping results across restarts; empty: memory only")
 	fs.DurationVar(&cfg.Pairer.TTL, "pair-ttl", 30*time.Second, "how long a captured half waits for its other side")
+	fs.DurationVar(&cfg.Pairer.Grace, "pair-grace", time.Second, "how long a complete pair waits for a duplicate half before it is compared")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "json", "json or console")
 	if code, ok := parse(fs, args); !ok {

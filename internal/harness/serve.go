@@ -44,10 +44,15 @@ func (l *Lab) ServeProc(ctx context.Context, cfg serve.Config) (*Proc, error) {
 			return nil, err
 		}
 	}
-	p, err := l.Start("serve", bin, "serve", "--policy", cfg.PolicyPath, "--xds-address", cfg.XDSAddress,
+	args := []string{"serve", "--policy", cfg.PolicyPath, "--xds-address", cfg.XDSAddress,
 		"--gateway-address", cfg.GatewayAddress, "--extproc-address", cfg.ExtProcAddress,
+		"--extproc-routes", strings.Join(cfg.ExtProcRoutes, ","),
 		"--api-address", cfg.APIAddress, "--admission-address", cfg.AdmissionAddress,
-		"--wasm", cfg.WasmPath, "--db", cfg.Report.DBPath, "--log-format", "console")
+		"--wasm", cfg.WasmPath, "--db", cfg.Report.DBPath, "--log-format", "console", "--log-level", "warn"}
+	if cfg.Pairer.Grace > 0 {
+		args = append(args, "--pair-grace", cfg.Pairer.Grace.String())
+	}
+	p, err := l.Start("serve", bin, args...)
 	if err != nil {
 		return nil, err
 	}
