@@ -406,7 +406,11 @@ func TestNoiseSeesTheWholeRequest(t *testing.T) {
 		}
 	}
 	for route, want := range map[string]string{"search": "$.count changed", "me": "$.plan removed"} {
-		rr := e.routeReport(route, rounds*kinds)
+		var rr report.RouteReport
+		require.Eventually(t, func() bool { // noise reaches the report twice a second
+			rr = e.routeReport(route, rounds*kinds)
+			return len(rr.Noise) > 0
+		}, 5*time.Second, 100*time.Millisecond, "%s: no noise learned", route)
 		var noise []string
 		for _, n := range rr.Noise {
 			noise = append(noise, n.Pattern)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,8 +104,7 @@ type Admitter struct {
 	rnd  func() admission.Source
 	log  *zap.Logger
 
-	gates atomic.Pointer[map[string]*gate] // by route, of the policy in use
-	use   sync.Mutex                       // serialises Use
+	gates policy.PerRoute[*gate] // the routes of the policy in use with global admission
 
 	held atomic.Int64
 
@@ -289,10 +287,8 @@ func (a *Admitter) gate(route string) (*gate, string) {
 	if route == "" {
 		return nil, "no " + wire.MetadataRoute + " metadata"
 	}
-	if gs := a.gates.Load(); gs != nil {
-		if g := (*gs)[route]; g != nil {
-			return g, ""
-		}
+	if g, ok := a.gates.Get(route); ok {
+		return g, ""
 	}
 	return nil, "route without global admission"
 }
@@ -301,18 +297,13 @@ func (a *Admitter) gate(route string) (*gate, string) {
 // keeps the gate, and the budget spent so far, of every route whose budget
 // and key did not change.
 func (a *Admitter) Use(p *policy.Policy) {
-	a.use.Lock()
-	defer a.use.Unlock()
-	var old map[string]*gate
-	if o := a.gates.Load(); o != nil {
-		old = *o
-	}
-	gs := map[string]*gate{}
-	for _, r := range p.AdmissionRoutes(wire.ScopeGlobal) {
+	a.gates.Use(p, func(r *policy.Route, old *gate, had bool) (*gate, bool) {
+		if r.Admission == nil || r.Admission.Scope != wire.ScopeGlobal {
+			return nil, false
+		}
 		cfg, keyHeader := r.Admission.Budget, r.Admission.KeyHeader
-		if g := old[r.Name]; g != nil && g.cfg == cfg && g.keyHeader == keyHeader {
-			gs[r.Name] = g
-			continue
+		if had && old.cfg == cfg && old.keyHeader == keyHeader {
+			return old, true
 		}
 		g := &gate{cfg: cfg, keyHeader: keyHeader}
 		var err error
@@ -320,9 +311,8 @@ func (a *Admitter) Use(p *policy.Policy) {
 			// Not expected: the policy was validated. Once per policy.
 			a.log.Warn("global admission off for a route (requests pass unchecked)", zap.String(logRoute, r.Name), zap.Error(err))
 		}
-		gs[r.Name] = g
-	}
-	a.gates.Store(&gs)
+		return g, true
+	})
 }
 
 // passUnchecked counts a request let through without a decision. Each is

@@ -484,7 +484,7 @@ func TestAdmitterMaxHeld(t *testing.T) {
 
 func TestAdmitterPolicyChange(t *testing.T) {
 	e := newAdmitEnv(t, AdmitterConfig{}, frozen)
-	gate := func(route string) *gate { return (*e.a.gates.Load())[route] }
+	gate := func(route string) *gate { g, _ := e.a.gates.Get(route); return g }
 	tenant := func(v string) int { return e.request(t, "tenant", "x-tenant", v).status() }
 
 	require.Equal(t, 0, tenant("acme"))

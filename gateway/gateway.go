@@ -60,10 +60,9 @@ type Gateway struct {
 	now  pair.Clock
 	log  *zap.Logger
 
-	routes   atomic.Pointer[map[string]*route] // of the policy in use
-	use      sync.Mutex                        // serialises Use
-	buffered atomic.Int64                      // request body bytes held
-	wg       sync.WaitGroup                    // forwards in flight
+	routes   policy.PerRoute[*route] // the mirrored and captured routes of the policy in use
+	buffered atomic.Int64            // request body bytes held
+	wg       sync.WaitGroup          // forwards in flight
 
 	requests *prometheus.CounterVec
 	inflight prometheus.GaugeFunc
@@ -123,37 +122,31 @@ func New(cfg Config, sink Sink, now pair.Clock, reg prometheus.Registerer, log *
 // Use makes p the policy whose mirrored routes are forwarded. A route keeps
 // its slots, and a service its connections, while unchanged.
 func (g *Gateway) Use(p *policy.Policy) {
-	g.use.Lock()
-	defer g.use.Unlock()
-	var old map[string]*route
-	if o := g.routes.Load(); o != nil {
-		old = *o
-	}
-	ups := map[*policy.Service]*upstream{}
+	old := g.routes.All()
+	var ups []*upstream
 	for _, rt := range old {
-		ups[rt.up.svc] = rt.up
-	}
-	routes := map[string]*route{}
-	for _, r := range p.Routes {
-		if r.Shadow == nil {
-			continue
+		if !slices.Contains(ups, rt.up) {
+			ups = append(ups, rt.up)
 		}
-		up := reuseUpstream(ups, r.Shadow.Service)
+	}
+	g.routes.Use(p, func(r *policy.Route, prev *route, had bool) (*route, bool) {
+		if r.Shadow == nil || !r.Shadow.Capture {
+			return nil, false
+		}
+		up := sameUpstream(ups, r.Shadow.Service)
 		if up == nil {
 			up = newUpstream(r.Shadow.Service, r.Shadow.MaxConcurrent)
-			ups[r.Shadow.Service] = up
+			ups = append(ups, up)
 		}
 		rt := &route{r: r, up: up, slot: make(chan struct{}, r.Shadow.MaxConcurrent)}
-		if o := old[r.Name]; o != nil && cap(o.slot) == cap(rt.slot) {
-			rt.slot = o.slot // requests in flight keep counting
+		if had && cap(prev.slot) == cap(rt.slot) {
+			rt.slot = prev.slot // requests in flight keep counting
 		}
-		routes[r.Name] = rt
-	}
-	g.routes.Store(&routes)
-	for svc, up := range ups {
-		if !usedBy(routes, up) {
+		return rt, true
+	})
+	for _, up := range ups {
+		if !usedBy(g.routes.All(), up) {
 			up.close()
-			delete(ups, svc)
 		}
 	}
 }
@@ -240,10 +233,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 func (g *Gateway) route(name string) *route {
-	if rs := g.routes.Load(); rs != nil && name != "" {
-		return (*rs)[name]
-	}
-	return nil
+	rt, _ := g.routes.Get(name)
+	return rt
 }
 
 func (g *Gateway) count(route, outcome string) {

@@ -59,11 +59,11 @@ func newUpstream(svc *policy.Service, maxConns uint32) *upstream {
 	return up
 }
 
-// reuseUpstream returns the upstream of a service equal to svc, if there
-// is one among ups.
-func reuseUpstream(ups map[*policy.Service]*upstream, svc *policy.Service) *upstream {
-	for old, up := range ups {
-		if sameService(old, svc) {
+// sameUpstream returns the upstream of a service equal to svc, if there is
+// one among ups.
+func sameUpstream(ups []*upstream, svc *policy.Service) *upstream {
+	for _, up := range ups {
+		if sameService(up.svc, svc) {
 			return up
 		}
 	}

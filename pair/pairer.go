@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,10 +114,8 @@ type Pairer struct {
 	now Clock
 	log *zap.Logger
 
-	// routes are what comparing each route of the policy in use needs,
-	// rebuilt by Use; read without a lock on every pair.
-	routes atomic.Pointer[map[string]*routeState]
-	use    sync.Mutex // serialises Use
+	// routes are what comparing each route of the policy in use needs.
+	routes policy.PerRoute[*routeState]
 
 	in   chan Half
 	work chan job
@@ -405,47 +402,31 @@ func tooLarge(primary, shadow *Half) string {
 // keeps its learner (and what it learned) while its compare block is
 // unchanged (same hash); a route whose block changed starts learning anew.
 func (p *Pairer) Use(pol *policy.Policy) {
-	p.use.Lock()
-	defer p.use.Unlock()
-	var old map[string]*routeState
-	if o := p.routes.Load(); o != nil {
-		old = *o
-	}
-	states := map[string]*routeState{}
-	for _, r := range pol.Routes {
-		if r.Shadow == nil {
-			continue
-		}
-		if st := old[r.Name]; st != nil && st.compare.Hash == r.Shadow.Compare.Hash {
-			states[r.Name] = st
-			continue
+	p.routes.Use(pol, func(r *policy.Route, old *routeState, had bool) (*routeState, bool) {
+		switch {
+		case r.Shadow == nil || !r.Shadow.Capture:
+			return nil, false
+		case had && old.compare.Hash == r.Shadow.Compare.Hash:
+			return old, true
 		}
 		st := &routeState{compare: r.Shadow.Compare}
 		if st.compare.LearnNoise {
 			st.learner = compare.NewLearner(p.cfg.Learner, st.compare.Rules)
 		}
-		states[r.Name] = st
-	}
-	p.routes.Store(&states)
+		return st, true
+	})
 }
 
 // state returns what comparing route needs under the policy in use; nil
-// when the route is not mirrored there.
+// when the route is not compared there.
 func (p *Pairer) state(route string) *routeState {
-	states := p.routes.Load()
-	if states == nil {
-		return nil
-	}
-	return (*states)[route]
+	st, _ := p.routes.Get(route)
+	return st
 }
 
 // publishNoise hands each route's learned noise to the recorder.
 func (p *Pairer) publishNoise() {
-	states := p.routes.Load()
-	if states == nil {
-		return
-	}
-	for route, st := range *states {
+	for route, st := range p.routes.All() {
 		if st.learner != nil {
 			p.rec.SetNoise(route, st.learner.Noise())
 		}

@@ -706,8 +706,8 @@ func (c *checker) compare(path string, cm *docCompare) Compare {
 		if cm.NumericTolerance != nil {
 			out.Spec.NumericTolerance = *cm.NumericTolerance
 		}
-		out.Spec.Headers = c.compareHeaders(fieldPath(path, "headers"), cm.Headers)
-		out.VaryOn = c.varyOn(fieldPath(path, "varyOn"), cm.VaryOn)
+		out.Spec.Headers = c.headerList(fieldPath(path, "headers"), cm.Headers, false)
+		out.VaryOn = c.headerList(fieldPath(path, "varyOn"), cm.VaryOn, true)
 		if cm.LearnNoise != nil {
 			out.LearnNoise = *cm.LearnNoise
 		}
@@ -734,9 +734,10 @@ func (c *checker) compare(path string, cm *docCompare) Compare {
 	return out
 }
 
-// varyOn checks the request headers that enter a request's fingerprint.
-// Secret headers are allowed: they are only ever hashed with a key.
-func (c *checker) varyOn(path string, headers []string) []string {
+// headerList checks a list of lower-case header names and returns the
+// valid ones. Secret headers (Authorization, Cookie, ...) are refused unless
+// secretsOK: they can be hashed into a fingerprint (varyOn), never compared.
+func (c *checker) headerList(path string, headers []string, secretsOK bool) []string {
 	var out []string
 	first := map[string]string{}
 	for i, h := range headers {
@@ -744,27 +745,7 @@ func (c *checker) varyOn(path string, headers []string) []string {
 		if !c.headerName(ip, h, false) {
 			continue
 		}
-		if f, dup := first[h]; dup {
-			c.add(ip, "duplicate header %q (first at %s)", h, c.where(f))
-			continue
-		}
-		first[h] = ip
-		out = append(out, h)
-	}
-	return out
-}
-
-// compareHeaders checks the response headers a route compares and returns
-// the valid ones.
-func (c *checker) compareHeaders(path string, headers []string) []string {
-	var out []string
-	first := map[string]string{}
-	for i, h := range headers {
-		ip := itemPath(path, i)
-		if !c.headerName(ip, h, false) {
-			continue
-		}
-		if slices.Contains(wire.SecretHeaders, h) {
+		if !secretsOK && slices.Contains(wire.SecretHeaders, h) {
 			c.add(ip, "%q carries secrets: shadowlab never captures it, so it cannot be compared", h)
 			continue
 		}
