@@ -131,7 +131,8 @@ func (c *captureContext) onBatchDone(numHeaders, records int) {
 type captureStream struct {
 	types.DefaultHttpContext
 	c        *captureContext
-	start    time.Time
+	start    time.Time // request headers seen
+	end      time.Time // the response's last byte seen (zero until then)
 	rec      wire.CaptureRecord
 	sawResp  bool
 	complete bool
@@ -149,6 +150,9 @@ func (s *captureStream) OnHttpRequestHeaders(int, bool) types.Action {
 func (s *captureStream) OnHttpResponseHeaders(_ int, endOfStream bool) types.Action {
 	defer recoverIn("capture response headers")
 	s.sawResp, s.complete = true, endOfStream
+	if endOfStream {
+		s.end = s.c.vm.now()
+	}
 	if st, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
 		s.rec.Status, _ = strconv.Atoi(st)
 	}
@@ -165,6 +169,9 @@ func (s *captureStream) OnHttpResponseHeaders(_ int, endOfStream bool) types.Act
 func (s *captureStream) OnHttpResponseBody(size int, endOfStream bool) types.Action {
 	defer recoverIn("capture response body")
 	s.complete = endOfStream
+	if endOfStream {
+		s.end = s.c.vm.now()
+	}
 	if size == 0 {
 		return types.ActionContinue
 	}
@@ -194,7 +201,14 @@ func (s *captureStream) OnHttpStreamDone() {
 		s.rec.Flags |= wire.FlagIncomplete
 	}
 	s.rec.Route = c.cfg.Route
-	s.rec.LatencyMicros = uint32(min(c.vm.now().Sub(s.start).Microseconds(), 1<<32-1))
+	end := s.end
+	if end.IsZero() {
+		end = c.vm.now()
+	}
+	// Latency to the response's last byte through the filter, not to the
+	// end of the stream (which waits for the client to take it all), as
+	// the gateway measures the shadow's.
+	s.rec.LatencyMicros = uint32(min(end.Sub(s.start).Microseconds(), 1<<32-1))
 	if len(c.buf) >= int(c.cfg.MaxPendingBytes) {
 		inc(c.m.dropped, 1)
 		return
