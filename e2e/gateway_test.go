@@ -438,6 +438,10 @@ routes:
     match: {pathPrefix: /tls}
     primary: primary
     shadow: {service: tls, percent: 100}
+  - name: tls-primary
+    match: {pathPrefix: /secure}
+    primary: tls
+    shadow: {service: h2c, percent: 100}
   - name: rest
     match: {pathPrefix: /}
     primary: primary
@@ -445,14 +449,19 @@ routes:
 
 // TestShadowProtocols: an h2c shadow and a shadow behind mutual TLS (with
 // a CA made by the test, ALPN choosing h2) get the primary's requests and
-// are compared like any other: every pair matches.
+// are compared like any other: every pair matches. And Envoy reaches a
+// primary behind the same mutual TLS (its certificate verified for its
+// name, the client certificate presented) the policy's way.
 func TestShadowProtocols(t *testing.T) {
 	t.Parallel()
 	e := newGWEnv(t, protocolsPolicy, "/tls/warm", service{name: "primary", proto: "http1"}, service{name: "h2c", proto: "h2c"}, service{name: "tls", proto: "tls"})
 	for i := range 10 {
 		e.send(e.client, "GET", fmt.Sprintf("/h2c/items/%d", i), nil, map[string]string{"x-test": fmt.Sprintf("h2c-%d", i)})
 		e.send(e.client, "GET", fmt.Sprintf("/tls/items/%d", i), nil, map[string]string{"x-test": fmt.Sprintf("tls-%d", i)})
+		e.send(e.client, "GET", fmt.Sprintf("/secure/items/%d", i), nil, map[string]string{"x-test": fmt.Sprintf("secure-%d", i)})
 	}
+	g, _ := e.svc["tls"].find(t, "x-test", "secure-3")
+	assert.Equal(t, "HTTP/2.0", g.Proto, "Envoy spoke h2 over mutual TLS to the primary")
 	for _, route := range []string{"h2c", "tls"} {
 		rr := e.routeReport(route, 10)
 		assert.Equal(t, rr.Pairs, rr.Outcomes[report.Match], "%s: %+v %+v %+v", route, rr.Outcomes, rr.Reasons, rr.Differences)

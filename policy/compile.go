@@ -285,7 +285,7 @@ func (c *checker) services(ss map[string]docService, p *Policy) {
 			c.add(fieldPath(sp, "protocol"), "must be %s, %s or %s (got %q)", ProtocolAuto, ProtocolHTTP1, ProtocolHTTP2, clip(s.Protocol))
 		}
 		if s.TLS != nil {
-			svc.TLS = c.tls(fieldPath(sp, "tls"), s.TLS)
+			svc.TLS = c.tls(fieldPath(sp, "tls"), s.TLS, s.Endpoints)
 		}
 		p.Services = append(p.Services, svc)
 		p.services[name] = svc
@@ -294,10 +294,13 @@ func (c *checker) services(ss map[string]docService, p *Policy) {
 
 // tls checks a service's TLS block: every file must be readable and hold
 // what it should (Envoy and the gateway read them), a certificate comes
-// with its key, and the server name is a DNS name.
-func (c *checker) tls(path string, t *docTLS) *TLS {
+// with its key, the server name is a DNS name, and there is a CA and a name
+// to verify the server against (Envoy verifies nothing by itself).
+func (c *checker) tls(path string, t *docTLS, endpoints []string) *TLS {
 	out := &TLS{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName}
-	if t.CA != "" {
+	if t.CA == "" {
+		c.add(fieldPath(path, "ca"), "required: the CA file to verify the service's certificate against")
+	} else {
 		if pem, err := os.ReadFile(t.CA); err != nil {
 			c.add(fieldPath(path, "ca"), "cannot read the CA file: %v", err)
 		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
@@ -316,10 +319,27 @@ func (c *checker) tls(path string, t *docTLS) *TLS {
 			c.add(fieldPath(path, "cert"), "cannot load the client certificate and key: %v", err)
 		}
 	}
-	if t.ServerName != "" && !validHostname(t.ServerName) {
+	switch hosts := endpointHosts(endpoints); {
+	case t.ServerName != "" && !validHostname(t.ServerName):
 		c.add(fieldPath(path, "serverName"), "must be a DNS host name (got %q)", clip(t.ServerName))
+	case t.ServerName == "" && len(hosts) == 1:
+		out.ServerName = hosts[0] // the name verified; SNI when it is a DNS name
+	case t.ServerName == "":
+		c.add(fieldPath(path, "serverName"), "required when the endpoints have different hosts (%s): the name every endpoint's certificate is verified for", strings.Join(hosts, ", "))
 	}
 	return out
+}
+
+// endpointHosts are the distinct hosts of endpoints, sorted.
+func endpointHosts(endpoints []string) []string {
+	var hosts []string
+	for _, e := range endpoints {
+		if h, _, err := net.SplitHostPort(e); err == nil && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	slices.Sort(hosts)
+	return hosts
 }
 
 // duration checks 0 < d <= limit.

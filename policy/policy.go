@@ -86,10 +86,10 @@ const (
 // TLS is how a service's connections are secured: files read by Envoy
 // (the primary) and by shadowlab's gateway (the shadow), PEM encoded.
 type TLS struct {
-	CA         string `json:"ca"`         // trusted roots; "": the system's
+	CA         string `json:"ca"`         // the roots the server is verified against (required)
 	Cert       string `json:"cert"`       // client certificate (mTLS), with Key; "": none
 	Key        string `json:"key"`        // its private key
-	ServerName string `json:"serverName"` // SNI and the name verified; "": the endpoint's host
+	ServerName string `json:"serverName"` // SNI and the name verified; default the endpoints' one host
 }
 
 // Route is one thing the user wants routed, and maybe mirrored, compared

@@ -475,7 +475,12 @@ func runtimeLayer(routes []*policy.Route) *runtimev3.Runtime {
 
 // serviceCluster is the cluster primary traffic to service s goes to.
 func serviceCluster(s *policy.Service) (*clusterv3.Cluster, error) {
-	return staticCluster(ServiceCluster(s.Name), s.Endpoints, s.ConnectTimeout)
+	c, err := staticCluster(ServiceCluster(s.Name), s.Endpoints, s.ConnectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	speak(c, s)
+	return c, nil
 }
 
 // shadowCluster is route r's mirror target: the shadow service's endpoints
@@ -492,6 +497,9 @@ func shadowCluster(r *policy.Route, opts Options) (*clusterv3.Cluster, error) {
 	c, err := staticCluster(ShadowCluster(r.Name), endpoints, connect)
 	if err != nil {
 		return nil, err
+	}
+	if kind == captureNone {
+		speak(c, s) // Envoy talks to the shadow service itself
 	}
 	if kind == captureExtProc {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
