@@ -234,7 +234,7 @@ func TestRules(t *testing.T) {
 		"protocol http2":         {edits: []edit{{"services.billing-v2.protocol", "http2"}}},
 		"protocol unknown":       {edits: []edit{{"services.billing-v2.protocol", "grpc"}}, path: "services.billing-v2.protocol", msg: `must be auto, http1 or http2 (got "grpc")`},
 		"tls without CA":         {edits: []edit{{"services.billing-v2.tls", y("{serverName: billing.internal}")}}, path: "services.billing-v2.tls.ca", msg: "required: the CA file"},
-		"tls two hosts, no name":  {edits: []edit{{"services.billing-v2.endpoints", y(`["a.internal:1", "b.internal:1"]`)}, {"services.billing-v2.tls", y("{ca: /nonexistent}")}}, path: "services.billing-v2.tls.serverName", msg: "required when the endpoints have different hosts (a.internal, b.internal)", more: true},
+		"tls two hosts, no name": {edits: []edit{{"services.billing-v2.endpoints", y(`["a.internal:1", "b.internal:1"]`)}, {"services.billing-v2.tls", y("{ca: /nonexistent}")}}, path: "services.billing-v2.tls.serverName", msg: "required when the endpoints have different hosts (a.internal, b.internal)", more: true},
 		"tls unreadable CA":      {edits: []edit{{"services.billing-v2.tls", y("{ca: /nonexistent/ca.pem}")}}, path: "services.billing-v2.tls.ca", msg: "cannot read the CA file"},
 		"tls CA not PEM":         {edits: []edit{{"services.billing-v2.tls", y("{ca: testdata/valid.policy.yaml}")}}, path: "services.billing-v2.tls.ca", msg: "holds no PEM certificate"},
 		"tls cert without key":   {edits: []edit{{"services.billing-v2.tls", y("{cert: /x.pem}")}}, path: "services.billing-v2.tls.key", msg: "required with cert", more: true},
