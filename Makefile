@@ -42,16 +42,20 @@ bench: envoy ## benchmarks: comparator vs baseline on one core, then Envoy plain
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),30s)
-	$(GO) test ./policy -run '^$$' -fuzz '^FuzzJSONPath$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./compare -run '^$$' -fuzz '^FuzzJSONPath$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./xds -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./compare -run '^$$' -fuzz '^FuzzCompare$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./admission -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./wire -run '^$$' -fuzz '^FuzzParsePluginConfig$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./wire -run '^$$' -fuzz '^FuzzParseReport$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./wire -run '^$$' -fuzz '^FuzzParseCaptureBatch$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./wire -run '^$$' -fuzz '^FuzzParseFlatObject$$' -fuzztime $(or $(FUZZTIME),30s)
 
 .PHONY: check
 check: ## gofmt, go vet, go mod tidy and golden files unchanged
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./wasm ./admission
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./wasm ./admission ./wire
 	@# -e: a test-only dependency of modernc.org/sqlite (google/pprof) is not served by the module proxy
 	$(GO) mod tidy -e -diff 2>/dev/null
 	$(GO) test ./xds -run Golden -update >/dev/null && $(GO) test ./policy -update >/dev/null && git diff --exit-code -- xds/testdata policy/testdata
