@@ -303,7 +303,7 @@ func (b *bench) cost(ctx context.Context, name string, workers int, pace time.Du
 	runCost(ctx, b.client, urls, workers, pace, harness.Slicing{Slice: b.cfg.slice, Order: []int{armPlain, armPlugin}}, b.envoy.Pid())
 	b.up.take(routePlain)
 	b.up.take(routeCost)
-	sl := harness.Slicing{Slice: b.cfg.slice, Settle: b.cfg.settle, Order: harness.Interleave(int(b.cfg.costDuration/(2*b.cfg.slice)), rng)}
+	sl := harness.Slicing{Slice: b.cfg.slice, Settle: b.cfg.settle, Order: harness.Interleave(numArms, int(b.cfg.costDuration/(numArms*b.cfg.slice)), rng)}
 	b.log.Info("cost phase", zap.String("phase", name), zap.Duration("duration", sl.Total()))
 	quiet, err := harness.WaitQuiet(ctx, b.cfg.quiet, b.log, os.Getpid(), b.envoy.Pid())
 	if err != nil {

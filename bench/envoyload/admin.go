@@ -25,41 +25,38 @@ func delta(after, before map[string]int64) map[string]int64 {
 
 // shadowStats is what Envoy did with one route's shadow during a phase.
 type shadowStats struct {
-	Sent        int64 `json:"sent"`         // mirrored requests sent to the shadow cluster
-	Shed        int64 `json:"shed"`         // shed by the shadow's circuit breaker
-	ConnectFail int64 `json:"connect_fail"` // connections to the shadow that failed
-	Timeouts    int64 `json:"timeouts"`     // shadow requests that timed out
-	Responses   int64 `json:"responses"`    // shadow answers (any status)
-	// CaptureStreams counts capture (ext_proc) streams Envoy opened on the
-	// listener (the primary side of every route); ShadowCaptureStreams those
-	// of the route's shadow cluster (the shadow side).
-	CaptureStreams       int64 `json:"capture_streams"`
-	ShadowCaptureStreams int64 `json:"shadow_capture_streams"`
+	Sent int64 `json:"sent"` // mirrored requests sent to the shadow cluster (the gateway, or the shadow)
+	Shed int64 `json:"shed"` // shed by the shadow cluster's circuit breaker
+	// ExtProcStreams counts the ext_proc capture streams Envoy opened for
+	// a legacy route: on the listener (the primary side; listener-wide,
+	// so all legacy routes of the phase) and on the route's shadow cluster.
+	ExtProcStreams       int64 `json:"extproc_streams,omitempty"`
+	ShadowExtProcStreams int64 `json:"shadow_extproc_streams,omitempty"`
 }
 
 // shadowCounterFilter selects the counters shadowStats reads.
 const shadowCounterFilter = `^cluster\.shadow/|ext_proc`
 
-func shadowStatsOf(d map[string]int64, route string) shadowStats {
-	c := "cluster." + xds.ShadowCluster(route) + "."
+func shadowStatsOf(d map[string]int64, a arm) shadowStats {
+	c := "cluster." + xds.ShadowCluster(a.Route) + "."
 	s := shadowStats{
-		Sent:        d[c+"upstream_rq_total"],
-		Shed:        d[c+"upstream_rq_pending_overflow"],
-		ConnectFail: d[c+"upstream_cx_connect_fail"],
-		Timeouts:    d[c+"upstream_rq_timeout"],
-		Responses:   d[c+"upstream_rq_completed"],
-
-		ShadowCaptureStreams: d[c+"ext_proc."+xds.ExtProcStatPrefix+".streams_started"],
+		Sent: d[c+"upstream_rq_total"],
+		Shed: d[c+"upstream_rq_pending_overflow"],
 	}
+	if !a.Legacy {
+		return s
+	}
+	s.ShadowExtProcStreams = d[c+"ext_proc."+xds.ExtProcStatPrefix+".streams_started"]
 	for k, v := range d {
 		if strings.HasPrefix(k, "http.") && strings.HasSuffix(k, ".ext_proc."+xds.ExtProcStatPrefix+".streams_started") {
-			s.CaptureStreams += v
+			s.ExtProcStreams += v
 		}
 	}
 	return s
 }
 
-// routeReport reads one route's report from the report API.
+// routeReport reads one route's report from serve's API; a route with no
+// pair recorded yet (404) has an empty report.
 func routeReport(ctx context.Context, api, route string) (report.RouteReport, error) {
 	var rr report.RouteReport
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -77,8 +74,63 @@ func routeReport(ctx context.Context, api, route string) (report.RouteReport, er
 	if err != nil {
 		return rr, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return rr, nil
+	default:
 		return rr, fmt.Errorf("report of %s: %d %s", route, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	return rr, json.Unmarshal(b, &rr)
+}
+
+// captureCounts is a route's pairs and their outcomes.
+type captureCounts struct {
+	Pairs    int            `json:"pairs"`
+	Outcomes map[string]int `json:"outcomes"` // the outcomes that occurred
+	// Reasons are why pairs were not compared, by outcome (whole-run
+	// counts only).
+	Reasons map[report.Outcome]map[string]int `json:"reasons,omitempty"`
+}
+
+func countsOf(rr report.RouteReport) captureCounts {
+	c := captureCounts{Pairs: rr.Pairs, Outcomes: map[string]int{}, Reasons: rr.Reasons}
+	for k, v := range rr.Outcomes {
+		if v != 0 {
+			c.Outcomes[string(k)] = v
+		}
+	}
+	return c
+}
+
+// compared is how many pairs had both halves compared.
+func (c captureCounts) compared() int {
+	return c.Outcomes[string(report.Match)] + c.Outcomes[string(report.Diff)]
+}
+
+// minus is c − before.
+func (c captureCounts) minus(before captureCounts) captureCounts {
+	out := captureCounts{Pairs: c.Pairs - before.Pairs, Outcomes: map[string]int{}}
+	for k, v := range c.Outcomes {
+		if d := v - before.Outcomes[k]; d != 0 {
+			out.Outcomes[k] = d
+		}
+	}
+	return out
+}
+
+// captureReports reads the counts of every captured route of arms.
+func captureReports(ctx context.Context, api string, arms []arm) (map[string]captureCounts, error) {
+	out := map[string]captureCounts{}
+	for _, a := range arms {
+		if !a.Capture {
+			continue
+		}
+		rr, err := routeReport(ctx, api, a.Route)
+		if err != nil {
+			return nil, err
+		}
+		out[a.Route] = countsOf(rr)
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -81,59 +82,60 @@ func (c *client) takeErrors() map[string]int {
 
 func (c *client) close() { c.hc.CloseIdleConnections() }
 
-// closedRun is the outcome of a closed-loop phase.
-type closedRun struct {
-	sl          harness.Slicing
-	workers     int
-	ok, errored [numArms]int        // recorded requests by arm
-	sent        [numArms]int        // every request by arm, recorded or not
-	cpu         []harness.CPUSample // at each slice boundary; nil if unreadable
+// armRun is one arm's share of a phase's requests.
+type armRun struct {
+	Requests int     `json:"requests"` // recorded: started (closed loop) or due (open loop) after the settle of the arm's slices
+	Errors   int     `json:"errors"`   // of those, failed (or, open loop, never sent)
+	RPS      float64 `json:"rps"`      // answered recorded requests per second of recorded time
+	Sent     int     `json:"sent"`     // every request sent to the arm, recorded or not
+	// Open loop only: latency from the due time, and the dispatch lag
+	// (sent − due) included in it, in ns.
+	Latency harness.Latency `json:"latency,omitzero"`
+	Lag     harness.Latency `json:"dispatch_lag,omitzero"`
 }
 
 // runClosed runs workers that each send the next request as soon as the
 // previous one is answered, to the arm of the current slice. Requests are
-// counted by the slice they started in.
-func runClosed(ctx context.Context, c *client, urls [numArms]string, workers int, sl harness.Slicing, pids []int) closedRun {
-	type count struct{ ok, errored, sent [numArms]int }
-	counts := make([]count, workers)
+// counted by the slice they started in. It returns the counts by arm and
+// the CPU samples at each slice boundary (nil if unreadable).
+func runClosed(ctx context.Context, c *client, urls []string, workers int, sl harness.Slicing, pids []int) ([]armRun, []harness.CPUSample) {
+	counts := make([][]armRun, workers)
 	t0 := time.Now()
 	cpu := sampleSlices(ctx, t0, sl, pids)
 	var wg sync.WaitGroup
 	for w := range workers {
+		counts[w] = make([]armRun, len(urls))
 		wg.Go(func() {
-			cnt := &counts[w]
+			cnt := counts[w]
 			for ctx.Err() == nil {
 				_, arm, rec, ok := sl.At(time.Since(t0))
 				if !ok {
 					return
 				}
 				good := c.get(ctx, urls[arm])
-				cnt.sent[arm]++
-				switch {
-				case !rec:
-				case good:
-					cnt.ok[arm]++
-				default:
-					cnt.errored[arm]++
+				cnt[arm].Sent++
+				if rec {
+					cnt[arm].Requests++
+					if !good {
+						cnt[arm].Errors++
+					}
 				}
 			}
 		})
 	}
 	wg.Wait()
-	run := closedRun{sl: sl, workers: workers, cpu: <-cpu}
+	arms := make([]armRun, len(urls))
 	for _, cnt := range counts {
-		for a := range numArms {
-			run.ok[a] += cnt.ok[a]
-			run.errored[a] += cnt.errored[a]
-			run.sent[a] += cnt.sent[a]
+		for a, n := range cnt {
+			arms[a].Requests += n.Requests
+			arms[a].Errors += n.Errors
+			arms[a].Sent += n.Sent
 		}
 	}
-	return run
-}
-
-// rps is arm's recorded throughput.
-func (r closedRun) rps(arm int) float64 {
-	return float64(r.ok[arm]) / r.sl.Recorded(arm).Seconds()
+	for a := range arms {
+		arms[a].RPS = float64(arms[a].Requests-arms[a].Errors) / sl.Recorded(a).Seconds()
+	}
+	return arms, <-cpu
 }
 
 // openRun is the raw outcome of an open-loop phase: for request i, due at
@@ -152,7 +154,7 @@ type openRun struct {
 // not earlier ones have been answered (open loop), through a pool of
 // inflight workers. Latency is measured from the due time, so a late
 // dispatch or a queue in front of the workers is counted, not hidden.
-func runOpen(ctx context.Context, c *client, urls [numArms]string, rate float64, sl harness.Slicing, inflight int, pids []int) *openRun {
+func runOpen(ctx context.Context, c *client, urls []string, rate float64, sl harness.Slicing, inflight int, pids []int) *openRun {
 	sched := schedule{rate: rate}
 	n := sched.count(sl.Total())
 	r := &openRun{sched: sched, sl: sl, start: make([]time.Duration, n), end: make([]time.Duration, n), failed: make([]bool, n)}
@@ -214,10 +216,16 @@ func nanosleep(d time.Duration) {
 	}
 }
 
-// writeCSV writes one line per request: due, sent and done offsets in ms
-// (done -1: never sent), the arm, whether it was recorded, and ok.
-func (r *openRun) writeCSV(w io.Writer) error {
-	bw := bufio.NewWriter(w)
+// writeCSV writes to path one line per request: due, sent and done
+// offsets in ms (done -1: never sent), the arm, whether it was recorded,
+// and ok.
+func (r *openRun) writeCSV(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bw := bufio.NewWriter(f)
 	fmt.Fprintln(bw, "due_ms,sent_ms,done_ms,arm,recorded,ok")
 	for i := range r.end {
 		due := r.sched.offset(i)
@@ -228,27 +236,16 @@ func (r *openRun) writeCSV(w io.Writer) error {
 		}
 		fmt.Fprintf(bw, "%.3f,%.3f,%.3f,%d,%t,%t\n", harness.Ms(due), harness.Ms(r.start[i]), done, arm, rec, r.end[i] >= 0 && !r.failed[i])
 	}
-	return bw.Flush()
-}
-
-// openArm is one arm's share of an open-loop phase.
-type openArm struct {
-	Requests int // due in the arm's recorded time
-	Errors   int // failed or never sent
-	Latency  harness.Latency
-	Lag      harness.Latency // dispatch lag: sent − due
-	RPS      float64         // answered requests per second of recorded time
-	Sent     int             // every request sent to the arm, recorded or not
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // arms splits the run by arm, keeping the recorded requests only.
-func (r *openRun) arms() [numArms]openArm {
-	var lat, lag [numArms][]time.Duration
-	var out [numArms]openArm
-	for a := range numArms {
-		lat[a] = make([]time.Duration, 0, len(r.end)/numArms+1)
-		lag[a] = make([]time.Duration, 0, len(r.end)/numArms+1)
-	}
+func (r *openRun) arms(n int) []armRun {
+	lat, lag := make([][]time.Duration, n), make([][]time.Duration, n)
+	out := make([]armRun, n)
 	for i := range r.end {
 		due := r.sched.offset(i)
 		_, arm, rec, _ := r.sl.At(due)
@@ -266,7 +263,7 @@ func (r *openRun) arms() [numArms]openArm {
 		lat[arm] = append(lat[arm], r.end[i]-due)
 		lag[arm] = append(lag[arm], r.start[i]-due)
 	}
-	for a := range numArms {
+	for a := range out {
 		out[a].Latency = harness.Summarize(lat[a])
 		out[a].Lag = harness.Summarize(lag[a])
 		out[a].RPS = float64(out[a].Latency.N) / r.sl.Recorded(a).Seconds()

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shadowlab/shadowlab/examples/backend"
 	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/policy"
 )
@@ -65,98 +67,124 @@ func TestScheduleCount(t *testing.T) {
 }
 
 func TestOpenRunArms(t *testing.T) {
-	// 10 rps over two 1 s slices (plain, then test) with a 200 ms settle:
-	// requests 0-1 and 10-11 are settling; request 4 failed, 15 was never sent.
-	sl := harness.Slicing{Slice: time.Second, Settle: 200 * ms1, Order: []int{armBase, armTest}}
+	// 10 rps over three 1 s slices (arm 0, 2, 1) with a 200 ms settle:
+	// requests 0-1, 10-11 and 20-21 are settling; request 4 failed, 15 was
+	// never sent.
+	sl := harness.Slicing{Slice: time.Second, Settle: 200 * ms1, Order: []int{0, 2, 1}}
 	r := &openRun{sched: schedule{rate: 10}, sl: sl}
 	n := r.sched.count(sl.Total())
-	require.Equal(t, 20, n)
+	require.Equal(t, 30, n)
 	r.start, r.end, r.failed = make([]time.Duration, n), make([]time.Duration, n), make([]bool, n)
 	for i := range n {
 		due := r.sched.offset(i)
-		lat := time.Duration(i+1) * ms1
-		if i >= 10 {
-			lat *= 2 // the test arm is slower
-		}
+		lat := time.Duration(i%10+1) * ms1 * time.Duration(1+i/10) // each slice slower than the last
 		r.start[i], r.end[i] = due+ms1/10, due+lat
 	}
 	r.failed[4] = true
 	r.end[15] = -1
 
-	arms := r.arms()
-	base, test := arms[armBase], arms[armTest]
-	assert.Equal(t, 8, base.Requests)
-	assert.Equal(t, 1, base.Errors)
-	assert.Equal(t, 10, base.Sent)
-	assert.Equal(t, 7, base.Latency.N)
-	assert.InDelta(t, 7/0.8, base.RPS, 1e-9)
-	// plain's recorded latencies: 3,4,6,7,8,9,10 ms
-	assert.Equal(t, harness.Latency{N: 7, P50: 7 * ms1, P90: 10 * ms1, P99: 10 * ms1, Max: 10 * ms1}, base.Latency)
-	assert.Equal(t, ms1/10, base.Lag.Max)
-
-	assert.Equal(t, 8, test.Requests)
-	assert.Equal(t, 1, test.Errors)
-	assert.Equal(t, 9, test.Sent)
-	// test's recorded latencies: 26,28,30,34,36,38,40 ms
-	assert.Equal(t, harness.Latency{N: 7, P50: 34 * ms1, P90: 40 * ms1, P99: 40 * ms1, Max: 40 * ms1}, test.Latency)
+	arms := r.arms(3)
+	require.Len(t, arms, 3)
+	want := []struct {
+		requests, errors, sent int
+		lat                    harness.Latency
+	}{
+		// slice 0: latencies 3,4,6,7,8,9,10 ms recorded (5 failed)
+		0: {8, 1, 10, harness.Latency{N: 7, P50: 7 * ms1, P90: 10 * ms1, P99: 10 * ms1, Max: 10 * ms1}},
+		// slice 2 (requests 20-29, ×3): 9,12,…,30 ms
+		1: {8, 0, 10, harness.Latency{N: 8, P50: 18 * ms1, P90: 30 * ms1, P99: 30 * ms1, Max: 30 * ms1}},
+		// slice 1 (requests 10-19, ×2): 6,8,10,14,16,18,20 ms (12 never sent)
+		2: {8, 1, 9, harness.Latency{N: 7, P50: 14 * ms1, P90: 20 * ms1, P99: 20 * ms1, Max: 20 * ms1}},
+	}
+	for a, w := range want {
+		assert.Equal(t, w.requests, arms[a].Requests, "arm %d requests", a)
+		assert.Equal(t, w.errors, arms[a].Errors, "arm %d errors", a)
+		assert.Equal(t, w.sent, arms[a].Sent, "arm %d sent", a)
+		assert.Equal(t, w.lat, arms[a].Latency, "arm %d latency", a)
+		assert.InDelta(t, float64(w.lat.N)/0.8, arms[a].RPS, 1e-9, "arm %d rps", a)
+		assert.Equal(t, ms1/10, arms[a].Lag.Max, "arm %d lag", a)
+	}
 }
 
 func TestArmsCPU(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	sl := harness.Slicing{Slice: time.Second, Settle: 100 * ms1, Order: []int{armTest, armBase, armBase, armTest}}
-	// Cumulative ticks at each slice boundary: plain slices cost envoy 50
-	// ticks a second, test slices 80, and serve 10 more.
-	samples := []harness.CPUSample{
-		{At: t0, Busy: 0, Procs: []uint64{0, 0, 0}},
-		{At: t0.Add(1 * time.Second), Busy: 120, Procs: []uint64{10, 20, 80}},
-		{At: t0.Add(2 * time.Second), Busy: 190, Procs: []uint64{20, 30, 130}},
-		{At: t0.Add(3 * time.Second), Busy: 260, Procs: []uint64{30, 40, 180}},
-		{At: t0.Add(4 * time.Second), Busy: 380, Procs: []uint64{40, 60, 260}},
+	sl := harness.Slicing{Slice: time.Second, Settle: 100 * ms1, Order: []int{1, 0, 2, 0, 1, 2}}
+	// Cumulative ticks of generator, services, serve, Envoy at each slice
+	// boundary: arm 0's slices cost Envoy 50 ticks a second, arm 1's 80
+	// and serve 10 more, arm 2's 90 and serve 30 more; 10 ticks a second
+	// each for the generator and the services.
+	per := [][]uint64{0: {10, 10, 0, 50}, 1: {10, 10, 10, 80}, 2: {10, 10, 30, 90}}
+	samples := []harness.CPUSample{{At: t0, Procs: make([]uint64, numProcs)}}
+	for k, a := range sl.Order {
+		prev := samples[k]
+		s := harness.CPUSample{At: prev.At.Add(time.Second), Procs: slices.Clone(prev.Procs), Busy: prev.Busy}
+		for i, v := range per[a] {
+			s.Procs[i] += v
+			s.Busy += v
+		}
+		samples = append(samples, s)
+	}
+	got := armsCPU(samples, sl, []int{2000, 1000, 4000})
+	require.Len(t, got, 3)
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"arm 0 Envoy µs/req: 100 ticks = 1 s over 2000", got[0].EnvoyUs, 500}, {"arm 0 serve µs/req", got[0].ServeUs, 0},
+		{"arm 0 Envoy cores", got[0].Envoy, 0.5}, {"arm 0 our cores", got[0].Ours, 0.7},
+		{"arm 1 Envoy µs/req: 160 ticks over 1000", got[1].EnvoyUs, 1600}, {"arm 1 serve µs/req", got[1].ServeUs, 200},
+		{"arm 1 generator µs/req", got[1].GeneratorUs, 200}, {"arm 1 services µs/req", got[1].ServicesUs, 200},
+		{"arm 1 our µs/req", got[1].OursUs, 2200},
+		{"arm 2 serve µs/req: 60 ticks over 4000", got[2].ServeUs, 150}, {"arm 2 serve cores", got[2].Serve, 0.3},
+	} {
+		assert.InDelta(t, c.want, c.got, 1e-9, c.name)
+	}
+	assert.Equal(t, make([]armCPU, 3), armsCPU(samples[:3], sl, []int{1, 1, 1}), "missing samples: zero values")
+	none := armsCPU(samples, sl, []int{0, 0, 0})
+	assert.Zero(t, none[1].EnvoyUs, "no requests: no µs per request")
+	assert.InDelta(t, 0.8, none[1].Envoy, 1e-9, "no requests: cores still")
+}
+
+func TestCostOf(t *testing.T) {
+	arm := func(envoyUs, share, serveUs float64, sent, pairs int) armResult {
+		return armResult{CPU: armCPU{EnvoyUs: envoyUs, ServeUs: serveUs}, Share: share, armRun: armRun{Sent: sent}, Report: captureCounts{Pairs: pairs + 7, Outcomes: map[string]int{"match": pairs - pairs/3, "diff": pairs / 3, "primary_only": 7}}}
 	}
 	tests := map[string]struct {
-		samples []harness.CPUSample
-		sent    [numArms]int
-		want    [numArms]armCPU
+		arms []armResult
+		want pairCost
 	}{
-		"split by arm": {
-			samples: samples,
-			sent:    [numArms]int{armBase: 2000, armTest: 2000},
-			want: [numArms]armCPU{
-				armBase: {
-					cpuUsage: cpuUsage{Generator: 0.1, SUT: 0.1, Envoy: 0.5, Ours: 0.7},
-					// 20+20+100 ticks = 1.4 s of CPU over 2000 requests
-					GeneratorUs: 100, SUTUs: 100, EnvoyUs: 500, OursUs: 700,
-				},
-				armTest: {
-					cpuUsage:    cpuUsage{Generator: 0.1, SUT: 0.2, Envoy: 0.8, Ours: 1.1, Others: 0.1},
-					GeneratorUs: 100, SUTUs: 200, EnvoyUs: 800, OursUs: 1100,
-				},
-			},
+		"10 %, equal shares: (captured − mirror) / share": {
+			// plain 100 µs; mirroring adds 30 µs per mirrored request, capture 40 more.
+			arms: []armResult{arm(100, 0, 0, 1000, 0), arm(103, 0.1, 0, 1000, 0), arm(107, 0.1, 5, 1000, 100), arm(115, 0.1, 8, 1000, 100)},
+			want: pairCost{Mirroring: 30, Capture: 40, Serve: 50, LegacyCapture: 120, LegacyServe: 80},
 		},
-		"no requests: cores only": {
-			samples: samples,
-			want: [numArms]armCPU{
-				armBase: {cpuUsage: cpuUsage{Generator: 0.1, SUT: 0.1, Envoy: 0.5, Ours: 0.7}},
-				armTest: {cpuUsage: cpuUsage{Generator: 0.1, SUT: 0.2, Envoy: 0.8, Ours: 1.1, Others: 0.1}},
-			},
+		"shares differ: each arm by its own share": {
+			// mirror mirrored 8 %, captured 12 %: 30 × 0.12 + 40 × 0.12 = 8.4 µs more than plain.
+			arms: []armResult{arm(100, 0, 0, 1000, 0), arm(102.4, 0.08, 0, 1000, 0), arm(108.4, 0.12, 6, 1000, 120)},
+			want: pairCost{Mirroring: 30, Capture: 40, Serve: 50},
 		},
-		"missing samples": {samples: samples[:3], sent: [numArms]int{1, 1}},
-		"no samples":      {samples: nil, sent: [numArms]int{1, 1}},
+		"100 %": {
+			arms: []armResult{arm(100, 0, 0, 500, 0), arm(130, 1, 0, 500, 0), arm(170, 1, 50, 500, 500), arm(250, 1, 70, 500, 490)},
+			want: pairCost{Mirroring: 30, Capture: 40, Serve: 50, LegacyCapture: 120, LegacyServe: 71.42857142857143},
+		},
+		"nothing mirrored or paired: zeros, no division by zero": {
+			arms: []armResult{arm(100, 0, 0, 10, 0), arm(100, 0, 0, 10, 0), arm(120, 0, 3, 10, 0)},
+			want: pairCost{},
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := armsCPU(tc.samples, sl, tc.sent)
-			for a := range numArms {
-				w, g := tc.want[a], got[a]
-				for _, v := range [][2]float64{
-					{w.Generator, g.Generator}, {w.SUT, g.SUT}, {w.Envoy, g.Envoy}, {w.Ours, g.Ours}, {w.Others, g.Others}, {w.Steal, g.Steal},
-					{w.GeneratorUs, g.GeneratorUs}, {w.SUTUs, g.SUTUs}, {w.EnvoyUs, g.EnvoyUs}, {w.OursUs, g.OursUs},
-				} {
-					assert.InDelta(t, v[0], v[1], 1e-9, "arm %d: want %+v, got %+v", a, w, g)
-				}
+			got := costOf(tc.arms)
+			for _, v := range [][2]float64{
+				{tc.want.Mirroring, got.Mirroring}, {tc.want.Capture, got.Capture}, {tc.want.Serve, got.Serve},
+				{tc.want.LegacyCapture, got.LegacyCapture}, {tc.want.LegacyServe, got.LegacyServe},
+			} {
+				assert.InDelta(t, v[0], v[1], 1e-9, "want %+v, got %+v", tc.want, got)
 			}
 		})
 	}
+	assert.InDelta(t, 10_000, pairsPerCore(100), 1e-9, "1e6 / µs per pair")
+	assert.Zero(t, pairsPerCore(0), "no measurement")
 }
 
 func TestPolicyTextLoads(t *testing.T) {
@@ -165,31 +193,53 @@ func TestPolicyTextLoads(t *testing.T) {
 		"blackhole": "127.0.0.1:1003", "slow": "127.0.0.1:1004", "refused": "127.0.0.1:1005",
 	}
 	tests := map[string]struct {
-		percent float64
-		faults  bool
-		routes  []string
+		arms   []arm
+		routes []string
+		legacy []string
 	}{
-		"default":     {percent: 10, routes: []string{"plain", "mirrored"}},
-		"with faults": {percent: 10, faults: true, routes: []string{"plain", "mirrored", "shadow-blackholed", "shadow-slow", "shadow-refused"}},
-		"fractional":  {percent: 0.5, routes: []string{"plain", "mirrored"}},
-		"everything":  {percent: 100, routes: []string{"plain", "mirrored"}},
+		"10 and 100 %, legacy, faults, serve": {
+			arms: slices.Concat(percentArms(10, true), percentArms(100, true), faultArms(10, "5s"), serveArms()),
+			routes: []string{"plain", "mirror-10", "captured-10", "legacy-10", "mirror-100", "captured-100", "legacy-100",
+				"fault-blackholed", "fault-slow", "fault-refused", "serve-1k", "serve-16k"},
+			legacy: []string{"legacy-10", "legacy-100"},
+		},
+		"fractional, no legacy": {
+			arms:   percentArms(0.5, false),
+			routes: []string{"plain", "mirror-0_5", "captured-0_5"},
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			p, err := policy.Parse([]byte(policyText("127.0.0.1:1000", services, tc.percent, tc.faults)), "policy.yaml")
+			p, err := policy.Parse([]byte(policyText("127.0.0.1:1000", services, tc.arms)), "policy.yaml")
 			require.NoError(t, err)
 			var names []string
 			for _, r := range p.Routes {
 				names = append(names, r.Name)
-				if r.Name == "plain" {
+				assert.Equal(t, "legacy", r.Primary.Name, r.Name)
+				a := tc.arms[slices.IndexFunc(tc.arms, func(a arm) bool { return a.Route == r.Name })]
+				if a.Shadow == "" {
 					assert.Nil(t, r.Shadow, "the plain route mirrors nothing")
 					continue
 				}
 				require.NotNil(t, r.Shadow, r.Name)
-				assert.InDelta(t, tc.percent, r.Shadow.Percent, 1e-9, r.Name)
-				assert.Equal(t, "legacy", r.Primary.Name, r.Name)
+				assert.InDelta(t, a.Percent, r.Shadow.Percent, 1e-9, r.Name)
+				assert.Equal(t, a.Capture, r.Shadow.Capture, r.Name)
+				assert.Equal(t, a.Shadow, r.Shadow.Service.Name, r.Name)
 			}
 			assert.Equal(t, tc.routes, names)
+			assert.Equal(t, tc.legacy, legacyRoutes(tc.arms))
 		})
+	}
+}
+
+// The serve phase relies on the example API answering /large/ alike from
+// the primary and the shadow, so that every pair is compared in full.
+func TestServeBodiesMatch(t *testing.T) {
+	now := time.Now()
+	for _, a := range serveArms() {
+		legacy := backend.API{}.Answer("GET", a.Path, now)
+		candidate := backend.API{Candidate: true}.Answer("GET", a.Path, now.Add(time.Second))
+		assert.Equal(t, legacy, candidate, a.Path)
+		assert.Greater(t, len(legacy.Body), 1000, a.Path)
 	}
 }

@@ -4,77 +4,40 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/shadowlab/shadowlab/examples/backend"
 	"github.com/shadowlab/shadowlab/internal/harness"
-	"github.com/shadowlab/shadowlab/pair"
-	"github.com/shadowlab/shadowlab/policy"
-	"github.com/shadowlab/shadowlab/serve"
 )
 
-// The system under test runs in a child process (this binary, re-executed
-// with the argument "sut"): the two example services, the shadow fault
-// servers and `shadowlab serve` (control plane, capture server, report).
-// The load generator then shares no heap, garbage collector or scheduler
-// with what it measures, only the CPUs.
+// The example services run in a child process (this binary, re-executed
+// with the argument "sut"): the primary (legacy), the shadow (candidate)
+// and, with -faults, the broken shadows. The load generator then shares no
+// heap, garbage collector or scheduler with them, and their CPU time is
+// read apart from the generator's and serve's (its own process).
 
-// sutArg is the first argument that makes this binary the system under test.
+// sutArg is the first argument that makes this binary the services.
 const sutArg = "sut"
-
-// Route path prefixes; the routes of the policy below.
-const (
-	pathPlain      = "/plain/"
-	pathMirrored   = "/mirrored/"
-	pathBlackholed = "/shadow-blackholed/"
-	pathSlow       = "/shadow-slow/"
-	pathRefused    = "/shadow-refused/"
-)
-
-// sutAddrs is what the child tells its parent, as one JSON line on stdout.
-type sutAddrs struct {
-	Listener string `json:"listener"` // the Envoy listener of the policy
-	Legacy   string `json:"legacy"`
-	XDS      string `json:"xds"`
-	API      string `json:"api"`
-	Policy   string `json:"policy"`
-}
 
 // sutConfig is the child's command line: sutArg and this as JSON.
 type sutConfig struct {
-	Dir         string
-	Percent     float64
-	Faults      bool
-	Grace, Slow time.Duration
-	Capture     bool
+	Dir    string
+	Faults bool
+	Slow   time.Duration
 }
 
-// runSUT starts everything, reports the addresses on stdout and serves
-// until SIGINT or SIGTERM (the parent's stop; it dies with the parent too).
+// runSUT starts the services, reports their addresses by name (a JSON
+// object, one line on stdout) and serves until SIGINT or SIGTERM (the
+// parent's stop; it dies with the parent too).
 func runSUT(arg string) error {
 	var cfg sutConfig
 	if err := json.Unmarshal([]byte(arg), &cfg); err != nil {
 		return fmt.Errorf("sut: %w", err)
 	}
-	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
-	zc.OutputPaths, zc.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
-	log, err := zc.Build()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
@@ -100,52 +63,24 @@ func runSUT(arg string) error {
 	}()
 	services := map[string]string{"legacy": legacy.Addr(), "candidate": candidate.Addr()}
 	if cfg.Faults {
-		bh, err := startBlackhole()
+		// The blackhole listens and never accepts: connections complete in
+		// the kernel's backlog and are never answered.
+		bh, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
-		lab.OnStop(bh.close)
-		slow, slowAddr, err := startSlow(cfg.Slow)
+		lab.OnStop(func() { _ = bh.Close() })
+		slowAddr, err := startSlow(lab, cfg.Slow)
 		if err != nil {
 			return err
 		}
-		lab.OnStop(func() { _ = slow.Close() })
 		refused, err := harness.FreeAddr()
 		if err != nil {
 			return err
 		}
-		services["blackhole"], services["slow"], services["refused"] = bh.addr(), slowAddr, refused
+		services["blackhole"], services["slow"], services["refused"] = bh.Addr().String(), slowAddr, refused
 	}
-
-	listener, err := harness.FreeAddr()
-	if err != nil {
-		return err
-	}
-	text := policyText(listener, services, cfg.Percent, cfg.Faults)
-	if _, err := policy.Parse([]byte(text), "policy.yaml"); err != nil {
-		return fmt.Errorf("the benchmark's own policy does not load: %w", err)
-	}
-	policyPath := filepath.Join(cfg.Dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(text), 0o600); err != nil {
-		return err
-	}
-	extProc := "127.0.0.1:0"
-	if !cfg.Capture {
-		extProc = ""
-	}
-	in, err := lab.Serve(ctx, serve.Config{
-		PolicyPath:     policyPath,
-		XDSAddress:     "127.0.0.1:0",
-		ExtProcAddress: extProc,
-		APIAddress:     "127.0.0.1:0",
-		// A short grace compares a pair within the slice that produced it
-		// instead of charging the work to whichever arm comes next.
-		Pairer: pair.Config{Grace: cfg.Grace},
-	}, log)
-	if err != nil {
-		return err
-	}
-	line, err := json.Marshal(sutAddrs{Listener: listener, Legacy: legacy.Addr(), XDS: in.XDSAddr, API: in.APIAddr, Policy: policyPath})
+	line, err := json.Marshal(services)
 	if err != nil {
 		return err
 	}
@@ -156,87 +91,12 @@ func runSUT(arg string) error {
 	return nil
 }
 
-// policyText is the benchmark's policy: a plain route, a mirrored and
-// captured route, and with faults one route per shadow fault. Every route
-// answers with the primary (legacy); only the shadow differs.
-func policyText(listener string, services map[string]string, percent float64, faults bool) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\nlisteners: [{name: ingress, address: %q}]\nservices:\n", listener)
-	for _, name := range []string{"legacy", "candidate", "blackhole", "slow", "refused"} {
-		if addr, ok := services[name]; ok {
-			fmt.Fprintf(&b, "  %s: {endpoints: [%q]}\n", name, addr)
-		}
-	}
-	b.WriteString("routes:\n")
-	fmt.Fprintf(&b, "  - name: plain\n    match: {pathPrefix: %s}\n    primary: legacy\n", pathPlain)
-	shadowed := func(name, prefix, shadow string) {
-		fmt.Fprintf(&b, "  - name: %s\n    match: {pathPrefix: %s}\n    primary: legacy\n", name, prefix)
-		fmt.Fprintf(&b, "    shadow: {service: %s, percent: %g}\n", shadow, percent)
-		b.WriteString("    compare: {ignore: [\"$.generated_at\"]}\n")
-	}
-	shadowed("mirrored", pathMirrored, "candidate")
-	if faults {
-		shadowed("shadow-blackholed", pathBlackholed, "blackhole")
-		shadowed("shadow-slow", pathSlow, "slow")
-		shadowed("shadow-refused", pathRefused, "refused")
-	}
-	return b.String()
-}
-
-// blackhole accepts connections and never answers: it reads and discards
-// whatever arrives until the peer or close ends the connection.
-type blackhole struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startBlackhole() (*blackhole, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	bh := &blackhole{ln: ln, conns: map[net.Conn]struct{}{}}
-	bh.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			bh.mu.Lock()
-			bh.conns[c] = struct{}{}
-			bh.mu.Unlock()
-			bh.wg.Go(func() {
-				_, _ = io.Copy(io.Discard, c)
-				bh.mu.Lock()
-				delete(bh.conns, c)
-				bh.mu.Unlock()
-				_ = c.Close()
-			})
-		}
-	})
-	return bh, nil
-}
-
-func (bh *blackhole) addr() string { return bh.ln.Addr().String() }
-
-func (bh *blackhole) close() {
-	_ = bh.ln.Close()
-	bh.mu.Lock()
-	for c := range bh.conns {
-		_ = c.Close()
-	}
-	bh.mu.Unlock()
-	bh.wg.Wait()
-}
-
 // startSlow serves the example API's answer after delay (cut short when the
-// request is cancelled).
-func startSlow(delay time.Duration) (*http.Server, string, error) {
+// request is cancelled) until lab stops.
+func startSlow(lab *harness.Lab, delay time.Duration) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, "", err
+		return "", err
 	}
 	api := backend.API{Candidate: true}
 	srv := &http.Server{
@@ -256,5 +116,6 @@ func startSlow(delay time.Duration) (*http.Server, string, error) {
 		}),
 	}
 	go func() { _ = srv.Serve(ln) }()
-	return srv, ln.Addr().String(), nil
+	lab.OnStop(func() { _ = srv.Close() })
+	return ln.Addr().String(), nil
 }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -85,6 +86,50 @@ func startPinned(cpus string, start func() (*envoy.Process, error)) (*envoy.Proc
 	}
 	defer func() { _ = unix.SchedSetaffinity(0, &was) }()
 	return start()
+}
+
+// PinProcess pins every thread of this process to cpus (a CPU list as
+// EnvoyConfig.CPUs takes it). Threads created later inherit the affinity,
+// and so do the processes this one starts (Envoy excepted: Lab.Envoy pins
+// it to its own CPUs).
+func PinProcess(cpus string) error {
+	set, err := cpuSet(cpus)
+	if err != nil {
+		return err
+	}
+	// A thread created while the first pass ran may have copied the old
+	// affinity: the second pass catches it.
+	for range 2 {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, task := range tasks {
+			tid, err := strconv.Atoi(task.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("pinning thread %d to CPUs %v: %w", tid, cpus, err)
+			}
+		}
+	}
+	return nil
+}
+
+// AllowedCPUs is the CPU list process pid may run on, as the kernel says
+// (Cpus_allowed_list of /proc/<pid>/status).
+func AllowedCPUs(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("no Cpus_allowed_list in /proc/%d/status", pid)
 }
 
 // cpuSet parses a CPU list: CPUs and ranges of them, comma-separated.

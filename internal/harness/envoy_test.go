@@ -70,3 +70,21 @@ func TestCPUSet(t *testing.T) {
 		})
 	}
 }
+
+// TestPinProcess pins this test binary to the CPUs it may use already
+// (so that nothing else changes) and reads the list back.
+func TestPinProcess(t *testing.T) {
+	was, err := AllowedCPUs(os.Getpid())
+	require.NoError(t, err)
+	require.NoError(t, PinProcess(was))
+	tasks, err := filepath.Glob("/proc/self/task/*/status")
+	require.NoError(t, err)
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			continue // the thread ended
+		}
+		assert.Contains(t, string(b), "Cpus_allowed_list:\t"+was+"\n", task)
+	}
+	assert.Error(t, PinProcess("x"))
+}

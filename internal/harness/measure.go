@@ -45,8 +45,8 @@ func Summarize(lat []time.Duration) Latency {
 // Ms is d in milliseconds.
 func Ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// Slicing interleaves two arms (0 and 1) in time: a phase is cut into
-// slices of equal length, slice k given to arm Order[k]. Requests started
+// Slicing interleaves arms (0, 1, …) in time: a phase is cut into slices
+// of equal length, slice k given to arm Order[k]. Requests started
 // in the first Settle of a slice are sent but not recorded, so that what is
 // still in flight from the previous slice is not charged to this one.
 type Slicing struct {
@@ -78,15 +78,15 @@ func (s Slicing) Recorded(arm int) time.Duration {
 	return d
 }
 
-// Interleave returns the arm of each of 2×pairs slices: each consecutive
-// pair holds both arms, in an order drawn from rng, so that the arms share
-// every stretch of the run (drift, GC, background work cancel out) and no
-// arm is locked to a period of the system (a 1 s flush, say).
-func Interleave(pairs int, rng *rand.Rand) []int {
-	order := make([]int, 0, 2*pairs)
-	for range pairs {
-		first := rng.IntN(2)
-		order = append(order, first, 1-first)
+// Interleave returns the arm of each of arms×rounds slices: each round
+// holds every arm once, in an order drawn from rng (a random permutation),
+// so that the arms share every stretch of the run (drift, GC, background
+// work cancel out) and no arm is locked to a period of the system (a 1 s
+// flush, say).
+func Interleave(arms, rounds int, rng *rand.Rand) []int {
+	order := make([]int, 0, arms*rounds)
+	for range rounds {
+		order = append(order, rng.Perm(arms)...)
 	}
 	return order
 }

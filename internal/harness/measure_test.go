@@ -100,29 +100,37 @@ func TestSlicing(t *testing.T) {
 }
 
 func TestInterleave(t *testing.T) {
-	tests := map[string]struct{ pairs int }{
-		"none":  {0},
-		"one":   {1},
-		"ten":   {10},
-		"forty": {40},
+	tests := map[string]struct{ arms, rounds int }{
+		"none":              {2, 0},
+		"one arm":           {1, 5},
+		"two arms, one":     {2, 1},
+		"two arms, forty":   {2, 40},
+		"four arms, ten":    {4, 10},
+		"seven arms, three": {7, 3},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			order := Interleave(tc.pairs, rand.New(rand.NewPCG(1, 2)))
-			require.Len(t, order, 2*tc.pairs)
-			for k := 0; k < len(order); k += 2 {
-				assert.ElementsMatch(t, []int{armBase, armTest}, order[k:k+2], "pair %d holds both arms", k/2)
+			order := Interleave(tc.arms, tc.rounds, rand.New(rand.NewPCG(1, 2)))
+			require.Len(t, order, tc.arms*tc.rounds)
+			all := make([]int, tc.arms)
+			for a := range all {
+				all[a] = a
 			}
-			assert.Equal(t, order, Interleave(tc.pairs, rand.New(rand.NewPCG(1, 2))), "same seed, same order")
+			for k := 0; k < len(order); k += tc.arms {
+				assert.ElementsMatch(t, all, order[k:k+tc.arms], "round %d holds every arm once", k/tc.arms)
+			}
+			assert.Equal(t, order, Interleave(tc.arms, tc.rounds, rand.New(rand.NewPCG(1, 2))), "same seed, same order")
 		})
 	}
-	// Over many pairs both orders occur: the arms are not locked to a phase.
-	order := Interleave(200, rand.New(rand.NewPCG(7, 7)))
-	first := 0
-	for k := 0; k < len(order); k += 2 {
-		if order[k] == armBase {
-			first++
-		}
+	// Over many rounds every arm comes first about as often as the others:
+	// no arm is locked to a position.
+	const arms, rounds = 4, 400
+	order := Interleave(arms, rounds, rand.New(rand.NewPCG(7, 7)))
+	first := make([]int, arms)
+	for k := 0; k < len(order); k += arms {
+		first[order[k]]++
 	}
-	assert.InDelta(t, 100, first, 30, "plain first in about half the pairs")
+	for a, n := range first {
+		assert.InDelta(t, rounds/arms, n, 40, "arm %d first in about a quarter of the rounds", a)
+	}
 }
