@@ -214,6 +214,9 @@ func captureWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 	return out
 }
 
+// captureTickMs is how often each Envoy worker sends its capture batch.
+const captureTickMs = 100
+
 // captureConfig is the capture instance's configuration for route r.
 func captureConfig(r *policy.Route) wire.CaptureConfig {
 	c := r.Shadow.Compare
@@ -224,5 +227,6 @@ func captureConfig(r *policy.Route) wire.CaptureConfig {
 		ReportCluster:   APICluster,
 		ReportPath:      wire.CapturePath,
 		ReportAuthority: wire.ReportAuthority,
+		TickMs:          captureTickMs,
 	}
 }
