@@ -124,7 +124,7 @@ func (r *results) budgets() {
 		add("capture's own Envoy µs per pair (gateway + plugin), "+pct+", closed loop", "≤ 80", c, c <= 80)
 		lat, floor := pr.Latency.Arms, pr.floor()
 		p50, p99 := latencyRatios(lat[armCaptured], lat[floor])
-		against := fmt.Sprintf("captured %s / %s at half of plain's max", pct, lat[floor].Name)
+		against := fmt.Sprintf("captured %s / %s at the open-loop rate", pct, lat[floor].Name)
 		ok := len(pr.overCapacity()) == 0
 		if !ok {
 			against += " (over capacity: latency is queueing)"
@@ -174,8 +174,12 @@ func writeMarkdown(w io.Writer, r *results) error {
 	fmt.Fprintf(&b, "  first %v of each slice are run but not recorded. Pairer grace %v. CPU time per process from /proc\n", p.Settle, p.Grace)
 	b.WriteString("  at every slice boundary, charged to the slice's arm; µs/req is per request sent to the arm.\n\n")
 
+	fraction := p.Fraction
+	if p.Rate > 0 {
+		fraction = 0 // the rate was given
+	}
 	for _, pr := range r.Percents {
-		writePercent(&b, pr, p.Fraction)
+		writePercent(&b, pr, fraction)
 	}
 	if f := r.Faults; f != nil {
 		fmt.Fprintf(&b, "### Shadow faults: open loop at %.0f rps, %g %% mirrored and captured through the gateway, %g s\n\n", f.TargetRPS, p.FaultPercent, f.DurationS)
@@ -241,7 +245,11 @@ func writePercent(b *strings.Builder, pr percentResult, fraction float64) {
 	writePhaseEnd(b, t)
 
 	l := pr.Latency
-	fmt.Fprintf(b, "#### Latency: open loop at %.0f rps (%g × plain's maximum), %g s\n\n", l.TargetRPS, fraction, l.DurationS)
+	how := fmt.Sprintf("%g × plain's maximum", fraction)
+	if fraction == 0 {
+		how = "-rate"
+	}
+	fmt.Fprintf(b, "#### Latency: open loop at %.0f rps (%s), %g s\n\n", l.TargetRPS, how, l.DurationS)
 	b.WriteString("Each latency runs from the request's scheduled send time, so a stall of the generator or of Envoy counts\n")
 	b.WriteString("for every request it delays.\n\n")
 	floor := pr.floor()
