@@ -1,6 +1,6 @@
 // Package serve is the `shadowlab serve` process: the xDS control plane, the
-// ext_proc capture server, the global admission server and the report API
-// on their own ports, wired to one policy file. cmd/shadowlab runs it; the
+// shadow gateway, the global admission server and the report API (which
+// also takes the plugin's capture batches) on their own ports, wired to one policy file. cmd/shadowlab runs it; the
 // end-to-end tests start and stop it in-process.
 //
 // Start builds every component first (listening on every port, so a busy
@@ -44,22 +44,14 @@ type Config struct {
 	// GatewayAddress, with an unspecified host (0.0.0.0, ::) as 127.0.0.1.
 	GatewayAdvertise string
 	Gateway          gateway.Config
-	// ExtProcAddress is the listen address of the ext_proc capture server
-	// of the design the gateway replaced (both halves captured in Envoy by
-	// ext_proc), for the routes named in ExtProcRoutes (every captured
-	// route when empty) instead of the gateway. Kept to measure the two
-	// side by side.
-	ExtProcAddress   string
-	ExtProcAdvertise string // default as GatewayAdvertise
-	ExtProcRoutes    []string
 	APIAddress       string // listen address of the report API and /metrics; "" disables it
 	// APIAdvertise is the address Envoy dials for the API (the admission
-	// plugin's code and reports); default as ExtProcAdvertise.
+	// plugin's code and reports); default as GatewayAdvertise.
 	APIAdvertise string
 	// AdmissionAddress is the listen address of the global admission
 	// (ext_proc) server; "" disables global admission.
 	AdmissionAddress   string
-	AdmissionAdvertise string // default as ExtProcAdvertise
+	AdmissionAdvertise string // default as GatewayAdvertise
 	Admitter           extproc.AdmitterConfig
 	// WasmPath is the admission plugin (bin/shadowlab.wasm). Envoy fetches
 	// it from the API (checked by SHA-256), or reads this path itself when
@@ -76,11 +68,10 @@ type Instance struct {
 	Reporter *report.Reporter
 	Pairer   *pair.Pairer
 	Gateway  *gateway.Gateway  // nil when the gateway is off
-	Capture  *extproc.Server   // nil unless the ext_proc capture is used
 	Admitter *extproc.Admitter // nil when global admission is off
 
 	// Bound addresses (useful with port 0); "" for a part that is off.
-	XDSAddr, GatewayAddr, ExtProcAddr, APIAddr, AdmissionAddr string
+	XDSAddr, GatewayAddr, APIAddr, AdmissionAddr string
 
 	cfg       Config
 	log       *zap.Logger
@@ -118,7 +109,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) 
 		in.Stop()
 		return nil, errors.New("policy was not published within 30s")
 	}
-	log.Info("serving", zap.String("xds", in.XDSAddr), zap.String("ext_proc", in.ExtProcAddr),
+	log.Info("serving", zap.String("xds", in.XDSAddr), zap.String("gateway", in.GatewayAddr),
 		zap.String("admission", in.AdmissionAddr), zap.String("api", in.APIAddr), zap.String("policy", cfg.PolicyPath))
 	return in, nil
 }
@@ -136,10 +127,6 @@ func (in *Instance) build(published chan<- error) error {
 	if err != nil {
 		return err
 	}
-	extLis, err := in.listen("ext_proc address", cfg.ExtProcAddress, &in.ExtProcAddr)
-	if err != nil {
-		return err
-	}
 	apiLis, err := in.listen("api address", cfg.APIAddress, &in.APIAddr)
 	if err != nil {
 		return err
@@ -149,8 +136,6 @@ func (in *Instance) build(published chan<- error) error {
 		return err
 	}
 	opts.GatewayAddress = advertise(cfg.GatewayAdvertise, in.GatewayAddr)
-	opts.ExtProcAddress = advertise(cfg.ExtProcAdvertise, in.ExtProcAddr)
-	opts.ExtProcRoutes = cfg.ExtProcRoutes
 	opts.APIAddress = advertise(cfg.APIAdvertise, in.APIAddr)
 	opts.AdmissionAddress = advertise(cfg.AdmissionAdvertise, in.AdmissionAddr)
 
@@ -187,23 +172,14 @@ func (in *Instance) build(published chan<- error) error {
 		},
 		func(ctx context.Context) error { return in.XDS.Serve(ctx, xdsLis) },
 	)
-	if gwLis != nil || extLis != nil {
-		in.servers = append(in.servers, func(ctx context.Context) error { in.Pairer.Run(ctx); return nil })
-	}
 	if gwLis != nil {
+		in.servers = append(in.servers, func(ctx context.Context) error { in.Pairer.Run(ctx); return nil })
 		if in.Gateway, err = gateway.New(cfg.Gateway, in.Pairer, time.Now, reg, log.Named("gateway")); err != nil {
 			return err
 		}
 		pub.use = append(pub.use, in.Gateway.Use)
 		srv := in.gatewayServer()
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, gwLis) })
-	}
-	if extLis != nil {
-		in.Capture = extproc.NewServer(in.Pairer, time.Now, log.Named("extproc"))
-		pub.use = append(pub.use, in.Capture.Use)
-		g := newGRPCServer()
-		in.Capture.Register(g)
-		in.servers = append(in.servers, func(ctx context.Context) error { return serveGRPC(ctx, g, extLis) })
 	}
 	if admLis != nil {
 		if in.Admitter, err = extproc.NewAdmitter(cfg.Admitter, in.Reporter, time.Now, nil, log.Named("admission")); err != nil {

@@ -61,7 +61,7 @@ routes: [{name: r, match: {pathPrefix: /}, primary: a}]
 	}
 
 	// And a good start stops cleanly, freeing its ports.
-	in, err := Start(context.Background(), Config{PolicyPath: good, XDSAddress: "127.0.0.1:0", ExtProcAddress: "127.0.0.1:0", APIAddress: "127.0.0.1:0"}, zap.NewNop())
+	in, err := Start(context.Background(), Config{PolicyPath: good, XDSAddress: "127.0.0.1:0", GatewayAddress: "127.0.0.1:0", APIAddress: "127.0.0.1:0"}, zap.NewNop())
 	require.NoError(t, err)
 	in.Stop()
 	require.NoError(t, in.Wait())

@@ -43,10 +43,6 @@ var Marks = []string{HeaderShadow, HeaderRoute, HeaderDryRun}
 // stored, logged, exported or compared.
 var SecretHeaders = []string{"authorization", "proxy-authorization", "cookie", "set-cookie"}
 
-// gRPC initial metadata with which Envoy opens shadowlab's ext_proc streams.
-const (
-	// MetadataRoute names the policy route of the stream.
-	MetadataRoute = "x-shadowlab-route"
-	// MetadataSide is the side (Side.String) of a capture stream.
-	MetadataSide = "x-shadowlab-side"
-)
+// MetadataRoute is the gRPC initial metadata, naming the policy route, with
+// which Envoy opens a global admission stream.
+const MetadataRoute = "x-shadowlab-route"

@@ -56,16 +56,6 @@ func DirectRouteName(r string) string { return r + "/direct" }
 func MirrorPercentKey(r string) string { return "shadowlab.mirror." + r }
 
 const (
-	// ExtProcCluster is the cluster of shadowlab's ext_proc (capture) server.
-	ExtProcCluster = "shadowlab_extproc"
-	// ExtProcFilter is the HTTP filter name of the capture filter, downstream
-	// (primary) and upstream on shadow clusters (shadow).
-	ExtProcFilter = "envoy.filters.http.ext_proc"
-	// ExtProcStatPrefix prefixes the capture filter's stats.
-	ExtProcStatPrefix = "shadowlab_capture"
-)
-
-const (
 	// AdmissionExtProcFilter is the HTTP filter name of the global admission
 	// filter: a second, non-observing ext_proc, on routes with global scope.
 	AdmissionExtProcFilter = "shadowlab.admission.global"

@@ -60,13 +60,6 @@ type Options struct {
 	// APIAddress). Empty: Envoy mirrors straight to the shadow service and
 	// nothing is captured.
 	GatewayAddress string
-	// ExtProcAddress is host:port of shadowlab's ext_proc capture server,
-	// the design the gateway replaces (both halves captured by ext_proc in
-	// Envoy, the shadow's as an upstream filter). Kept only to measure it
-	// side by side with the gateway: it captures the routes named in
-	// ExtProcRoutes, or every route when that is empty.
-	ExtProcAddress string
-	ExtProcRoutes  []string
 	// AdmissionAddress is host:port of the global admission (ext_proc)
 	// server. Routes with global admission need it.
 	AdmissionAddress string
@@ -85,7 +78,6 @@ type captureKind int
 const (
 	captureNone    captureKind = iota // mirrored straight to the shadow service, nothing compared
 	captureGateway                    // the shadow through the gateway, the primary by the plugin
-	captureExtProc                    // both by ext_proc in Envoy (the earlier design)
 )
 
 // captureOf is how route r is captured.
@@ -93,8 +85,6 @@ func (o Options) captureOf(r *policy.Route) captureKind {
 	switch {
 	case r.Shadow == nil || !r.Shadow.Capture:
 		return captureNone
-	case o.ExtProcAddress != "" && (len(o.ExtProcRoutes) == 0 || slices.Contains(o.ExtProcRoutes, r.Name)):
-		return captureExtProc
 	case o.GatewayAddress != "":
 		return captureGateway
 	}
@@ -146,14 +136,6 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			continue
 		}
 		res.Clusters = append(res.Clusters, c)
-	}
-	if opts.captured(p, captureExtProc) {
-		c, err := extProcCluster(opts.ExtProcAddress)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("ext_proc server: %w", err))
-		} else {
-			res.Clusters = append(res.Clusters, c)
-		}
 	}
 	if opts.AdmissionAddress != "" && len(p.AdmissionRoutes(wire.ScopeGlobal)) > 0 {
 		c, err := admissionCluster(opts.AdmissionAddress)
@@ -311,15 +293,11 @@ func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 			RuntimeKey:   MirrorPercentKey(r.Name),
 		}
 		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, dryRun)
-		if kind := opts.captureOf(r); kind != captureNone {
+		if opts.captureOf(r) == captureGateway {
 			if rt.TypedPerFilterConfig == nil {
 				rt.TypedPerFilterConfig = map[string]*anypb.Any{}
 			}
-			if kind == captureExtProc {
-				rt.TypedPerFilterConfig[ExtProcFilter] = capturePerRoute(r.Name)
-			} else {
-				rt.TypedPerFilterConfig[CaptureWasmFilter(r.Name)] = enabledPerRoute()
-			}
+			rt.TypedPerFilterConfig[CaptureWasmFilter(r.Name)] = enabledPerRoute()
 		}
 		out = append(out, rt)
 	}
@@ -500,11 +478,6 @@ func shadowCluster(r *policy.Route, opts Options) (*clusterv3.Cluster, error) {
 	}
 	if kind == captureNone {
 		speak(c, s) // Envoy talks to the shadow service itself
-	}
-	if kind == captureExtProc {
-		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
-			httpProtocolOptionsKey: mustAny(shadowProtocolOptions(r)),
-		}
 	}
 	limit := wrapperspb.UInt32(r.Shadow.MaxConcurrent)
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{

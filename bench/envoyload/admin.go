@@ -27,32 +27,17 @@ func delta(after, before map[string]int64) map[string]int64 {
 type shadowStats struct {
 	Sent int64 `json:"sent"` // mirrored requests sent to the shadow cluster (the gateway, or the shadow)
 	Shed int64 `json:"shed"` // shed by the shadow cluster's circuit breaker
-	// ExtProcStreams counts the ext_proc capture streams Envoy opened for
-	// a legacy route: on the listener (the primary side; listener-wide,
-	// so all legacy routes of the phase) and on the route's shadow cluster.
-	ExtProcStreams       int64 `json:"extproc_streams,omitempty"`
-	ShadowExtProcStreams int64 `json:"shadow_extproc_streams,omitempty"`
 }
 
 // shadowCounterFilter selects the counters shadowStats reads.
-const shadowCounterFilter = `^cluster\.shadow/|ext_proc`
+const shadowCounterFilter = `^cluster\.shadow/`
 
 func shadowStatsOf(d map[string]int64, a arm) shadowStats {
 	c := "cluster." + xds.ShadowCluster(a.Route) + "."
-	s := shadowStats{
+	return shadowStats{
 		Sent: d[c+"upstream_rq_total"],
 		Shed: d[c+"upstream_rq_pending_overflow"],
 	}
-	if !a.Legacy {
-		return s
-	}
-	s.ShadowExtProcStreams = d[c+"ext_proc."+xds.ExtProcStatPrefix+".streams_started"]
-	for k, v := range d {
-		if strings.HasPrefix(k, "http.") && strings.HasSuffix(k, ".ext_proc."+xds.ExtProcStatPrefix+".streams_started") {
-			s.ExtProcStreams += v
-		}
-	}
-	return s
 }
 
 // routeReport reads one route's report from serve's API; a route with no

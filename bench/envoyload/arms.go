@@ -18,8 +18,7 @@ type arm struct {
 	Exact   bool    `json:"-"`                // the route matches Path exactly; otherwise its prefix /<route>/
 	Shadow  string  `json:"shadow,omitempty"` // the shadow service; "" mirrors nothing
 	Percent float64 `json:"percent,omitempty"`
-	Capture bool    `json:"capture,omitempty"` // answers compared: through the gateway, or Legacy
-	Legacy  bool    `json:"legacy,omitempty"`  // captured by ext_proc in Envoy (the earlier design)
+	Capture bool    `json:"capture,omitempty"` // answers compared: the shadow's through the gateway, the primary's by the plugin
 }
 
 // Arms of a percent phase, in this order.
@@ -27,29 +26,24 @@ const (
 	armPlain    = iota // primary only
 	armMirror          // mirrored straight to the shadow, nothing compared
 	armCaptured        // mirrored through the gateway, the primary's answer captured by the plugin
-	armLegacy          // mirrored and both answers captured by ext_proc (with -legacy)
 )
 
 var plainArm = arm{Name: "plain", Route: "plain", Path: "/plain/item/1"}
 
 // prefixArm is a mirrored route matched by the prefix /<route>/.
-func prefixArm(name, route, shadow string, percent float64, capture, legacy bool) arm {
-	return arm{Name: name, Route: route, Path: "/" + route + "/item/1", Shadow: shadow, Percent: percent, Capture: capture, Legacy: legacy}
+func prefixArm(name, route, shadow string, percent float64, capture bool) arm {
+	return arm{Name: name, Route: route, Path: "/" + route + "/item/1", Shadow: shadow, Percent: percent, Capture: capture}
 }
 
 // percentArms are the arms of the phases at p % mirrored.
-func percentArms(p float64, legacy bool) []arm {
+func percentArms(p float64) []arm {
 	// p as it can stand in a route name: 0.5 → 0_5.
 	l, pct := strings.ReplaceAll(strconv.FormatFloat(p, 'f', -1, 64), ".", "_"), fmt.Sprintf(" %g %%", p)
-	arms := []arm{
+	return []arm{
 		armPlain:    plainArm,
-		armMirror:   prefixArm("mirror"+pct, "mirror-"+l, "candidate", p, false, false),
-		armCaptured: prefixArm("captured"+pct, "captured-"+l, "candidate", p, true, false),
+		armMirror:   prefixArm("mirror"+pct, "mirror-"+l, "candidate", p, false),
+		armCaptured: prefixArm("captured"+pct, "captured-"+l, "candidate", p, true),
 	}
-	if legacy {
-		arms = append(arms, prefixArm("legacy"+pct, "legacy-"+l, "candidate", p, true, true))
-	}
-	return arms
 }
 
 // faultArms are plain and, p % mirrored and captured through the gateway,
@@ -57,9 +51,9 @@ func percentArms(p float64, legacy bool) []arm {
 func faultArms(p float64, slow string) []arm {
 	return []arm{
 		plainArm,
-		prefixArm("shadow blackholed", "fault-blackholed", "blackhole", p, true, false),
-		prefixArm("shadow "+slow+" slow", "fault-slow", "slow", p, true, false),
-		prefixArm("shadow refusing", "fault-refused", "refused", p, true, false),
+		prefixArm("shadow blackholed", "fault-blackholed", "blackhole", p, true),
+		prefixArm("shadow "+slow+" slow", "fault-slow", "slow", p, true),
+		prefixArm("shadow refusing", "fault-refused", "refused", p, true),
 	}
 }
 
@@ -111,17 +105,6 @@ func distinct(arms []arm) []arm {
 	for _, a := range arms {
 		if !slices.ContainsFunc(out, func(o arm) bool { return o.Route == a.Route }) {
 			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// legacyRoutes are the routes of arms captured by ext_proc.
-func legacyRoutes(arms []arm) []string {
-	var out []string
-	for _, a := range distinct(arms) {
-		if a.Legacy {
-			out = append(out, a.Route)
 		}
 	}
 	return out

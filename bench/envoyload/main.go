@@ -4,8 +4,8 @@
 // to the shadow, shadow.capture: false); captured (p % mirrored to serve's
 // shadow gateway, which forwards to the shadow and records its answer,
 // while the proxy-wasm plugin captures the primary's and posts it in
-// batches to serve); with -legacy, the earlier design (both answers
-// captured by ext_proc in Envoy: serve --extproc-routes).
+// batches to serve). The earlier design, both answers captured by ext_proc
+// in Envoy, was measured here too before it was removed (BENCHMARKS.md).
 //
 //	go run ./bench/envoyload [flags]
 //
@@ -64,7 +64,6 @@ import (
 // config is the command line, and the parameters of -json.
 type config struct {
 	Percents         []float64     `json:"percents"`
-	Legacy           bool          `json:"legacy"`
 	Workers          int           `json:"workers"`
 	ClosedDuration   time.Duration `json:"closed_duration_ns"`
 	Duration         time.Duration `json:"duration_ns"`
@@ -106,7 +105,6 @@ func (c *config) parse(args []string, stderr io.Writer) error {
 		}
 		return nil
 	})
-	fs.BoolVar(&c.Legacy, "legacy", true, "also measure the earlier design: capture by ext_proc in Envoy, one arm per percent")
 	fs.IntVar(&c.Workers, "workers", 16, "closed-loop workers")
 	fs.DurationVar(&c.ClosedDuration, "closed-duration", 16*time.Second, "closed-loop (throughput) phase per percent, all arms together")
 	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "open-loop (latency) phase per percent, all arms together")
@@ -222,7 +220,7 @@ func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) (*r
 	}
 	var phases [][]arm
 	for _, p := range cfg.Percents {
-		phases = append(phases, percentArms(p, cfg.Legacy))
+		phases = append(phases, percentArms(p))
 	}
 	if cfg.Faults {
 		phases = append(phases, faultArms(cfg.FaultPercent, cfg.Slow.String()))
@@ -275,7 +273,7 @@ func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) (*r
 	}
 	for _, a := range distinct(all) {
 		if a.Capture {
-			res.Routes = append(res.Routes, routeCounts{Route: a.Route, Legacy: a.Legacy, captureCounts: counts[a.Route]})
+			res.Routes = append(res.Routes, routeCounts{Route: a.Route, captureCounts: counts[a.Route]})
 		}
 	}
 	select {
@@ -343,10 +341,9 @@ type served struct {
 }
 
 // startServe writes the policy of arms and starts `shadowlab serve` on it
-// as a process: the gateway for the captured routes, ext_proc for the
-// legacy ones, results in SQLite as by default.
+// as a process, results in SQLite as by default.
 func startServe(ctx context.Context, lab *harness.Lab, cfg config, services map[string]string, arms []arm) (served, error) {
-	var addrs [5]string
+	var addrs [4]string
 	var err error
 	for i := range addrs {
 		if addrs[i], err = harness.FreeAddr(); err != nil {
@@ -354,7 +351,7 @@ func startServe(ctx context.Context, lab *harness.Lab, cfg config, services map[
 		}
 	}
 	sv := served{listener: addrs[0], xds: addrs[1], api: addrs[2]}
-	gateway, extProc := addrs[3], addrs[4]
+	gateway := addrs[3]
 	text := policyText(sv.listener, services, arms)
 	if _, err := policy.Parse([]byte(text), "policy.yaml"); err != nil {
 		return served{}, fmt.Errorf("the benchmark's own policy does not load: %w", err)
@@ -363,13 +360,8 @@ func startServe(ctx context.Context, lab *harness.Lab, cfg config, services map[
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		return served{}, err
 	}
-	legacy := legacyRoutes(arms)
-	if len(legacy) == 0 {
-		extProc = ""
-	}
 	sv.proc, err = lab.ServeProc(ctx, serve.Config{
 		PolicyPath: path, XDSAddress: sv.xds, GatewayAddress: gateway, APIAddress: sv.api,
-		ExtProcAddress: extProc, ExtProcRoutes: legacy,
 		Report: report.Config{DBPath: filepath.Join(lab.Dir, "shadowlab.db")},
 		// A short grace compares a pair within the slice that produced it
 		// instead of charging the work to whichever arm comes next.
@@ -414,9 +406,8 @@ func (b *bench) afterRun(ctx context.Context) {
 }
 
 // warm sends closed-loop traffic to every route, then checks that each
-// mirrored one mirrored, each captured one was compared, and the legacy
-// ones opened ext_proc streams: a run with any of it silently off would
-// measure nothing.
+// mirrored one mirrored and each captured one was compared: a run with
+// either silently off would measure nothing.
 func (b *bench) warm(ctx context.Context, arms []arm) error {
 	if b.cfg.Warmup == 0 {
 		return nil
@@ -444,8 +435,6 @@ func (b *bench) warm(ctx context.Context, arms []arm) error {
 		case a.Shadow == "":
 		case s.Sent == 0:
 			problems = append(problems, fmt.Errorf("%s: %d requests, none mirrored", a.Route, runs[i].Sent))
-		case a.Legacy && (s.ExtProcStreams == 0 || s.ShadowExtProcStreams == 0):
-			problems = append(problems, fmt.Errorf("%s: %d mirrored, but %d + %d ext_proc streams", a.Route, s.Sent, s.ExtProcStreams, s.ShadowExtProcStreams))
 		case a.Capture && a.Shadow == "candidate" && after.reports[a.Route].Pairs == 0:
 			problems = append(problems, fmt.Errorf("%s: %d mirrored, but no pair recorded", a.Route, s.Sent))
 		}

@@ -94,8 +94,7 @@ type serveSize struct {
 }
 
 type routeCounts struct {
-	Route  string `json:"route"`
-	Legacy bool   `json:"legacy,omitempty"`
+	Route string `json:"route"`
 	captureCounts
 }
 
@@ -154,10 +153,10 @@ func (r *results) budgets() {
 func writeMarkdown(w io.Writer, r *results) error {
 	var b strings.Builder
 	m, p := r.Machine, r.Params
-	b.WriteString("## Envoy and serve: plain, mirror only, mirror + capture (gateway + plugin), ext_proc capture\n\n")
+	b.WriteString("## Envoy and serve: plain, mirror only, mirror + capture (gateway + plugin)\n\n")
 	fmt.Fprintf(&b, "`go run ./bench/envoyload` on %s: %d CPUs (%s), Linux %s, %s, Envoy %s.\n\n", m.Date, m.CPUs, m.CPUModel, m.Kernel, m.Go, m.Envoy)
 	fmt.Fprintf(&b, "- Processes, over loopback: Envoy (`--concurrency %d`, pinned to CPUs %q), the load generator, the example\n", p.EnvoyConcurrency, p.EnvoyCPUs)
-	fmt.Fprintf(&b, "  services (a child process) and `shadowlab serve` (its own process: xDS, shadow gateway, ext_proc, API,\n")
+	fmt.Fprintf(&b, "  services (a child process) and `shadowlab serve` (its own process: xDS, shadow gateway, API,\n")
 	fmt.Fprintf(&b, "  pairer, compare, report in SQLite) pinned to CPUs %q. Envoy is started from a thread pinned with\n", p.LoadCPUs)
 	b.WriteString("  sched_setaffinity; the generator pins every one of its threads with sched_setaffinity and the services\n")
 	var allowed []string
@@ -168,7 +167,7 @@ func writeMarkdown(w io.Writer, r *results) error {
 	b.WriteString("- Arms, one route each on one Envoy, all answered by the primary: *plain* (primary only); *mirror* (mirrored\n")
 	b.WriteString("  straight to the shadow, `shadow.capture: false`); *captured* (mirrored to serve's shadow gateway, which\n")
 	b.WriteString("  forwards to the shadow and records its answer, while the plugin captures the primary's and posts it in\n")
-	b.WriteString("  batches to serve); *legacy* (the earlier design: both answers captured by ext_proc in Envoy).\n")
+	b.WriteString("  batches to serve).\n")
 	b.WriteString("- Request: GET, no body; answer 200 with a ~75-byte JSON body (serve phase: 1 KiB and 16 KiB).\n")
 	fmt.Fprintf(&b, "- Arms interleaved in %v slices, each round holding every arm once in a random order (seed %d); the\n", p.Slice, p.Seed)
 	fmt.Fprintf(&b, "  first %v of each slice are run but not recorded. Pairer grace %v. CPU time per process from /proc\n", p.Settle, p.Grace)
@@ -205,13 +204,9 @@ func writeMarkdown(w io.Writer, r *results) error {
 	b.WriteString("### Pairs per route (serve's report, whole run, warm-up included)\n\n")
 	var rows [][]string
 	for _, rc := range r.Routes {
-		how := "gateway + plugin"
-		if rc.Legacy {
-			how = "ext_proc"
-		}
-		rows = append(rows, []string{rc.Route, how, fmt.Sprint(rc.Pairs), outcomes(rc.Outcomes), topReasons(rc.Reasons)})
+		rows = append(rows, []string{rc.Route, fmt.Sprint(rc.Pairs), outcomes(rc.Outcomes), topReasons(rc.Reasons)})
 	}
-	table(&b, []string{"route", "capture", "pairs", "outcomes", "why not compared (most frequent)"}, rows)
+	table(&b, []string{"route", "pairs", "outcomes", "why not compared (most frequent)"}, rows)
 
 	b.WriteString("### Against the budgets\n\n")
 	rows = nil
@@ -259,12 +254,7 @@ func writePercent(b *strings.Builder, pr percentResult, fraction float64) {
 		b.WriteString("backlog runs into the next slices, so this phase's latencies (every arm's) and CPU per request are\nthose of an overload.\n\n")
 	}
 	p50, p99 := latencyRatios(l.Arms[armCaptured], l.Arms[floor])
-	fmt.Fprintf(b, "Captured / %s: p50 **%.3f**, p99 **%.3f**", l.Arms[floor].Name, p50, p99)
-	if len(l.Arms) > armLegacy {
-		p50, p99 = latencyRatios(l.Arms[armLegacy], l.Arms[floor])
-		fmt.Fprintf(b, "; legacy / %s: p50 %.3f, p99 %.3f", l.Arms[floor].Name, p50, p99)
-	}
-	b.WriteString(".\n\n")
+	fmt.Fprintf(b, "Captured / %s: p50 **%.3f**, p99 **%.3f**.\n\n", l.Arms[floor].Name, p50, p99)
 	writePhaseEnd(b, l)
 
 	b.WriteString("#### CPU per pair\n\n")
@@ -274,11 +264,6 @@ func writePercent(b *strings.Builder, pr percentResult, fraction float64) {
 		{"Envoy: mirroring, (mirror − plain) / share", cell(c.Mirroring), cell(o.Mirroring)},
 		{"Envoy: capture by gateway + plugin, (captured − plain) / share − mirroring", cell(c.Capture), cell(o.Capture)},
 		{"serve, captured: forward, receive, pair, compare, store", cell(c.Serve), cell(o.Serve)},
-	}
-	if len(l.Arms) > armLegacy {
-		rows = append(rows,
-			[]string{"Envoy: capture by ext_proc (legacy), (legacy − plain) / share − mirroring", cell(c.LegacyCapture), cell(o.LegacyCapture)},
-			[]string{"serve, legacy: receive, pair, compare, store (Envoy calls the shadow)", cell(c.LegacyServe), cell(o.LegacyServe)})
 	}
 	table(b, []string{"µs of CPU per pair", "closed loop", "open loop"}, rows)
 	b.WriteString("*share*: the fraction of the arm's requests Envoy mirrored (its shadow cluster's requests). serve: its CPU\n")

@@ -49,15 +49,13 @@ func ratio[T ~int | ~int64 | ~float64](a, b T) float64 {
 // An arm's Envoy µs per request is plain's plus share (the fraction Envoy
 // really mirrored) × what a mirrored request adds. So per pair: mirroring
 // = (mirror − plain) / share(mirror), capture = (captured − plain) /
-// share(captured) − mirroring, legacy alike; with equal shares, (captured
+// share(captured) − mirroring; with equal shares, (captured
 // − mirror) / share. serve's is its CPU time in the arm's slices over the
 // pairs it compared (one shed or without a shadow costs less: not counted).
 type pairCost struct {
-	Mirroring     float64 `json:"envoy_mirroring_us"`                // Envoy: mirroring alone, beyond plain
-	Capture       float64 `json:"envoy_capture_us"`                  // Envoy: the plugin's capture, beyond mirroring
-	LegacyCapture float64 `json:"envoy_legacy_capture_us,omitempty"` // Envoy: ext_proc capture, beyond mirroring
-	Serve         float64 `json:"serve_us"`                          // serve, through the gateway: forward, receive, pair, compare, store
-	LegacyServe   float64 `json:"legacy_serve_us,omitempty"`         // serve with ext_proc capture: receive, pair, compare, store
+	Mirroring float64 `json:"envoy_mirroring_us"` // Envoy: mirroring alone, beyond plain
+	Capture   float64 `json:"envoy_capture_us"`   // Envoy: the plugin's capture, beyond mirroring
+	Serve     float64 `json:"serve_us"`           // serve, through the gateway: forward, receive, pair, compare, store
 }
 
 // beyondPlain is what arm adds to Envoy's CPU per request it mirrored:
@@ -79,16 +77,13 @@ func perPair(usPerRequest float64, sent, pairs int) float64 {
 }
 
 // costOf is the cost per pair of a percent phase's arms (armPlain …
-// armLegacy; legacy optional).
+// armCaptured).
 func costOf(arms []armResult) pairCost {
 	plain := arms[armPlain].CPU.EnvoyUs
 	envoy := func(a armResult) float64 { return beyondPlain(plain, a.CPU.EnvoyUs, a.Share) }
 	serve := func(a armResult) float64 { return perPair(a.CPU.ServeUs, a.Sent, a.Report.compared()) }
 	c := pairCost{Mirroring: envoy(arms[armMirror])}
 	c.Capture, c.Serve = envoy(arms[armCaptured])-c.Mirroring, serve(arms[armCaptured])
-	if len(arms) > armLegacy {
-		c.LegacyCapture, c.LegacyServe = envoy(arms[armLegacy])-c.Mirroring, serve(arms[armLegacy])
-	}
 	return c
 }
 

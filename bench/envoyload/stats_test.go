@@ -155,8 +155,8 @@ func TestCostOf(t *testing.T) {
 	}{
 		"10 %, equal shares: (captured − mirror) / share": {
 			// plain 100 µs; mirroring adds 30 µs per mirrored request, capture 40 more.
-			arms: []armResult{arm(100, 0, 0, 1000, 0), arm(103, 0.1, 0, 1000, 0), arm(107, 0.1, 5, 1000, 100), arm(115, 0.1, 8, 1000, 100)},
-			want: pairCost{Mirroring: 30, Capture: 40, Serve: 50, LegacyCapture: 120, LegacyServe: 80},
+			arms: []armResult{arm(100, 0, 0, 1000, 0), arm(103, 0.1, 0, 1000, 0), arm(107, 0.1, 5, 1000, 100)},
+			want: pairCost{Mirroring: 30, Capture: 40, Serve: 50},
 		},
 		"shares differ: each arm by its own share": {
 			// mirror mirrored 8 %, captured 12 %: 30 × 0.12 + 40 × 0.12 = 8.4 µs more than plain.
@@ -164,8 +164,8 @@ func TestCostOf(t *testing.T) {
 			want: pairCost{Mirroring: 30, Capture: 40, Serve: 50},
 		},
 		"100 %": {
-			arms: []armResult{arm(100, 0, 0, 500, 0), arm(130, 1, 0, 500, 0), arm(170, 1, 50, 500, 500), arm(250, 1, 70, 500, 490)},
-			want: pairCost{Mirroring: 30, Capture: 40, Serve: 50, LegacyCapture: 120, LegacyServe: 71.42857142857143},
+			arms: []armResult{arm(100, 0, 0, 500, 0), arm(130, 1, 0, 500, 0), arm(170, 1, 49, 500, 490)},
+			want: pairCost{Mirroring: 30, Capture: 40, Serve: 50},
 		},
 		"nothing mirrored or paired: zeros, no division by zero": {
 			arms: []armResult{arm(100, 0, 0, 10, 0), arm(100, 0, 0, 10, 0), arm(120, 0, 3, 10, 0)},
@@ -177,7 +177,6 @@ func TestCostOf(t *testing.T) {
 			got := costOf(tc.arms)
 			for _, v := range [][2]float64{
 				{tc.want.Mirroring, got.Mirroring}, {tc.want.Capture, got.Capture}, {tc.want.Serve, got.Serve},
-				{tc.want.LegacyCapture, got.LegacyCapture}, {tc.want.LegacyServe, got.LegacyServe},
 			} {
 				assert.InDelta(t, v[0], v[1], 1e-9, "want %+v, got %+v", tc.want, got)
 			}
@@ -195,16 +194,14 @@ func TestPolicyTextLoads(t *testing.T) {
 	tests := map[string]struct {
 		arms   []arm
 		routes []string
-		legacy []string
 	}{
-		"10 and 100 %, legacy, faults, serve": {
-			arms: slices.Concat(percentArms(10, true), percentArms(100, true), faultArms(10, "5s"), serveArms()),
-			routes: []string{"plain", "mirror-10", "captured-10", "legacy-10", "mirror-100", "captured-100", "legacy-100",
+		"10 and 100 %, faults, serve": {
+			arms: slices.Concat(percentArms(10), percentArms(100), faultArms(10, "5s"), serveArms()),
+			routes: []string{"plain", "mirror-10", "captured-10", "mirror-100", "captured-100",
 				"fault-blackholed", "fault-slow", "fault-refused", "serve-1k", "serve-16k"},
-			legacy: []string{"legacy-10", "legacy-100"},
 		},
-		"fractional, no legacy": {
-			arms:   percentArms(0.5, false),
+		"fractional": {
+			arms:   percentArms(0.5),
 			routes: []string{"plain", "mirror-0_5", "captured-0_5"},
 		},
 	}
@@ -227,7 +224,6 @@ func TestPolicyTextLoads(t *testing.T) {
 				assert.Equal(t, a.Shadow, r.Shadow.Service.Name, r.Name)
 			}
 			assert.Equal(t, tc.routes, names)
-			assert.Equal(t, tc.legacy, legacyRoutes(tc.arms))
 		})
 	}
 }

@@ -218,9 +218,6 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.GatewayAdvertise, "gateway-advertise", "", "address Envoy dials for the gateway (default: --gateway-address, 0.0.0.0 as 127.0.0.1)")
 	keyFile := fs.String("fingerprint-key-file", "", "file holding the key of the request fingerprints' keyed hash (at least 16 bytes; default: a random key per start)")
 	fs.Int64Var(&cfg.Gateway.MaxBufferedBytes, "gateway-max-buffered", 0, "request bodies the gateway holds at once, in bytes; past it mirrored requests are shed (default 256 MiB)")
-	fs.StringVar(&cfg.ExtProcAddress, "extproc-address", "", "capture with ext_proc in Envoy instead of the gateway (the earlier design, kept to measure it): host:port for its gRPC server")
-	fs.StringVar(&cfg.ExtProcAdvertise, "extproc-advertise", "", "address Envoy dials for ext_proc capture (default: --extproc-address, 0.0.0.0 as 127.0.0.1)")
-	extProcRoutes := fs.String("extproc-routes", "", "with --extproc-address: the routes (comma-separated) captured by ext_proc; empty: every captured route")
 	fs.StringVar(&cfg.APIAddress, "api-address", "127.0.0.1:18080", "host:port for the report API, /metrics and the admission plugin's code; empty: off")
 	fs.StringVar(&cfg.APIAdvertise, "api-advertise", "", "address Envoy dials for the API (default: --api-address, 0.0.0.0 as 127.0.0.1)")
 	fs.StringVar(&cfg.AdmissionAddress, "admission-address", "127.0.0.1:18002", "host:port for the global admission (ext_proc) gRPC server; empty: global admission off")
@@ -238,9 +235,6 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	if cfg.PolicyPath == "" || fs.NArg() != 0 {
 		fmt.Fprintln(stderr, "usage: shadowlab serve --policy FILE [--xds-address host:port] [--gateway-address host:port] [--api-address host:port] [--db FILE]")
 		return exitUsage
-	}
-	if *extProcRoutes != "" {
-		cfg.ExtProcRoutes = strings.Split(*extProcRoutes, ",")
 	}
 	if *keyFile != "" {
 		key, err := os.ReadFile(*keyFile)

@@ -45,8 +45,7 @@ func (l *Lab) ServeProc(ctx context.Context, cfg serve.Config) (*Proc, error) {
 		}
 	}
 	args := []string{"serve", "--policy", cfg.PolicyPath, "--xds-address", cfg.XDSAddress,
-		"--gateway-address", cfg.GatewayAddress, "--extproc-address", cfg.ExtProcAddress,
-		"--extproc-routes", strings.Join(cfg.ExtProcRoutes, ","),
+		"--gateway-address", cfg.GatewayAddress,
 		"--api-address", cfg.APIAddress, "--admission-address", cfg.AdmissionAddress,
 		"--wasm", cfg.WasmPath, "--db", cfg.Report.DBPath, "--log-format", "console", "--log-level", "warn"}
 	if cfg.Pairer.Grace > 0 {
