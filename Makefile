@@ -34,7 +34,7 @@ demo: build envoy ## run the demo: services, control plane and Envoy on loopback
 	ENVOY_BIN="$(ENVOY)" $(BIN)/shadowlab demo
 
 .PHONY: bench
-bench: envoy ## benchmarks: comparator vs baseline on one core; Envoy (own core) plain / mirror / mirror+capture / ext_proc at 10 and 100 %, faults, serve pairs per core (BENCHMARKS.md)
+bench: envoy ## benchmarks: comparator vs baseline on one core; Envoy (own core) plain / mirror / mirror+capture at 10 and 100 %, faults, serve pairs per core (BENCHMARKS.md)
 	$(GO) test ./compare -run '^$$' -bench 'Compare|Baseline' -cpu 1 -benchtime 2s
 	ENVOY_BIN="$(ENVOY)" $(GO) run ./bench/envoyload -faults -rate 3000
 	ENVOY_BIN="$(ENVOY)" $(GO) run ./bench/admission
