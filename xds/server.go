@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -49,6 +51,7 @@ type Server struct {
 	policy  atomic.Pointer[policy.Policy] // last good policy
 	nacks   atomic.Int64
 	refused atomic.Int64
+	dropped atomic.Int64 // log lines over logBurst per second, not written
 
 	mu          sync.Mutex
 	version     string
@@ -67,13 +70,32 @@ type response struct{ nonce, version string }
 
 // NewServer returns a control plane with nothing published yet.
 func NewServer(opts Options, log *zap.Logger) *Server {
-	return &Server{
-		log:   log,
-		opts:  opts,
-		cache: cachev3.NewSnapshotCache(true, fleet{}, log.Named("cache").Sugar()),
-		nodes: map[int64]string{},
-		sent:  map[sentKey]response{},
+	s := &Server{opts: opts, nodes: map[int64]string{}, sent: map[sentKey]response{}}
+	s.log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, logBurst, 0, zapcore.SamplerHook(func(_ zapcore.Entry, d zapcore.SamplingDecision) {
+			if d&zapcore.LogDropped != 0 {
+				s.dropped.Add(1)
+			}
+		}))
+	}))
+	s.cache = cachev3.NewSnapshotCache(true, fleet{}, s.log.Named("cache").Sugar())
+	return s
+}
+
+// What a peer on the xDS port can make the control plane log is bounded:
+// each message at most logBurst times a second (the rest are counted, not
+// written), and each string a peer sent at most maxLogged bytes.
+const (
+	logBurst  = 20
+	maxLogged = 1024
+)
+
+// clip is s for a log line: at most maxLogged bytes, the rest counted.
+func clip(s string) string {
+	if len(s) <= maxLogged {
+		return s
 	}
+	return fmt.Sprintf("%s… (%d bytes more)", strings.ToValidUTF8(s[:maxLogged], ""), len(s)-maxLogged)
 }
 
 // Publish translates p and, only if translation, validation and the
@@ -200,22 +222,22 @@ func (s *Server) parkNACK(stream int64, r *discoveryv3.DiscoveryRequest) string 
 func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, nonce, version, rejected, nackMsg string, nack bool) {
 	s.mu.Lock()
 	if node.GetId() != "" {
-		s.nodes[stream] = node.GetId()
+		s.nodes[stream] = clip(node.GetId())
 	}
 	nodeID, took := s.nodes[stream], time.Since(s.publishedAt)
 	s.mu.Unlock()
 
-	fields := []zap.Field{zap.String(logNodeID, nodeID), zap.String(logTypeURL, typeURL), zap.Int64(logStreamID, stream)}
+	fields := []zap.Field{zap.String(logNodeID, nodeID), zap.String(logTypeURL, clip(typeURL)), zap.Int64(logStreamID, stream)}
 	switch {
 	case nack:
 		s.nacks.Add(1)
 		s.log.Error("envoy rejected configuration (NACK); it keeps running its previous one", append(fields,
-			zap.String(logNonce, nonce), zap.String("rejected_version", rejected), zap.String("error", nackMsg))...)
+			zap.String(logNonce, clip(nonce)), zap.String("rejected_version", rejected), zap.String("error", clip(nackMsg)))...)
 	case nonce == "":
 		s.log.Info("envoy subscribed", fields...)
 	default:
 		if ce := s.log.Check(zap.InfoLevel, "envoy applied configuration"); ce != nil {
-			ce.Write(append(fields, zap.String(logVersion, version), zap.Duration(logTook, took))...)
+			ce.Write(append(fields, zap.String(logVersion, clip(version)), zap.Duration(logTook, took))...)
 		}
 	}
 }
@@ -237,6 +259,9 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "shadowlab_xds_nacks_total", Help: "Configurations Envoys rejected (NACK).",
 		}, func() float64 { return float64(s.nacks.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shadowlab_xds_log_dropped_total", Help: "Control-plane log lines not written: the same message over 20 times in a second.",
+		}, func() float64 { return float64(s.dropped.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "shadowlab_policy_refused_total", Help: "Policy edits refused (invalid or untranslatable); the last good policy kept serving.",
 		}, func() float64 { return float64(s.refused.Load()) }),

@@ -50,6 +50,34 @@ func TestNACKsAreCountedAndLogged(t *testing.T) {
 	assert.NotContains(t, s.nodes, int64(1))
 }
 
+// A peer flooding the xDS port with NACKs is counted in full but bounds
+// what it makes the control plane log: 20 lines a second per message, each
+// of its strings clipped.
+func TestNACKFloodBoundsTheLog(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	s := NewServer(Options{}, zap.New(core))
+	cb := s.callbacks()
+	huge := strings.Repeat("x", 64<<10)
+	for i := range 1000 {
+		require.NoError(t, cb.StreamRequestFunc(int64(i), &discoveryv3.DiscoveryRequest{
+			Node: &corev3.Node{Id: huge}, TypeUrl: "t/Listener", ResponseNonce: huge,
+			ErrorDetail: &statuspb.Status{Message: huge},
+		}))
+	}
+	assert.Equal(t, int64(1000), s.NACKs())
+	lines := logs.FilterMessageSnippet("NACK").All()
+	assert.LessOrEqual(t, len(lines), 2*logBurst, "at most one burst per second (two if the second turned)")
+	assert.Equal(t, int64(1000-len(lines)), s.dropped.Load())
+	for _, l := range lines {
+		for k, v := range l.ContextMap() {
+			if v, ok := v.(string); ok {
+				assert.LessOrEqual(t, len(v), maxLogged+40, k)
+			}
+		}
+	}
+	assert.LessOrEqual(t, len(s.nodes[0]), maxLogged+40, "node ids are kept clipped")
+}
+
 func TestPublishKeepsLastGood(t *testing.T) {
 	s := NewServer(Options{}, zap.NewNop())
 	p := load(t, "testdata/basic.policy.yaml")
