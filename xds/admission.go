@@ -225,11 +225,12 @@ func streamIdleTimeout(routes []*policy.Route) *durationpb.Duration {
 
 // admissionCluster reaches the global admission server over HTTP/2, one
 // stream per request, with room for AdmissionClusterMaxRequests at once.
-func admissionCluster(addr string) (*clusterv3.Cluster, error) {
+func admissionCluster(addr string, t *ClientTLS) (*clusterv3.Cluster, error) {
 	c, err := grpcCluster(AdmissionCluster, addr)
 	if err != nil {
 		return nil, err
 	}
+	toShadowlab(c, t, "h2")
 	limit := wrapperspb.UInt32(AdmissionClusterMaxRequests)
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 		MaxConnections: limit, MaxPendingRequests: limit, MaxRequests: limit,
@@ -238,9 +239,14 @@ func admissionCluster(addr string) (*clusterv3.Cluster, error) {
 }
 
 // apiCluster reaches shadowlab's HTTP API (plugin code, plugin reports).
-func apiCluster(addr string) (*clusterv3.Cluster, error) {
+func apiCluster(addr string, t *ClientTLS) (*clusterv3.Cluster, error) {
 	if addr == "" {
 		return nil, errors.New("no API address")
 	}
-	return staticCluster(APICluster, []string{addr}, 250*time.Millisecond)
+	c, err := staticCluster(APICluster, []string{addr}, 250*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	toShadowlab(c, t, "http/1.1")
+	return c, nil
 }

@@ -20,6 +20,9 @@ type BootstrapConfig struct {
 	XDSAddress   string // host:port of `shadowlab serve`'s xDS port
 	AdminAddress string // host:port for Envoy's admin interface
 	Delta        bool   // incremental (DELTA_GRPC) instead of state of the world
+	// TLS is Envoy's client certificate for the xDS port (paths on
+	// Envoy's machine); nil: plain TCP.
+	TLS *ClientTLS
 }
 
 // Bootstrap is the Envoy bootstrap for cfg: listeners and clusters over ADS,
@@ -89,6 +92,7 @@ func Bootstrap(cfg BootstrapConfig) (*bootstrapv3.Bootstrap, error) {
 			{Name: "admin", LayerSpecifier: &bootstrapv3.RuntimeLayer_AdminLayer_{AdminLayer: &bootstrapv3.RuntimeLayer_AdminLayer{}}},
 		}},
 	}
+	toShadowlab(b.StaticResources.Clusters[0], cfg.TLS, "h2")
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("bootstrap fails Envoy validation: %w", err)
 	}

@@ -70,6 +70,10 @@ type Options struct {
 	// Wasm is the admission plugin's code. Routes with local admission need
 	// it.
 	Wasm WasmCode
+	// TLS is how Envoy authenticates to the gateway, the admission server
+	// and the API (the same files the bootstrap gives it for xDS); nil:
+	// plain TCP.
+	TLS *ClientTLS
 }
 
 // captureKind is how a mirrored route's answers are captured.
@@ -138,7 +142,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 		res.Clusters = append(res.Clusters, c)
 	}
 	if opts.AdmissionAddress != "" && len(p.AdmissionRoutes(wire.ScopeGlobal)) > 0 {
-		c, err := admissionCluster(opts.AdmissionAddress)
+		c, err := admissionCluster(opts.AdmissionAddress, opts.TLS)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("admission server: %w", err))
 		} else {
@@ -146,7 +150,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 		}
 	}
 	if opts.APIAddress != "" && (len(p.AdmissionRoutes(wire.ScopeLocal)) > 0 || opts.captured(p, captureGateway)) {
-		c, err := apiCluster(opts.APIAddress)
+		c, err := apiCluster(opts.APIAddress, opts.TLS)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("api: %w", err))
 		} else {
@@ -478,6 +482,8 @@ func shadowCluster(r *policy.Route, opts Options) (*clusterv3.Cluster, error) {
 	}
 	if kind == captureNone {
 		speak(c, s) // Envoy talks to the shadow service itself
+	} else {
+		toShadowlab(c, opts.TLS, "http/1.1")
 	}
 	limit := wrapperspb.UInt32(r.Shadow.MaxConcurrent)
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{

@@ -76,7 +76,14 @@ func TestTranslateGolden(t *testing.T) {
 		policy string
 		opts   Options
 	}
-	tests := map[string]goldenCase{"basic.mirror-only": {"testdata/basic.policy.yaml", Options{}}}
+	mtls := goldenOptions
+	mtls.TLS = &ClientTLS{Cert: "/etc/envoy/shadowlab/client.pem", Key: "/etc/envoy/shadowlab/client.key",
+		CA: "/etc/envoy/shadowlab/ca.pem", ServerID: "spiffe://mesh.example/ns/shadowlab/sa/serve"}
+	tests := map[string]goldenCase{
+		"basic.mirror-only": {"testdata/basic.policy.yaml", Options{}},
+		// Envoy authenticates to the gateway, global admission and the API.
+		"admission.mtls": {"testdata/admission.policy.yaml", mtls},
+	}
 	for _, path := range cases {
 		tests[strings.TrimSuffix(filepath.Base(path), ".policy.yaml")] = goldenCase{path, goldenOptions}
 	}
@@ -106,6 +113,8 @@ func TestBootstrapGolden(t *testing.T) {
 	tests := map[string]BootstrapConfig{
 		"bootstrap-sotw":  {NodeID: "envoy-1", XDSAddress: "127.0.0.1:18000", AdminAddress: "127.0.0.1:9901"},
 		"bootstrap-delta": {NodeID: "envoy-1", XDSAddress: "shadowlab.mesh.svc:18000", AdminAddress: "0.0.0.0:9901", Delta: true},
+		"bootstrap-mtls": {NodeID: "envoy-1", XDSAddress: "shadowlab.mesh.svc:18000", AdminAddress: "127.0.0.1:9901",
+			TLS: &ClientTLS{Cert: "/etc/envoy/shadowlab/client.pem", Key: "/etc/envoy/shadowlab/client.key", CA: "/etc/envoy/shadowlab/ca.pem"}},
 	}
 	for name, cfg := range tests {
 		t.Run(name, func(t *testing.T) {
