@@ -60,6 +60,9 @@ type Config struct {
 	WasmPath string
 	Report   report.Config
 	Pairer   pair.Config
+	// Credentials authenticate the ports' peers (auth.go); none: plain
+	// ports, on loopback only.
+	Credentials Credentials
 }
 
 // Instance is a running serve.
@@ -85,6 +88,8 @@ type Instance struct {
 
 	gwMu  sync.Mutex
 	gwSrv *http.Server // the gateway's server now
+
+	sec *security
 }
 
 // Start builds every component, runs them, and returns once the policy is
@@ -119,6 +124,10 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) 
 func (in *Instance) build(published chan<- error) error {
 	cfg, log := in.cfg, in.log
 	var opts xds.Options
+	var err error
+	if in.sec, err = newSecurity(cfg, log.Named("auth")); err != nil {
+		return err
+	}
 	xdsLis, err := in.listen("xds address", cfg.XDSAddress, &in.XDSAddr)
 	if err != nil {
 		return err
@@ -138,6 +147,7 @@ func (in *Instance) build(published chan<- error) error {
 	opts.GatewayAddress = advertise(cfg.GatewayAdvertise, in.GatewayAddr)
 	opts.APIAddress = advertise(cfg.APIAdvertise, in.APIAddr)
 	opts.AdmissionAddress = advertise(cfg.AdmissionAdvertise, in.AdmissionAddr)
+	opts.TLS = in.secure(&xdsLis, &gwLis, &admLis, &apiLis)
 
 	wasm, err := loadWasm(cfg.WasmPath)
 	if err != nil {
@@ -198,7 +208,11 @@ func (in *Instance) build(published chan<- error) error {
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveGRPC(ctx, g, admLis) })
 	}
 	if apiLis != nil {
-		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm, in.Pairer.CaptureHandler()), ReadHeaderTimeout: 5 * time.Second}
+		h, err := in.sec.apiHandler(apiHandler(in.Reporter.Handler(), wasm, in.Pairer.CaptureHandler()), reg)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, apiLis) })
 	}
 	return nil
@@ -229,6 +243,7 @@ func (in *Instance) RestartGateway() error {
 	if err != nil {
 		return err
 	}
+	l = in.sec.wrap(l, false, "http/1.1")
 	srv := in.gatewayServer()
 	go func() { _ = serveHTTP(in.ctx, srv, l) }()
 	return nil

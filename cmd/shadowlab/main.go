@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -27,6 +29,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/shadowlab/shadowlab/auth"
 	"github.com/shadowlab/shadowlab/demo"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/report"
@@ -192,8 +195,20 @@ func bootstrap(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "host:port of shadowlab serve's xDS port")
 	fs.StringVar(&cfg.AdminAddress, "admin-address", "127.0.0.1:9901", "host:port for Envoy's admin interface (port 0: any)")
 	fs.BoolVar(&cfg.Delta, "delta", false, "use incremental xDS (DELTA_GRPC) instead of state of the world")
+	var t xds.ClientTLS
+	fs.StringVar(&t.Cert, "tls-cert", "", "Envoy's client certificate for serve's xDS port (a path on Envoy's machine); with --tls-key and --tls-ca: mutual TLS")
+	fs.StringVar(&t.Key, "tls-key", "", "the key of --tls-cert (a path on Envoy's machine)")
+	fs.StringVar(&t.CA, "tls-ca", "", "the CA that signs serve's certificate (a path on Envoy's machine)")
+	fs.StringVar(&t.ServerID, "tls-server-id", "", "the SPIFFE ID (URI SAN) serve's certificate must carry; empty: any the CA signed")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	if t != (xds.ClientTLS{}) {
+		if t.Cert == "" || t.Key == "" || t.CA == "" {
+			fmt.Fprintln(stderr, "shadowlab bootstrap: mutual TLS needs --tls-cert, --tls-key and --tls-ca")
+			return exitUsage
+		}
+		cfg.TLS = &t
 	}
 	b, err := xds.Bootstrap(cfg)
 	if err != nil {
@@ -227,6 +242,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Report.DBPath, "db", "shadowlab.db", "SQLite file keeping results across restarts; empty: memory only")
 	fs.DurationVar(&cfg.Pairer.TTL, "pair-ttl", 30*time.Second, "how long a captured half waits for its other side")
 	fs.DurationVar(&cfg.Pairer.Grace, "pair-grace", time.Second, "how long a complete pair waits for a duplicate half before it is compared")
+	peers := credentialFlags(fs, &cfg.Credentials)
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "json", "json or console")
 	if code, ok := parse(fs, args); !ok {
@@ -235,6 +251,14 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	if cfg.PolicyPath == "" || fs.NArg() != 0 {
 		fmt.Fprintln(stderr, "usage: shadowlab serve --policy FILE [--xds-address host:port] [--gateway-address host:port] [--api-address host:port] [--db FILE]")
 		return exitUsage
+	}
+	var err error
+	if cfg.Credentials.Peers, err = auth.ParsePeers(*peers); err != nil {
+		fmt.Fprintf(stderr, "shadowlab: --tls-allowed-peers: %v\n", err)
+		return exitUsage
+	}
+	if e := cfg.Credentials.EnvoyTLS; *e == (xds.ClientTLS{}) {
+		cfg.Credentials.EnvoyTLS = nil
 	}
 	if *keyFile != "" {
 		key, err := os.ReadFile(*keyFile)
@@ -269,14 +293,39 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	return exitOK
 }
 
+// credentialFlags declares serve's credential flags into c; the allowed
+// peers come back as their flag's text.
+func credentialFlags(fs *flag.FlagSet, c *serve.Credentials) *string {
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "serve's certificate (PEM) for every port; with --tls-key, --tls-client-ca and --tls-allowed-peers: mutual TLS, re-read when the files change")
+	fs.StringVar(&c.TLS.Key, "tls-key", "", "the key of --tls-cert")
+	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "the CA that signs the peers' client certificates (Envoy's)")
+	peers := fs.String("tls-allowed-peers", "", "comma-separated SPIFFE IDs allowed to connect (spiffe://TD/ns/N/sa/envoy), or prefixes ending in / (spiffe://TD/ for a trust domain)")
+	fs.StringVar(&c.ReadTokenFile, "api-read-token-file", "", "file holding the bearer token for the API's reads (reports, /metrics)")
+	fs.StringVar(&c.WriteTokenFile, "api-write-token-file", "", "file holding the bearer token for the API's writes (capture batches, admission reports); Envoy's plugin writes with its client certificate")
+	c.EnvoyTLS = &xds.ClientTLS{}
+	fs.StringVar(&c.EnvoyTLS.Cert, "envoy-tls-cert", "", "Envoy's client certificate, as a path on Envoy's machine (for the clusters toward the gateway, admission and the API)")
+	fs.StringVar(&c.EnvoyTLS.Key, "envoy-tls-key", "", "the key of --envoy-tls-cert, as a path on Envoy's machine")
+	fs.StringVar(&c.EnvoyTLS.CA, "envoy-tls-ca", "", "the CA of serve's certificate, as a path on Envoy's machine")
+	fs.StringVar(&c.EnvoyTLS.ServerID, "envoy-tls-server-id", "", "the SPIFFE ID serve's certificate carries, checked by Envoy; empty: any the CA signed")
+	fs.BoolVar(&c.InsecureBehindProxy, "insecure-behind-authenticating-proxy", false, "let ports without credentials bind beyond loopback: something in front authenticates")
+	return peers
+}
+
 func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("report", stderr)
 	server := fs.String("server", "http://127.0.0.1:18080", "base URL of shadowlab serve's API (--api-address)")
 	route := fs.String("route", "", "show only this route")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	maxPaths := fs.Int("paths", 20, "differing paths shown per route")
+	tokenFile := fs.String("token-file", "", "file holding the API's read token (serve --api-read-token-file)")
+	caFile := fs.String("ca-file", "", "CA of serve's certificate, for an https:// --server")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	client, token, err := apiClient(*tokenFile, *caFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
+		return exitUsage
 	}
 	if fs.NArg() != 0 {
 		fmt.Fprintln(stderr, "usage: shadowlab report [--server URL] [--route NAME] [--json]")
@@ -288,7 +337,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *route != "" && *asJSON {
 		url = strings.TrimRight(*server, "/") + "/api/v1/routes/" + neturl.PathEscape(*route)
 	}
-	body, err := httpGet(ctx, url)
+	body, err := httpGet(ctx, client, url, token)
 	if err != nil {
 		fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
 		return exitFailed
@@ -311,14 +360,17 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // httpGet fetches url and fails on any status but 200, with the server's
 // message.
-func httpGet(ctx context.Context, url string) ([]byte, error) {
+func httpGet(ctx context.Context, client *http.Client, url, token string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("is shadowlab serve running? %w", err)
 	}
@@ -331,6 +383,33 @@ func httpGet(ctx context.Context, url string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return body, nil
+}
+
+// apiClient is the client of report: it trusts caFile's CA if given, and
+// sends the token in tokenFile ("" for none).
+func apiClient(tokenFile, caFile string) (*http.Client, string, error) {
+	var token string
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if caFile == "" {
+		return http.DefaultClient, token, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("--ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, "", fmt.Errorf("--ca-file %s: no PEM certificate", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, token, nil
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
