@@ -3,10 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shadowlab/shadowlab/internal/testpki"
 )
 
 func TestRun(t *testing.T) {
@@ -56,6 +64,21 @@ func TestRun(t *testing.T) {
 			code:   exitOK,
 			stdout: []string{"id: n1", "api_type: DELTA_GRPC", "port_value: 18001", "rtds_layer:"},
 		},
+		"bootstrap with mutual TLS": {
+			args:   []string{"bootstrap", "--tls-cert", "/e/c.pem", "--tls-key", "/e/c.key", "--tls-ca", "/e/ca.pem", "--tls-server-id", "spiffe://td/serve"},
+			code:   exitOK,
+			stdout: []string{"UpstreamTlsContext", "filename: /e/c.pem", "filename: /e/c.key", "filename: /e/ca.pem", "exact: spiffe://td/serve", "- h2"},
+		},
+		"bootstrap with half the TLS flags": {args: []string{"bootstrap", "--tls-cert", "/e/c.pem"}, code: exitUsage, stderr: []string{"--tls-key and --tls-ca"}},
+		"serve exposed without credentials": {
+			args: []string{"serve", "--policy", "../../examples/policy.yaml", "--xds-address", "0.0.0.0:0", "--db", ""},
+			code: exitFailed, stderr: []string{"--xds-address 0.0.0.0:0 is not loopback", "--insecure-behind-authenticating-proxy"},
+		},
+		"serve bad peer": {args: []string{"serve", "--policy", "x", "--tls-allowed-peers", "https://td/x"}, code: exitUsage, stderr: []string{"--tls-allowed-peers"}},
+		"serve TLS without Envoy's paths": {
+			args: []string{"serve", "--policy", "../../examples/policy.yaml", "--db", "", "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca", "--tls-allowed-peers", "spiffe://td/"},
+			code: exitFailed, stderr: []string{"--envoy-tls-cert"},
+		},
 		"bootstrap bad address": {args: []string{"bootstrap", "--xds-address", "nowhere"}, code: exitFailed, stderr: []string{"xds address"}},
 		"serve without policy":  {args: []string{"serve"}, code: exitUsage, stderr: []string{"--policy FILE"}},
 		"serve broken policy":   {args: []string{"serve", "--policy", "../../policy/testdata/broken.policy.yaml"}, code: exitFailed, stderr: []string{"10 problem(s)"}},
@@ -80,4 +103,34 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReportToken: report sends the read token from --token-file and trusts
+// --ca-file's CA.
+func TestReportToken(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := testpki.NewCA(dir, "mesh")
+	require.NoError(t, err)
+	pair, err := ca.Issue("serve", "spiffe://td/serve", "127.0.0.1")
+	require.NoError(t, err)
+	cert, err := tls.LoadX509KeyPair(pair.Cert, pair.Key)
+	require.NoError(t, err)
+	var got string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Get("Authorization")
+		_, _ = w.Write([]byte(`{"routes": []}`))
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	defer srv.Close()
+	tokenFile := filepath.Join(dir, "read.token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("read-token-0123456789\n"), 0o600))
+
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"report", "--server", srv.URL, "--json", "--token-file", tokenFile, "--ca-file", ca.File}, &stdout, &stderr)
+	require.Equal(t, exitOK, code, stderr.String())
+	assert.Equal(t, "Bearer read-token-0123456789", got)
+
+	code = run(context.Background(), []string{"report", "--server", srv.URL, "--json"}, &stdout, &stderr)
+	assert.Equal(t, exitFailed, code, "serve's CA not trusted")
 }
