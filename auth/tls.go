@@ -122,6 +122,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	stamp   [3]fileStamp
+	failed  [3]fileStamp // the files as they were when they last failed to load: logged once
 	cert    *tls.Certificate
 	clients *x509.CertPool
 }
@@ -167,11 +168,13 @@ func (s *Server) Config(optional bool, protos ...string) *tls.Config {
 				ClientCAs:    clients,
 				ClientAuth:   auth,
 				NextProtos:   protos,
-				VerifyPeerCertificate: func(_ [][]byte, chains [][]*x509.Certificate) error {
-					if optional && len(chains) == 0 {
+				// VerifyConnection runs on every handshake, resumed ones
+				// included.
+				VerifyConnection: func(cs tls.ConnectionState) error {
+					if optional && len(cs.PeerCertificates) == 0 {
 						return nil
 					}
-					return s.peers.checkPeer(chains)
+					return s.peers.checkPeer(cs.VerifiedChains)
 				},
 			}, nil
 		},
@@ -194,7 +197,10 @@ func (s *Server) current() (*tls.Certificate, *x509.CertPool) {
 	defer s.mu.Unlock()
 	if s.changed() {
 		if err := s.reloadLocked(); err != nil {
-			s.log.Warn("tls files changed but do not load; the previous ones stay in use", zap.Error(err))
+			if now := s.stamps(); now != s.failed {
+				s.failed = now
+				s.log.Warn("tls files changed but do not load; the previous ones stay in use", zap.Error(err))
+			}
 		} else {
 			s.log.Info("tls files reloaded", zap.String("cert", s.files.Cert), zap.String("client_ca", s.files.ClientCA))
 		}
@@ -208,22 +214,20 @@ func (s *Server) reload() error {
 	return s.reloadLocked()
 }
 
-func (s *Server) changed() bool {
+func (s *Server) changed() bool { return s.stamps() != s.stamp }
+
+func (s *Server) stamps() [3]fileStamp {
+	var out [3]fileStamp
 	for i, f := range []string{s.files.Cert, s.files.Key, s.files.ClientCA} {
-		if stampOf(f) != s.stamp[i] {
-			return true
-		}
+		out[i] = stampOf(f)
 	}
-	return false
+	return out
 }
 
 // reloadLocked reads the three files; on error nothing changes, and the
 // stamps stay old so that the next handshake tries again.
 func (s *Server) reloadLocked() error {
-	var stamps [3]fileStamp
-	for i, f := range []string{s.files.Cert, s.files.Key, s.files.ClientCA} {
-		stamps[i] = stampOf(f)
-	}
+	stamps := s.stamps()
 	cert, err := tls.LoadX509KeyPair(s.files.Cert, s.files.Key)
 	if err != nil {
 		return fmt.Errorf("tls: certificate %s and key %s: %w", s.files.Cert, s.files.Key, err)

@@ -23,9 +23,10 @@ type Token struct {
 	path string
 	log  *zap.Logger
 
-	mu    sync.Mutex
-	stamp fileStamp
-	sum   [sha256.Size]byte // of the token: compared, never the token itself
+	mu     sync.Mutex
+	stamp  fileStamp
+	failed fileStamp         // the file as it was when it last failed to load: logged once
+	sum    [sha256.Size]byte // of the token: compared, never the token itself
 }
 
 // NewToken reads the token in path, which must hold at least 16 bytes.
@@ -55,8 +56,9 @@ func (t *Token) reloadLocked() error {
 // (their hashes are compared).
 func (t *Token) Match(got string) bool {
 	t.mu.Lock()
-	if stampOf(t.path) != t.stamp {
-		if err := t.reloadLocked(); err != nil {
+	if now := stampOf(t.path); now != t.stamp {
+		if err := t.reloadLocked(); err != nil && now != t.failed {
+			t.failed = now
 			t.log.Warn("token file changed but does not load; the previous token stays in use", zap.Error(err))
 		}
 	}
