@@ -112,11 +112,14 @@ func (s *security) wrap(l net.Listener, optional bool, protos ...string) net.Lis
 	return auth.Listener(l, s.tls.Config(optional, protos...))
 }
 
-// apiHandler guards the API (tokens, the plugin's certificate); /healthz
-// and the plugin's code are open: the code is public and Envoy checks it
-// against the SHA-256 it got over authenticated xDS.
-func (s *security) apiHandler(h http.Handler, reg prometheus.Registerer) (http.Handler, error) {
-	return s.access.Handler(h, reg)
+// guard puts the API's handler behind its credentials (tokens, the
+// plugin's certificate); /healthz and the plugin's code stay open: the code
+// is public and Envoy checks it against the SHA-256 it got over
+// authenticated xDS.
+func (s *security) guard(srv *http.Server, reg prometheus.Registerer) error {
+	h, err := s.access.Handler(srv.Handler, reg)
+	srv.Handler = h
+	return err
 }
 
 // checkExposure refuses a port bound beyond loopback without credentials,

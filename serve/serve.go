@@ -208,11 +208,10 @@ func (in *Instance) build(published chan<- error) error {
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveGRPC(ctx, g, admLis) })
 	}
 	if apiLis != nil {
-		h, err := in.sec.apiHandler(apiHandler(in.Reporter.Handler(), wasm, in.Pairer.CaptureHandler()), reg)
-		if err != nil {
+		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm, in.Pairer.CaptureHandler()), ReadHeaderTimeout: 5 * time.Second}
+		if err := in.sec.guard(srv, reg); err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, apiLis) })
 	}
 	return nil
