@@ -87,7 +87,7 @@ func newSecurity(cfg Config, log *zap.Logger) (*security, error) {
 	if c.ReadTokenFile != "" && c.ReadTokenFile == c.WriteTokenFile {
 		errs = append(errs, errors.New("the read and write tokens must be distinct files"))
 	}
-	s.access.Open = []string{"GET /healthz", "GET " + strings.TrimSuffix(xds.WasmCodePath(""), ".wasm")}
+	s.access.Open = []string{"GET /healthz", "GET /readyz", "GET " + strings.TrimSuffix(xds.WasmCodePath(""), ".wasm")}
 	return s, errors.Join(errs...)
 }
 
