@@ -158,6 +158,23 @@ func (s *secureEnv) api(method, path, token string, body []byte) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// refused is shadowlab_api_unauthorized_total by access, read from
+// /metrics with the read token.
+func (s *secureEnv) refused() map[string]int {
+	s.t.Helper()
+	code, metrics := s.api("GET", "/metrics", readToken, nil)
+	require.Equal(s.t, http.StatusOK, code)
+	out := map[string]int{}
+	for line := range strings.Lines(metrics) {
+		var access string
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(line), `shadowlab_api_unauthorized_total{access=%q} %d`, &access, &n); err == nil {
+			out[access] = n
+		}
+	}
+	return out
+}
+
 // grpcClient dials addr with TLS, presenting cert (none when nil), trusting
 // the mesh CA.
 func (s *secureEnv) grpcClient(addr string, cert *tls.Config) *grpc.ClientConn {
@@ -273,9 +290,24 @@ func TestSecurityAuth(t *testing.T) {
 		assert.NotEmpty(t, resp.GetResources())
 		_, err = askAdmission(s.grpcClient(s.cpAddrs.admission, s.envoyTLS), "global-reject")
 		require.NoError(t, err)
-		// And the gateway refuses a TLS client without a certificate.
-		_, err = s.https.Get("https://" + s.cpAddrs.gateway + "/users/1")
-		require.Error(t, err)
+		// The gateway and the API's writes refuse the same certificates
+		// (the API lets a client without one through to its tokens).
+		for name, cert := range clients {
+			cfg := &tls.Config{RootCAs: s.ca.Pool(), MinVersion: tls.VersionTLS12}
+			if cert != nil {
+				cfg.Certificates = cert.Certificates
+			}
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+			if resp, err := c.Get("https://" + s.cpAddrs.gateway + "/users/1"); err == nil {
+				resp.Body.Close()
+				t.Errorf("gateway, %s: answered %s", name, resp.Status)
+			}
+			resp, err := c.Post("https://"+s.cpAddrs.api+wire.CapturePath, wire.CaptureContentType, strings.NewReader("x"))
+			if err == nil {
+				resp.Body.Close()
+				assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "api, %s", name)
+			}
+		}
 	})
 
 	t.Run("forged reports and wrong tokens", func(t *testing.T) {
@@ -285,6 +317,7 @@ func TestSecurityAuth(t *testing.T) {
 				Method: "GET", Target: "/users/1", Status: 200, Body: []byte(`{"forged":true}`)})
 		}
 		forgedCounts := wire.AppendReportLine(nil, "forged-route", "", &wire.Counts{Admitted: 1000})
+		before := s.refused()
 		for _, tok := range []string{"", "wrong-token-00000000000", readToken} {
 			code, body := s.api("POST", wire.CapturePath, tok, batch)
 			assert.Equal(t, http.StatusUnauthorized, code, "capture with %q", tok)
@@ -312,14 +345,8 @@ func TestSecurityAuth(t *testing.T) {
 		for _, a := range s.cp.Reporter.Admission() {
 			assert.NotEqual(t, "forged-route", a.Route)
 		}
-		_, metrics := s.api("GET", "/metrics", readToken, nil)
-		var refused []string
-		for line := range strings.Lines(metrics) {
-			if strings.HasPrefix(line, "shadowlab_api_unauthorized_total{") {
-				refused = append(refused, strings.TrimSpace(line))
-			}
-		}
-		assert.Equal(t, []string{`shadowlab_api_unauthorized_total{access="read"} 4`, `shadowlab_api_unauthorized_total{access="write"} 6`}, refused)
+		after := s.refused()
+		assert.Equal(t, map[string]int{"read": before["read"] + 4, "write": before["write"] + 6}, after, "every refusal counted")
 
 		// The write token writes.
 		code, _ = s.api("POST", wire.ReportPath, writeToken, wire.AppendReportLine(nil, "token-writer", "", &wire.Counts{Admitted: 1}))
