@@ -131,9 +131,9 @@ type Server struct {
 // problem; later changes are picked up at the next handshake.
 func NewServer(files TLSFiles, peers Peers, log *zap.Logger) (*Server, error) {
 	var errs []error
-	for name, f := range map[string]string{"certificate": files.Cert, "key": files.Key, "client CA": files.ClientCA} {
-		if f == "" {
-			errs = append(errs, fmt.Errorf("tls: %s file: required", name))
+	for _, f := range [][2]string{{"certificate", files.Cert}, {"key", files.Key}, {"client CA", files.ClientCA}} {
+		if f[1] == "" {
+			errs = append(errs, fmt.Errorf("tls: %s file: required", f[0]))
 		}
 	}
 	if len(peers) == 0 {
