@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"maps"
+	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -38,6 +42,14 @@ routes:
     primary: legacy
     shadow: {service: candidate, percent: 100}
     admission: {rate: 1000/s, maxDelay: 5s, scope: local}
+  - name: held-local
+    match: {pathPrefix: /held-local}
+    primary: legacy
+    admission: {rate: 1/3s, maxDelay: 1m, scope: local}
+  - name: held-global
+    match: {pathPrefix: /held-global}
+    primary: legacy
+    admission: {rate: 1/3s, maxDelay: 1m, scope: global}
   - name: plain
     match: {pathPrefix: /}
     primary: legacy
@@ -82,7 +94,38 @@ func TestForgedShadowlabHeaders(t *testing.T) {
 		e.mustPrimary(tc.method, tc.path, h)
 	}
 
+	// Two requests at once on a route that admits one per 3 s: one passes,
+	// the other is held, and its held-ms is the plugin's or the server's.
+	var wg sync.WaitGroup
+	for _, scope := range []string{"local", "global"} {
+		for i := range 2 {
+			wg.Go(func() {
+				h := maps.Clone(forged)
+				resp, body := e.do("GET", fmt.Sprintf("/held-%s/%d", scope, i), h)
+				assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+			})
+		}
+	}
+	wg.Wait()
+
 	primaries := byPath(t, e.legacy.Received())
+	for _, scope := range []string{"local", "global"} {
+		t.Run("held by "+scope, func(t *testing.T) {
+			var outcomes []string
+			for i := range 2 {
+				got := shadowlabHeaders(primaries[fmt.Sprintf("/held-%s/%d", scope, i)])
+				outcomes = append(outcomes, got[wire.HeaderAdmission])
+				if got[wire.HeaderAdmission] == wire.AdmissionHeld {
+					ms, err := strconv.Atoi(got[wire.HeaderHeldMs])
+					require.NoError(t, err, "held-ms %q", got[wire.HeaderHeldMs])
+					assert.Less(t, ms, 999999, "the client's held-ms reached the primary")
+					delete(got, wire.HeaderHeldMs)
+				}
+				assert.Equal(t, map[string]string{wire.HeaderAdmission: got[wire.HeaderAdmission]}, got)
+			}
+			assert.ElementsMatch(t, []string{wire.AdmissionPassed, wire.AdmissionHeld}, outcomes)
+		})
+	}
 	shadows := byPath(t, e.settle())
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
