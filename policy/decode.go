@@ -63,7 +63,7 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
 	if len(data) > MaxFileBytes { // it grew after the check
-		return nil, fmt.Errorf("read policy %s: over %d bytes (at most %s): %w", path, MaxFileBytes, mib(MaxFileBytes), ErrTooLarge)
+		return nil, fmt.Errorf("read policy %s: %w (over %s)", path, ErrTooLarge, mib(MaxFileBytes))
 	}
 	return data, nil
 }
@@ -71,10 +71,10 @@ func ReadFile(path string) ([]byte, error) {
 // checkFile refuses what is not a regular file or is too large.
 func checkFile(path string, fi os.FileInfo) error {
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("read policy %s: %s, not a policy file: %w", path, fileKind(fi.Mode()), ErrNotRegular)
+		return fmt.Errorf("read policy %s: %w (%s)", path, ErrNotRegular, fileKind(fi.Mode()))
 	}
 	if fi.Size() > MaxFileBytes {
-		return fmt.Errorf("read policy %s: %d bytes (at most %s): %w", path, fi.Size(), mib(MaxFileBytes), ErrTooLarge)
+		return fmt.Errorf("read policy %s: %w (%d bytes, at most %s)", path, ErrTooLarge, fi.Size(), mib(MaxFileBytes))
 	}
 	return nil
 }
@@ -85,7 +85,7 @@ func fileKind(m os.FileMode) string {
 	case m.IsDir():
 		return "a directory"
 	case m&os.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
+		return "a named pipe"
 	case m&os.ModeSocket != 0:
 		return "a socket"
 	case m&os.ModeDevice != 0:
@@ -531,7 +531,6 @@ func (d *decoder) walkScalar(n *yaml.Node, t reflect.Type, path string) {
 		d.fail(path, n.Line, "must be %s (got %s)", kindName(t), describe(n))
 		return
 	}
-
 	if isNull(n) || t.Kind() == reflect.String {
 		return // any scalar reads as a string
 	}

@@ -457,11 +457,11 @@ func TestReadFile(t *testing.T) {
 	}{
 		"regular":         {path: good},
 		"symlink":         {path: link},
-		"fifo":            {path: fifo, want: ErrNotRegular, msg: "a named pipe (FIFO), not a policy file"},
-		"symlink to fifo": {path: fifoLink, want: ErrNotRegular, msg: "a named pipe (FIFO)"},
-		"directory":       {path: dir, want: ErrNotRegular, msg: "a directory"},
-		"device":          {path: os.DevNull, want: ErrNotRegular, msg: "a device"},
-		"too large":       {path: big, want: ErrTooLarge, msg: "53687091200 bytes (at most 8 MiB)"},
+		"fifo":            {path: fifo, want: ErrNotRegular, msg: "not a regular file (a named pipe)"},
+		"symlink to fifo": {path: fifoLink, want: ErrNotRegular, msg: "not a regular file (a named pipe)"},
+		"directory":       {path: dir, want: ErrNotRegular, msg: "not a regular file (a directory)"},
+		"device":          {path: os.DevNull, want: ErrNotRegular, msg: "not a regular file (a device)"},
+		"too large":       {path: big, want: ErrTooLarge, msg: "policy file too large (53687091200 bytes, at most 8 MiB)"},
 		"missing":         {path: filepath.Join(dir, "nope"), want: fs.ErrNotExist},
 	}
 	for name, tc := range tests {

@@ -185,7 +185,7 @@ func TestWatchPolicyNotRegularAtStart(t *testing.T) {
 			select {
 			case err := <-done:
 				require.ErrorIs(t, err, policy.ErrNotRegular)
-				assert.Contains(t, err.Error(), "not a policy file")
+				assert.Contains(t, err.Error(), "not a regular file")
 			case <-time.After(hang):
 				t.Fatal("WatchPolicy blocked on a path that is not a regular file")
 			}
@@ -210,7 +210,7 @@ func TestWatchPolicyBecomesNotRegular(t *testing.T) {
 			assert.ErrorIs(t, w.rec.refused[0], policy.ErrNotRegular)
 			entries := w.logs.FilterMessageSnippet("policy unreadable").All()
 			require.Len(t, entries, 1)
-			assert.Contains(t, fmt.Sprint(entries[0].ContextMap()["error"]), "not a policy file")
+			assert.Contains(t, fmt.Sprint(entries[0].ContextMap()["error"]), "not a regular file")
 
 			require.NoError(t, os.RemoveAll(path))
 			replace(t, path, policyText(t, 20))
