@@ -15,22 +15,86 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads the policy file at path and parses it with Parse. A file that
-// cannot be read gives the os error (wrapped); a policy that is wrong gives
-// an *Error that wraps ErrInvalid.
+// Load reads the policy file at path with ReadFile and parses it with
+// Parse. A file that cannot be read gives the os error (wrapped), or
+// ErrNotRegular or ErrTooLarge; a policy that is wrong gives an *Error that
+// wraps ErrInvalid.
 func Load(path string) (*Policy, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read policy: %w", err)
+		return nil, err
 	}
 	return Parse(data, path)
 }
+
+// ReadFile reads the policy file at path, following symbolic links. It
+// refuses, without blocking, a path that is not a regular file (a FIFO is
+// never opened for reading: its mode is checked first, and the file is
+// opened non-blocking in case it changed in between), and a file over
+// MaxFileBytes, which is never read whole.
+func ReadFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	if err := checkFile(path, fi); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil { // what was opened, not what was checked
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	if err := checkFile(path, fi); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	if len(data) > MaxFileBytes { // it grew after the check
+		return nil, fmt.Errorf("read policy %s: %w (over %s)", path, ErrTooLarge, mib(MaxFileBytes))
+	}
+	return data, nil
+}
+
+// checkFile refuses what is not a regular file or is too large.
+func checkFile(path string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("read policy %s: %w (%s)", path, ErrNotRegular, fileKind(fi.Mode()))
+	}
+	if fi.Size() > MaxFileBytes {
+		return fmt.Errorf("read policy %s: %w (%d bytes, at most %s)", path, ErrTooLarge, fi.Size(), mib(MaxFileBytes))
+	}
+	return nil
+}
+
+// fileKind names what a non-regular file is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file (" + m.Type().String() + ")"
+}
+
+func mib(n int) string { return strconv.Itoa(n>>20) + " MiB" }
 
 // Parse decodes, checks and compiles one policy document. source names it
 // in error messages (usually the file name).
@@ -45,7 +109,7 @@ func Parse(data []byte, source string) (*Policy, error) {
 	if root == nil {
 		return nil, &Error{Source: source, Problems: sortedProblems(d.problems)}
 	}
-	d.walk(root, reflect.TypeFor[document](), "")
+	d.walk(root, reflect.TypeFor[document](), "", 0)
 
 	var doc document
 	var p *Policy
@@ -133,13 +197,21 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 // document parses data into a node tree and returns the root mapping, or nil
 // after recording why there is none.
 func (d *decoder) document(data []byte) *yaml.Node {
+	if len(data) > MaxFileBytes {
+		d.fail("", 0, "the policy is %d bytes (at most %s)", len(data), mib(MaxFileBytes))
+		return nil
+	}
+	if line, msg := textProblem(data); msg != "" {
+		d.fail("", line, "%s", msg)
+		return nil
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			d.fail("", 1, "the policy is empty (want a mapping with version, listeners, services and routes)")
 		} else {
-			d.yamlError(err)
+			d.yamlError(err, data)
 		}
 		return nil
 	}
@@ -156,7 +228,7 @@ func (d *decoder) document(data []byte) *yaml.Node {
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		d.yamlError(err)
+		d.yamlError(err, data)
 		return nil
 	case len(next.Content) > 0 && !isNull(next.Content[0]):
 		d.fail("", next.Content[0].Line, "only one YAML document is allowed (found a second one)")
@@ -166,14 +238,80 @@ func (d *decoder) document(data []byte) *yaml.Node {
 	return root
 }
 
-func (d *decoder) yamlError(err error) {
-	msg := err.Error()
+// yamlError records a YAML syntax error at its line. yaml.v3 leaves the
+// line out of errors on the first line (its marks count from 0 and 0 is
+// taken for "unknown") and out of "unknown anchor" errors; the first are
+// put on line 1, the second on the line of the alias in data. Errors of
+// its reader (bad UTF-8, control characters) cannot happen: textProblem has
+// already found them, with their line.
+func (d *decoder) yamlError(err error, data []byte) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		d.fail("", line, "invalid YAML: %s", m[2])
 		return
 	}
-	d.fail("", 0, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+	line := 1
+	if m := unknownAnchor.FindStringSubmatch(msg); m != nil {
+		line = aliasLine(data, m[1])
+	}
+	d.fail("", line, "invalid YAML: %s", msg)
+}
+
+var unknownAnchor = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
+// aliasLine is the line of the first alias *name in data, or 1.
+func aliasLine(data []byte, name string) int {
+	alias := []byte("*" + name)
+	for off := 0; ; {
+		i := bytes.Index(data[off:], alias)
+		if i < 0 {
+			return 1
+		}
+		end := off + i + len(alias)
+		if end == len(data) || strings.IndexByte(" \t\r\n,]}", data[end]) >= 0 {
+			return 1 + bytes.Count(data[:off+i], []byte("\n"))
+		}
+		off = end
+	}
+}
+
+// textProblem finds the first byte of data that YAML does not read as
+// text: invalid UTF-8, or a character YAML does not allow (control
+// characters other than tab and line breaks, surrogates, U+FFFE, U+FFFF).
+// It returns its line and a message with its column, or "" if there is
+// none.
+func textProblem(data []byte) (line int, msg string) {
+	if bytes.HasPrefix(data, []byte{0xfe, 0xff}) || bytes.HasPrefix(data, []byte{0xff, 0xfe}) {
+		return 1, "the policy must be UTF-8 text (found a UTF-16 byte order mark)"
+	}
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return line, fmt.Sprintf("invalid UTF-8 at column %d (byte 0x%02x): the policy must be UTF-8 text", col, data[i])
+		case !yamlChar(r):
+			return line, fmt.Sprintf("character %U at column %d is not allowed in YAML", r, col)
+		case r == '\n':
+			line, col = line+1, 1
+		default:
+			col++
+		}
+		i += size
+	}
+	return 0, ""
+}
+
+// yamlChar reports whether YAML allows r in a document (YAML 1.2 c-printable).
+func yamlChar(r rune) bool {
+	switch {
+	case r == '\t', r == '\n', r == '\r', r == 0x85:
+		return true
+	case r >= 0x20 && r <= 0x7e, r >= 0xa0 && r <= 0xd7ff, r >= 0xe000 && r <= 0xfffd, r >= 0x10000 && r <= utf8.MaxRune:
+		return true
+	}
+	return false
 }
 
 // decode fills doc from the root node with yaml.v3. The walk has already
@@ -189,7 +327,7 @@ func (d *decoder) decode(root *yaml.Node, doc *document) bool {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		if len(d.problems) == 0 {
-			d.yamlError(err)
+			d.fail("", root.Line, "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return false
 	}
@@ -224,10 +362,30 @@ func (d *decoder) pathAt(line int) string {
 
 var durationType = reflect.TypeFor[duration]()
 
+// stringLimits are the limits of the strings that reach Envoy, by struct
+// and YAML field (for a list, of each item); every other string is limited
+// to MaxStringBytes.
+var stringLimits = map[reflect.Type]map[string]int{
+	reflect.TypeFor[Match]():        {"path": MaxPathBytes, "pathPrefix": MaxPathBytes, "pathRegex": MaxRegexBytes, "methods": MaxHeaderNameBytes},
+	reflect.TypeFor[HeaderMatch]():  {"name": MaxHeaderNameBytes, "exact": MaxHeaderValueBytes, "prefix": MaxHeaderValueBytes, "regex": MaxRegexBytes},
+	reflect.TypeFor[Tenants]():      {"header": MaxHeaderNameBytes, "values": MaxHeaderValueBytes},
+	reflect.TypeFor[docCompare]():   {"headers": MaxHeaderNameBytes, "varyOn": MaxHeaderNameBytes},
+	reflect.TypeFor[docAdmission](): {"key": len(keyHeaderPrefix) + MaxHeaderNameBytes},
+}
+
 // walk checks node n against Go type t and records every path it finds.
-func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
+// limit bounds the length of a string (0: MaxStringBytes).
+func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string, limit int) {
 	if n.Kind == yaml.AliasNode {
 		d.fail(path, n.Line, "YAML aliases (*%s) are not supported; write the value out", n.Value)
+		return
+	}
+	if limit == 0 {
+		limit = MaxStringBytes
+	}
+	if n.Kind == yaml.ScalarNode && len(n.Value) > limit {
+		d.fail(path, n.Line, "%q is %d bytes (at most %d)", clip(n.Value), len(n.Value), limit)
+		n.Value = "" // not checked further: the problem is reported
 		return
 	}
 	if t.Kind() == reflect.Pointer {
@@ -265,7 +423,7 @@ func (d *decoder) walk(n *yaml.Node, t reflect.Type, path string) {
 		for i, e := range n.Content {
 			child := itemPath(path, i)
 			d.idx.add(child, e.Line)
-			d.walk(e, t.Elem(), child)
+			d.walk(e, t.Elem(), child, limit)
 		}
 	default:
 		d.walkScalar(n, t, path)
@@ -285,26 +443,45 @@ func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 		sf = yamlFields(t)
 		d.fields[t] = sf
 	}
-	seen := map[string]int{}
+	kept, seen := n.Content[:0], map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !d.key(k, path) {
 			continue
 		}
 		child := fieldPath(path, k.Value)
-		if first, dup := seen[k.Value]; dup {
-			d.fail(child, k.Line, "duplicate key %q (first at line %d)", k.Value, first)
+		if d.duplicate(seen, k, child) {
 			continue
 		}
-		seen[k.Value] = k.Line
+		kept = append(kept, k, v)
 		ft, ok := sf.types[k.Value]
 		if !ok {
 			d.fail(child, k.Line, "field %q not known (%s)", k.Value, suggest(k.Value, sf.names))
 			continue
 		}
 		d.idx.add(child, k.Line)
-		d.walk(v, ft, child)
+		d.walk(v, ft, child, stringLimits[t][k.Value])
 	}
+	n.Content = kept
+}
+
+// duplicate reports, the second time a key is seen in a mapping, that it is
+// a duplicate. The caller drops it from the tree, so that yaml.v3, which
+// refuses the whole mapping, decodes the first one and the rest of the
+// policy is checked as usual; nothing under the duplicate is checked.
+func (d *decoder) duplicate(seen map[string]*yaml.Node, k *yaml.Node, path string) bool {
+	first, dup := seen[k.Value]
+	if !dup {
+		seen[k.Value] = k
+		return false
+	}
+	where := fmt.Sprintf("first at line %d, again at line %d", first.Line, k.Line)
+	if first.Line == k.Line {
+		where = fmt.Sprintf("first at line %d column %d, again at column %d", k.Line, first.Column, k.Column)
+	}
+	d.problems = append(d.problems, Problem{Path: path, Line: k.Line,
+		Msg: fmt.Sprintf("duplicate key %q: %s (only the first is used)", clip(k.Value), where)})
+	return true
 }
 
 func (d *decoder) walkMap(n *yaml.Node, t reflect.Type, path string) {
@@ -315,21 +492,21 @@ func (d *decoder) walkMap(n *yaml.Node, t reflect.Type, path string) {
 		d.fail(path, n.Line, "must be a mapping (got %s)", describe(n))
 		return
 	}
-	seen := map[string]int{}
+	kept, seen := n.Content[:0], map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !d.key(k, path) {
 			continue
 		}
 		child := fieldPath(path, k.Value)
-		if first, dup := seen[k.Value]; dup {
-			d.fail(child, k.Line, "duplicate key %q (first at line %d)", k.Value, first)
+		if d.duplicate(seen, k, child) {
 			continue
 		}
-		seen[k.Value] = k.Line
+		kept = append(kept, k, v)
 		d.idx.add(child, k.Line)
-		d.walk(v, t.Elem(), child)
+		d.walk(v, t.Elem(), child, 0)
 	}
+	n.Content = kept
 }
 
 // key checks that a mapping key is a plain string.
@@ -340,6 +517,10 @@ func (d *decoder) key(k *yaml.Node, path string) bool {
 		return false
 	case k.Value == "<<" && k.Style == 0 && k.ShortTag() == "!!merge":
 		d.fail(path, k.Line, "YAML merge keys (<<) are not supported; write the fields out")
+		return false
+	case len(k.Value) > MaxStringBytes: // the mapping itself is checked on
+		d.problems = append(d.problems, Problem{Path: path, Line: k.Line,
+			Msg: fmt.Sprintf("mapping key %q is %d bytes (at most %d)", clip(k.Value), len(k.Value), MaxStringBytes)})
 		return false
 	}
 	return true

@@ -11,6 +11,17 @@ import (
 // tells "the policy is wrong" apart from "the file could not be read".
 var ErrInvalid = errors.New("invalid policy")
 
+// Errors of Load and ReadFile for a path that is not a policy file at all;
+// neither wraps ErrInvalid.
+var (
+	// ErrNotRegular: the path (after symbolic links) is a directory, a
+	// named pipe, a device or a socket. It is refused without being opened
+	// for reading, so a FIFO never blocks the caller.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooLarge: the file is over MaxFileBytes.
+	ErrTooLarge = errors.New("policy file too large")
+)
+
 // Problem is one thing wrong with a policy.
 type Problem struct {
 	// Path names the offending node, e.g. "routes[2].shadow.percent" or

@@ -24,6 +24,7 @@ func FuzzParse(f *testing.F) {
 	}
 	for _, s := range []string{
 		"", "---\n", "version: 1\n", "version: 1\nx: &a 1\nlisteners: *a\n", "a: [1\n",
+		"version: 1\nversion: 1\nroutes: [{name: r, name: s}]\n", "version: 1\n# caf\xe9\n", "a: \x01\n", "a: *b\n",
 		"version: 1\nlisteners: [{name: a, address: '[::1]:1'}]\nservices: {s: {endpoints: ['h.example:1']}, t: {endpoints: ['127.0.0.1:2']}}\n" +
 			"routes: [{name: r, match: {pathRegex: '/a.*', headers: [{name: x, present: true}]}, primary: s, shadow: {service: t, percent: 1.5}}]\n",
 	} {

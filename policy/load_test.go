@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/compare"
 	"github.com/shadowlab/shadowlab/wire"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -230,7 +233,21 @@ func TestWholeFile(t *testing.T) {
 			"f:1: version: must be a whole number (got \"one\")\nf:2: listeners: must be a list (got a mapping)\nf:3: services: must be a mapping (got a list)\nf:4: routes: must be a list (got \"x\"; write [x])"},
 		"alias": {"version: 1\nx: &a 1\nlisteners: *a\n",
 			"f:1: routes: at least one route is required\nf:1: services: at least one service is required\nf:2: x: field \"x\" not known (known fields: listeners, routes, services, version)\nf:3: listeners: YAML aliases (*a) are not supported; write the value out"},
-		"duplicate key": {"version: 1\nversion: 1\n", "f:1: listeners: at least one listener is required\nf:1: routes: at least one route is required\nf:1: services: at least one service is required\nf:2: version: duplicate key \"version\" (first at line 1)"},
+		"duplicate key": {"version: 1\nversion: 1\n", "f:1: listeners: at least one listener is required\nf:1: routes: at least one route is required\nf:1: services: at least one service is required\nf:2: version: duplicate key \"version\": first at line 1, again at line 2 (only the first is used)"},
+		"duplicate key on one line": {"version: 1\nlisteners: [{name: a, address: \"127.0.0.1:1\", name: b}]\nservices: {s: {endpoints: [\"127.0.0.1:2\"]}}\nroutes: [{name: r, match: {path: /}, primary: s}]\n",
+			"f:2: listeners[0].name: duplicate key \"name\": first at line 2 column 14, again at column 47 (only the first is used)"},
+		"syntax on line 1":               {"version: 1: 2\n", `f:1: invalid YAML: mapping values are not allowed in this context`},
+		"unterminated quote":             {"version: 'x", `f:1: invalid YAML: found unexpected end of stream`},
+		"unknown anchor":                 {"version: 1\nlisteners: [*nope]\n", `f:2: invalid YAML: unknown anchor 'nope' referenced`},
+		"invalid UTF-8":                  {"version: 1\n# caf\xe9\nlisteners: []\n", `f:2: invalid UTF-8 at column 6 (byte 0xe9): the policy must be UTF-8 text`},
+		"invalid UTF-8 after multi-byte": {"version: 1\nroutes: [{name: \"é\xff\"}]\n", `f:2: invalid UTF-8 at column 19 (byte 0xff): the policy must be UTF-8 text`},
+		"surrogate":                      {"version: 1\n\n  # \xed\xa0\x80\n", `f:3: invalid UTF-8 at column 5 (byte 0xed): the policy must be UTF-8 text`},
+		"control character":              {"version: 1\nlisteners: [\x01]\n", `f:2: character U+0001 at column 13 is not allowed in YAML`},
+		"NUL":                            {"version: 1\x00\n", `f:1: character U+0000 at column 11 is not allowed in YAML`},
+		"UTF-16":                         {"\xff\xfev\x00", `f:1: the policy must be UTF-8 text (found a UTF-16 byte order mark)`},
+		"too large":                      {"# " + strings.Repeat("x", MaxFileBytes) + "\n", `f: the policy is 8388611 bytes (at most 8 MiB)`},
+		"key too long": {"version: 1\n? " + strings.Repeat("k", MaxStringBytes+1) + "\n: 1\nlisteners: []\nservices: {}\nroutes: []\n",
+			"f:2: mapping key \"" + strings.Repeat("k", 60) + "…\" is 4097 bytes (at most 4096)\nf:4: listeners: at least one listener is required\nf:5: services: at least one service is required\nf:6: routes: at least one route is required"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -334,6 +351,135 @@ func TestHash(t *testing.T) {
 				require.NotEqual(t, string(base), tc.text, "the edit did not apply")
 				require.NotEqual(t, h, load(t, tc.text))
 			}
+		})
+	}
+}
+
+// TestDuplicateKey: a duplicate key, at the top or nested, is one problem
+// naming the key and both lines; the first value is checked as usual and
+// nothing else is reported.
+func TestDuplicateKey(t *testing.T) {
+	base, err := os.ReadFile("testdata/valid.policy.yaml")
+	require.NoError(t, err)
+	text := string(base)
+	tests := map[string]struct {
+		text string
+		want string
+	}{
+		"version":   {strings.Replace(text, "version: 1\n", "version: 1\nversion: 1\n", 1), `f:5: version: duplicate key "version": first at line 4, again at line 5 (only the first is used)`},
+		"routes":    {text + "routes: []\n", `f:30: routes: duplicate key "routes": first at line 9, again at line 30 (only the first is used)`},
+		"listeners": {text + "listeners:\n  - {name: x, address: 1.2.3.4:5}\n", `f:30: listeners: duplicate key "listeners": first at line 5, again at line 30 (only the first is used)`},
+		"services":  {text + "services: {}\n", `f:30: services: duplicate key "services": first at line 6, again at line 30 (only the first is used)`},
+		"service": {strings.Replace(text, "services:\n", "services:\n  billing-v2: {endpoints: [\"127.0.0.1:9\"]}\n", 1),
+			`f:9: services.billing-v2: duplicate key "billing-v2": first at line 7, again at line 9 (only the first is used)`},
+		"nested field": {strings.Replace(text, "      percent: 10 ", "      percent: 20\n      percent: 10 ", 1),
+			`f:16: routes[0].shadow.percent: duplicate key "percent": first at line 15, again at line 16 (only the first is used)`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			require.NotEqual(t, text, tc.text, "the edit did not apply")
+			_, err := Parse([]byte(tc.text), "f")
+			require.ErrorIs(t, err, ErrInvalid)
+			require.Equal(t, tc.want, err.Error())
+		})
+	}
+}
+
+// TestStringLimits: a string over its limit is one problem at its path and
+// line, and is not checked further.
+func TestStringLimits(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("a", n) }
+	tests := map[string]struct {
+		match, shadow, extra string // YAML inserted into route r
+		path                 string
+		limit                int
+	}{
+		"path":           {match: "path: /" + long(MaxPathBytes), path: "routes[0].match.path", limit: MaxPathBytes},
+		"path prefix":    {match: "pathPrefix: /" + long(5<<20), path: "routes[0].match.pathPrefix", limit: MaxPathBytes},
+		"path regex":     {match: "pathRegex: /" + long(MaxRegexBytes), path: "routes[0].match.pathRegex", limit: MaxRegexBytes},
+		"method":         {match: "path: /, methods: [" + long(MaxHeaderNameBytes+1) + "]", path: "routes[0].match.methods[0]", limit: MaxHeaderNameBytes},
+		"header name":    {match: "path: /, headers: [{name: x" + long(MaxHeaderNameBytes) + ", present: true}]", path: "routes[0].match.headers[0].name", limit: MaxHeaderNameBytes},
+		"header exact":   {match: "path: /, headers: [{name: x, exact: " + long(MaxHeaderValueBytes+1) + "}]", path: "routes[0].match.headers[0].exact", limit: MaxHeaderValueBytes},
+		"header regex":   {match: "path: /, headers: [{name: x, regex: " + long(MaxRegexBytes+1) + "}]", path: "routes[0].match.headers[0].regex", limit: MaxRegexBytes},
+		"tenant value":   {match: "path: /", shadow: "tenants: {header: x-t, values: [a, " + long(MaxHeaderValueBytes+1) + "]}", path: "routes[0].shadow.tenants.values[1]", limit: MaxHeaderValueBytes},
+		"compare header": {match: "path: /", extra: "compare: {headers: [" + long(MaxHeaderNameBytes+1) + "]}", path: "routes[0].compare.headers[0]", limit: MaxHeaderNameBytes},
+		"admission key":  {match: "path: /", extra: "admission: {rate: 1/s, maxDelay: 1m, key: \"header:" + long(MaxHeaderNameBytes+1) + "\"}", path: "routes[0].admission.key", limit: MaxHeaderNameBytes + len("header:")},
+		"other string":   {match: "path: /", extra: "timeout: " + long(MaxStringBytes+1), path: "routes[0].timeout", limit: MaxStringBytes},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			shadow := "shadow: {service: b, percent: 1"
+			if tc.shadow != "" {
+				shadow += ", " + tc.shadow
+			}
+			text := "version: 1\nlisteners: [{name: in, address: \"127.0.0.1:1\"}]\nservices: {a: {endpoints: [\"127.0.0.1:2\"]}, b: {endpoints: [\"127.0.0.1:3\"]}}\nroutes:\n" +
+				"  - name: r\n    primary: a\n    " + shadow + "}\n    match: {" + tc.match + "}\n"
+			if tc.extra != "" {
+				text += "    " + tc.extra + "\n"
+			}
+			_, err := Parse([]byte(text), "f")
+			var perr *Error
+			require.ErrorAs(t, err, &perr)
+			require.Len(t, perr.Problems, 1, "%v", err)
+			pr := perr.Problems[0]
+			assert.Equal(t, tc.path, pr.Path)
+			assert.Contains(t, []int{7, 8, 9}, pr.Line) // shadow, match, extra
+			assert.Regexp(t, `^".{60}…" is \d+ bytes \(at most `+strconv.Itoa(tc.limit)+`\)$`, pr.Msg)
+		})
+	}
+}
+
+// TestReadFile: what is not a regular file is refused without blocking,
+// and so is a file over MaxFileBytes, without reading it.
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	valid, err := os.ReadFile("testdata/valid.policy.yaml")
+	require.NoError(t, err)
+	good := filepath.Join(dir, "good.yaml")
+	require.NoError(t, os.WriteFile(good, valid, 0o600))
+
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	big := filepath.Join(dir, "big.yaml")
+	f, err := os.Create(big)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(50<<30)) // 50 GiB, sparse: read, it would not fit
+	require.NoError(t, f.Close())
+	link := filepath.Join(t.TempDir(), "link.yaml")
+	require.NoError(t, os.Symlink(good, link))
+	fifoLink := filepath.Join(t.TempDir(), "fifo-link.yaml")
+	require.NoError(t, os.Symlink(fifo, fifoLink))
+
+	tests := map[string]struct {
+		path string
+		want error
+		msg  string
+	}{
+		"regular":         {path: good},
+		"symlink":         {path: link},
+		"fifo":            {path: fifo, want: ErrNotRegular, msg: "not a regular file (a named pipe)"},
+		"symlink to fifo": {path: fifoLink, want: ErrNotRegular, msg: "not a regular file (a named pipe)"},
+		"directory":       {path: dir, want: ErrNotRegular, msg: "not a regular file (a directory)"},
+		"device":          {path: os.DevNull, want: ErrNotRegular, msg: "not a regular file (a device)"},
+		"too large":       {path: big, want: ErrTooLarge, msg: "policy file too large (53687091200 bytes, at most 8 MiB)"},
+		"missing":         {path: filepath.Join(dir, "nope"), want: fs.ErrNotExist},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			data, err := ReadFile(tc.path)
+			if tc.want == nil {
+				require.NoError(t, err)
+				require.Equal(t, valid, data)
+				_, err = Load(tc.path)
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tc.want)
+			require.NotErrorIs(t, err, ErrInvalid)
+			require.Contains(t, err.Error(), tc.msg)
+			require.Contains(t, err.Error(), tc.path)
+			_, err = Load(tc.path)
+			require.ErrorIs(t, err, tc.want)
 		})
 	}
 }

@@ -218,6 +218,19 @@ const (
 	DefaultMaxRequestBytes = int64(1 << 20)
 )
 
+// Limits on a policy, documented in README's policy reference. A file over
+// MaxFileBytes is refused before it is read; a string over its limit is a
+// problem at its path and line. The per-field limits are for strings that
+// reach Envoy; every other string is limited to MaxStringBytes.
+const (
+	MaxFileBytes        = 8 << 20 // the policy file
+	MaxPathBytes        = 4096    // match.path, match.pathPrefix
+	MaxRegexBytes       = 1024    // match.pathRegex, match.headers[].regex
+	MaxHeaderNameBytes  = 256     // header names (match.headers[].name, tenants.header, compare.headers, compare.varyOn, admission.key), match.methods
+	MaxHeaderValueBytes = 4096    // match.headers[].exact and .prefix, tenants.values
+	MaxStringBytes      = 4096    // any other string, and mapping keys
+)
+
 // AdmissionHoldMargin is added to a held request's delay when the global
 // admission server asks Envoy to wait for it (override_message_timeout), and
 // to the longest maxDelay when the translator sets the ext_proc filter's

@@ -35,8 +35,13 @@ const (
 	AdmissionRejected = "rejected"
 )
 
-// Marks are the headers Envoy strips from every client request: only
-// shadowlab's own configuration may set them.
+// HeaderPrefix starts every shadowlab request header. Envoy removes every
+// header with it from client requests before its filters run, so only
+// shadowlab (the mirror, the admission plugin and server) sets them.
+const HeaderPrefix = "x-shadowlab-"
+
+// Marks are the headers that mark a mirrored request: only shadowlab's own
+// configuration may set them.
 var Marks = []string{HeaderShadow, HeaderRoute, HeaderDryRun}
 
 // SecretHeaders never leave Envoy for shadowlab: they are never captured,

@@ -21,6 +21,11 @@ const (
 
 	// VirtualHost is the single virtual host of every route configuration.
 	VirtualHost = "shadowlab"
+
+	// EarlyHeaderMutation is the connection manager's early header
+	// mutation that removes the x-shadowlab-* headers (and, unless trusted,
+	// the request ID) of every client request.
+	EarlyHeaderMutation = "shadowlab.strip_client_headers"
 )
 
 // ListenerName is the Envoy listener for policy listener l.

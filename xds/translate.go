@@ -222,19 +222,16 @@ func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.L
 		// shadow. Whether Envoy keeps a client-supplied one depends on
 		// whether it deems the client internal (loopback and private ranges
 		// are), so an untrusting listener removes the client's ID before
-		// anything else runs and Envoy always generates a fresh one.
+		// anything else runs (clientHeadersToRemove) and Envoy always
+		// generates a fresh one.
 		StreamIdleTimeout:         streamIdleTimeout(l.Routes),
 		GenerateRequestId:         wrapperspb.Bool(true),
 		PreserveExternalRequestId: l.TrustRequestID,
 		UseRemoteAddress:          wrapperspb.Bool(true),
-	}
-	if !l.TrustRequestID {
-		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
-			Name: "shadowlab.drop_client_request_id",
-			TypedConfig: mustAny(&earlymutationv3.HeaderMutation{Mutations: []*mutationv3.HeaderMutation{{
-				Action: &mutationv3.HeaderMutation_Remove{Remove: wire.HeaderRequestID},
-			}}}),
-		}}
+		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{{
+			Name:        EarlyHeaderMutation,
+			TypedConfig: mustAny(&earlymutationv3.HeaderMutation{Mutations: clientHeadersToRemove(l)}),
+		}},
 	}
 	return &listenerv3.Listener{
 		Name:    ListenerName(l.Name),
@@ -248,9 +245,29 @@ func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.L
 	}, nil
 }
 
+// clientHeadersToRemove are the request headers listener l removes from
+// every client request before anything else runs: every x-shadowlab-*
+// header, so that a client can neither pass its request off as a shadow nor
+// as admitted, and, unless the listener trusts them, the client's request
+// ID. The connection manager's early header mutation runs before the route
+// is chosen and before the HTTP filters, so what the admission plugin, the
+// global admission filter (x-shadowlab-admission, -held-ms) and the mirror
+// (the marks) add afterwards still reaches the services, on every route.
+// Route-level request_headers_to_remove would not do: the router applies it
+// after the filters, and would remove the plugin's headers too.
+func clientHeadersToRemove(l *policy.Listener) []*mutationv3.HeaderMutation {
+	muts := []*mutationv3.HeaderMutation{{Action: &mutationv3.HeaderMutation_RemoveOnMatch_{
+		RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{KeyMatcher: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix},
+		}},
+	}}}
+	if !l.TrustRequestID {
+		muts = append(muts, &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Remove{Remove: wire.HeaderRequestID}})
+	}
+	return muts
+}
+
 // routeConfiguration holds, in policy order, the routes served on listener l.
-// Headers that mark shadow requests are stripped from every client request, so
-// a client cannot pass its request off as a shadow.
 func routeConfiguration(l *policy.Listener, opts Options) *routev3.RouteConfiguration {
 	var out []*routev3.Route
 	for _, r := range l.Routes {
@@ -263,7 +280,6 @@ func routeConfiguration(l *policy.Listener, opts Options) *routev3.RouteConfigur
 			Domains: []string{"*"},
 			Routes:  out,
 		}},
-		RequestHeadersToRemove: slices.Clone(wire.Marks),
 	}
 }
 

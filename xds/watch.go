@@ -32,6 +32,14 @@ type Publisher interface {
 // does not load or does not publish is logged with every problem and
 // otherwise ignored: the last good policy keeps serving. Only the first load
 // is fatal, so `serve` never starts on a broken file.
+//
+// path may be a symbolic link (or a chain of them) to a file in another
+// directory: the directory of every link and of the file it ends at are
+// watched, and again after every change, so an edit of the file in place,
+// its replacement by rename and a retargeted link are all followed. A path
+// that is, or becomes, a directory, a FIFO or a device is refused without
+// being opened for reading (policy.ReadFile), so neither the watch nor the
+// shutdown ever waits on it.
 func WatchPolicy(ctx context.Context, path string, pub Publisher, log *zap.Logger) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -42,15 +50,40 @@ func WatchPolicy(ctx context.Context, path string, pub Publisher, log *zap.Logge
 		return fmt.Errorf("watching %s: %w", path, err)
 	}
 	defer w.Close()
-	// The directory, not the file: editors and Kubernetes replace files by
+	// Directories, not files: editors and Kubernetes replace files by
 	// rename, which ends a watch on the file itself.
-	if err := w.Add(filepath.Dir(abs)); err != nil {
+	home, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
 		return fmt.Errorf("watching %s: %w", filepath.Dir(abs), err)
+	}
+	if err := w.Add(home); err != nil {
+		return fmt.Errorf("watching %s: %w", home, err)
+	}
+	watched := map[string]bool{} // besides home
+	follow := func() {
+		want := linkDirs(abs)
+		for d := range want {
+			if d == home || watched[d] {
+				continue
+			}
+			if err := w.Add(d); err != nil {
+				log.Warn("policy watch: cannot watch a linked directory", zap.String("path", abs), zap.String("dir", d), zap.Error(err))
+				continue
+			}
+			watched[d] = true
+		}
+		for d := range watched {
+			if !want[d] {
+				_ = w.Remove(d) // gone already if the directory was removed
+				delete(watched, d)
+			}
+		}
 	}
 
 	var last []byte
 	reload := func(first bool) error {
-		data, err := os.ReadFile(abs)
+		follow()
+		data, err := policy.ReadFile(abs)
 		if err != nil {
 			log.Error("policy unreadable; keeping the last good one", zap.String("path", abs), zap.Error(err))
 			pub.Refuse(err)
@@ -104,6 +137,35 @@ func WatchPolicy(ctx context.Context, path string, pub Publisher, log *zap.Logge
 			_ = reload(false) // logged inside; the last good policy stays
 		}
 	}
+}
+
+// maxLinks bounds a chain of symbolic links, as the kernel does (ELOOP).
+const maxLinks = 40
+
+// linkDirs are the directories to watch besides path's own: the directory of
+// every symbolic link path goes through and of the file it ends at, each
+// with its own links resolved (a watch follows them; the resolved name tells
+// a retargeted directory link apart). Empty when path is not a link.
+func linkDirs(path string) map[string]bool {
+	dirs := map[string]bool{}
+	for range maxLinks {
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			break
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+		if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+			dirs[dir] = true
+		}
+	}
+	return dirs
 }
 
 // logProblems logs a refused policy with every problem it has.
