@@ -38,7 +38,7 @@ func (w *walker) excerpt(d *doc, t uint32, redacted bool) string {
 	}
 	w.ex = w.compact(w.ex[:0], d, t)
 	if hasSecretText(w.r, w.ex) {
-		w.ex = redactText(w.r, w.ex, 0)
+		w.ex, _ = redactText(w.r, w.ex, 0)
 	}
 	return cut(w.ex, MaxExcerpt)
 }
@@ -119,7 +119,7 @@ func headerExcerpt(r *Rules, name, v string, ok bool) string {
 	}
 	b := []byte(v)
 	if hasSecretText(r, b) {
-		b = redactText(r, b, 0)
+		b, _ = redactText(r, b, 0)
 	}
 	return cut(b, MaxExcerpt)
 }
@@ -150,15 +150,17 @@ func bytesExcerpt(r *Rules, body []byte, off int) string {
 			off--
 		}
 	}
-	prefix := "at byte " + strconv.Itoa(off) + ": "
 	if off >= len(body) {
-		return prefix + "(end of body)"
+		return "at byte " + strconv.Itoa(off) + ": (end of body)"
 	}
+	if text && hasSecretText(r, body) {
+		shown, at := redactText(r, body, off)
+		prefix := "at byte " + strconv.Itoa(at) + ": "
+		return prefix + cut(shown, MaxExcerpt-len(prefix))
+	}
+	prefix := "at byte " + strconv.Itoa(off) + ": "
 	rest := body[off:]
 	if text {
-		if hasSecretText(r, body) {
-			return prefix + cut(redactText(r, body, off), MaxExcerpt-len(prefix))
-		}
 		return prefix + cut(rest[:min(len(rest), excerptBudget)], MaxExcerpt-len(prefix))
 	}
 	prefix += "hex"
@@ -185,14 +187,19 @@ func hasSecretText(r *Rules, text []byte) bool {
 }
 
 // redactText returns text from offset from to about excerptBudget bytes
-// further, with every redacted value replaced by Redacted; when from falls
-// inside a value the result starts with Redacted.
-func redactText(r *Rules, text []byte, from int) []byte {
+// further, with every redacted value replaced by Redacted. When from falls
+// inside a value, the result starts with Redacted and start is where the
+// value starts (an offset inside a secret would tell how much of it two
+// bodies share); otherwise start is from.
+func redactText(r *Rules, text []byte, from int) (shown []byte, start int) {
 	out := make([]byte, 0, excerptBudget+len(Redacted))
-	at := from
+	at, start := from, from
 	scanSecrets(r, text, func(vs, ve int) bool {
 		if ve <= at {
 			return true
+		}
+		if vs < from {
+			start = vs
 		}
 		if vs > at {
 			out = append(out, text[at:min(vs, at+excerptBudget+1-len(out))]...)
@@ -207,7 +214,7 @@ func redactText(r *Rules, text []byte, from int) []byte {
 	if at < len(text) && len(out) <= excerptBudget {
 		out = append(out, text[at:min(len(text), at+excerptBudget+1-len(out))]...)
 	}
-	return out
+	return out, start
 }
 
 // scanSecrets calls found with the span [vs, ve) of each value of a
