@@ -210,3 +210,30 @@ func TestRevealUnknownName(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// BenchmarkCompareSecrets: 4 KiB JSON pairs whose differences are all in
+// secrets — redacted members and a token in an echoed URL — to set against
+// BenchmarkCompare/4KiB.
+func BenchmarkCompareSecrets(b *testing.B) {
+	rules := mustRules(b, Spec{})
+	pairs := benchPairs(4 << 10)
+	for i := range pairs {
+		for s := range 2 {
+			body := pairs[i][s].Body
+			extra := `{"password":"pw` + string(rune('0'+s)) + `","auth":{"access_token":"t` + string(rune('0'+s)) +
+				`"},"url":"/cb?state=` + string(rune('0'+s)) + `&access_token=abcdef","form":"a=1&refresh_token=r` + string(rune('0'+s)) + `"}`
+			pairs[i][s].Body = append(append(append([]byte(`{"data":`), body...), `,"echo":`...), append([]byte(extra), '}')...)
+		}
+	}
+	b.SetBytes(int64(len(pairs[0][0].Body) + len(pairs[0][1].Body)))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		p := pairs[i%len(pairs)]
+		if res := Compare(p[0], p[1], rules); len(res.Differences) == 0 {
+			b.Fatal("no differences")
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+}
