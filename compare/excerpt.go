@@ -142,7 +142,7 @@ func (w *walker) bodyExcerpt(r *Rules, d *doc, isJSON bool, body []byte) string 
 // differs from the other body), saying where: text when the body is valid
 // UTF-8, else hex. In text, the values of redacted names written as
 // parameters or fields (see redactText) are replaced by Redacted, also
-// when off falls inside one.
+// when off falls inside one; a binary body holding any is not shown.
 func bytesExcerpt(r *Rules, body []byte, off int) string {
 	text := utf8.Valid(body)
 	if text {
@@ -153,12 +153,16 @@ func bytesExcerpt(r *Rules, body []byte, off int) string {
 	if off >= len(body) {
 		return "at byte " + strconv.Itoa(off) + ": (end of body)"
 	}
-	if text && hasSecretText(r, body) {
+	secrets := hasSecretText(r, body)
+	if text && secrets {
 		shown, at := redactText(r, body, off)
 		prefix := "at byte " + strconv.Itoa(at) + ": "
 		return prefix + cut(shown, MaxExcerpt-len(prefix))
 	}
 	prefix := "at byte " + strconv.Itoa(off) + ": "
+	if secrets { // binary: a secret's bytes in hex are still the secret
+		return prefix + Redacted
+	}
 	rest := body[off:]
 	if text {
 		return prefix + cut(rest[:min(len(rest), excerptBudget)], MaxExcerpt-len(prefix))

@@ -159,6 +159,11 @@ func TestDefaultRedaction(t *testing.T) {
 			shadow:  text("status: no\nAuthorization: Bearer " + secret + "\nSession-Id: " + secret + "\n"),
 			want:    []Difference{{Path: "body", Pattern: "body", Kind: Body, Primary: "at byte 8: ok\nAuthorization: [redacted]\nSession-Id: [redacted]\n", Shadow: "at byte 8: no\nAuthorization: [redacted]\nSession-Id: [redacted]\n"}},
 		},
+		"binary body with a parameter": {
+			primary: Response{Status: 200, Body: []byte("\xff\x00token=" + secret + "&n=1")},
+			shadow:  Response{Status: 200, Body: []byte("\xff\x00token=" + secret + "&n=2")},
+			want:    []Difference{{Path: "body", Pattern: "body", Kind: Body, Primary: "at byte 25: " + Redacted, Shadow: "at byte 25: " + Redacted}},
+		},
 		"xml element": {
 			primary: text("<r><cvv>" + secret + "</cvv><n>1</n></r>"),
 			shadow:  text("<r><cvv>" + secret + "</cvv><n>2</n></r>"),
