@@ -26,6 +26,10 @@ const (
 	Status      Kind = "status"       // HTTP status differs; Path "status"
 	Header      Kind = "header"       // a compared header differs; Path "header:<name>"
 	Body        Kind = "body"         // non-JSON bodies differ; Path "body"
+	// Undecodable: a side's body does not decode as its Content-Encoding
+	// says (corrupt or truncated); Path "body", each excerpt says why or
+	// "(decodes)". The bodies are not compared.
+	Undecodable Kind = "undecodable"
 )
 
 // Difference is one place where the shadow's response differs from the
@@ -55,8 +59,11 @@ type Result struct {
 	// Differences sorted by Path; empty means the responses match under the
 	// rules.
 	Differences []Difference
-	// Skipped is non-empty when the bodies could not be compared (say a
-	// corrupt gzip stream); status and headers are still compared.
+	// Skipped is non-empty when the bodies could not be compared, saying
+	// why per side: a body too large decoded, an unsupported coding, or
+	// one that does not decode (then Differences holds an Undecodable
+	// difference too, so the pair is never a match). Status and headers
+	// are still compared.
 	Skipped string
 	// Marks are the differences that are only shadowlab's own marks
 	// (wire.Marks) echoed back by the shadow in its body: a JSON member

@@ -13,18 +13,29 @@ import (
 	"github.com/andybalholm/brotli"
 )
 
-// MaxDecodedBytes bounds a body decoded from its Content-Encoding (a
-// defence against decompression bombs). A body that decodes to more is not
-// compared: Result.Skipped says so.
+// MaxDecodedBytes bounds a body decoded from its Content-Encoding when the
+// rules name no smaller bound (Spec.MaxDecodedBytes): a defence against
+// decompression bombs. A body that decodes to more is not compared:
+// Result.Skipped says so.
 const MaxDecodedBytes = 64 << 20
 
-// errTooLarge reports a body that decodes to more than the limit.
-var errTooLarge = errors.New("decoded body is too large")
+// errTooLarge reports a body that decodes to more than the limit. Decoding
+// stops at the limit: nothing past it is allocated.
+var errTooLarge = errors.New("too large decoded")
+
+// errUndecodable reports a body that does not decode as its
+// Content-Encoding says (a corrupt or truncated stream): a finding about
+// the side that sent it.
+var errUndecodable = errors.New("does not decode")
+
+// errUnsupported reports a Content-Encoding shadowlab does not decode.
+var errUnsupported = errors.New("not supported")
 
 // decodeBody undoes the Content-Encoding enc of body. enc lists codings in
 // the order they were applied, so they are undone right to left: "gzip, br"
 // is brotli-decoded, then gunzipped. It returns body itself when there is
-// nothing to undo. Every stage is bounded by limit.
+// nothing to undo. Every stage is bounded by limit and stops reading once
+// past it. Its errors wrap errTooLarge, errUndecodable or errUnsupported.
 func decodeBody(body []byte, enc string, limit int) ([]byte, error) {
 	if enc == "" || enc == "identity" {
 		if len(body) > limit {
@@ -44,15 +55,15 @@ func decodeBody(body []byte, enc string, limit int) ([]byte, error) {
 		case "deflate":
 			body, err = inflate(body, limit)
 		case "br":
-			body, err = readAll(brotli.NewReader(bytes.NewReader(body)), limit)
+			body, err = readAll(brotli.NewReader(bytes.NewReader(body)), limit, len(body))
 		default:
-			return nil, fmt.Errorf("content-encoding %q is not supported", c)
+			return nil, fmt.Errorf("content-encoding %q is %w", clipText(c), errUnsupported)
 		}
-		if err != nil {
-			if errors.Is(err, errTooLarge) {
-				return nil, fmt.Errorf("%w: %s decodes to more than %s", errTooLarge, c, byteSize(limit))
-			}
-			return nil, fmt.Errorf("corrupt %s stream: %v", c, err)
+		switch {
+		case errors.Is(err, errTooLarge):
+			return nil, fmt.Errorf("%w: decodes (%s) to more than %s", errTooLarge, c, byteSize(limit))
+		case err != nil:
+			return nil, fmt.Errorf("%w as %s: %v", errUndecodable, c, err)
 		}
 	}
 	if len(body) > limit {
@@ -77,7 +88,7 @@ func gunzip(b []byte, limit int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return readAll(zr, limit)
+	return readAll(zr, limit, len(b))
 }
 
 // inflate reads HTTP "deflate": a zlib stream (RFC 1950) as the standard
@@ -86,24 +97,40 @@ func inflate(b []byte, limit int) ([]byte, error) {
 	if len(b) >= 2 && b[0]&0x0f == 8 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0 {
 		zr, err := zlib.NewReader(bytes.NewReader(b))
 		if err == nil {
-			out, err := readAll(zr, limit)
+			out, err := readAll(zr, limit, len(b))
 			if err == nil || errors.Is(err, errTooLarge) {
 				return out, err
 			}
 		}
 	}
-	return readAll(flate.NewReader(bytes.NewReader(b)), limit)
+	return readAll(flate.NewReader(bytes.NewReader(b)), limit, len(b))
 }
 
-// readAll reads r to its end, failing once more than limit bytes come.
-func readAll(r io.Reader, limit int) ([]byte, error) {
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, err
+// readAll reads r to its end, failing with errTooLarge once more than
+// limit bytes come. It never holds more than limit+1 bytes: the buffer
+// starts near a few times the encoded size and doubles, capped at limit+1,
+// so a bomb costs at most the limit however much it would expand to.
+func readAll(r io.Reader, limit, encoded int) ([]byte, error) {
+	buf := make([]byte, 0, min(limit+1, max(4*encoded, 512)))
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				return nil, errTooLarge
+			}
+			grown := make([]byte, len(buf), min(limit+1, 2*cap(buf)))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return nil, errTooLarge
+		}
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return nil, err
+		}
 	}
-	if n > int64(limit) {
-		return nil, errTooLarge
-	}
-	return buf.Bytes(), nil
 }

@@ -3,6 +3,7 @@ package compare
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,10 +41,15 @@ const none = ^uint32(0)
 // Status is always compared, headers only when rules name them. When the
 // statuses differ the bodies are not compared: the status difference is the
 // finding. Otherwise bodies are
-// decoded by Content-Encoding first (gzip, deflate, br, identity, chains);
-// an unsupported coding, a corrupt stream or a body that decodes to more
-// than MaxDecodedBytes sets Result.Skipped and leaves the bodies
-// uncompared. Byte-identical bodies match. Two JSON bodies (Content-Type
+// decoded by Content-Encoding first (gzip, deflate, br, identity, chains),
+// each side up to the rules' decoded limit (Spec.MaxDecodedBytes). A body
+// that does not decode as its Content-Encoding says (corrupt, truncated) is
+// a finding: an Undecodable difference at "body", so the pair never
+// matches. An unsupported coding or a body that decodes to more than the
+// limit (decoding stops there) leaves the bodies uncompared; either way
+// Result.Skipped says why, per side. Byte-identical bodies with the same
+// Content-Encoding match without decoding: the shadow answered exactly what
+// the primary did. Two JSON bodies (Content-Type
 // containing "json", or without a Content-Type a body that starts with '{'
 // or '[') are compared structurally; a JSON body against any other gives
 // one Body difference; other bodies are compared as bytes, with excerpts of
@@ -123,17 +129,14 @@ func compare(primary, shadow Response, rules *Rules) Result {
 		res.Differences = finish(fixed, nil, 0)
 		return res
 	}
-	pb, errP := decodeBody(primary.Body, encP, MaxDecodedBytes)
-	sb, errS := decodeBody(shadow.Body, encS, MaxDecodedBytes)
+	limit := rules.decodeLimit()
+	pb, errP := decodeBody(primary.Body, encP, limit)
+	sb, errS := decodeBody(shadow.Body, encS, limit)
 	if errP != nil || errS != nil {
-		var why []string
-		if errP != nil {
-			why = append(why, "primary body: "+errP.Error())
+		res.Skipped = skipReason(errP, errS)
+		if d, ok := undecodable(errP, errS); ok {
+			fixed = append(fixed, d)
 		}
-		if errS != nil {
-			why = append(why, "shadow body: "+errS.Error())
-		}
-		res.Skipped = strings.Join(why, "; ")
 		res.Differences = finish(fixed, nil, 0)
 		return res
 	}
@@ -186,6 +189,42 @@ func containsFold(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// skipReason says why the bodies were not compared, per side: "shadow body
+// does not decode as gzip: unexpected EOF", "primary body too large
+// decoded: decodes (gzip) to more than 1 MiB".
+func skipReason(errP, errS error) string {
+	var why []string
+	for _, s := range []struct {
+		side string
+		err  error
+	}{{"primary body", errP}, {"shadow body", errS}} {
+		switch {
+		case s.err == nil:
+		case errors.Is(s.err, errUnsupported):
+			why = append(why, s.side+": "+s.err.Error())
+		default:
+			why = append(why, s.side+" "+s.err.Error())
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// undecodable is the finding of a body that does not decode as its
+// Content-Encoding says: one Undecodable difference at "body" whose
+// excerpts say, per side, why (or "(decodes)").
+func undecodable(errP, errS error) (Difference, bool) {
+	if !errors.Is(errP, errUndecodable) && !errors.Is(errS, errUndecodable) {
+		return Difference{}, false
+	}
+	side := func(err error) string {
+		if errors.Is(err, errUndecodable) {
+			return cut([]byte(err.Error()), MaxExcerpt)
+		}
+		return "(decodes)"
+	}
+	return Difference{Path: "body", Pattern: "body", Kind: Undecodable, Primary: side(errP), Shadow: side(errS)}, true
 }
 
 // finish sorts the differences, cuts the JSON ones to MaxDifferences with

@@ -37,6 +37,9 @@ func (w *walker) excerpt(d *doc, t uint32, redacted bool) string {
 		return Redacted
 	}
 	w.ex = w.compact(w.ex[:0], d, t)
+	if hasSecretText(w.r, w.ex) {
+		w.ex, _ = redactText(w.r, w.ex, 0)
+	}
 	return cut(w.ex, MaxExcerpt)
 }
 
@@ -114,7 +117,11 @@ func headerExcerpt(r *Rules, name, v string, ok bool) string {
 	case r.redactsHeader(name):
 		return Redacted
 	}
-	return cut([]byte(v), MaxExcerpt)
+	b := []byte(v)
+	if hasSecretText(r, b) {
+		b, _ = redactText(r, b, 0)
+	}
+	return cut(b, MaxExcerpt)
 }
 
 // bodyExcerpt is the excerpt of a whole body when one side is JSON and the
@@ -133,8 +140,9 @@ func (w *walker) bodyExcerpt(r *Rules, d *doc, isJSON bool, body []byte) string 
 
 // bytesExcerpt shows a non-JSON body from offset off (the first byte that
 // differs from the other body), saying where: text when the body is valid
-// UTF-8, else hex. A body that mentions a redacted field name anywhere is
-// not shown: without structure there is no telling where its value is.
+// UTF-8, else hex. In text, the values of redacted names written as
+// parameters or fields (see redactText) are replaced by Redacted, also
+// when off falls inside one; a binary body holding any is not shown.
 func bytesExcerpt(r *Rules, body []byte, off int) string {
 	text := utf8.Valid(body)
 	if text {
@@ -142,17 +150,18 @@ func bytesExcerpt(r *Rules, body []byte, off int) string {
 			off--
 		}
 	}
-	prefix := "at byte " + strconv.Itoa(off) + ": "
 	if off >= len(body) {
-		return prefix + "(end of body)"
+		return "at byte " + strconv.Itoa(off) + ": (end of body)"
 	}
-	if len(r.redact) > 0 {
-		lower := bytes.ToLower(body)
-		for _, f := range r.redact {
-			if bytes.Contains(lower, []byte(strings.ToLower(f))) {
-				return prefix + Redacted
-			}
-		}
+	secrets := hasSecretText(r, body)
+	if text && secrets {
+		shown, at := redactText(r, body, off)
+		prefix := "at byte " + strconv.Itoa(at) + ": "
+		return prefix + cut(shown, MaxExcerpt-len(prefix))
+	}
+	prefix := "at byte " + strconv.Itoa(off) + ": "
+	if secrets { // binary: a secret's bytes in hex are still the secret
+		return prefix + Redacted
 	}
 	rest := body[off:]
 	if text {
@@ -171,6 +180,125 @@ func bytesExcerpt(r *Rules, body []byte, off int) string {
 		b = append(b, ellipsis...)
 	}
 	return string(b)
+}
+
+// hasSecretText reports whether text may hold a redacted value: a quick
+// scan for a separator ('=', ':' or '>') right after a redacted name.
+func hasSecretText(r *Rules, text []byte) bool {
+	found := false
+	scanSecrets(r, text, func(int, int) bool { found = true; return false })
+	return found
+}
+
+// redactText returns text from offset from to about excerptBudget bytes
+// further, with every redacted value replaced by Redacted. When from falls
+// inside a value, the result starts with Redacted and start is where the
+// value starts (an offset inside a secret would tell how much of it two
+// bodies share); otherwise start is from.
+func redactText(r *Rules, text []byte, from int) (shown []byte, start int) {
+	out := make([]byte, 0, excerptBudget+len(Redacted))
+	at, start := from, from
+	scanSecrets(r, text, func(vs, ve int) bool {
+		if ve <= at {
+			return true
+		}
+		if vs < from {
+			start = vs
+		}
+		if vs > at {
+			out = append(out, text[at:min(vs, at+excerptBudget+1-len(out))]...)
+		}
+		if len(out) > excerptBudget {
+			return false
+		}
+		out = append(out, Redacted...)
+		at = ve
+		return len(out) <= excerptBudget
+	})
+	if at < len(text) && len(out) <= excerptBudget {
+		out = append(out, text[at:min(len(text), at+excerptBudget+1-len(out))]...)
+	}
+	return out, start
+}
+
+// scanSecrets calls found with the span [vs, ve) of each value of a
+// redacted name in text, in order, until found returns false. A value
+// follows its name as a parameter (name=value, up to '&', ';', a quote,
+// white space or a bracket; also after a JSON-escaped "\u0026"), a field
+// (name: value or "name": "value", up to the line's end or the closing
+// quote) or an XML element (<name>value<).
+func scanSecrets(r *Rules, text []byte, found func(vs, ve int) bool) {
+	for i := 0; i < len(text); {
+		if !isNameByte(text[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(text) && isNameByte(text[j]) {
+			j++
+		}
+		name := text[i:j]
+		if i > 0 && text[i-1] == '\\' && len(name) > 5 && (name[0] == 'u' || name[0] == 'U') && string(name[1:5]) == "0026" {
+			name = name[5:]
+		}
+		i = j
+		if j-len(name) > 0 && j < len(text) && (text[j] == '"' || text[j] == '\'') && text[j-len(name)-1] == text[j] {
+			j++ // the closing quote of a quoted name
+		}
+		if j >= len(text) || !r.redacts(name) {
+			continue
+		}
+		var vs, ve int
+		switch sep := text[j]; {
+		case sep == '=':
+			vs = j + 1
+			ve = valueEnd(text, vs, "&;,\"' \t\r\n<>#\\)]}")
+		case sep == ':':
+			vs = j + 1
+			for vs < len(text) && (text[vs] == ' ' || text[vs] == '\t') {
+				vs++
+			}
+			ve = valueEnd(text, vs, "\r\n,;&\"'<>}]\\")
+		case sep == '>' && i-len(name) > 0 && text[i-len(name)-1] == '<':
+			vs = j + 1
+			ve = valueEnd(text, vs, "<")
+		default:
+			continue
+		}
+		if vs < len(text) && (text[vs] == '"' || text[vs] == '\'') {
+			q := text[vs]
+			vs++
+			ve = vs
+			for ve < len(text) && text[ve] != q {
+				if text[ve] == '\\' {
+					ve++
+				}
+				ve++
+			}
+			ve = min(ve, len(text))
+		}
+		if ve > vs {
+			if !found(vs, ve) {
+				return
+			}
+			i = ve
+		}
+	}
+}
+
+// valueEnd is the index of the first byte of text from vs that is in stop,
+// or len(text).
+func valueEnd(text []byte, vs int, stop string) int {
+	for k := vs; k < len(text); k++ {
+		if strings.IndexByte(stop, text[k]) >= 0 {
+			return k
+		}
+	}
+	return len(text)
+}
+
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'
 }
 
 const hexDigits = "0123456789abcdef"

@@ -2,6 +2,7 @@ package compare
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -19,7 +20,73 @@ type Spec struct {
 	UnorderedArrays  []string // JSON paths of arrays compared as multisets, or matched "by" a member
 	NumericTolerance float64  // absolute, >= 0
 	Headers          []string // response headers compared, lower case (checked by the policy)
-	Redact           []string // member and header names whose values never appear in excerpts
+	// Redact adds member, parameter and header names to DefaultRedact:
+	// their values never appear in excerpts.
+	Redact []string
+	// Reveal are names of DefaultRedact this route must see (an opt-out);
+	// each must be one of them.
+	Reveal []string
+	// MaxDecodedBytes bounds each body decoded from its Content-Encoding;
+	// decoding stops past it and the bodies are not compared. 0:
+	// MaxDecodedBytes.
+	MaxDecodedBytes int
+}
+
+// DefaultRedact are the secret-looking names whose values never appear in
+// excerpts unless a route reveals them: JSON member names at any depth,
+// parameters of form-encoded and query-string text (name=value, also
+// inside JSON strings such as an echoed URL), "name: value" lines of text,
+// and compared headers. Names are matched without regard to case or to the
+// separators '-', '_' and '.': api-key, api_key, apiKey and API.KEY are
+// "apikey". Matching is by the whole name, not a part of it
+// (user_password is not matched; add it to redact).
+var DefaultRedact = []string{
+	"password", "passwd", "passphrase", "secret", "client_secret",
+	"token", "access_token", "refresh_token", "id_token", "auth_token", "session_token", "csrf_token",
+	"api_key", "apikey", "x-api-key", "private_key",
+	"authorization", "proxy-authorization", "cookie", "set-cookie", "session", "session_id", "sessionid",
+	"ssn", "card_number", "cardnumber", "credit_card", "cvv", "cvc", "iban",
+}
+
+// defaultRedact is DefaultRedact normalised.
+var defaultRedact = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range DefaultRedact {
+		m[normalName(n)] = true
+	}
+	return m
+}()
+
+// maxNameLen bounds the names that can be redacted (longer are not).
+const maxNameLen = 64
+
+// normalName is a name as redaction matches it: lower case, without '-',
+// '_' and '.'.
+func normalName(s string) string {
+	var buf [maxNameLen]byte
+	b, ok := appendNormal(buf[:0], []byte(s))
+	if !ok {
+		return strings.ToLower(s)
+	}
+	return string(b)
+}
+
+// appendNormal appends the normal form of name to dst; false when it is
+// longer than maxNameLen.
+func appendNormal(dst, name []byte) ([]byte, bool) {
+	for _, c := range name {
+		switch {
+		case c == '-' || c == '_' || c == '.':
+			continue
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if len(dst) == maxNameLen {
+			return dst, false
+		}
+		dst = append(dst, c)
+	}
+	return dst, true
 }
 
 // SpecError is one problem with one entry of a Spec: Field is its name in
@@ -52,13 +119,15 @@ func (es SpecErrors) Error() string {
 // Rules is one route's compare block, compiled once and shared by every
 // comparison of the route (it is safe for concurrent use). The zero Rules
 // compares status and bodies exactly: nothing ignored, no tolerance, arrays
-// ordered, no headers.
+// ordered, no headers, DefaultRedact redacted, bodies decoded up to
+// MaxDecodedBytes.
 type Rules struct {
-	root      *rule    // ignore and unordered paths as a tree; nil: none
-	tolerance float64  // absolute, >= 0
-	tolDec    decimal  // tolerance as the shortest decimal that rounds to it
-	headers   []string // lower case, sorted, unique
-	redact    []string // field names, matched without regard to case
+	root       *rule           // ignore and unordered paths as a tree; nil: none
+	tolerance  float64         // absolute, >= 0
+	tolDec     decimal         // tolerance as the shortest decimal that rounds to it
+	headers    []string        // lower case, sorted, unique
+	redact     map[string]bool // normal names (normalName) whose values are redacted
+	maxDecoded int             // bound of a decoded body; > 0
 
 	pool sync.Pool // *state
 }
@@ -129,12 +198,27 @@ func NewRules(s Spec) (*Rules, error) {
 		}
 	}
 	slices.Sort(r.headers)
+	r.redact = maps.Clone(defaultRedact)
 	for i, f := range s.Redact {
-		if f == "" {
+		if strings.Trim(f, "-_.") == "" {
 			bad("redact", i, "must not be empty")
 			continue
 		}
-		r.redact = append(r.redact, f)
+		r.redact[normalName(f)] = true
+	}
+	for i, f := range s.Reveal {
+		n := normalName(f)
+		if !defaultRedact[n] {
+			bad("reveal", i, "%q is not a name redacted by default (%s)", clipText(f), strings.Join(DefaultRedact, ", "))
+			continue
+		}
+		delete(r.redact, n)
+	}
+	switch m := s.MaxDecodedBytes; {
+	case m < 0:
+		bad("maxDecodedBytes", -1, "must be at least 0 (got %d)", m)
+	case m > 0:
+		r.maxDecoded = min(m, MaxDecodedBytes)
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -191,14 +275,23 @@ func (r *Rules) add(segs []PathSegment) *rule {
 	return n
 }
 
-// redacts reports whether a member's value never appears in excerpts.
+// redacts reports whether the values of a member, parameter or header
+// named name never appear in excerpts.
 func (r *Rules) redacts(name []byte) bool {
-	for _, f := range r.redact {
-		if len(f) == len(name) && strings.EqualFold(f, string(name)) {
-			return true
-		}
+	var buf [maxNameLen]byte
+	n, ok := appendNormal(buf[:0], name)
+	if r.redact == nil {
+		return ok && defaultRedact[string(n)]
 	}
-	return false
+	return ok && r.redact[string(n)]
+}
+
+// decodeLimit is how large a body may decode to.
+func (r *Rules) decodeLimit() int {
+	if r.maxDecoded > 0 {
+		return r.maxDecoded
+	}
+	return MaxDecodedBytes
 }
 
 // redactsHeader reports whether a header's value never appears in excerpts:

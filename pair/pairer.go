@@ -379,8 +379,11 @@ func (p *Pairer) compare(j job) {
 	}
 	res := compare.Compare(j.primary.Response, j.shadow.Response, st.compare.Rules)
 	outcome := report.Match
-	if len(res.Differences) > 0 {
+	switch {
+	case len(res.Differences) > 0: // an undecodable body is one
 		outcome = report.Diff
+	case res.Skipped != "": // bodies not compared: never a match
+		outcome = report.Skipped
 	}
 	pr := p.pair(k, j.primary, j.shadow, outcome, res.Skipped)
 	pr.Differences = res.Differences

@@ -722,7 +722,7 @@ func (c *checker) shadow(path string, r *docRoute, p *Policy) *Shadow {
 func (c *checker) compare(path string, cm *docCompare) Compare {
 	out := Compare{LearnNoise: true, MaxBodyBytes: DefaultMaxBodyBytes}
 	if cm != nil {
-		out.Spec = compare.Spec{Ignore: cm.Ignore, UnorderedArrays: cm.UnorderedArrays, Redact: cm.Redact}
+		out.Spec = compare.Spec{Ignore: cm.Ignore, UnorderedArrays: cm.UnorderedArrays, Redact: cm.Redact, Reveal: cm.Reveal}
 		if cm.NumericTolerance != nil {
 			out.Spec.NumericTolerance = *cm.NumericTolerance
 		}
@@ -738,7 +738,11 @@ func (c *checker) compare(path string, cm *docCompare) Compare {
 			out.MaxBodyBytes = *mb
 		}
 	}
-	rules, err := compare.NewRules(out.Spec)
+	// A body is compared decoded: the route's limit bounds it decoded too,
+	// so a decompression bomb stops there (skipped as too large decoded).
+	spec := out.Spec
+	spec.MaxDecodedBytes = int(min(out.MaxBodyBytes, maxMaxBodyBytes))
+	rules, err := compare.NewRules(spec)
 	var errs compare.SpecErrors
 	if err != nil && !errors.As(err, &errs) {
 		c.add(path, "%v", err)

@@ -242,6 +242,8 @@ func TestRules(t *testing.T) {
 		"tls bad server name":    {edits: []edit{{"services.billing-v2.tls", y("{serverName: 'a b'}")}}, path: "services.billing-v2.tls.serverName", msg: "must be a DNS host name", more: true},
 		"redact empty":           {edits: []edit{{"routes.0.compare.redact", y(`[password, ""]`)}}, path: "routes[0].compare.redact[1]", msg: "must not be empty"},
 		"compare empty block":    {edits: []edit{{"routes.0.compare", y("{}")}}},
+		"reveal unknown":         {edits: []edit{{"routes.0.compare.reveal", y(`[API-Key, colour]`)}}, path: "routes[0].compare.reveal[1]", msg: `"colour" is not a name redacted by default (password, `},
+		"reveal default":         {edits: []edit{{"routes.0.compare.reveal", y(`[ssn, apiKey]`)}}},
 
 		// admission
 		"rate missing":        {edits: []edit{{"routes.0.admission.rate", del}}, path: "routes[0].admission.rate", msg: `required, e.g. "100/s"`},

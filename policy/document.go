@@ -62,6 +62,7 @@ type docCompare struct {
 	VaryOn           []string `yaml:"varyOn"`
 	LearnNoise       *bool    `yaml:"learnNoise"`
 	Redact           []string `yaml:"redact"`
+	Reveal           []string `yaml:"reveal"`
 	MaxBodyBytes     *int64   `yaml:"maxBodyBytes"`
 }
 
