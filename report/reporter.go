@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
 )
 
@@ -119,6 +120,9 @@ type Reporter struct {
 	routes map[string]*routeState
 
 	adm *admissions
+	// localRoutes are the routes with local admission of the policy in
+	// use (UseLocalAdmission): the only routes a plugin report may count.
+	localRoutes policy.PerRoute[struct{}]
 
 	labelsMu sync.Mutex
 	labels   map[string]map[string]struct{} // route → pattern label values in use; survives Reset
