@@ -81,7 +81,16 @@ func newMetrics(r *Reporter) *metrics {
 		Name: "shadowlab_admission_plugin_report_errors_total",
 		Help: "Admission reports from wasm plugins refused as malformed.",
 	})
-	m.reg.MustRegister(m.pairs, m.differences, m.latency, m.dropped, m.flushErrors, m.flushSeconds, rc,
+	degraded := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shadowlab_report_store_degraded",
+		Help: "1 while the report store cannot be written and results are kept in memory only (failed writes: " + metricFlushErrors + ").",
+	}, func() float64 {
+		if r.Degraded() {
+			return 1
+		}
+		return 0
+	})
+	m.reg.MustRegister(degraded, m.pairs, m.differences, m.latency, m.dropped, m.flushErrors, m.flushSeconds, rc,
 		m.admissionReports, m.admissionReportErrors, m.admissionLinesDropped, newAdmissionCollector(r, r.cfg.MaxMetricKeys))
 	return m
 }
