@@ -80,11 +80,12 @@ type Instance struct {
 	listeners []net.Listener
 	servers   []func(ctx context.Context) error // each serves until ctx is done
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-	ready  chan struct{} // closed once the first policy is published
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	doneOnce sync.Once
+	err      error
+	ready    chan struct{} // closed once the first policy is published
 
 	gwMu  sync.Mutex
 	gwSrv *http.Server // the gateway's server now
@@ -369,9 +370,37 @@ func (in *Instance) run(ctx context.Context) {
 		g.Go(func() error { return serve(gctx) })
 	}
 	go func() {
-		in.err = errors.Join(g.Wait(), in.Reporter.Close())
-		close(in.done)
+		in.finish(errors.Join(g.Wait(), in.Reporter.Close()))
 	}()
+	go in.boundShutdown(gctx)
+}
+
+// stopTimeout bounds a shutdown: the HTTP servers give requests
+// shutdownGrace and then close every connection, gRPC servers stop at
+// once, and the store's last flush waits at most its busy timeout (5s);
+// should anything still hang, Stop and Wait return after stopTimeout with
+// an error (the process then exits, which ends the rest).
+const stopTimeout = 10 * time.Second
+
+// boundShutdown ends Stop and Wait stopTimeout after ctx is done.
+func (in *Instance) boundShutdown(ctx context.Context) {
+	<-ctx.Done()
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-in.done:
+	case <-t.C:
+		in.log.Error("shutdown did not complete; returning anyway", zap.Duration("after", stopTimeout))
+		in.finish(fmt.Errorf("shutdown did not complete within %v", stopTimeout))
+	}
+}
+
+// finish records err and ends Stop and Wait, once.
+func (in *Instance) finish(err error) {
+	in.doneOnce.Do(func() {
+		in.err = err
+		close(in.done)
+	})
 }
 
 // Stop stops every server and waits for them; results are flushed.

@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -68,4 +69,32 @@ routes: [{name: r, match: {pathPrefix: /}, primary: a}]
 	l, err := net.Listen("tcp", in.XDSAddr)
 	require.NoError(t, err, "port freed")
 	l.Close()
+}
+
+// TestStopWhateverPeersHold: connections holding a half-sent request on the
+// API and the gateway do not keep Stop from returning; before that, the
+// API's data endpoints and /readyz answer.
+func TestStopWhateverPeersHold(t *testing.T) {
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	require.NoError(t, os.WriteFile(pol, []byte(`
+version: 1
+listeners: [{name: l, address: "127.0.0.1:10000"}]
+services: {a: {endpoints: ["127.0.0.1:1"]}}
+routes: [{name: r, match: {pathPrefix: /}, primary: a}]
+`), 0o600))
+	in, err := Start(context.Background(), Config{PolicyPath: pol, XDSAddress: "127.0.0.1:0", GatewayAddress: "127.0.0.1:0", APIAddress: "127.0.0.1:0"}, zap.NewNop())
+	require.NoError(t, err)
+	res, err := http.Get("http://" + in.APIAddr + "/readyz")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	for _, addr := range []string{in.APIAddr, in.GatewayAddr} {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.Write([]byte("POST /api/v1/capture HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nabc"))
+		require.NoError(t, err)
+	}
+	in.Stop()
+	require.NoError(t, in.Wait())
 }
