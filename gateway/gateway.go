@@ -111,7 +111,10 @@ func New(cfg Config, sink Sink, now pair.Clock, reg prometheus.Registerer, log *
 	g.inflight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "shadowlab_gateway_inflight", Help: "Requests the shadow gateway is forwarding now.",
 	}, func() float64 { return float64(g.busy.Load()) })
-	for _, c := range []prometheus.Collector{g.requests, g.inflight} {
+	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shadowlab_gateway_buffered_bytes", Help: "Request body bytes the shadow gateway holds now, bodies still being received included (bounded by --gateway-max-buffered).",
+	}, func() float64 { return float64(g.buffered.Load()) })
+	for _, c := range []prometheus.Collector{g.requests, g.inflight, buffered} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering gateway metrics: %w", err)
 		}
