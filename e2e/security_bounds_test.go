@@ -73,24 +73,43 @@ const (
 // same attacks against another shadowlab binary (an earlier build) to
 // compare peak memory; its assertions then say what that build lacks.
 func TestSecurityBounds(t *testing.T) {
-	e := startBoundsEnv(t)
-	peaks := map[string]int64{}
+	type peak struct{ start, end int64 }
+	var mu sync.Mutex
+	peaks := map[string]peak{}
 	var order []string
-	peak := func(after string) {
-		n, err := harness.PeakRSS(e.serve.Pid())
-		require.NoError(t, err)
-		peaks[after] = n
-		order = append(order, after)
+	// attack runs one attack against a serve of its own, and checks and
+	// records serve's peak RSS before and after it.
+	attack := func(name string, run func(t *testing.T, e *boundsEnv)) {
+		t.Run(name, func(t *testing.T) {
+			e := startBoundsEnv(t)
+			e.realPairs(t, 10, "warm-up")
+			start, err := harness.PeakRSS(e.serve.Pid())
+			require.NoError(t, err)
+			defer func() {
+				end, err := harness.PeakRSS(e.serve.Pid())
+				require.NoError(t, err)
+				mu.Lock()
+				peaks[name] = peak{start, end}
+				order = append(order, name)
+				mu.Unlock()
+				assert.Less(t, end, int64(boundsPeakRSS), "serve's peak RSS %.1f MiB over the bound %d MiB", float64(end)/(1<<20), boundsPeakRSS>>20)
+				ready, err := e.http.Get("http://" + e.api + "/readyz")
+				if assert.NoError(t, err) {
+					ready.Body.Close()
+					assert.Equal(t, http.StatusOK, ready.StatusCode, "/readyz after the attack")
+				}
+			}()
+			run(t, e)
+		})
 	}
 	t.Cleanup(func() {
 		for _, name := range order {
-			t.Logf("serve peak RSS after %-26s %6.1f MiB", name+":", float64(peaks[name])/(1<<20))
+			t.Logf("serve peak RSS, %-38s %6.1f MiB before, %6.1f MiB after", name+":",
+				float64(peaks[name].start)/(1<<20), float64(peaks[name].end)/(1<<20))
 		}
 	})
-	e.realPairs(t, 20, "warm-up")
-	peak("start")
 
-	t.Run("invented admission routes", func(t *testing.T) {
+	attack("invented admission routes", func(t *testing.T, e *boundsEnv) {
 		var body bytes.Buffer
 		var c wire.Counts
 		c.Admitted = 1
@@ -107,25 +126,23 @@ func TestSecurityBounds(t *testing.T) {
 		for _, a := range adm {
 			require.False(t, strings.HasPrefix(a.Route, "invented-"), "an invented route was counted: %+v", a)
 		}
-		assert.GreaterOrEqual(t, e.metric(t, `shadowlab_admission_plugin_lines_dropped_total{reason="unknown_route"}`), 200_000.0)
+		assert.GreaterOrEqual(t, e.metric(`shadowlab_admission_plugin_lines_dropped_total{reason="unknown_route"}`), 200_000.0)
 		assert.Less(t, len(e.get(t, "/metrics")), 1<<20, "/metrics stays small")
-		peak("invented admission routes")
 	})
 
-	t.Run("forged capture batches", func(t *testing.T) {
+	attack("forged capture batches", func(t *testing.T, e *boundsEnv) {
 		assert.Equal(t, http.StatusRequestEntityTooLarge, e.post(t, wire.CapturePath, make([]byte, 17<<20)))
 		assert.Equal(t, http.StatusBadRequest, e.post(t, wire.CapturePath, []byte("not a batch")))
-		before := e.metric(t, `shadowlab_capture_dropped_total{reason="unknown_route"}`)
+		before := e.metric(`shadowlab_capture_dropped_total{reason="unknown_route"}`)
 		var batch []byte
 		for i := range 5000 {
 			batch = wire.AppendCaptureRecord(batch, &wire.CaptureRecord{Route: fmt.Sprint("nope-", i), RequestID: fmt.Sprint("id-", i), Method: "GET", Target: "/x", Status: 200})
 		}
 		assert.Equal(t, http.StatusNoContent, e.post(t, wire.CapturePath, batch))
-		assert.Equal(t, before+5000, e.metric(t, `shadowlab_capture_dropped_total{reason="unknown_route"}`))
-		peak("forged capture batches")
+		assert.Equal(t, before+5000, e.metric(`shadowlab_capture_dropped_total{reason="unknown_route"}`))
 	})
 
-	t.Run("lone-half flood", func(t *testing.T) {
+	attack("lone-half flood", func(t *testing.T, e *boundsEnv) {
 		// 30 000 lone primary halves with invented ids on route flood
 		// (three times the pending cap) while real requests go through
 		// Envoy on route real.
@@ -145,18 +162,17 @@ func TestSecurityBounds(t *testing.T) {
 				}
 			}
 		})
-		require.Eventually(t, func() bool { return e.metric(t, "shadowlab_capture_pending") >= 9000 }, time.Minute, 100*time.Millisecond,
+		require.Eventually(t, func() bool { return e.metric("shadowlab_capture_pending") >= 9000 }, time.Minute, 100*time.Millisecond,
 			"the flood never filled pending")
 		e.realPairs(t, 50, "during the flood")
 		cancel()
 		wg.Wait()
 		t.Logf("%d lone halves sent; pending %v, evicted %v, dropped as pending_full %v", sent,
-			e.metric(t, "shadowlab_capture_pending"), e.metric(t, `shadowlab_capture_dropped_total{reason="pending_evicted"}`),
-			e.metric(t, `shadowlab_capture_dropped_total{reason="pending_full"}`))
-		peak("lone-half flood")
+			e.metric("shadowlab_capture_pending"), e.metric(`shadowlab_capture_dropped_total{reason="pending_evicted"}`),
+			e.metric(`shadowlab_capture_dropped_total{reason="pending_full"}`))
 	})
 
-	t.Run("slowloris", func(t *testing.T) {
+	attack("slowloris", func(t *testing.T, e *boundsEnv) {
 		// 50 connections on each of the API and the gateway send a whole
 		// header and then their body one byte a second: each is closed.
 		var conns []net.Conn
@@ -178,10 +194,9 @@ func TestSecurityBounds(t *testing.T) {
 				t.Fatal("a connection sending a byte a second was never closed")
 			}
 		}
-		peak("slowloris")
 	})
 
-	t.Run("slow 1000 KiB uploads to the gateway", func(t *testing.T) {
+	attack("slow 1000 KiB uploads to the gateway", func(t *testing.T, e *boundsEnv) {
 		// 300 uploads of 1000 KiB, all but the last byte sent, held open.
 		const size = 1000 << 10
 		var mu sync.Mutex
@@ -201,22 +216,13 @@ func TestSecurityBounds(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		assert.LessOrEqual(t, e.metric(t, `shadowlab_gateway_buffered_bytes`), float64(boundsGatewayBuffered))
-		peak("slow uploads")
+		assert.LessOrEqual(t, e.metric(`shadowlab_gateway_buffered_bytes`), float64(boundsGatewayBuffered))
 		e.realPairs(t, 20, "while uploads are held")
 		for _, c := range conns {
 			c.Close()
 		}
 	})
 
-	n, err := harness.PeakRSS(e.serve.Pid())
-	require.NoError(t, err)
-	assert.Less(t, n, int64(boundsPeakRSS), "serve's peak RSS %.1f MiB over the bound %d MiB", float64(n)/(1<<20), boundsPeakRSS>>20)
-	res, err := e.http.Get("http://" + e.api + "/readyz")
-	if assert.NoError(t, err) {
-		res.Body.Close()
-		assert.Equal(t, http.StatusOK, res.StatusCode)
-	}
 }
 
 // boundsEnv is serve (a process), Envoy and the two example services.
@@ -315,17 +321,29 @@ func (e *boundsEnv) getJSON(t *testing.T, path string, v any) {
 }
 
 // metric is the value of the series named series (with its labels, as
-// /metrics prints them) on serve's /metrics; 0 when absent.
-func (e *boundsEnv) metric(t *testing.T, series string) float64 {
-	t.Helper()
-	sc := bufio.NewScanner(bytes.NewReader(e.get(t, "/metrics")))
+// /metrics prints them) on serve's /metrics; 0 when absent, -1 when
+// /metrics does not answer within 10s (it never fails the test itself: it
+// is also polled from Eventually's goroutine).
+func (e *boundsEnv) metric(series string) float64 {
+	c := &http.Client{Timeout: 10 * time.Second}
+	res, err := c.Get("http://" + e.api + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
-			require.NoError(t, err)
+			if err != nil {
+				return -1
+			}
 			return f
 		}
+	}
+	if sc.Err() != nil {
+		return -1
 	}
 	return 0
 }
