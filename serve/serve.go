@@ -370,7 +370,11 @@ func (in *Instance) run(ctx context.Context) {
 		g.Go(func() error { return serve(gctx) })
 	}
 	go func() {
-		in.finish(errors.Join(g.Wait(), in.Reporter.Close()))
+		err := g.Wait()
+		for _, l := range in.listeners { // those afterPolicy never served
+			_ = l.Close()
+		}
+		in.finish(errors.Join(err, in.Reporter.Close()))
 	}()
 	go in.boundShutdown(gctx)
 }
