@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 func TestAdvertise(t *testing.T) {
@@ -97,4 +100,45 @@ routes: [{name: r, match: {pathPrefix: /}, primary: a}]
 	}
 	in.Stop()
 	require.NoError(t, in.Wait())
+}
+
+// TestDataPortsWaitForThePolicy: a data port's server starts only once the
+// first policy is published, and the API's data endpoints and /readyz
+// wait for it too.
+func TestDataPortsWaitForThePolicy(t *testing.T) {
+	in := &Instance{ready: make(chan struct{})}
+	started := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- in.afterPolicy(func(context.Context) error { close(started); return nil })(ctx)
+	}()
+	api := httptest.NewServer(in.gateReports(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })))
+	defer api.Close()
+	res, err := http.Get(api.URL + "/readyz")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode, "/readyz before the policy")
+	posted := make(chan int, 1)
+	go func() {
+		res, err := http.Post(api.URL+wire.CapturePath, "application/octet-stream", nil)
+		if err != nil {
+			posted <- 0
+			return
+		}
+		res.Body.Close()
+		posted <- res.StatusCode
+	}()
+	select {
+	case <-started:
+		t.Fatal("a data port served before the policy")
+	case <-posted:
+		t.Fatal("a capture batch was taken before the policy")
+	default:
+	}
+	close(in.ready)
+	<-started
+	require.NoError(t, <-served)
+	assert.Equal(t, http.StatusNoContent, <-posted, "the batch waited for the policy, then was taken")
 }
