@@ -50,6 +50,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test ./wire -run '^$$' -fuzz '^FuzzParseReport$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./wire -run '^$$' -fuzz '^FuzzParseCaptureBatch$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./wire -run '^$$' -fuzz '^FuzzParseFlatObject$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./wire -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./report -run '^$$' -fuzz '^FuzzLocalAdmission$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./pair -run '^$$' -fuzz '^FuzzCaptureHandler$$' -fuzztime $(or $(FUZZTIME),30s)
 
 .PHONY: check
 check: ## gofmt, go vet, go mod tidy and golden files unchanged

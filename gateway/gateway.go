@@ -111,7 +111,10 @@ func New(cfg Config, sink Sink, now pair.Clock, reg prometheus.Registerer, log *
 	g.inflight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "shadowlab_gateway_inflight", Help: "Requests the shadow gateway is forwarding now.",
 	}, func() float64 { return float64(g.busy.Load()) })
-	for _, c := range []prometheus.Collector{g.requests, g.inflight} {
+	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shadowlab_gateway_buffered_bytes", Help: "Request body bytes the shadow gateway holds now, bodies still being received included (bounded by --gateway-max-buffered).",
+	}, func() float64 { return float64(g.buffered.Load()) })
+	for _, c := range []prometheus.Collector{g.requests, g.inflight, buffered} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering gateway metrics: %w", err)
 		}
@@ -249,26 +252,68 @@ func (g *Gateway) offer(h pair.Half) {
 	g.sink.Offer(h)
 }
 
-// readBody reads a request body of at most limit bytes and holds it in
-// the buffer budget. problem is outcomeTooLarge, outcomeShedMemory or
-// outcomeBodyFailed (with err) when there is no body to forward. (While it
-// is read, a body is bounded by the route's slots times its limit.)
+// readBody reads a request body of at most limit bytes, holding it in
+// the buffer budget as it arrives: the bytes of a body still being
+// received count against MaxBufferedBytes (its declared Content-Length at
+// once, else its buffer as it grows), so slow uploads cannot hold more
+// than the budget. problem is outcomeTooLarge, outcomeShedMemory or
+// outcomeBodyFailed (with err) when there is no body to forward; then
+// nothing stays held. On success len(body) bytes stay held until released.
 func (g *Gateway) readBody(req *http.Request, limit int64) (body []byte, problem string, err error) {
 	if req.ContentLength > limit {
 		return nil, outcomeTooLarge, nil
 	}
-	body, err = io.ReadAll(io.LimitReader(req.Body, limit+1))
-	switch n := int64(len(body)); {
-	case err != nil:
-		return nil, outcomeBodyFailed, err
-	case n > limit:
-		return nil, outcomeTooLarge, nil
-	case g.buffered.Add(n) > g.cfg.MaxBufferedBytes:
-		g.buffered.Add(-n)
+	var held int64
+	hold := func(n int64) bool {
+		if g.buffered.Add(n) > g.cfg.MaxBufferedBytes {
+			g.buffered.Add(-n)
+			return false
+		}
+		held += n
+		return true
+	}
+	size := min(limit+1, bodyChunk)
+	if req.ContentLength >= 0 {
+		size = req.ContentLength + 1 // +1: a body longer than it declared is seen
+	}
+	if !hold(size) {
 		return nil, outcomeShedMemory, nil
 	}
+	body = make([]byte, 0, size)
+	for {
+		if len(body) == cap(body) {
+			grown := min(2*int64(cap(body)), limit+1)
+			if grown <= int64(cap(body)) {
+				break // limit+1 bytes read: too large
+			}
+			if !hold(grown - int64(cap(body))) {
+				g.buffered.Add(-held)
+				return nil, outcomeShedMemory, nil
+			}
+			body = append(make([]byte, 0, grown), body...)
+		}
+		var n int
+		n, err = req.Body.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err == io.EOF {
+			err = nil
+			break
+		}
+		if err != nil {
+			g.buffered.Add(-held)
+			return nil, outcomeBodyFailed, err
+		}
+	}
+	if int64(len(body)) > limit {
+		g.buffered.Add(-held)
+		return nil, outcomeTooLarge, nil
+	}
+	g.buffered.Add(int64(len(body)) - held)
 	return body, "", nil
 }
+
+// bodyChunk is the first buffer of a body of unknown length.
+const bodyChunk = 32 << 10
 
 // forward sends out to the route's shadow service and records the answer
 // into h.

@@ -365,3 +365,51 @@ func TestFingerprint(t *testing.T) {
 	assert.NotEqual(t, base, fp(other, "GET", "/r?a=1", "", map[string]string{"x-tenant": "acme", "cookie": "s=1", "accept-language": "en"}), "keyed")
 	assert.NotContains(t, base, "s=1")
 }
+
+// TestBodiesBeingReceivedAreHeld: the bytes of a body still arriving count
+// against MaxBufferedBytes, so slow uploads are shed once the budget is
+// held, not read into memory past it.
+func TestBodiesBeingReceivedAreHeld(t *testing.T) {
+	g, err := New(Config{FingerprintKey: []byte("k"), MaxBufferedBytes: 1000}, &sink{}, time.Now, prometheus.NewRegistry(), zap.NewNop())
+	require.NoError(t, err)
+	upload := func(length int64) (*http.Request, *io.PipeWriter) {
+		pr, pw := io.Pipe()
+		req := httptest.NewRequest("POST", "/r", pr)
+		req.ContentLength = length
+		return req, pw
+	}
+	slow, pw := upload(600)
+	type result struct {
+		body    []byte
+		problem string
+	}
+	done := make(chan result)
+	go func() {
+		body, problem, _ := g.readBody(slow, 5000)
+		done <- result{body, problem}
+	}()
+	_, err = pw.Write([]byte("x")) // one byte in: the declared length is held
+	require.NoError(t, err)
+	assert.Equal(t, int64(601), g.buffered.Load())
+
+	second, _ := upload(600)
+	_, problem, _ := g.readBody(second, 5000)
+	assert.Equal(t, outcomeShedMemory, problem, "the slow upload holds the budget")
+	chunked, cw := upload(-1)
+	go func() {
+		_, _ = cw.Write(make([]byte, 2000))
+		cw.Close()
+	}()
+	_, problem, _ = g.readBody(chunked, 5000)
+	assert.Equal(t, outcomeShedMemory, problem, "a body of unknown length is held as it grows")
+	chunked.Body.Close()
+	assert.Equal(t, int64(601), g.buffered.Load(), "a shed body gives back what it held")
+
+	_, err = pw.Write(make([]byte, 599))
+	require.NoError(t, err)
+	pw.Close()
+	r := <-done
+	assert.Empty(t, r.problem)
+	assert.Len(t, r.body, 600)
+	assert.Equal(t, int64(600), g.buffered.Load(), "what is forwarded stays held")
+}

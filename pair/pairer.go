@@ -6,8 +6,10 @@ package pair
 
 import (
 	"cmp"
+	"container/list"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,6 +101,7 @@ const (
 	DropUnknown     = "unknown_route" // a half of no mirrored route of the policy in use
 	dropNoID        = "no_request_id"
 	dropCompareFull = "comparator_full"
+	dropEvicted     = "pending_evicted" // a lone half evicted, oldest first, from the route holding the most, to make room
 	dropMalformed   = "malformed_batch" // a capture batch that did not parse (counted once per batch)
 )
 
@@ -106,8 +109,14 @@ const (
 // other side; a complete pair waits Grace more, so that a third half
 // claiming the same id (a forged or reused id) makes the id ambiguous
 // instead of being mis-paired. Memory is bounded by MaxPending and
-// MaxPendingBytes; when full, new halves are dropped and counted. Offer
-// never blocks.
+// MaxPendingBytes, shared fairly between routes: when full, room for a new
+// id is made by evicting the oldest lone half (or ambiguous id) of the
+// route that holds the most ids (or bytes), counted as pending_evicted; so
+// a flood of lone halves or invented ids on one route evicts its own
+// halves and cannot keep the pairs of other routes out (each route keeps
+// at least its share, MaxPending over the routes pending). A half is
+// dropped (pending_full) only when nothing can be evicted. Offer never
+// blocks.
 type Pairer struct {
 	cfg Config
 	rec Recorder
@@ -123,6 +132,7 @@ type Pairer struct {
 	// owned by the pairing loop
 	pending map[pairKey]*pending
 	bytes   int
+	byRoute map[string]*routePending
 
 	mu      sync.Mutex // guards size
 	halves  *prometheus.CounterVec
@@ -133,6 +143,13 @@ type Pairer struct {
 
 type pairKey struct{ route, id string }
 
+// routePending is what one route holds in pending: its ids oldest first
+// (list of pairKey) and their bytes.
+type routePending struct {
+	ids   list.List
+	bytes int
+}
+
 type pending struct {
 	halves    [2]*Half // primary, shadow
 	ambiguous string   // why, once more than one half claimed a side
@@ -140,6 +157,13 @@ type pending struct {
 	emitAt    time.Time // set once both sides are here, or once ambiguous
 	emitted   bool      // an ambiguous id already reported; kept until deadline to absorb late halves
 	bytes     int
+	elem      *list.Element // in its route's routePending.ids
+}
+
+// evictable: a lone half or an ambiguous id; a complete pair waiting for
+// its grace is about to be compared and is kept.
+func (pe *pending) evictable() bool {
+	return pe.ambiguous != "" || pe.halves[0] == nil || pe.halves[1] == nil
 }
 
 type job struct {
@@ -162,6 +186,7 @@ func New(cfg Config, rec Recorder, now Clock, reg prometheus.Registerer, log *za
 		in:      make(chan Half, cfg.QueueSize),
 		work:    make(chan job, cfg.QueueSize),
 		pending: map[pairKey]*pending{},
+		byRoute: map[string]*routePending{},
 		halves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowlab_capture_halves_total", Help: "Response halves captured, by side.",
 		}, []string{"side"}),
@@ -249,13 +274,21 @@ func (p *Pairer) add(h *Half) {
 	k := pairKey{h.Route, h.RequestID}
 	pe, ok := p.pending[k]
 	if !ok {
-		if len(p.pending) >= p.cfg.MaxPending || p.bytes+h.size() > p.cfg.MaxPendingBytes {
+		if !p.makeRoom(h.size()) {
 			p.count(dropPendingFull)
 			return
 		}
-		pe = &pending{deadline: h.At.Add(p.cfg.TTL)}
+		rp := p.byRoute[k.route]
+		if rp == nil {
+			rp = &routePending{}
+			p.byRoute[k.route] = rp
+		}
+		pe = &pending{deadline: h.At.Add(p.cfg.TTL), elem: rp.ids.PushBack(k)}
 		p.pending[k] = pe
 		p.setSize()
+	} else if pe.ambiguous == "" && pe.halves[h.Side.Index()] == nil && !p.evictFor(k, h.size()) {
+		p.count(dropPendingFull)
+		return
 	}
 	i := h.Side.Index()
 	switch {
@@ -267,16 +300,92 @@ func (p *Pairer) add(h *Half) {
 		pe.ambiguous = "the primary and shadow halves are of different requests"
 	default:
 		pe.halves[i] = h
-		pe.bytes += h.size()
-		p.bytes += h.size()
+		p.charge(k.route, pe, h.size())
 		if pe.halves[0] != nil && pe.halves[1] != nil {
 			pe.emitAt = h.At.Add(p.cfg.Grace)
 		}
 		return
 	}
-	p.bytes -= pe.bytes
-	pe.bytes, pe.halves = 0, [2]*Half{} // an ambiguous id keeps no body
+	p.charge(k.route, pe, -pe.bytes)
+	pe.halves = [2]*Half{} // an ambiguous id keeps no body
 	pe.emitAt = h.At.Add(p.cfg.Grace)
+}
+
+// charge adds n bytes to what pe (of route) holds.
+func (p *Pairer) charge(route string, pe *pending, n int) {
+	pe.bytes += n
+	p.bytes += n
+	p.byRoute[route].bytes += n
+}
+
+// remove forgets k.
+func (p *Pairer) remove(k pairKey, pe *pending) {
+	rp := p.byRoute[k.route]
+	p.charge(k.route, pe, -pe.bytes)
+	rp.ids.Remove(pe.elem)
+	if rp.ids.Len() == 0 {
+		delete(p.byRoute, k.route)
+	}
+	delete(p.pending, k)
+}
+
+// makeRoom evicts until a new id of size bytes fits under MaxPending and
+// MaxPendingBytes, from the route holding the most ids (or, for bytes, the
+// most bytes) that has something to evict, oldest first; false when
+// nothing can be evicted.
+func (p *Pairer) makeRoom(size int) bool {
+	for len(p.pending) >= p.cfg.MaxPending {
+		if !p.evictLargest(func(rp *routePending) int { return rp.ids.Len() }, pairKey{}) {
+			return false
+		}
+	}
+	return p.evictFor(pairKey{}, size)
+}
+
+// evictFor evicts until size more bytes fit, never evicting keep.
+func (p *Pairer) evictFor(keep pairKey, size int) bool {
+	for p.bytes+size > p.cfg.MaxPendingBytes {
+		if !p.evictLargest(func(rp *routePending) int { return rp.bytes }, keep) {
+			return false
+		}
+	}
+	return true
+}
+
+// evictLargest evicts one id from the heaviest route by weight that has
+// one to evict (ties: the smaller name, so the choice is deterministic).
+func (p *Pairer) evictLargest(weight func(*routePending) int, keep pairKey) bool {
+	routes := make([]string, 0, len(p.byRoute))
+	for route := range p.byRoute {
+		routes = append(routes, route)
+	}
+	slices.SortFunc(routes, func(a, b string) int {
+		return cmp.Or(cmp.Compare(weight(p.byRoute[b]), weight(p.byRoute[a])), cmp.Compare(a, b))
+	})
+	for _, route := range routes {
+		if p.evictFrom(route, keep) {
+			return true
+		}
+	}
+	return false
+}
+
+// evictFrom evicts route's oldest evictable id other than keep; false
+// when it has none.
+func (p *Pairer) evictFrom(route string, keep pairKey) bool {
+	rp := p.byRoute[route]
+	if rp == nil {
+		return false
+	}
+	for e := rp.ids.Front(); e != nil; e = e.Next() {
+		k := e.Value.(pairKey)
+		if pe := p.pending[k]; k != keep && pe.evictable() {
+			p.remove(k, pe)
+			p.count(dropEvicted)
+			return true
+		}
+	}
+	return false
 }
 
 func sameRequest(a, b *Half) bool { return a.Method == b.Method && a.Target == b.Target }
@@ -304,8 +413,7 @@ func (p *Pairer) sweep(now time.Time) {
 		default:
 			continue
 		}
-		p.bytes -= pe.bytes
-		delete(p.pending, k)
+		p.remove(k, pe)
 	}
 	p.setSize()
 }

@@ -2,6 +2,7 @@ package pair
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -222,21 +223,32 @@ func TestPairerAmbiguousAbsorbsLateHalves(t *testing.T) {
 }
 
 func TestPairerBounds(t *testing.T) {
-	t.Run("pending ids", func(t *testing.T) {
+	t.Run("pending ids: the oldest lone half is evicted", func(t *testing.T) {
 		p, _ := newTestPairer(t, Config{MaxPending: 2})
 		for _, id := range []string{"1", "2", "3"} {
 			p.add(half(wire.SidePrimary, id, "/a", `{}`, t0))
 		}
 		assert.Len(t, p.pending, 2)
-		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropPendingFull)))
+		assert.NotContains(t, p.pending, pairKey{"r", "1"})
+		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropEvicted)))
 	})
 	t.Run("pending bytes", func(t *testing.T) {
 		p, _ := newTestPairer(t, Config{MaxPendingBytes: 1000})
 		p.add(half(wire.SidePrimary, "1", "/a", string(make([]byte, 400)), t0))
 		p.add(half(wire.SidePrimary, "2", "/a", string(make([]byte, 400)), t0))
 		assert.Len(t, p.pending, 1)
+		assert.Contains(t, p.pending, pairKey{"r", "2"})
 		p.sweep(t0.Add(31 * time.Second))
 		assert.Zero(t, p.bytes, "bytes are given back")
+		assert.Empty(t, p.byRoute)
+	})
+	t.Run("a complete pair is never evicted", func(t *testing.T) {
+		p, _ := newTestPairer(t, Config{MaxPending: 1})
+		p.add(half(wire.SidePrimary, "1", "/a", `{}`, t0))
+		p.add(half(wire.SideShadow, "1", "/a", `{}`, t0))
+		p.add(half(wire.SidePrimary, "2", "/a", `{}`, t0))
+		assert.Contains(t, p.pending, pairKey{"r", "1"})
+		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropPendingFull)))
 	})
 	t.Run("queue never blocks", func(t *testing.T) {
 		p, _ := newTestPairer(t, Config{QueueSize: 1})
@@ -246,6 +258,53 @@ func TestPairerBounds(t *testing.T) {
 		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropQueueFull)))
 		assert.Equal(t, 1.0, testutil.ToFloat64(p.dropped.WithLabelValues(dropNoID)))
 	})
+}
+
+// TestPairerFloodOfLoneHalves: a flood of lone halves (invented ids) on
+// one route fills pending; pairs of another route are still paired and
+// compared, and the flood evicts its own oldest halves.
+func TestPairerFloodOfLoneHalves(t *testing.T) {
+	tests := map[string]struct {
+		cfg  Config
+		body string
+	}{
+		"by count": {cfg: Config{MaxPending: 100}, body: `{}`},
+		"by bytes": {cfg: Config{MaxPendingBytes: 100 * 600}, body: string(make([]byte, 80))},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, rec := newTestPairer(t, tc.cfg)
+			at := t0
+			for i := range 1000 {
+				at = t0.Add(time.Duration(i) * 10 * time.Millisecond)
+				h := half(wire.SideShadow, fmt.Sprint("flood-", i), "/a", tc.body, at)
+				h.Route = "flood"
+				p.add(h)
+				if i%10 == 0 { // a real pair on r now and then, swept as Run would
+					id := fmt.Sprint("real-", i)
+					p.add(half(wire.SidePrimary, id, "/b", `{"a":1}`, at))
+					p.add(half(wire.SideShadow, id, "/b", `{"a":1}`, at))
+					p.sweep(at)
+					drain(p)
+				}
+			}
+			p.sweep(at.Add(2 * time.Second))
+			drain(p)
+			var matches int
+			for _, pr := range rec.pairs {
+				if pr.Route == "r" && pr.Outcome == report.Match {
+					matches++
+				}
+			}
+			assert.Equal(t, 100, matches, "every real pair compared")
+			assert.Positive(t, testutil.ToFloat64(p.dropped.WithLabelValues(dropEvicted)))
+			assert.Zero(t, testutil.ToFloat64(p.dropped.WithLabelValues(dropPendingFull)))
+			assert.LessOrEqual(t, p.bytes, p.cfg.MaxPendingBytes)
+			assert.LessOrEqual(t, len(p.pending), p.cfg.MaxPending)
+			assert.NotContains(t, p.pending, pairKey{"flood", "flood-0"}, "the oldest went first")
+			assert.Contains(t, p.pending, pairKey{"flood", "flood-999"})
+		})
+	}
 }
 
 // TestPairerLearnsNoise: a field that varies between answers to the same

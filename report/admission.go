@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
 )
 
@@ -22,8 +24,19 @@ const (
 	// metric labels, past MaxMetricKeys).
 	OtherKey = "(other)"
 
-	// maxAdmissionBody bounds one plugin report.
+	// maxAdmissionBody bounds one plugin report: a plugin reports each
+	// route and key it counted since its last report (at most
+	// Config.MaxAdmissionKeys per route plus one OtherKey line, about
+	// 250 bytes a line), so 4 MiB holds well over 10 000 lines.
 	maxAdmissionBody = 4 << 20
+)
+
+// Reasons a line of a plugin report is dropped (label values of
+// shadowlab_admission_plugin_lines_dropped_total).
+const (
+	// admissionNotLocal: the route is not a route of the policy in use
+	// with local admission (an invented or stale route).
+	admissionNotLocal = "unknown_route"
 )
 
 // AdmissionReport is one scope, route and key's admission outcomes.
@@ -173,8 +186,12 @@ type admissionRow struct {
 }
 
 // serveLocalAdmission takes a wasm plugin's report (wire.ParseReport):
-// counts since its previous report, one line per route and key. It is all
-// or nothing: a bad line is a 400 naming the line, and nothing is added.
+// counts since its previous report, one line per route and key. A bad line
+// is a 400 naming the line, and nothing is added. Lines of routes that are
+// not routes with local admission in the policy in use (Use) are dropped
+// and counted, so a peer cannot grow the counts (or /metrics) by inventing
+// routes: what is kept is bounded by the policy's local routes times
+// Config.MaxAdmissionKeys + 1.
 func (r *Reporter) serveLocalAdmission(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxAdmissionBody+1))
 	if err != nil {
@@ -191,12 +208,21 @@ func (r *Reporter) serveLocalAdmission(w http.ResponseWriter, req *http.Request)
 		r.writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	local := r.localRoutes.All()
 	a := r.adm
 	a.mu.Lock()
+	var dropped int
 	for _, l := range lines {
-		a.addLocked(admissionKey{wire.ScopeLocal.String(), clip(l.Route, maxLabelLen), clip(l.Key, maxLabelLen)}, l.Counts)
+		if _, ok := local[l.Route]; !ok {
+			dropped++
+			continue
+		}
+		a.addLocked(admissionKey{wire.ScopeLocal.String(), l.Route, clip(l.Key, maxLabelLen)}, l.Counts)
 	}
 	a.mu.Unlock()
+	if dropped > 0 {
+		r.metrics.admissionLinesDropped.WithLabelValues(admissionNotLocal).Add(float64(dropped))
+	}
 	r.metrics.admissionReports.Inc()
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -217,6 +243,7 @@ type admissionCollector struct {
 	r               *Reporter
 	maxKeys         int
 	requests, delay *prometheus.Desc
+	folded          *prometheus.Desc
 }
 
 func newAdmissionCollector(r *Reporter, maxKeys int) *admissionCollector {
@@ -228,24 +255,29 @@ func newAdmissionCollector(r *Reporter, maxKeys int) *admissionCollector {
 			[]string{"scope", "route", "key", "outcome"}, nil),
 		delay: prometheus.NewDesc("shadowlab_admission_delay_seconds",
 			"How long released requests were held.", []string{"scope", "route", "key"}, nil),
+		folded: prometheus.NewDesc("shadowlab_admission_metric_keys_folded",
+			"Admission keys exported under the key label "+OtherKey+" because their route already has Config.MaxMetricKeys key labels.", nil, nil),
 	}
 }
 
 func (c *admissionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.requests
 	ch <- c.delay
+	ch <- c.folded
 }
 
 func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
 	merged := map[admissionKey]wire.Counts{}
 	perRoute := map[admissionKey]int{}
 	var order []admissionKey
+	var folded int
 	for _, ar := range c.r.Admission() { // sorted: the first keys keep their label
 		k := admissionKey{ar.Scope, ar.Route, ar.Key}
 		rk := admissionKey{ar.Scope, ar.Route, ""}
 		if _, seen := merged[k]; !seen {
 			if perRoute[rk] >= c.maxKeys {
 				k.key = OtherKey
+				folded++
 			}
 		}
 		if _, seen := merged[k]; !seen {
@@ -271,11 +303,12 @@ func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
 		buckets := make(map[float64]uint64, len(wire.DelayBucketsMs))
 		var cum uint64
 		for i, b := range wire.DelayBucketsMs {
-			cum += m.DelayBuckets[i]
+			cum = wire.SatAdd(cum, m.DelayBuckets[i])
 			buckets[float64(b)/1000] = cum
 		}
 		ch <- prometheus.MustNewConstHistogram(c.delay, m.ReleasedTotal(), float64(m.DelaySumMs)/1000, buckets, k.scope, k.route, k.key)
 	}
+	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.GaugeValue, float64(folded))
 }
 
 // renderAdmission writes the admission table of `shadowlab report`.
@@ -290,8 +323,8 @@ func renderAdmission(w io.Writer, rows []AdmissionReport) {
 		}
 		fmt.Fprintf(w, "  %-7s %-16s %-16s %9s %9s %9s %9s %9s %9s %10s %10s\n",
 			a.Scope, shorten(a.Route, 16), shorten(key, 16),
-			thousands(int(a.Admitted)), thousands(int(a.Delayed)), thousands(int(a.Rejected)),
-			thousands(int(a.ObservedDelay+a.ObservedReject)), thousands(int(a.Abandoned)), thousands(int(a.FailOpen)),
+			thousandsU(a.Admitted), thousandsU(a.Delayed), thousandsU(a.Rejected),
+			thousandsU(wire.SatAdd(a.ObservedDelay, a.ObservedReject)), thousandsU(a.Abandoned), thousandsU(a.FailOpen),
 			delayBound(a.Released, a.DelayP50Ms), delayBound(a.Released, a.DelayP99Ms))
 	}
 }
@@ -305,4 +338,13 @@ func delayBound(released uint64, ms float64) string {
 		return "> 1h"
 	}
 	return "≤ " + (time.Duration(ms) * time.Millisecond).String()
+}
+
+// UseLocalAdmission takes the routes with local admission of pol as the
+// only routes plugin reports may count (serveLocalAdmission). Until it is
+// first called, every plugin report line is dropped.
+func (r *Reporter) UseLocalAdmission(pol *policy.Policy) {
+	r.localRoutes.Use(pol, func(rt *policy.Route, _ struct{}, _ bool) (struct{}, bool) {
+		return struct{}{}, rt.Admission != nil && rt.Admission.Scope == wire.ScopeLocal
+	})
 }

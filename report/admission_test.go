@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -86,6 +87,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestLocalAdmissionEndpoint(t *testing.T) {
 	r := newTestReporter(t, Config{})
+	useLocalRoutes(t, r, "jobs")
 	srv := httptest.NewServer(r.Handler())
 	t.Cleanup(srv.Close)
 	post := func(body string) (int, string) {
@@ -139,6 +141,7 @@ func TestLocalAdmissionEndpoint(t *testing.T) {
 		`shadowlab_admission_delay_seconds_bucket{key="t1",route="jobs",scope="local",le="2.5"} 2`,
 		`shadowlab_admission_plugin_reports_total 1`,
 		`shadowlab_admission_plugin_report_errors_total 7`,
+		`shadowlab_admission_metric_keys_folded 0`,
 	} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
@@ -160,5 +163,74 @@ func TestAdmissionMetricKeysCapped(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(r.Registry(), "shadowlab_admission_requests_total"); n != 3*7 {
 		t.Errorf("%d series, want 3 keys (a, (other), b... capped at 2 + other) x 7", n)
+	}
+}
+
+// A plugin report may only count routes with local admission in the policy
+// in use: invented routes, routes without admission and reports before a
+// policy are dropped and counted; counts never wrap; the keys of a route
+// are capped.
+func TestLocalAdmissionBounded(t *testing.T) {
+	r := newTestReporter(t, Config{MaxAdmissionKeys: 3, MaxMetricKeys: 2})
+	srv := httptest.NewServer(r.Handler())
+	t.Cleanup(srv.Close)
+	post := func(body string) int {
+		res, err := http.Post(srv.URL+"/api/v1/admission/local", "application/x-ndjson", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := post(pluginLine("jobs", "", 1)); code != 204 {
+		t.Fatalf("before a policy: %d", code)
+	}
+	if got := r.Admission(); len(got) != 0 {
+		t.Fatalf("a report before any policy was counted: %+v", got)
+	}
+	useLocalRoutes(t, r, "jobs")
+	var body strings.Builder
+	for i := range 1000 {
+		body.WriteString(pluginLine("invented-"+itoa(i), "", 1) + "\n")
+	}
+	body.WriteString(pluginLine("plain", "", 1) + "\n")
+	for i := range 10 {
+		body.WriteString(pluginLine("jobs", "k"+itoa(i), 1) + "\n")
+	}
+	huge := strings.Replace(pluginLine("jobs", "k0", 1), `"admitted":1`, `"admitted":18446744073709551615`, 1)
+	body.WriteString(huge + "\n" + huge + "\n")
+	if code := post(body.String()); code != 204 {
+		t.Fatalf("got %d", code)
+	}
+	got := r.Admission()
+	if len(got) != 4 {
+		t.Fatalf("%d admission rows, want 3 keys of jobs + (other): %+v", len(got), got)
+	}
+	for _, ar := range got {
+		if ar.Route != "jobs" {
+			t.Errorf("route %q counted", ar.Route)
+		}
+		if ar.Key == "k0" && ar.Admitted != math.MaxUint64 {
+			t.Errorf("k0 admitted %d, want saturated at MaxUint64", ar.Admitted)
+		}
+		if ar.Key == OtherKey && ar.Admitted != 7 {
+			t.Errorf("(other) admitted %d, want 7", ar.Admitted)
+		}
+	}
+	if n := testutil.ToFloat64(r.metrics.admissionLinesDropped.WithLabelValues(admissionNotLocal)); n != 1001+1 {
+		t.Errorf("%v lines dropped, want 1002 (1 before the policy, 1000 invented, 1 without admission)", n)
+	}
+	if n := testutil.CollectAndCount(r.Registry(), "shadowlab_admission_requests_total"); n != 2*7 {
+		t.Errorf("%d series, want MaxMetricKeys (2) key labels x 7 outcomes", n)
+	}
+	if n := testutil.CollectAndCount(r.Registry(), "shadowlab_admission_metric_keys_folded"); n != 1 {
+		t.Errorf("no folded keys gauge")
+	}
+	var out bytes.Buffer
+	if err := Render(&out, r.Report(), RenderOptions{Route: "jobs"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "18 446 744 073 709 551 615") {
+		t.Errorf("render of a saturated count:\n%s", out.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/policy"
 )
 
 var t0 = time.Date(2026, 3, 1, 17, 0, 0, 0, time.UTC)
@@ -80,4 +81,20 @@ func counts(rr RouteReport) map[string]int {
 		out[d.Pattern+" "+string(d.Kind)] = d.Count
 	}
 	return out
+}
+
+// useLocalRoutes gives r a policy whose routes named routes have local
+// admission (and a route "plain" without admission).
+func useLocalRoutes(t *testing.T, r *Reporter, routes ...string) {
+	t.Helper()
+	doc := "version: 1\nlisteners: [{name: edge, address: 127.0.0.1:10000}]\nservices:\n  legacy: {endpoints: [\"127.0.0.1:8081\"]}\nroutes:\n"
+	for _, name := range routes {
+		doc += "  - {name: " + name + ", match: {pathPrefix: /" + name + "}, primary: legacy, admission: {rate: 100/s, mode: reject, scope: local}}\n"
+	}
+	doc += "  - {name: plain, match: {pathPrefix: /}, primary: legacy}\n"
+	pol, err := policy.Parse([]byte(doc), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.UseLocalAdmission(pol)
 }

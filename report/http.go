@@ -26,7 +26,8 @@ const maxPairsLimit = 1000
 //	                              ?route=R&outcome=O&limit=N (default 50, max 1000)
 //	GET /api/v1/admission         admission outcomes per scope, route and key
 //	POST /api/v1/admission/local  a wasm plugin's counts since its last report (NDJSON)
-//	GET /healthz                  {"status": "ok"}; 503 when the store is unreachable
+//	GET /healthz                  {"status": "ok"}; 503 with the reason when the store
+//	                              cannot be written (results are then kept in memory)
 //
 // Errors are JSON {"error": "..."}; a bad or unknown query parameter is a
 // 400 naming the parameter.
@@ -95,8 +96,8 @@ func (r *Reporter) servePairs(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Reporter) serveHealth(w http.ResponseWriter, req *http.Request) {
-	if err := r.store.ping(req.Context()); err != nil {
-		r.writeError(w, http.StatusServiceUnavailable, fmt.Errorf("report store: %w", err))
+	if err := r.Healthy(req.Context()); err != nil {
+		r.writeError(w, http.StatusServiceUnavailable, err)
 		return
 	}
 	r.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

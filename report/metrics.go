@@ -30,6 +30,7 @@ type metrics struct {
 	flushSeconds prometheus.Histogram
 
 	admissionReports, admissionReportErrors prometheus.Counter
+	admissionLinesDropped                   *prometheus.CounterVec
 }
 
 func newMetrics(r *Reporter) *metrics {
@@ -72,12 +73,25 @@ func newMetrics(r *Reporter) *metrics {
 		Name: "shadowlab_admission_plugin_reports_total",
 		Help: "Admission reports received from wasm plugins.",
 	})
+	m.admissionLinesDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shadowlab_admission_plugin_lines_dropped_total",
+		Help: "Lines of plugin admission reports dropped, by reason (unknown_route: not a route with local admission in the policy in use).",
+	}, []string{"reason"})
 	m.admissionReportErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "shadowlab_admission_plugin_report_errors_total",
 		Help: "Admission reports from wasm plugins refused as malformed.",
 	})
-	m.reg.MustRegister(m.pairs, m.differences, m.latency, m.dropped, m.flushErrors, m.flushSeconds, rc,
-		m.admissionReports, m.admissionReportErrors, newAdmissionCollector(r, r.cfg.MaxMetricKeys))
+	degraded := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shadowlab_report_store_degraded",
+		Help: "1 while the report store cannot be written and results are kept in memory only (failed writes: " + metricFlushErrors + ").",
+	}, func() float64 {
+		if r.Degraded() {
+			return 1
+		}
+		return 0
+	})
+	m.reg.MustRegister(degraded, m.pairs, m.differences, m.latency, m.dropped, m.flushErrors, m.flushSeconds, rc,
+		m.admissionReports, m.admissionReportErrors, m.admissionLinesDropped, newAdmissionCollector(r, r.cfg.MaxMetricKeys))
 	return m
 }
 

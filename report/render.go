@@ -185,6 +185,19 @@ func plural(n int, noun string) string {
 }
 
 // thousands formats n with a space between groups of three digits: 1 204.
+// thousandsU is thousands for counts that may exceed an int.
+func thousandsU(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
 func thousands(n int) string {
 	s := strconv.Itoa(n)
 	neg := strings.HasPrefix(s, "-")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
 )
 
@@ -118,7 +120,11 @@ type Reporter struct {
 	mu     sync.RWMutex
 	routes map[string]*routeState
 
-	adm *admissions
+	adm    *admissions
+	health health
+	// localRoutes are the routes with local admission of the policy in
+	// use (UseLocalAdmission): the only routes a plugin report may count.
+	localRoutes policy.PerRoute[struct{}]
 
 	labelsMu sync.Mutex
 	labels   map[string]map[string]struct{} // route → pattern label values in use; survives Reset
@@ -155,17 +161,8 @@ func New(cfg Config, log *zap.Logger) (*Reporter, error) {
 	}
 	lim := limits{samples: cfg.MaxSamplesPerPath, patterns: cfg.MaxPatternsPerRoute, signatures: cfg.MaxSignatures}
 	ctx := context.Background()
-	st, err := openStore(ctx, cfg.DBPath)
+	st, routes, adm, pinned, err := openAndLoad(ctx, cfg.DBPath, lim)
 	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	routes, err := st.load(ctx, lim)
-	var adm map[admissionKey]wire.Counts
-	if err == nil {
-		adm, err = st.loadAdmission(ctx)
-	}
-	if err != nil {
-		_ = st.close()
 		return nil, fmt.Errorf("report: %w", err)
 	}
 	r := &Reporter{
@@ -182,10 +179,53 @@ func New(cfg Config, log *zap.Logger) (*Reporter, error) {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	r.health.pinned = pinned
 	r.metrics = newMetrics(r)
+	if pinned != nil {
+		log.Error("report store cannot be written: its results were read and serve runs in memory until restarted",
+			zap.String("path", cfg.DBPath), zap.Error(pinned))
+	}
 	log.Info("report store opened", zap.String("path", st.name), zap.Int("routes", len(routes)))
 	go r.run()
 	return r, nil
+}
+
+// openAndLoad opens the store at path and loads it. When a file that
+// exists cannot be opened for writing but reads as an intact store (a full
+// disk), what it holds is loaded and an in-memory store is returned with
+// pinned, the reason.
+func openAndLoad(ctx context.Context, path string, lim limits) (st *store, routes map[string]*routeState, adm map[admissionKey]wire.Counts, pinned, err error) {
+	load := func(s *store) error {
+		var err error
+		if routes, err = s.load(ctx, lim); err == nil {
+			adm, err = s.loadAdmission(ctx)
+		}
+		return err
+	}
+	st, err = openStore(ctx, path)
+	if err == nil {
+		if err = load(st); err != nil {
+			_ = st.close()
+			return nil, nil, nil, nil, err
+		}
+		return st, routes, adm, nil, nil
+	}
+	if fi, serr := os.Stat(path); path == "" || serr != nil || fi.Size() == 0 {
+		return nil, nil, nil, nil, err
+	}
+	ro, rerr := openReadOnly(ctx, path)
+	if rerr != nil {
+		return nil, nil, nil, nil, err
+	}
+	lerr := load(ro)
+	_ = ro.close()
+	if lerr != nil {
+		return nil, nil, nil, nil, err
+	}
+	if st, rerr = openStore(ctx, ""); rerr != nil {
+		return nil, nil, nil, nil, errors.Join(err, rerr)
+	}
+	return st, routes, adm, err, nil
 }
 
 // Registry is the Prometheus registry holding the report's metrics; other
@@ -511,9 +551,7 @@ func (r *Reporter) run() {
 	for {
 		select {
 		case <-t.C:
-			if err := r.flush(); err != nil {
-				r.log.Error("report store write failed; will retry", zap.String("path", r.store.name), zap.Error(err))
-			}
+			_ = r.flush() // a failure is logged (rate-limited) by noteWrite
 		case req := <-r.reqs:
 			var err error
 			if req.reset {
@@ -554,6 +592,7 @@ func (r *Reporter) flush() error {
 	start := time.Now()
 	err := r.store.write(context.Background(), deltas, pairs, adm, r.cfg.MaxRecentPairs)
 	r.metrics.flushSeconds.Observe(time.Since(start).Seconds())
+	r.noteWrite(err)
 	if err == nil {
 		return nil
 	}

@@ -155,14 +155,23 @@ func openStore(ctx context.Context, path string) (*store, error) {
 			return nil, storeErr(path, err)
 		}
 		name = abs
+		if err := privateStoreFile(abs); err != nil {
+			return nil, storeErr(name, err)
+		}
 		pragmas["_pragma"] = append(pragmas["_pragma"], "journal_mode(WAL)")
 		dsn = (&url.URL{Scheme: "file", Path: abs, RawQuery: pragmas.Encode()}).String()
 	}
+	return openDSN(ctx, dsn, name, path != "")
+}
+
+// openDSN opens the store at dsn (named name in errors); file: a file in
+// WAL mode, else one in-memory connection or a read-only file.
+func openDSN(ctx context.Context, dsn, name string, file bool) (*store, error) {
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, storeErr(name, err)
 	}
-	if path == "" {
+	if !file {
 		// Every connection to :memory: is a database of its own: keep one.
 		db.SetMaxOpenConns(1)
 		db.SetConnMaxLifetime(0)
@@ -171,7 +180,7 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		db.SetMaxOpenConns(4)
 	}
 	s := &store{db: db, name: name}
-	if err := s.init(ctx, path != ""); err != nil {
+	if err := s.init(ctx, file); err != nil {
 		_ = db.Close()
 		return nil, storeErr(name, err)
 	}

@@ -11,6 +11,7 @@ package serve
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,7 @@ import (
 	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/report"
+	"github.com/shadowlab/shadowlab/wire"
 	"github.com/shadowlab/shadowlab/xds"
 )
 
@@ -81,10 +83,12 @@ type Instance struct {
 	listeners []net.Listener
 	servers   []func(ctx context.Context) error // each serves until ctx is done
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	doneOnce sync.Once
+	err      error
+	ready    chan struct{} // closed once the first policy is published
 
 	gwMu  sync.Mutex
 	gwSrv *http.Server // the gateway's server now
@@ -97,7 +101,7 @@ type Instance struct {
 // fails Start and leaves nothing behind: serve never starts on a broken
 // file.
 func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) {
-	in := &Instance{cfg: cfg, log: log, done: make(chan struct{})}
+	in := &Instance{cfg: cfg, log: log, done: make(chan struct{}), ready: make(chan struct{})}
 	published := make(chan error, 1)
 	if err := in.build(published); err != nil {
 		in.close()
@@ -172,7 +176,8 @@ func (in *Instance) build(published chan<- error) error {
 	if in.Pairer, err = pair.New(cfg.Pairer, in.Reporter, time.Now, reg, log.Named("pairer")); err != nil {
 		return err
 	}
-	pub := &publisher{Server: in.XDS, first: published, use: []func(*policy.Policy){in.Pairer.Use}}
+	pub := &publisher{Server: in.XDS, first: published, ready: in.ready,
+		use: []func(*policy.Policy){in.Pairer.Use, in.Reporter.UseLocalAdmission}}
 
 	in.servers = append(in.servers,
 		func(ctx context.Context) error {
@@ -189,7 +194,7 @@ func (in *Instance) build(published chan<- error) error {
 		}
 		pub.use = append(pub.use, in.Gateway.Use)
 		srv := in.gatewayServer()
-		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, gwLis) })
+		in.servers = append(in.servers, in.afterPolicy(func(ctx context.Context) error { return serveHTTP(ctx, srv, gwLis) }))
 	}
 	if admLis != nil {
 		if in.Admitter, err = extproc.NewAdmitter(cfg.Admitter, in.Reporter, time.Now, nil, log.Named("admission")); err != nil {
@@ -205,10 +210,10 @@ func (in *Instance) build(published chan<- error) error {
 		}
 		g := newGRPCServer()
 		in.Admitter.Register(g)
-		in.servers = append(in.servers, func(ctx context.Context) error { return serveGRPC(ctx, g, admLis) })
+		in.servers = append(in.servers, in.afterPolicy(func(ctx context.Context) error { return serveGRPC(ctx, g, admLis) }))
 	}
 	if apiLis != nil {
-		srv := &http.Server{Handler: apiHandler(in.Reporter.Handler(), wasm, in.Pairer.CaptureHandler()), ReadHeaderTimeout: 5 * time.Second}
+		srv := apiServer(in.gateReports(apiHandler(in.Reporter.Handler(), wasm, in.Pairer.CaptureHandler())))
 		if err := in.sec.guard(srv, reg); err != nil {
 			return err
 		}
@@ -220,8 +225,103 @@ func (in *Instance) build(published chan<- error) error {
 func (in *Instance) gatewayServer() *http.Server {
 	in.gwMu.Lock()
 	defer in.gwMu.Unlock()
-	in.gwSrv = &http.Server{Handler: in.Gateway, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Minute}
+	in.gwSrv = &http.Server{
+		Handler:           in.Gateway,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       gatewayReadTimeout,
+		IdleTimeout:       5 * time.Minute, // Envoy keeps its mirror connections
+		MaxHeaderBytes:    gatewayMaxHeaderBytes,
+	}
 	return in.gwSrv
+}
+
+// Bounds of every HTTP server serve runs, against slow or hostile peers:
+// a request's header must arrive within readHeaderTimeout, its whole body
+// within the read timeout (a peer trickling bytes is cut off), and an idle
+// connection is closed after the idle timeout.
+const (
+	readHeaderTimeout = 5 * time.Second
+	// apiReadTimeout covers the largest body the API takes (a 16 MiB
+	// capture batch) on any link Envoy reaches serve over.
+	apiReadTimeout  = 30 * time.Second
+	apiWriteTimeout = time.Minute // a /metrics scrape or a report
+	apiIdleTimeout  = 2 * time.Minute
+	// apiMaxHeaderBytes: the plugin and report clients send a few headers.
+	apiMaxHeaderBytes = 64 << 10
+	// gatewayReadTimeout: Envoy sends a mirrored body at once; it is at
+	// most shadow.maxRequestBytes.
+	gatewayReadTimeout = 30 * time.Second
+	// gatewayMaxHeaderBytes is above Envoy's default request header limit
+	// (60 KiB), so every request Envoy takes can be mirrored.
+	gatewayMaxHeaderBytes = 128 << 10
+)
+
+// apiServer is the report API's server.
+func apiServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       apiReadTimeout,
+		WriteTimeout:      apiWriteTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+	}
+}
+
+// afterPolicy runs serve only once the first policy is published: the
+// port is bound early (a busy port fails Start at once) but accepts
+// nothing before the routes are known, so halves and admission requests
+// arriving right after a restart wait in the listen backlog instead of
+// being dropped as unknown.
+func (in *Instance) afterPolicy(serve func(ctx context.Context) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		select {
+		case <-in.ready:
+			return serve(ctx)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// gateReports holds the API's data endpoints (the plugin's capture
+// batches and admission reports) until the first policy is published, as
+// afterPolicy does for whole ports, and answers GET /readyz: 200 once the
+// policy is published and the store answers, else 503 with the reason.
+// The rest of the API serves at once.
+func (in *Instance) gateReports(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch {
+		case req.URL.Path == "/readyz":
+			in.serveReady(w, req)
+			return
+		case req.Method == http.MethodPost && (req.URL.Path == wire.CapturePath || req.URL.Path == wire.ReportPath):
+			select {
+			case <-in.ready:
+			case <-req.Context().Done():
+				return
+			}
+		}
+		h.ServeHTTP(w, req)
+	})
+}
+
+func (in *Instance) serveReady(w http.ResponseWriter, req *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	select {
+	case <-in.ready:
+	default:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"not ready","reason":"no policy published yet"}` + "\n"))
+		return
+	}
+	if err := in.Reporter.Ready(req.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		b, _ := json.Marshal(map[string]string{"status": "not ready", "reason": err.Error()})
+		_, _ = w.Write(append(b, '\n'))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
 }
 
 // KillGateway closes the gateway's port and every connection on it at
@@ -284,9 +384,41 @@ func (in *Instance) run(ctx context.Context) {
 		g.Go(func() error { return serve(gctx) })
 	}
 	go func() {
-		in.err = errors.Join(g.Wait(), in.Reporter.Close())
-		close(in.done)
+		err := g.Wait()
+		for _, l := range in.listeners { // those afterPolicy never served
+			_ = l.Close()
+		}
+		in.finish(errors.Join(err, in.Reporter.Close()))
 	}()
+	go in.boundShutdown(gctx)
+}
+
+// stopTimeout bounds a shutdown: the HTTP servers give requests
+// shutdownGrace and then close every connection, gRPC servers stop at
+// once, and the store's last flush waits at most its busy timeout (5s);
+// should anything still hang, Stop and Wait return after stopTimeout with
+// an error (the process then exits, which ends the rest).
+const stopTimeout = 10 * time.Second
+
+// boundShutdown ends Stop and Wait stopTimeout after ctx is done.
+func (in *Instance) boundShutdown(ctx context.Context) {
+	<-ctx.Done()
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-in.done:
+	case <-t.C:
+		in.log.Error("shutdown did not complete; returning anyway", zap.Duration("after", stopTimeout))
+		in.finish(fmt.Errorf("shutdown did not complete within %v", stopTimeout))
+	}
+}
+
+// finish records err and ends Stop and Wait, once.
+func (in *Instance) finish(err error) {
+	in.doneOnce.Do(func() {
+		in.err = err
+		close(in.done)
+	})
 }
 
 // Stop stops every server and waits for them; results are flushed.
@@ -308,6 +440,8 @@ type publisher struct {
 	*xds.Server
 	use   []func(*policy.Policy)
 	first chan<- error
+	ready chan struct{} // closed after the first publish
+	once  sync.Once
 }
 
 func (p *publisher) Publish(ctx context.Context, pol *policy.Policy) (string, error) {
@@ -318,6 +452,7 @@ func (p *publisher) Publish(ctx context.Context, pol *policy.Policy) (string, er
 	for _, use := range p.use {
 		use(pol)
 	}
+	p.once.Do(func() { close(p.ready) })
 	p.fail(nil)
 	return v, nil
 }
@@ -348,12 +483,19 @@ func serveGRPC(ctx context.Context, g *grpc.Server, l net.Listener) error {
 	return nil
 }
 
+// shutdownGrace is how long an HTTP server's requests in progress get to
+// finish at shutdown; then every connection is closed, whatever a peer
+// holds open.
+const shutdownGrace = 2 * time.Second
+
 func serveHTTP(ctx context.Context, srv *http.Server, l net.Listener) error {
 	go func() {
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
 	}()
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -1,6 +1,10 @@
 package wire
 
-import "time"
+import (
+	"math"
+	"math/bits"
+	"time"
+)
 
 // DelayBucketsMs are the upper bounds, in milliseconds, of the delay
 // histogram every admission reporter uses (the wasm plugin, the ext_proc
@@ -45,23 +49,32 @@ type Counts struct {
 
 // Released records one held request released after waiting d.
 func (c *Counts) Released(d time.Duration) {
-	c.DelayBuckets[DelayBucket(d)]++
-	c.DelaySumMs += uint64(max(d.Milliseconds(), 0))
+	i := DelayBucket(d)
+	c.DelayBuckets[i] = SatAdd(c.DelayBuckets[i], 1)
+	c.DelaySumMs = SatAdd(c.DelaySumMs, uint64(max(d.Milliseconds(), 0)))
 }
 
-// Add adds o to c.
+// Add adds o to c. Every field saturates at math.MaxUint64 instead of
+// wrapping: counts come from peers, and a forged report must not turn a
+// large count into a small one.
 func (c *Counts) Add(o Counts) {
-	c.Admitted += o.Admitted
-	c.Delayed += o.Delayed
-	c.Rejected += o.Rejected
-	c.ObservedDelay += o.ObservedDelay
-	c.ObservedReject += o.ObservedReject
-	c.Abandoned += o.Abandoned
-	c.FailOpen += o.FailOpen
-	for i, n := range o.DelayBuckets {
-		c.DelayBuckets[i] += n
+	dst := c.scalars()
+	for i, n := range o.scalars() {
+		*dst[i] = SatAdd(*dst[i], *n)
 	}
-	c.DelaySumMs += o.DelaySumMs
+	for i, n := range o.DelayBuckets {
+		c.DelayBuckets[i] = SatAdd(c.DelayBuckets[i], n)
+	}
+	c.DelaySumMs = SatAdd(c.DelaySumMs, o.DelaySumMs)
+}
+
+// SatAdd is a+b, or math.MaxUint64 when that overflows.
+func SatAdd(a, b uint64) uint64 {
+	s, carry := bits.Add64(a, b, 0)
+	if carry != 0 {
+		return math.MaxUint64
+	}
+	return s
 }
 
 // IsZero reports whether nothing was counted.
@@ -71,7 +84,7 @@ func (c Counts) IsZero() bool { return c == Counts{} }
 func (c Counts) ReleasedTotal() uint64 {
 	var n uint64
 	for _, b := range c.DelayBuckets {
-		n += b
+		n = SatAdd(n, b)
 	}
 	return n
 }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -31,5 +32,19 @@ func TestCountsAdd(t *testing.T) {
 	a.Add(b)
 	if a.Admitted != 2 || a.Delayed != 3 || a.ReleasedTotal() != 2 || a.DelaySumMs != 2040 || a.IsZero() {
 		t.Fatalf("got %+v", a)
+	}
+}
+
+func TestCountsAddSaturates(t *testing.T) {
+	c := Counts{Admitted: math.MaxUint64 - 1, DelaySumMs: math.MaxUint64}
+	c.DelayBuckets[0] = math.MaxUint64
+	o := Counts{Admitted: 5, Rejected: 3, DelaySumMs: 1}
+	o.DelayBuckets[0], o.DelayBuckets[1] = 1, math.MaxUint64
+	c.Add(o)
+	if c.Admitted != math.MaxUint64 || c.Rejected != 3 || c.DelaySumMs != math.MaxUint64 || c.DelayBuckets[0] != math.MaxUint64 {
+		t.Fatalf("Add wrapped: %+v", c)
+	}
+	if got := c.ReleasedTotal(); got != math.MaxUint64 {
+		t.Fatalf("ReleasedTotal = %d, want it saturated", got)
 	}
 }

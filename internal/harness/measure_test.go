@@ -2,6 +2,7 @@ package harness
 
 import (
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -132,5 +133,12 @@ func TestInterleave(t *testing.T) {
 	}
 	for a, n := range first {
 		assert.InDelta(t, rounds/arms, n, 40, "arm %d first in about a quarter of the rounds", a)
+	}
+}
+
+func TestPeakRSS(t *testing.T) {
+	n, err := PeakRSS(os.Getpid())
+	if err != nil || n <= 0 {
+		t.Fatalf("PeakRSS of this process = %d, %v", n, err)
 	}
 }

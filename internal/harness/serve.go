@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,13 @@ func (l *Lab) ServeProc(ctx context.Context, cfg serve.Config) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	return l.ServeProcBin(ctx, bin, cfg)
+}
+
+// ServeProcBin is ServeProc with the shadowlab binary bin (another build,
+// say of an earlier commit, to measure it side by side).
+func (l *Lab) ServeProcBin(ctx context.Context, bin string, cfg serve.Config) (*Proc, error) {
+	var err error
 	if cfg.WasmPath == "" {
 		if cfg.WasmPath, err = BuildPlugin(); err != nil {
 			return nil, err
@@ -50,6 +58,9 @@ func (l *Lab) ServeProc(ctx context.Context, cfg serve.Config) (*Proc, error) {
 		"--wasm", cfg.WasmPath, "--db", cfg.Report.DBPath, "--log-format", "console", "--log-level", "warn"}
 	if cfg.Pairer.Grace > 0 {
 		args = append(args, "--pair-grace", cfg.Pairer.Grace.String())
+	}
+	if cfg.Gateway.MaxBufferedBytes > 0 {
+		args = append(args, "--gateway-max-buffered", strconv.FormatInt(cfg.Gateway.MaxBufferedBytes, 10))
 	}
 	p, err := l.Start("serve", bin, args...)
 	if err != nil {
