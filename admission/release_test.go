@@ -139,7 +139,9 @@ func TestBoundAtRelease(t *testing.T) {
 		"arrivals during the stall": {burst100, twoBursts,
 			func(*rand.Rand) worker { return stalled(2*time.Second, 400*time.Millisecond) }, false},
 		"ticks of 100ms and a stall": {local, burst(1000, 0),
-			func(*rand.Rand) worker { return ticking(100*time.Millisecond, stalled(5*time.Second, 400*time.Millisecond)) }, false},
+			func(*rand.Rand) worker {
+				return ticking(100*time.Millisecond, stalled(5*time.Second, 400*time.Millisecond))
+			}, false},
 		"randomly late up to 400ms": {burst100, burst(1000, 0),
 			func(r *rand.Rand) worker { return randomlyLate(r, 400*time.Millisecond) }, false},
 		"short MaxDelay, late 1.5s": {tight, burst(40, 0),
