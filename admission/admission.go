@@ -99,6 +99,10 @@ func Decide(s State, now time.Time, rnd Source, c Config) (State, Decision) {
 	var earliest int64
 	if p.schedule {
 		d, earliest = s.schedule(t, rnd, &p)
+		if d.Outcome == Admit && !p.observe {
+			// Passing at once is a release: it must fit the release window.
+			d, earliest = s.releaseNow(t, &p)
+		}
 	} else {
 		d, earliest = s.window(t, &p)
 	}
@@ -153,6 +157,47 @@ func (s *State) schedule(now int64, rnd Source, p *plan) (Decision, int64) {
 		return Decision{Outcome: Admit}, 0
 	}
 	return Decision{Outcome: Delay, Delay: time.Duration(delay)}, 0
+}
+
+// Release counts the release of a request held under c (ModeDelay) at
+// now, when the request is actually let go, and returns the key's new
+// state and 0; or, if that release would put more than Limit releases in
+// a window ending at now, the state unchanged and how long to wait before
+// trying again (> 0): the caller holds the request that much longer if
+// its MaxDelay allows, and answers 429 otherwise. In other modes nothing
+// is held: Release returns s and 0.
+//
+// Decide spaces the slots so that releases late by up to Slack keep the
+// bound; Release keeps it whatever the lateness (a stalled timer, a worker
+// that ticks late, a process descheduled for a while): the releases of a
+// key, counted in the window of the reject mode, which delay mode does not
+// otherwise use, never exceed Limit in any Window.
+func Release(s State, now time.Time, c Config) (State, time.Duration) {
+	p, ok := c.plan()
+	if !ok || !p.schedule || p.observe {
+		return s, 0
+	}
+	t := clamp(now)
+	if d, earliest := s.window(t, &p); d.Outcome == Reject {
+		return s, time.Duration(max(earliest-t, 1))
+	}
+	return s, 0
+}
+
+// releaseNow counts a request the schedule lets pass at once in the
+// release window; if the window is full, the request is held until it has
+// room, or refused if that is more than MaxDelay away (earliest is then
+// the first time it could be admitted).
+func (s *State) releaseNow(now int64, p *plan) (Decision, int64) {
+	d, earliest := s.window(now, p)
+	if d.Outcome == Admit {
+		return d, 0
+	}
+	wait := max(earliest-now, 1)
+	if wait > p.maxDelay {
+		return Decision{Outcome: Reject}, earliest - p.maxDelay
+	}
+	return Decision{Outcome: Delay, Delay: time.Duration(wait)}, 0
 }
 
 // window admits the request now if fewer than Limit requests were admitted

@@ -304,7 +304,8 @@ func TestIdle(t *testing.T) {
 	}{
 		"zero state":                         {delay, State{}, 0, true},
 		"delay: just admitted":               {delay, after(delay, burst(1, 0)), 0, false},
-		"delay: two slots after the last":    {delay, after(delay, burst(1, 0)), 300 * time.Millisecond, true},
+		"delay: release within the window":   {delay, after(delay, burst(1, 0)), 300 * time.Millisecond, false},
+		"delay: a window after the release":  {delay, after(delay, burst(1, 0)), 1100 * time.Millisecond, true},
 		"delay: holding a burst":             {delay, after(delay, burst(5, 0)), 400 * time.Millisecond, false},
 		"delay: burst done":                  {delay, after(delay, burst(5, 0)), time.Second, true},
 		"delay: refusals booked retries":     {delay, after(delay, burst(30, 0)), 1500 * time.Millisecond, false},

@@ -45,6 +45,26 @@
 // MaxDelay + Window + 2T ahead of now is taken as stale (another config, or
 // the clock stepped back) and forgotten.
 //
+// # Bound at release
+//
+// The schedule's guarantee assumes every release is at most Slack late. A
+// process descheduled for a while, a stalled timer or a worker that ticks
+// late releases its backlog at once, and the window after it can hold
+// Limit plus the backlog. So delay mode also counts the actual releases of
+// each key, in the State's sliding window (the reject mode's, which delay
+// mode does not otherwise use): Release(s, now, c) counts a held request
+// let go at now if fewer than Limit were released in (now-Window, now],
+// and otherwise says how long to wait for room; a request the schedule
+// lets pass at once is counted by Decide the same way, and held for room
+// (refused if that is past MaxDelay) when the window is full. The caller
+// holds a pushed-back request again while its MaxDelay since the decision
+// allows, and answers 429 with a Retry-After otherwise. With exact times
+// and non-decreasing release times the window never pushes back (the
+// schedule stays Slack under it); under any lateness the releases, counted
+// where they happen, never exceed Limit in any window (the reject window's
+// proof), and the cost is longer waits. TestBoundAtRelease stalls a worker
+// for 400 ms, then releases everything at once.
+//
 // Why periodic offsets: independent offsets in slots of Window/Limit put
 // Limit+1 releases in one window (slot i late, slot i+Limit early);
 // TestBurstAtOneInstant catches that variant. Fresh offsets every window

@@ -78,6 +78,24 @@ func (l *Limiter) Decide(key string, now time.Time) Decision {
 	return d
 }
 
+// Release counts the release of a held request of key at now (see the
+// package function Release): 0 if it may go now, else how long to wait
+// before asking again.
+func (l *Limiter) Release(key string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.keys[key]
+	if e == nil {
+		e = l.add(key, now)
+	} else {
+		e.unlink()
+	}
+	e.linkAfter(&l.lru)
+	var wait time.Duration
+	e.state, wait = Release(e.state, now, l.cfg)
+	return wait
+}
+
 // Stats returns the Limiter's counters.
 func (l *Limiter) Stats() Stats {
 	l.mu.Lock()

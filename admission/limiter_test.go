@@ -165,3 +165,30 @@ func TestLimiterConcurrent(t *testing.T) {
 		t.Fatalf("Stats() = %+v", s)
 	}
 }
+
+func TestLimiterRelease(t *testing.T) {
+	c := Config{Limit: 2, Window: time.Second, MaxDelay: time.Minute, Mode: ModeDelay}
+	l, err := NewLimiter(c, 10, rand.NewPCG(1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, call := range []struct {
+		key  string
+		at   time.Duration
+		wait time.Duration
+	}{
+		{"acme", 0, 0},
+		{"acme", 500 * time.Millisecond, 0},
+		{"globex", 500 * time.Millisecond, 0}, // a budget per key
+		{"acme", 600 * time.Millisecond, 400 * time.Millisecond},
+		{"acme", time.Second, 0},
+	} {
+		got := l.Release(call.key, t0.Add(call.at))
+		if got < call.wait || got > call.wait+time.Nanosecond {
+			t.Fatalf("call %d (%s at %v): wait %v, want %v", i, call.key, call.at, got, call.wait)
+		}
+	}
+	if got := l.Stats(); got != (Stats{Keys: 2}) {
+		t.Fatalf("Stats() = %+v", got)
+	}
+}

@@ -30,9 +30,11 @@ import (
 // Admitter answers once and returns:
 //
 //   - admit: CONTINUE, stamped x-shadowlab-admission: passed;
-//   - delay: an override_message_timeout of delay + policy.AdmissionHoldMargin
-//     (for holds of overrideFrom or more), then, when the delay is over,
-//     CONTINUE stamped held and x-shadowlab-held-ms;
+//   - delay: an override_message_timeout of the longest the hold may last
+//     (MaxDelay) + policy.AdmissionHoldMargin (for holds of overrideFrom or
+//     more), then, when the delay is over and the key's release window has
+//     room, CONTINUE stamped held and x-shadowlab-held-ms (429 if room
+//     comes only past MaxDelay);
 //   - reject: an immediate 429 with a Retry-After;
 //   - anything unexpected: CONTINUE, counted as fail_open.
 //
@@ -229,7 +231,7 @@ func (a *Admitter) admit(stream processStream, route string, g *gate, key, reque
 		}
 		c.Delayed = 1
 		a.sink.AddAdmission(wire.ScopeGlobal, route, key, c)
-		a.sink.AddAdmission(wire.ScopeGlobal, route, key, a.hold(stream, d.Delay))
+		a.sink.AddAdmission(wire.ScopeGlobal, route, key, a.hold(stream, g, key, d.Delay))
 	case admission.Reject:
 		c.Rejected = 1
 		a.sink.AddAdmission(wire.ScopeGlobal, route, key, c)
@@ -251,29 +253,63 @@ func (a *Admitter) admit(stream processStream, route string, g *gate, key, reque
 
 // hold keeps the request for delay, on a timer in the stream's own
 // goroutine, then lets it through; it returns the request's end as Counts:
-// released (with its wait) or abandoned (Envoy reset the stream: the client
-// went away). The caller has taken the held slot; hold gives it back.
-func (a *Admitter) hold(stream processStream, delay time.Duration) wire.Counts {
+// released (with its wait), abandoned (Envoy reset the stream: the client
+// went away), or refused. The caller has taken the held slot; hold gives it
+// back.
+//
+// The release is counted in the key's budget when the timer fires
+// (admission.Limiter.Release), not only at the decision: a timer that
+// fires late, or a process descheduled for a while, would otherwise let a
+// backlog through at once. If the window is full the request waits for
+// room, as long as MaxDelay since the decision allows, and is answered 429
+// with a Retry-After past that (counted Rejected at its end).
+func (a *Admitter) hold(stream processStream, g *gate, key string, delay time.Duration) wire.Counts {
 	start := time.Now() // the hold is a real timer, measured on the monotonic clock
 	t := time.NewTimer(delay)
 	defer t.Stop()
-	alive := true
-	if delay >= overrideFrom {
-		// Envoy restarts its message timer with this value: the hold must
-		// end before it, or Envoy gives up and lets the request through.
-		alive = stream.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(delay + policy.AdmissionHoldMargin)}) == nil
+	defer a.held.Add(-1)
+	var c wire.Counts
+	announced := false
+	// announce tells Envoy, once, to wait until the hold can last at most:
+	// its message timer restarts with this value, and the hold must end
+	// before it or Envoy lets the request through.
+	announce := func(hold time.Duration) bool {
+		if announced || hold < overrideFrom {
+			return true
+		}
+		announced = true
+		left := g.cfg.MaxDelay - time.Since(start)
+		return stream.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(max(left, hold) + policy.AdmissionHoldMargin)}) == nil
 	}
-	if alive {
+	if !announce(delay) {
+		c.Abandoned = 1
+		return c
+	}
+	for {
 		select {
 		case <-t.C:
 		case <-stream.Context().Done():
-			alive = false
+			c.Abandoned = 1 // the client went away while held
+			return c
 		}
+		wait := g.lim.Release(key, a.now())
+		if wait == 0 {
+			break
+		}
+		waited := time.Since(start)
+		if waited+wait > g.cfg.MaxDelay {
+			c.Rejected = 1
+			_ = stream.Send(rejectResponse(int((wait + time.Second - 1) / time.Second)))
+			return c
+		}
+		if !announce(waited + wait) {
+			c.Abandoned = 1
+			return c
+		}
+		t.Reset(wait)
 	}
-	a.held.Add(-1)
-	var c wire.Counts
 	waited := time.Since(start)
-	if !alive || stream.Send(continueHeaders(heldMutation(waited))) != nil {
+	if stream.Send(continueHeaders(heldMutation(waited))) != nil {
 		c.Abandoned = 1 // the stream is gone: the request never went on
 		return c
 	}

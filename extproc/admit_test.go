@@ -64,6 +64,10 @@ routes:
     match: {pathPrefix: /burst}
     primary: a
     admission: {rate: 50/500ms, maxDelay: 5s, scope: global}
+  - name: pushed
+    match: {pathPrefix: /pushed}
+    primary: a
+    admission: {rate: 2/s, maxDelay: 2s, scope: global}
   - name: local
     match: {pathPrefix: /local}
     primary: a
@@ -330,7 +334,10 @@ func TestAdmitterDelay(t *testing.T) {
 		assert.GreaterOrEqual(t, r.took, d.Delay, "request %d", i)
 		if d.Delay >= overrideFrom {
 			announced++
-			assert.Equal(t, d.Delay+policy.AdmissionHoldMargin, r.override, "request %d: Envoy waits for the hold", i)
+			// Envoy waits as long as the hold may last: its delay, and
+			// its MaxDelay if the release window pushes it back.
+			assert.Greater(t, r.override, d.Delay+policy.AdmissionHoldMargin, "request %d: Envoy waits for the hold", i)
+			assert.LessOrEqual(t, r.override, 10*time.Second+policy.AdmissionHoldMargin, "request %d: not past MaxDelay", i)
 		} else {
 			assert.Zero(t, r.override, "request %d: short holds are not announced", i)
 		}
@@ -507,6 +514,62 @@ func TestAdmitterPolicyChange(t *testing.T) {
 	assert.Equal(t, uint64(1), e.sink.get("tenant", "").FailOpen, "scope local: not ours any more")
 
 	assert.Equal(t, wire.Counts{Admitted: 2, Rejected: 2}, e.sink.get("tenant", "acme"))
+}
+
+// steppingClock reads t0 at its first call and a step later at each
+// following one: the test knows the time of each decision and release
+// without waiting for it.
+type steppingClock struct {
+	calls atomic.Int64
+	step  time.Duration
+}
+
+func (c *steppingClock) now() time.Time {
+	return t0.Add(time.Duration(c.calls.Add(1)-1) * c.step)
+}
+
+// TestAdmitterBoundAtRelease fills the release window behind the
+// schedule's back (late releases of earlier requests): a held request then
+// waits for room when its timer fires, and is refused when room comes only
+// past its MaxDelay.
+func TestAdmitterBoundAtRelease(t *testing.T) {
+	t.Run("pushed back until there is room", func(t *testing.T) {
+		clock := &steppingClock{step: 300 * time.Millisecond}
+		e := newAdmitEnv(t, AdmitterConfig{}, clock.now)
+		require.Equal(t, wire.AdmissionPassed, e.request(t, "pushed").header(wire.HeaderAdmission)) // decided at t0, the window's first
+		g, _ := e.a.gates.Get("pushed")
+		require.Zero(t, g.lim.Release("", t0), "a late release fills the window (2/s)")
+
+		// Decided at t0+300ms; its timer fires and finds the window full
+		// until t0+1s: at t0+600ms and t0+900ms (clock readings) it waits
+		// again, at t0+1.2s it goes.
+		r := e.request(t, "pushed")
+		require.Equal(t, 0, r.status(), "CONTINUE: %v", r.resp)
+		assert.Equal(t, wire.AdmissionHeld, r.header(wire.HeaderAdmission))
+		assert.Equal(t, int64(5), clock.calls.Load(), "one decision, three releases asked, the last one granted")
+		require.Eventually(t, func() bool { return e.sink.get("pushed", "").ReleasedTotal() == 1 }, 5*time.Second, time.Millisecond)
+		c := e.sink.get("pushed", "")
+		assert.Equal(t, uint64(1), c.Admitted)
+		assert.Equal(t, uint64(1), c.Delayed)
+		assert.Zero(t, c.Rejected+c.Abandoned)
+		assert.Zero(t, e.a.Held())
+	})
+	t.Run("refused when room comes past MaxDelay", func(t *testing.T) {
+		e := newAdmitEnv(t, AdmitterConfig{}, frozen) // the window never moves on
+		require.Equal(t, wire.AdmissionPassed, e.request(t, "pushed").header(wire.HeaderAdmission))
+		g, _ := e.a.gates.Get("pushed")
+		require.Zero(t, g.lim.Release("", t0))
+
+		r := e.request(t, "pushed")
+		require.Equal(t, 429, r.status(), "refused after the hold: %v", r.resp)
+		assert.Equal(t, wire.AdmissionRejected, r.header(wire.HeaderAdmission))
+		assert.Equal(t, "1", r.header(wire.HeaderRetryAfter), "room in a second of the clock")
+		assert.Greater(t, r.override, policy.AdmissionHoldMargin, "Envoy was told to wait for the pushed-back hold")
+		assert.LessOrEqual(t, r.override, 2*time.Second+policy.AdmissionHoldMargin)
+		c := e.sink.get("pushed", "")
+		assert.Equal(t, wire.Counts{Admitted: 1, Delayed: 1, Rejected: 1}, c, "delayed at its decision, refused at its end")
+		assert.Zero(t, e.a.Held())
+	})
 }
 
 // TestAdmitterBurst holds a burst at one instant and checks the releases

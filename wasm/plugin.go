@@ -218,6 +218,9 @@ func (p *pluginContext) OnPluginStart(int) (status types.OnPluginStartStatus) {
 		maxKeys: cfg.MaxKeys,
 		known:   map[string]struct{}{},
 	}
+	if err := p.store.init(); err != nil {
+		proxywasm.LogWarn("shadowlab: creating the key registry in shared data: " + err.Error())
+	}
 	p.outcomes = newOutcomes(cfg.ReportCluster != "", cfg.MaxKeys)
 	p.metrics = defineMetrics()
 	if err := proxywasm.SetTickPeriodMilliSeconds(cfg.TickMs); err != nil {
@@ -231,10 +234,14 @@ func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
 	return &httpContext{id: contextID, plugin: p}
 }
 
-// OnTick resumes the held requests whose release time has come, earliest
-// first. Their slots were taken when they were held, so nothing is decided
-// here. A stream that vanished without OnHttpStreamDone is counted as
-// abandoned. First it reports the outcomes, if that is due.
+// OnTick lets the held requests whose release time has come go, earliest
+// first. Each release is counted in the key's budget when it happens
+// (store.release): if the window is full (ticks came late, the worker was
+// stalled) the request waits for room, as long as MaxDelay since it
+// arrived allows, and is answered 429 past that. A request whose key
+// another worker was creating is decided now. A stream that vanished
+// without OnHttpStreamDone is counted as abandoned. First it reports the
+// outcomes, if that is due.
 func (p *pluginContext) OnTick() {
 	defer func() {
 		if r := recover(); r != nil {
@@ -251,18 +258,28 @@ func (p *pluginContext) OnTick() {
 	for p.queue.Len() > 0 && p.queue[0].releaseNs <= nowNs {
 		r := heap.Pop(&p.queue).(heldRequest)
 		if due, ok := p.held[r.id]; !ok || due.releaseNs != r.releaseNs {
-			continue // dropped by OnHttpStreamDone
+			continue // dropped by OnHttpStreamDone, or rescheduled
+		}
+		counts := p.outcomes.at(r.route, r.key)
+		wait, retryAfter := p.releaseWait(&r, now)
+		if wait > 0 {
+			r.releaseNs = nowNs + int64(wait)
+			p.held[r.id] = r
+			heap.Push(&p.queue, r)
+			continue
 		}
 		delete(p.held, r.id)
 		add(p.metrics.heldNow, -1)
-		counts := p.outcomes.at(r.route, r.key)
 		if err := proxywasm.SetEffectiveContext(r.id); err != nil {
 			inc(p.metrics.abandoned, 1)
 			counts.Abandoned++
 			continue
 		}
-		wait := time.Duration(nowNs - r.heldAtNs)
-		heldMs := wait.Milliseconds()
+		if retryAfter > 0 && p.refuseHeld(counts, retryAfter) {
+			continue
+		}
+		waited := time.Duration(nowNs - r.heldAtNs)
+		heldMs := waited.Milliseconds()
 		_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderHeldMs, strconv.FormatInt(heldMs, 10))
 		if err := proxywasm.ResumeHttpRequest(); err != nil {
 			inc(p.metrics.abandoned, 1)
@@ -271,9 +288,67 @@ func (p *pluginContext) OnTick() {
 			continue
 		}
 		inc(p.metrics.released, 1)
-		counts.Released(wait)
+		counts.Released(waited)
 		p.metrics.delayMs.Record(uint64(max(heldMs, 0)))
 	}
+}
+
+// maxCreatingTicks bounds how many ticks a request waits for another
+// worker to create its key (a 64-bit hash collision would make it wait
+// for ever): then it goes on unchecked, counted as failed open.
+const maxCreatingTicks = 50
+
+// releaseWait says what becomes of the due held request r at now: go now
+// (0, 0); wait that long and ask again (wait > 0; r is updated); or be
+// refused with that Retry-After (0, retryAfter > 0).
+func (p *pluginContext) releaseWait(r *heldRequest, now time.Time) (wait time.Duration, retryAfter int) {
+	tick := time.Duration(p.cfg.TickMs) * time.Millisecond
+	if r.creating > 0 {
+		d, retries, err := p.store.decide(r.budget, now)
+		inc(p.metrics.casRetries, uint64(retries))
+		switch {
+		case errors.Is(err, errCreating) && r.creating < maxCreatingTicks:
+			r.creating++
+			return tick, 0
+		case err != nil:
+			inc(p.metrics.failOpen, 1)
+			return 0, 0
+		}
+		r.creating = 0
+		switch d.Action {
+		case admission.Delay:
+			if d.Delay >= tick {
+				return d.Delay, 0
+			}
+			// A sub-tick delay: go now if the window has room.
+		case admission.Reject:
+			return 0, d.RetryAfter
+		default:
+			return 0, 0 // counted by Decide
+		}
+	}
+	wait, retries, err := p.store.release(r.budget, now)
+	inc(p.metrics.casRetries, uint64(retries))
+	switch {
+	case err != nil || wait == 0:
+		return 0, 0 // an error lets it go: its slot was taken at its decision
+	case now.UnixNano()+int64(wait)-r.heldAtNs > int64(p.cfg.adm.MaxDelay):
+		return 0, int((wait + time.Second - 1) / time.Second)
+	}
+	return wait, 0
+}
+
+// refuseHeld answers the held request of the effective context 429 with a
+// Retry-After, after its hold: counted Rejected at its end. It reports
+// false if the answer could not be sent (the request then goes on).
+func (p *pluginContext) refuseHeld(counts *wire.Counts, retryAfter int) bool {
+	if err := sendReject(retryAfter); err != nil {
+		proxywasm.LogWarn("shadowlab: sending 429 after a hold: " + err.Error())
+		return false
+	}
+	inc(p.metrics.rejected, 1)
+	counts.Rejected++
+	return true
 }
 
 // budgetKey names the shared state of this request: per configuration,
@@ -318,6 +393,15 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 	counts := p.outcomes.at(route, value)
 	d, retries, err := p.store.decide(budget, now)
 	inc(p.metrics.casRetries, uint64(retries))
+	if errors.Is(err, errCreating) {
+		// Another worker is creating the key: decide on the next tick.
+		if uint32(len(p.held)) >= p.cfg.MaxHeld {
+			inc(p.metrics.heldFull, 1)
+			return h.reject(counts, 1)
+		}
+		counts.Delayed++
+		return h.hold(now, 0, heldRequest{budget: budget, route: route, key: value, creating: 1})
+	}
 	if err != nil {
 		inc(p.metrics.failOpen, 1)
 		counts.FailOpen++
@@ -345,8 +429,18 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 			inc(p.metrics.heldFull, 1)
 			return h.reject(counts, int((d.Delay+time.Second-1)/time.Second))
 		}
+		if tick := time.Duration(p.cfg.TickMs) * time.Millisecond; d.Delay < tick {
+			// Due before the next tick: go now if the window has room,
+			// rather than a tick late.
+			wait, retries, err := p.store.release(budget, now)
+			inc(p.metrics.casRetries, uint64(retries))
+			if err == nil && wait == 0 {
+				counts.Admitted++
+				return h.pass()
+			}
+		}
 		counts.Delayed++
-		return h.hold(now, d.Delay, route, value)
+		return h.hold(now, d.Delay, heldRequest{budget: budget, route: route, key: value})
 	case admission.Reject:
 		return h.reject(counts, d.RetryAfter)
 	}
@@ -395,13 +489,13 @@ func (h *httpContext) pass() types.Action {
 	return types.ActionContinue
 }
 
-// hold pauses the request until OnTick releases it at now+delay. route and
-// key name its line in the reports.
-func (h *httpContext) hold(now time.Time, delay time.Duration, route, key string) types.Action {
+// hold pauses the request r (its budget and report line filled in) until
+// OnTick releases it at now+delay, or decides on it then if r.creating.
+func (h *httpContext) hold(now time.Time, delay time.Duration, r heldRequest) types.Action {
 	p := h.plugin
 	_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderAdmission, wire.AdmissionHeld)
 	at := now.UnixNano()
-	r := heldRequest{id: h.id, releaseNs: at + int64(delay), heldAtNs: at, route: route, key: key}
+	r.id, r.releaseNs, r.heldAtNs = h.id, at+int64(delay), at
 	p.held[h.id] = r
 	heap.Push(&p.queue, r)
 	inc(p.metrics.held, 1)
@@ -413,11 +507,7 @@ func (h *httpContext) hold(now time.Time, delay time.Duration, route, key string
 // counts the request as rejected, or as failed open if the 429 could not
 // be sent.
 func (h *httpContext) reject(counts *wire.Counts, retryAfter int) types.Action {
-	err := proxywasm.SendHttpResponse(429, [][2]string{
-		{wire.HeaderRetryAfter, strconv.Itoa(max(retryAfter, 1))},
-		{wire.HeaderAdmission, wire.AdmissionRejected},
-	}, []byte("too many requests\n"), -1)
-	if err != nil {
+	if err := sendReject(retryAfter); err != nil {
 		proxywasm.LogWarn("shadowlab: sending 429: " + err.Error())
 		inc(h.plugin.metrics.failOpen, 1)
 		counts.FailOpen++
@@ -426,6 +516,15 @@ func (h *httpContext) reject(counts *wire.Counts, retryAfter int) types.Action {
 	inc(h.plugin.metrics.rejected, 1)
 	counts.Rejected++
 	return types.ActionPause
+}
+
+// sendReject sends the effective context's request a 429 with Retry-After
+// in whole seconds (at least 1).
+func sendReject(retryAfter int) error {
+	return proxywasm.SendHttpResponse(429, [][2]string{
+		{wire.HeaderRetryAfter, strconv.Itoa(max(retryAfter, 1))},
+		{wire.HeaderAdmission, wire.AdmissionRejected},
+	}, []byte("too many requests\n"), -1)
 }
 
 // OnHttpRequestBody keeps a held request held while its body arrives. With
@@ -485,7 +584,11 @@ func logPanic(where string, r any) {
 type heldRequest struct {
 	id                  uint32
 	releaseNs, heldAtNs int64  // unix ns
+	budget              string // its shared-data key
 	route, key          string // its line in the reports
+	// creating counts the ticks it has waited, undecided, for another
+	// worker to create its key; 0 once decided.
+	creating int
 }
 
 // releaseQueue is a min-heap of held requests by release time (then id, so

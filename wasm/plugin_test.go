@@ -658,3 +658,164 @@ func TestHeldBodyStaysHeld(t *testing.T) {
 	require.Equal(t, types.ActionContinue, host.GetCurrentHttpStreamAction(held))
 	require.Equal(t, types.ActionContinue, host.CallOnRequestBody(held, []byte("c"), true))
 }
+
+// TestStalledTicks: the worker stalls for 400 ms every 2 s (ticks stop,
+// then one tick finds everything due at once). Each release is counted
+// when it happens, so the backlog waits for room: at most the limit per
+// sliding second at the upstream, nothing lost.
+func TestStalledTicks(t *testing.T) {
+	const n, limit = 1000, 100
+	clock := &fakeClock{t: start}
+	host := newHost(t, `{"limit": 100, "window_ms": 1000, "max_delay_ms": 15000, "tick_ms": 20}`, clock)
+	var released []time.Duration
+	var held []uint32
+	for range n {
+		r := send(t, host, requestHeaders)
+		if r.action == types.ActionContinue {
+			released = append(released, 0)
+			host.CompleteHttpContext(r.id)
+			continue
+		}
+		require.Zero(t, r.status, "nothing refused within max delay")
+		held = append(held, r.id)
+	}
+	refused := 0
+	for len(held) > 0 && clock.t.Sub(start) < 30*time.Second {
+		step := 20 * time.Millisecond
+		if clock.t.Sub(start)%(2*time.Second) == 0 {
+			step = 400 * time.Millisecond // stalled
+		}
+		clock.advance(step)
+		host.Tick()
+		held = slices.DeleteFunc(held, func(id uint32) bool {
+			if resp := host.GetSentLocalResponse(id); resp != nil {
+				refused++
+				host.CompleteHttpContext(id)
+				return true
+			}
+			if host.GetCurrentHttpStreamAction(id) != types.ActionContinue {
+				return false
+			}
+			released = append(released, clock.t.Sub(start))
+			host.CompleteHttpContext(id)
+			return true
+		})
+	}
+	require.Empty(t, held, "still held after 30 s")
+	require.Zero(t, refused, "max delay has room for the stalls")
+	require.Len(t, released, n)
+	slices.Sort(released)
+	most := 0
+	for i, j := 0, 0; j < len(released); j++ {
+		for released[j]-released[i] >= time.Second {
+			i++
+		}
+		most = max(most, j-i+1)
+	}
+	t.Logf("most in one sliding second %d, last release %v", most, released[n-1])
+	require.LessOrEqual(t, most, limit, "releases in one sliding second")
+	require.LessOrEqual(t, released[n-1], 15*time.Second)
+	require.Positive(t, counter(t, host, "released"))
+}
+
+// sharedData is Envoy's shared data for tests: one map for several
+// workers' stores, with a hook run after each get, so a test can let
+// another worker act between one worker's read and its write.
+type sharedData struct {
+	data     map[string][]byte
+	cas      map[string]uint32
+	next     uint32
+	afterGet func(key string)
+}
+
+func (s *sharedData) get(k string) ([]byte, uint32, error) {
+	v, ok := s.data[k]
+	if s.afterGet != nil {
+		defer s.afterGet(k)
+	}
+	if !ok {
+		return nil, 0, types.ErrorStatusNotFound
+	}
+	return v, s.cas[k], nil
+}
+
+// set is the host's: cas 0 writes unconditionally, as does any write of a
+// missing key; otherwise the cas must match.
+func (s *sharedData) set(k string, v []byte, cas uint32) error {
+	if _, ok := s.data[k]; ok && cas != 0 && cas != s.cas[k] {
+		return types.ErrorStatusCasMismatch
+	}
+	s.next++
+	s.data[k], s.cas[k] = slices.Clone(v), s.next
+	return nil
+}
+
+func (s *sharedData) store() *store {
+	return &store{get: s.get, set: s.set, cfg: admission.Config{Limit: 1, Window: time.Second, Mode: admission.ModeReject},
+		rnd: &rng{s: 1}, keysKey: "k#keys", maxKeys: 10, known: map[string]struct{}{}}
+}
+
+// TestStoreNewKeyRace: two workers find a key missing at the same instant;
+// one creates it, the other waits for it and then decides with a proper
+// CAS. At 1 per window only one request passes, whichever order the
+// workers' reads and writes interleave in.
+func TestStoreNewKeyRace(t *testing.T) {
+	for _, point := range []string{"k", "k#keys"} { // the other worker acts after this read
+		t.Run("other worker after reading "+point, func(t *testing.T) {
+			sd := &sharedData{data: map[string][]byte{}, cas: map[string]uint32{}}
+			a, b := sd.store(), sd.store()
+			require.NoError(t, a.init())
+			require.NoError(t, b.init())
+			var dB admission.Decision
+			var errB error
+			acted := false
+			sd.afterGet = func(key string) {
+				if key == point && !acted {
+					acted = true
+					dB, _, errB = b.decide("k", start)
+				}
+			}
+			dA, _, errA := a.decide("k", start)
+			passed := 0
+			for _, r := range []struct {
+				d   admission.Decision
+				err error
+			}{{dA, errA}, {dB, errB}} {
+				if errors.Is(r.err, errCreating) {
+					continue
+				}
+				require.NoError(t, r.err)
+				if r.d.Outcome == admission.Admit {
+					passed++
+				}
+			}
+			require.Equal(t, 1, passed, "a: %+v %v; b: %+v %v", dA, errA, dB, errB)
+			// The one that waited decides now, with a CAS: refused.
+			for _, w := range []struct {
+				s   *store
+				err error
+			}{{a, errA}, {b, errB}} {
+				if errors.Is(w.err, errCreating) {
+					d, _, err := w.s.decide("k", start)
+					require.NoError(t, err)
+					require.Equal(t, admission.Reject, d.Outcome)
+				}
+			}
+		})
+	}
+}
+
+// TestSubTickDelayPassesAtOnce: a delay shorter than the tick would be
+// served a tick late; the request goes at once instead, when the window
+// has room.
+func TestSubTickDelayPassesAtOnce(t *testing.T) {
+	host := newHost(t, `{"limit": 100, "window_ms": 1000, "max_delay_ms": 15000, "tick_ms": 100}`, &fakeClock{t: start})
+	// At 100/s the first requests of a burst are due within a few 11 ms
+	// slots: all before the first tick.
+	for i := range 5 {
+		r := send(t, host, requestHeaders)
+		require.Equal(t, types.ActionContinue, r.action, "request %d", i)
+		require.Equal(t, wire.AdmissionPassed, r.admission, "request %d", i)
+	}
+	require.Zero(t, counter(t, host, "held"))
+}
