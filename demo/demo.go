@@ -40,6 +40,21 @@ type Config struct {
 	Requests int    // mixed requests to drive; default 600
 	Verbose  bool   // print the processes' logs at the end
 	Seed     uint64 // traffic RNG seed; default 1
+
+	// Attach, when set, is the policy file of a deployment already
+	// running (docker compose): nothing is started, the scenes run against
+	// its Envoy and services, and API is serve's API address.
+	Attach, API string
+	// Wait bounds how long an attached deployment may take to be ready;
+	// default 2 min.
+	Wait time.Duration
+}
+
+func (c Config) wait() time.Duration {
+	if c.Wait <= 0 {
+		return 2 * time.Minute
+	}
+	return c.Wait
 }
 
 // Run builds the demo, drives traffic, prints the report and stops
@@ -87,9 +102,40 @@ type demo struct {
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
 func (d *demo) run(ctx context.Context) error {
+	var (
+		policyPath, apiAddr string
+		original            []byte
+		err                 error
+	)
+	if d.cfg.Attach != "" {
+		policyPath, apiAddr = d.cfg.Attach, d.cfg.API
+		if original, err = d.attach(ctx); err != nil {
+			return err
+		}
+		// Scene 2 edits the policy file; the user's file is put back as
+		// it was, whatever happens.
+		defer func() {
+			if err := writeAtomic(policyPath, original); err != nil {
+				d.say("  could not restore %s: %v", policyPath, err)
+			}
+		}()
+	} else {
+		if policyPath, apiAddr, err = d.start(ctx); err != nil {
+			return err
+		}
+		if original, err = os.ReadFile(policyPath); err != nil {
+			return err
+		}
+	}
+	return d.scenes(ctx, policyPath, string(original), apiAddr)
+}
+
+// start runs the services, serve and Envoy as local processes on free
+// loopback ports, and returns the policy's path and the API's address.
+func (d *demo) start(ctx context.Context) (policyPath, apiAddr string, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	binDir := d.cfg.BinDir
 	if binDir == "" {
@@ -97,17 +143,17 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	backendBin := filepath.Join(binDir, "backend")
 	if _, err := os.Stat(backendBin); err != nil {
-		return fmt.Errorf("example service binary not found (run `make build`): %w", err)
+		return "", "", fmt.Errorf("example service binary not found (run `make build`): %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(binDir, "shadowlab.wasm")); err != nil {
-		return fmt.Errorf("admission plugin not found (run `make build`): %w", err)
+		return "", "", fmt.Errorf("admission plugin not found (run `make build`): %w", err)
 	}
 	envoyBin, err := envoy.Binary()
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	if d.dir, err = os.MkdirTemp("", "shadowlab-demo-"); err != nil {
-		return err
+		return "", "", err
 	}
 
 	// 1. The example services, as processes.
@@ -115,66 +161,112 @@ func (d *demo) run(ctx context.Context) error {
 	for _, name := range []string{"legacy", "candidate"} {
 		p, addr, err := startProc(ctx, d.dir, name, "listening ", backendBin, "-name", name, "-addr", "127.0.0.1:0", "-api", name)
 		if err != nil {
-			return err
+			return "", "", err
 		}
 		d.procs = append(d.procs, p)
 		addrs[name] = addr
 	}
 
 	// 2. The policy, on free ports, and the control plane following it.
-	listenerAddr, xdsAddr, gatewayAddr, apiAddr, admissionAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
-	policyPath := filepath.Join(d.dir, "policy.yaml")
-	var buf bytes.Buffer
-	err = template.Must(template.New("policy").Parse(policyTemplate)).Execute(&buf, map[string]string{
-		"Listener": listenerAddr, "Legacy": addrs["legacy"], "Candidate": addrs["candidate"],
-	})
+	listenerAddr, xdsAddr, gatewayAddr, admissionAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr()
+	apiAddr = freeAddr()
+	policyPath = filepath.Join(d.dir, "policy.yaml")
+	text, err := RenderPolicy(listenerAddr, addrs["legacy"], addrs["candidate"])
 	if err != nil {
-		return err
+		return "", "", err
 	}
-	if err := os.WriteFile(policyPath, buf.Bytes(), 0o644); err != nil {
-		return err
-	}
-	pol, err := policy.Load(policyPath)
-	if err != nil {
-		return err
+	if err := os.WriteFile(policyPath, text, 0o644); err != nil {
+		return "", "", err
 	}
 	cp, _, err := startProc(ctx, d.dir, "shadowlab-serve", "", self,
 		"serve", "--policy", policyPath, "--xds-address", xdsAddr, "--gateway-address", gatewayAddr,
 		"--api-address", apiAddr, "--admission-address", admissionAddr, "--wasm", filepath.Join(binDir, "shadowlab.wasm"),
 		"--db", filepath.Join(d.dir, "shadowlab.db"), "--log-format", "console")
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	d.procs = append(d.procs, cp)
 
 	// 3. Envoy, bootstrapped against the control plane.
 	boot, err := xds.Bootstrap(xds.BootstrapConfig{NodeID: "demo", XDSAddress: xdsAddr, AdminAddress: "127.0.0.1:0"})
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	bootYAML, err := xds.MessageYAML(boot)
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	if d.envoy, err = envoy.Start(ctx, envoy.Config{Bin: envoyBin, Bootstrap: bootYAML, Dir: d.dir}); err != nil {
-		return err
+		return "", "", err
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := d.envoy.WaitReady(readyCtx); err != nil {
-		return err
+		return "", "", err
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	if err := waitRouting(readyCtx, client, listenerAddr); err != nil {
-		return err
+	d.addrs, d.listener = addrs, listenerAddr
+	d.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	if err := waitRouting(readyCtx, d.client, listenerAddr); err != nil {
+		return "", "", err
 	}
 	d.say("shadowlab demo: %s", envoyVersion(envoyBin))
 	d.say("  legacy (primary) %s, candidate (shadow) %s, Envoy listener %s", addrs["legacy"], addrs["candidate"], listenerAddr)
 	d.say("  shadowlab serve: xDS %s, shadow gateway %s, report API http://%s", xdsAddr, gatewayAddr, apiAddr)
+	return policyPath, apiAddr, nil
+}
+
+// attach finds a running deployment from its policy file (the listener and
+// the legacy and candidate services' first endpoints) and waits until Envoy
+// routes and the API is ready. It returns the policy file's contents.
+func (d *demo) attach(ctx context.Context) ([]byte, error) {
+	if d.cfg.API == "" {
+		return nil, errors.New("--attach needs --api, the address of serve's API")
+	}
+	text, err := policy.ReadFile(d.cfg.Attach)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policy.Parse(text, d.cfg.Attach)
+	if err != nil {
+		return nil, err
+	}
+	d.addrs = map[string]string{}
+	for _, name := range []string{"legacy", "candidate"} {
+		svc := pol.Service(name)
+		if svc == nil || len(svc.Endpoints) == 0 {
+			return nil, fmt.Errorf("%s: the demo needs a service %q with an endpoint", d.cfg.Attach, name)
+		}
+		d.addrs[name] = dialable(svc.Endpoints[0])
+	}
+	if len(pol.Listeners) == 0 {
+		return nil, fmt.Errorf("%s: no listener", d.cfg.Attach)
+	}
+	d.listener = dialable(pol.Listeners[0].Address)
+	d.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	readyCtx, cancel := context.WithTimeout(ctx, d.cfg.wait())
+	defer cancel()
+	if err := waitReady(readyCtx, d.client, d.cfg.API); err != nil {
+		return nil, err
+	}
+	if err := waitRouting(readyCtx, d.client, d.listener); err != nil {
+		return nil, err
+	}
+	d.say("shadowlab demo, attached to a running deployment")
+	d.say("  legacy (primary) %s, candidate (shadow) %s, Envoy listener %s", d.addrs["legacy"], d.addrs["candidate"], d.listener)
+	d.say("  shadowlab serve: report API http://%s", d.cfg.API)
+	return text, nil
+}
+
+// scenes drives the demo's traffic through Envoy and checks what each side
+// saw, the policy edit, the burst and the report.
+func (d *demo) scenes(ctx context.Context, policyPath, original, apiAddr string) error {
+	pol, err := policy.Load(policyPath)
+	if err != nil {
+		return err
+	}
 	d.say("  policy %s: %d routes, %d mirrored", policyPath, len(pol.Routes), mirroredRoutes(pol))
 
 	// 4. Traffic on the policy as written.
-	d.addrs, d.client, d.listener = addrs, client, listenerAddr
 	d.say("")
 	d.say("scene 1: mixed traffic on the policy as written")
 	if err := d.round(ctx, pol, d.cfg.Seed); err != nil {
@@ -185,10 +277,10 @@ func (d *demo) run(ctx context.Context) error {
 	// tenant initech added to billing-records. No restart.
 	d.say("")
 	d.say("scene 2: edit %s: orders 25 %% → 100 %%, add tenant initech to billing-records", filepath.Base(policyPath))
-	edited := strings.Replace(buf.String(), "shadow: {service: candidate, percent: 25}", "shadow: {service: candidate, percent: 100}", 1)
+	edited := strings.Replace(original, "shadow: {service: candidate, percent: 25}", "shadow: {service: candidate, percent: 100}", 1)
 	edited = strings.Replace(edited, "values: [acme, globex]", "values: [acme, globex, initech]", 1)
-	if edited == buf.String() {
-		return errors.New("demo policy template changed: scene 2 edits nothing")
+	if edited == original {
+		return errors.New("demo policy changed: scene 2 edits nothing")
 	}
 	if err := writeAtomic(policyPath, []byte(edited)); err != nil {
 		return err
@@ -197,7 +289,11 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.say("  Envoy (pid %d, not restarted) applied it in %v (file write → first mirrored request)", d.envoy.Pid(), took.Round(time.Millisecond))
+	if d.envoy != nil {
+		d.say("  Envoy (pid %d, not restarted) applied it in %v (file write → first mirrored request)", d.envoy.Pid(), took.Round(time.Millisecond))
+	} else {
+		d.say("  Envoy (not restarted) applied it in %v (file write → first mirrored request)", took.Round(time.Millisecond))
+	}
 	if pol, err = policy.Load(policyPath); err != nil {
 		return err
 	}
@@ -216,6 +312,47 @@ func (d *demo) run(ctx context.Context) error {
 	d.say("")
 	d.say("scene 4: the report (shadowlab report --server http://%s)", apiAddr)
 	return d.comparison(ctx, apiAddr)
+}
+
+// RenderPolicy is the demo's policy with its listener and the two services
+// at the given addresses.
+func RenderPolicy(listener, legacy, candidate string) ([]byte, error) {
+	var buf bytes.Buffer
+	err := template.Must(template.New("policy").Parse(policyTemplate)).Execute(&buf, map[string]string{
+		"Listener": listener, "Legacy": legacy, "Candidate": candidate,
+	})
+	return buf.Bytes(), err
+}
+
+// dialable is addr with an unspecified host (a listener on every
+// interface) replaced by loopback.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// waitReady waits until serve's API answers /readyz with 200.
+func waitReady(ctx context.Context, client *http.Client, apiAddr string) error {
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/readyz", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("serve's API at %s never became ready: %w", apiAddr, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // round drives the mixed traffic and reports what each side saw of it

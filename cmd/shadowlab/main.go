@@ -22,6 +22,7 @@ import (
 	neturl "net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -200,6 +201,7 @@ func bootstrap(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&t.Key, "tls-key", "", "the key of --tls-cert (a path on Envoy's machine)")
 	fs.StringVar(&t.CA, "tls-ca", "", "the CA that signs serve's certificate (a path on Envoy's machine)")
 	fs.StringVar(&t.ServerID, "tls-server-id", "", "the SPIFFE ID (URI SAN) serve's certificate must carry; empty: any the CA signed")
+	outPath := fs.String("out", "", "write the bootstrap to this file (atomically) instead of standard output")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -220,8 +222,31 @@ func bootstrap(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
 		return exitFailed
 	}
-	_, _ = stdout.Write(out)
+	if *outPath == "" {
+		_, _ = stdout.Write(out)
+		return exitOK
+	}
+	if err := writeFileAtomic(*outPath, out); err != nil {
+		fmt.Fprintf(stderr, "shadowlab bootstrap: %v\n", err)
+		return exitFailed
+	}
 	return exitOK
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames it
+// over path, so a reader never sees half a file.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), 0o644)); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
@@ -418,6 +443,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding the shadowlab and backend binaries (default: next to this binary)")
 	fs.IntVar(&cfg.Requests, "requests", 600, "requests of mixed traffic to drive")
 	fs.BoolVar(&cfg.Verbose, "v", false, "show the processes' logs")
+	fs.StringVar(&cfg.Attach, "attach", "", "policy file of a deployment already running (docker compose): start nothing, drive its Envoy and services (the file is edited by scene 2, then put back)")
+	fs.StringVar(&cfg.API, "api", "127.0.0.1:18080", "with --attach: host:port of serve's API")
+	fs.DurationVar(&cfg.Wait, "wait", 2*time.Minute, "with --attach: how long the deployment may take to be ready")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
