@@ -10,7 +10,7 @@ ENVOY    = $(shell envoy/install.sh)
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## build bin/shadowlab, the example service bin/backend and the proxy-wasm plugin bin/shadowlab.wasm
@@ -27,11 +27,20 @@ test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the re
 	@# The end-to-end tests run after the others, alone: admission's tests measure
 	@# arrivals per second, which a machine busy with other packages' tests skews.
 	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/e2e$$')
-	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m ./e2e
+	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 25m ./e2e
 
 .PHONY: demo
 demo: build envoy ## run the demo: services, control plane and Envoy on loopback, mixed traffic, per-route report
 	ENVOY_BIN="$(ENVOY)" $(BIN)/shadowlab demo
+
+.PHONY: images
+images: envoy ## build the compose demo's images offline (Docker engine installed and started if missing): shadowlab, Envoy, Prometheus
+	examples/compose/docker.sh ensure
+	ENVOY_BIN="$(ENVOY)" examples/compose/images.sh
+
+.PHONY: compose-demo
+compose-demo: images ## the demo in containers (docker compose, host loopback): up, traffic, verdicts, down; Ctrl-C takes it down too
+	examples/compose/run.sh demo
 
 .PHONY: bench
 bench: envoy ## benchmarks: comparator vs baseline on one core; Envoy (own core) plain / mirror / mirror+capture at 10 and 100 %, faults, serve pairs per core (BENCHMARKS.md)
