@@ -245,13 +245,15 @@ func (d *demo) attach(ctx context.Context) ([]byte, error) {
 	d.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	readyCtx, cancel := context.WithTimeout(ctx, d.cfg.wait())
 	defer cancel()
+	start := time.Now()
 	if err := waitReady(readyCtx, d.client, d.cfg.API); err != nil {
 		return nil, err
 	}
 	if err := waitRouting(readyCtx, d.client, d.listener); err != nil {
 		return nil, err
 	}
-	d.say("shadowlab demo, attached to a running deployment")
+	d.say("shadowlab demo, attached to a running deployment (ready %v after the first try: serve's policy loaded, Envoy routing)",
+		time.Since(start).Round(time.Millisecond))
 	d.say("  legacy (primary) %s, candidate (shadow) %s, Envoy listener %s", d.addrs["legacy"], d.addrs["candidate"], d.listener)
 	d.say("  shadowlab serve: report API http://%s", d.cfg.API)
 	return text, nil
