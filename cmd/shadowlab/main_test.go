@@ -86,6 +86,12 @@ func TestRun(t *testing.T) {
 		"serve bad flag":        {args: []string{"serve", "--polcy", "x"}, code: exitUsage, stderr: []string{"flag provided but not defined"}},
 		"serve address in use":  {args: []string{"serve", "--policy", "../../examples/policy.yaml", "--xds-address", "256.0.0.1:1"}, code: exitFailed},
 		"demo bad flag":         {args: []string{"demo", "--requests", "many"}, code: exitUsage},
+		"demo attach missing policy": {
+			args: []string{"demo", "--attach", "nope.yaml", "--wait", "1s"}, code: exitFailed, stderr: []string{"nope.yaml"},
+		},
+		"bootstrap out in a missing directory": {
+			args: []string{"bootstrap", "--out", "/nonexistent/dir/envoy.yaml"}, code: exitFailed, stderr: []string{"/nonexistent/dir"},
+		},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -103,6 +109,26 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBootstrapOut: --out writes the bootstrap readable by Envoy's user,
+// nothing on stdout, and no temporary file beside it.
+func TestBootstrapOut(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "envoy.yaml")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"bootstrap", "--node-id", "n1", "--out", out}, &stdout, &stderr)
+	require.Equal(t, exitOK, code, stderr.String())
+	assert.Empty(t, stdout.String())
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "id: n1")
+	fi, err := os.Stat(out)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1)
 }
 
 // TestReportToken: report sends the read token from --token-file and trusts
