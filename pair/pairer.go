@@ -105,6 +105,10 @@ const (
 	dropMalformed   = "malformed_batch" // a capture batch that did not parse (counted once per batch)
 )
 
+// dropReasons are exported at 0 from the start, so that a dashboard shows
+// them and an alert on their increase sees the first drop.
+var dropReasons = []string{dropQueueFull, dropPendingFull, DropUnknown, dropNoID, dropCompareFull, dropEvicted, dropMalformed}
+
 // Pairer pairs halves by (route, request id). A half waits TTL for its
 // other side; a complete pair waits Grace more, so that a third half
 // claiming the same id (a forged or reused id) makes the id ambiguous
@@ -193,6 +197,9 @@ func New(cfg Config, rec Recorder, now Clock, reg prometheus.Registerer, log *za
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shadowlab_capture_dropped_total", Help: "Halves or pairs dropped before comparison, by reason.",
 		}, []string{"reason"}),
+	}
+	for _, r := range dropReasons {
+		p.dropped.WithLabelValues(r)
 	}
 	p.waiting = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "shadowlab_capture_pending", Help: "Request ids waiting for their other half.",

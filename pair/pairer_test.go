@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -263,6 +264,25 @@ func TestPairerBounds(t *testing.T) {
 // TestPairerFloodOfLoneHalves: a flood of lone halves (invented ids) on
 // one route fills pending; pairs of another route are still paired and
 // compared, and the flood evicts its own oldest halves.
+// Every drop reason is a series at 0 before the first drop: dashboards show
+// it and an increase() alert sees the first drop.
+func TestPairerDropReasonsStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	_, err := New(Config{}, &fakeRecorder{}, func() time.Time { return t0 }, reg, zap.NewNop())
+	require.NoError(t, err)
+	want := `# HELP shadowlab_capture_dropped_total Halves or pairs dropped before comparison, by reason.
+# TYPE shadowlab_capture_dropped_total counter
+shadowlab_capture_dropped_total{reason="comparator_full"} 0
+shadowlab_capture_dropped_total{reason="malformed_batch"} 0
+shadowlab_capture_dropped_total{reason="no_request_id"} 0
+shadowlab_capture_dropped_total{reason="pending_evicted"} 0
+shadowlab_capture_dropped_total{reason="pending_full"} 0
+shadowlab_capture_dropped_total{reason="queue_full"} 0
+shadowlab_capture_dropped_total{reason="unknown_route"} 0
+`
+	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "shadowlab_capture_dropped_total"))
+}
+
 func TestPairerFloodOfLoneHalves(t *testing.T) {
 	tests := map[string]struct {
 		cfg  Config
