@@ -15,7 +15,7 @@ func TestProc(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	p, err := lab.Start("talker", "/bin/sh", "-c", "echo listening 127.0.0.1:1; echo to-stderr >&2; exec sleep 60")
+	p, err := lab.Start("talker", "/bin/sh", "-c", "echo to-stderr >&2; echo listening 127.0.0.1:1; exec sleep 60")
 	require.NoError(t, err)
 	line, err := p.FirstLine(ctx)
 	require.NoError(t, err)
