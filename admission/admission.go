@@ -159,6 +159,9 @@ func (s *State) schedule(now int64, rnd Source, p *plan) (Decision, int64) {
 	return Decision{Outcome: Delay, Delay: time.Duration(delay)}, 0
 }
 
+// Seconds is d as a Retry-After value: whole seconds, rounded up.
+func Seconds(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
+
 // Release counts the release of a request held under c (ModeDelay) at
 // now, when the request is actually let go, and returns the key's new
 // state and 0; or, if that release would put more than Limit releases in

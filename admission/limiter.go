@@ -66,13 +66,7 @@ func NewLimiter(cfg Config, maxKeys int, rnd Source) (*Limiter, error) {
 func (l *Limiter) Decide(key string, now time.Time) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.keys[key]
-	if e == nil {
-		e = l.add(key, now)
-	} else {
-		e.unlink()
-	}
-	e.linkAfter(&l.lru)
+	e := l.touch(key, now)
 	var d Decision
 	e.state, d = Decide(e.state, now, l.rnd, l.cfg)
 	return d
@@ -84,6 +78,15 @@ func (l *Limiter) Decide(key string, now time.Time) Decision {
 func (l *Limiter) Release(key string, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	e := l.touch(key, now)
+	var wait time.Duration
+	e.state, wait = Release(e.state, now, l.cfg)
+	return wait
+}
+
+// touch returns key's entry, added if new, as the most recently used.
+// l.mu is held.
+func (l *Limiter) touch(key string, now time.Time) *entry {
 	e := l.keys[key]
 	if e == nil {
 		e = l.add(key, now)
@@ -91,9 +94,7 @@ func (l *Limiter) Release(key string, now time.Time) time.Duration {
 		e.unlink()
 	}
 	e.linkAfter(&l.lru)
-	var wait time.Duration
-	e.state, wait = Release(e.state, now, l.cfg)
-	return wait
+	return e
 }
 
 // Stats returns the Limiter's counters.

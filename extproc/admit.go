@@ -226,7 +226,7 @@ func (a *Admitter) admit(stream processStream, route string, g *gate, key, reque
 			a.held.Add(-1)
 			c.Rejected = 1
 			a.sink.AddAdmission(wire.ScopeGlobal, route, key, c)
-			_ = stream.Send(rejectResponse(int((d.Delay + time.Second - 1) / time.Second)))
+			_ = stream.Send(rejectResponse(admission.Seconds(d.Delay)))
 			return
 		}
 		c.Delayed = 1
@@ -299,7 +299,7 @@ func (a *Admitter) hold(stream processStream, g *gate, key string, delay time.Du
 		waited := time.Since(start)
 		if waited+wait > g.cfg.MaxDelay {
 			c.Rejected = 1
-			_ = stream.Send(rejectResponse(int((wait + time.Second - 1) / time.Second)))
+			_ = stream.Send(rejectResponse(admission.Seconds(wait)))
 			return c
 		}
 		if !announce(waited + wait) {

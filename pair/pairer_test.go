@@ -261,9 +261,6 @@ func TestPairerBounds(t *testing.T) {
 	})
 }
 
-// TestPairerFloodOfLoneHalves: a flood of lone halves (invented ids) on
-// one route fills pending; pairs of another route are still paired and
-// compared, and the flood evicts its own oldest halves.
 // Every drop reason is a series at 0 before the first drop: dashboards show
 // it and an increase() alert sees the first drop.
 func TestPairerDropReasonsStartAtZero(t *testing.T) {
@@ -283,6 +280,9 @@ shadowlab_capture_dropped_total{reason="unknown_route"} 0
 	assert.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "shadowlab_capture_dropped_total"))
 }
 
+// TestPairerFloodOfLoneHalves: a flood of lone halves (invented ids) on
+// one route fills pending; pairs of another route are still paired and
+// compared, and the flood evicts its own oldest halves.
 func TestPairerFloodOfLoneHalves(t *testing.T) {
 	tests := map[string]struct {
 		cfg  Config

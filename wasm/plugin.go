@@ -333,7 +333,7 @@ func (p *pluginContext) releaseWait(r *heldRequest, now time.Time) (wait time.Du
 	case err != nil || wait == 0:
 		return 0, 0 // an error lets it go: its slot was taken at its decision
 	case now.UnixNano()+int64(wait)-r.heldAtNs > int64(p.cfg.adm.MaxDelay):
-		return 0, int((wait + time.Second - 1) / time.Second)
+		return 0, admission.Seconds(wait)
 	}
 	return wait, 0
 }
@@ -427,7 +427,7 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 		if uint32(len(p.held)) >= p.cfg.MaxHeld {
 			// The slot stays taken: refusing is safe for the upstream.
 			inc(p.metrics.heldFull, 1)
-			return h.reject(counts, int((d.Delay+time.Second-1)/time.Second))
+			return h.reject(counts, admission.Seconds(d.Delay))
 		}
 		if tick := time.Duration(p.cfg.TickMs) * time.Millisecond; d.Delay < tick {
 			// Due before the next tick: go now if the window has room,
