@@ -172,6 +172,23 @@ func (c Config) MaxRetryAfter() int {
 	return int(ceilDiv(p.maxWait+p.spread, int64(time.Second)))
 }
 
+// IdleAfter bounds how long a key's State stays busy after its last
+// decision or release under c (0 if c is invalid): from then on State.Idle
+// holds and the State decides like the zero State, so a store may expire
+// it (the shared budget sets it as the key's time to live). It is the sum
+// of the spans each part of the State can reach ahead of its last time,
+// plus a second for clocks that disagree: the schedule (MaxDelay and four
+// slots), the window (one Window and a sub-window) and the Retry-After
+// horizon (the wait bound, one spread and a booking step).
+func (c Config) IdleAfter() time.Duration {
+	p, ok := c.plan()
+	if !ok {
+		return 0
+	}
+	busy := p.maxDelay + 4*p.spacing + p.window + p.bucket + p.unit + p.maxWait + p.spread + p.book
+	return time.Duration(busy) + time.Second
+}
+
 // The reject window cuts time into sub-windows of length ceil(W/subWindows)
 // and keeps the newest buckets of them: every instant within W before now
 // lies in one of them.

@@ -347,3 +347,37 @@ func randomArrivals(r *rand.Rand, c Config, n int) []time.Duration {
 	slices.Sort(a)
 	return a
 }
+
+// TestIdleAfter: whatever a key went through, its State is Idle
+// Config.IdleAfter after its last decision or release (the shared budget
+// expires keys then, so expiring must lose nothing).
+func TestIdleAfter(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	t0 := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	for i := range 500 {
+		c := randomConfig(r)
+		var s State
+		last := t0
+		for _, at := range randomArrivals(r, c, 1+r.IntN(300)) {
+			now := t0.Add(at)
+			var d Decision
+			s, d = Decide(s, now, r, c)
+			if d.Action == Delay {
+				rel := now.Add(d.Delay + time.Duration(r.Int64N(int64(c.Window))))
+				s, _ = Release(s, rel, c)
+				last = rel
+			}
+			last = later(last, now)
+		}
+		if at := last.Add(c.IdleAfter()); !s.Idle(at, c) {
+			t.Fatalf("case %d, %+v: not idle %s after the last step", i, c, c.IdleAfter())
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

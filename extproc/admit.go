@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shadowlab/shadowlab/admission"
+	"github.com/shadowlab/shadowlab/budget"
 	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
@@ -39,7 +41,10 @@ import (
 //   - anything unexpected: CONTINUE, counted as fail_open.
 //
 // The budgets live in this process, so they are shared by every Envoy that
-// uses it: one admission.Limiter per route, keyed by the key header's value.
+// uses it: one admission.Limiter per route, keyed by the key header's
+// value. With AdmitterConfig.Shared they live in Redis instead, shared by
+// every serve replica that uses the same Redis (package budget); Redis
+// down or slow, the request passes, counted as fail_open.
 
 // What global admission adds to its answers (the headers it sets are
 // wire's, as the wasm plugin's).
@@ -87,6 +92,9 @@ type AdmitterConfig struct {
 	// MaxKeys is the number of keys each route's limiter keeps (see
 	// admission.NewLimiter). Default DefaultMaxKeys.
 	MaxKeys int
+	// Shared, if set, keeps the budgets in Redis, shared by replicas,
+	// instead of in this process.
+	Shared *budget.Store
 }
 
 // AdmissionSink receives admission counts, each call one request's: once
@@ -118,9 +126,28 @@ type Admitter struct {
 // gate is the admission of one route. A new policy keeps the gate (and the
 // budgets spent so far) of every route whose admission did not change.
 type gate struct {
-	cfg       admission.Config   // policy.Admission.Budget
-	keyHeader string             // "" for key: route
-	lim       *admission.Limiter // nil if cfg is invalid: the route fails open
+	cfg       admission.Config // policy.Admission.Budget
+	keyHeader string           // "" for key: route
+	budget    Budget           // nil if cfg is invalid: the route fails open
+}
+
+// Budget is one route's budget: in this process (admission.Limiter) or in
+// Redis, shared by replicas (budget.Budget). An error means nothing was
+// decided (Redis down, slow or refusing): the request passes.
+type Budget interface {
+	Decide(ctx context.Context, key string, now time.Time) (admission.Decision, error)
+	Release(ctx context.Context, key string, now time.Time) (time.Duration, error)
+}
+
+// localBudget is an admission.Limiter as a Budget: it never fails.
+type localBudget struct{ lim *admission.Limiter }
+
+func (b localBudget) Decide(_ context.Context, key string, now time.Time) (admission.Decision, error) {
+	return b.lim.Decide(key, now), nil
+}
+
+func (b localBudget) Release(_ context.Context, key string, now time.Time) (time.Duration, error) {
+	return b.lim.Release(key, now), nil
 }
 
 // NewAdmitter admits requests to the global-admission routes of the policy
@@ -196,7 +223,7 @@ func (a *Admitter) Process(stream processStream) error {
 			key = headerValue(hv)
 		}
 	}
-	if g == nil || g.lim == nil {
+	if g == nil || g.budget == nil {
 		if g != nil {
 			reason = "route admission config invalid"
 		}
@@ -212,7 +239,12 @@ func (a *Admitter) Process(stream processStream) error {
 // CONTINUE, after a hold if need be, or 429. Each request is counted once
 // at its decision, and a held one again when it ends.
 func (a *Admitter) admit(stream processStream, route string, g *gate, key, requestID string) {
-	d := g.lim.Decide(key, a.now())
+	d, err := g.budget.Decide(stream.Context(), key, a.now())
+	if err != nil {
+		a.passUnchecked(route, err.Error(), requestID)
+		_ = stream.Send(continueHeaders(nil))
+		return
+	}
 	if ce := a.log.Check(zapcore.DebugLevel, "admission decided"); ce != nil {
 		ce.Write(zap.String(logRoute, route), zap.String(logKey, shorten(key)), zap.String(logRequestID, shorten(requestID)),
 			zap.Stringer("outcome", d.Outcome), zap.Duration("delay", d.Delay), zap.Int("retry_after", d.RetryAfter), zap.Bool("observed", d.Observed))
@@ -258,7 +290,7 @@ func (a *Admitter) admit(stream processStream, route string, g *gate, key, reque
 // back.
 //
 // The release is counted in the key's budget when the timer fires
-// (admission.Limiter.Release), not only at the decision: a timer that
+// (Budget.Release), not only at the decision: a timer that
 // fires late, or a process descheduled for a while, would otherwise let a
 // backlog through at once. If the window is full the request waits for
 // room, as long as MaxDelay since the decision allows, and is answered 429
@@ -292,8 +324,10 @@ func (a *Admitter) hold(stream processStream, g *gate, key string, delay time.Du
 			c.Abandoned = 1 // the client went away while held
 			return c
 		}
-		wait := g.lim.Release(key, a.now())
-		if wait == 0 {
+		// An error lets the request go unchecked (the shared budget did not
+		// answer; budget.Store counts it).
+		wait, err := g.budget.Release(stream.Context(), key, a.now())
+		if wait == 0 || err != nil {
 			break
 		}
 		waited := time.Since(start)
@@ -343,7 +377,18 @@ func (a *Admitter) Use(p *policy.Policy) {
 		}
 		g := &gate{cfg: cfg, keyHeader: keyHeader}
 		var err error
-		if g.lim, err = admission.NewLimiter(cfg, a.cfg.MaxKeys, a.rnd()); err != nil {
+		if a.cfg.Shared != nil {
+			var b *budget.Budget
+			if b, err = a.cfg.Shared.Budget(r.Name, cfg); err == nil {
+				g.budget = b
+			}
+		} else {
+			var lim *admission.Limiter
+			if lim, err = admission.NewLimiter(cfg, a.cfg.MaxKeys, a.rnd()); err == nil {
+				g.budget = localBudget{lim}
+			}
+		}
+		if err != nil {
 			// Not expected: the policy was validated. Once per policy.
 			a.log.Warn("global admission off for a route (requests pass unchecked)", zap.String(logRoute, r.Name), zap.Error(err))
 		}

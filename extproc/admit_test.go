@@ -538,7 +538,7 @@ func TestAdmitterBoundAtRelease(t *testing.T) {
 		e := newAdmitEnv(t, AdmitterConfig{}, clock.now)
 		require.Equal(t, wire.AdmissionPassed, e.request(t, "pushed").header(wire.HeaderAdmission)) // decided at t0, the window's first
 		g, _ := e.a.gates.Get("pushed")
-		require.Zero(t, g.lim.Release("", t0), "a late release fills the window (2/s)")
+		require.Zero(t, g.budget.(localBudget).lim.Release("", t0), "a late release fills the window (2/s)")
 
 		// Decided at t0+300ms; its timer fires and finds the window full
 		// until t0+1s: at t0+600ms and t0+900ms (clock readings) it waits
@@ -558,7 +558,7 @@ func TestAdmitterBoundAtRelease(t *testing.T) {
 		e := newAdmitEnv(t, AdmitterConfig{}, frozen) // the window never moves on
 		require.Equal(t, wire.AdmissionPassed, e.request(t, "pushed").header(wire.HeaderAdmission))
 		g, _ := e.a.gates.Get("pushed")
-		require.Zero(t, g.lim.Release("", t0))
+		require.Zero(t, g.budget.(localBudget).lim.Release("", t0))
 
 		r := e.request(t, "pushed")
 		require.Equal(t, 429, r.status(), "refused after the hold: %v", r.resp)
