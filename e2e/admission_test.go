@@ -316,12 +316,25 @@ func (b *burstClients) warm(t *testing.T, url string) {
 // every client giving up after timeout. headers, if set, gives request i
 // of each path its headers.
 func (b *burstClients) bursts(addr string, paths map[string]int, timeout time.Duration, headers func(i int) map[string]string) map[string][]result {
+	urls := map[string]int{}
+	for path, n := range paths {
+		urls["http://"+addr+path] = n
+	}
+	out := map[string][]result{}
+	for url, rs := range b.burstsTo(urls, timeout, headers) {
+		out[strings.TrimPrefix(url, "http://"+addr)] = rs
+	}
+	return out
+}
+
+// burstsTo is bursts to whole URLs (several Envoys at one instant).
+func (b *burstClients) burstsTo(urls map[string]int, timeout time.Duration, headers func(i int) map[string]string) map[string][]result {
 	out := map[string][]result{}
 	start := make(chan struct{})
 	var wg sync.WaitGroup
-	for path, n := range paths {
+	for url, n := range urls {
 		rs := make([]result, n)
-		out[path] = rs
+		out[url] = rs
 		for i := range n {
 			wg.Go(func() {
 				var h map[string]string
@@ -331,7 +344,7 @@ func (b *burstClients) bursts(addr string, paths map[string]int, timeout time.Du
 				<-start
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				defer cancel()
-				rs[i] = get(ctx, b.c, "http://"+addr+path, h)
+				rs[i] = get(ctx, b.c, url, h)
 			})
 		}
 	}

@@ -32,25 +32,39 @@ type procEnv struct {
 
 func startProcEnv(t *testing.T, policyTmpl string) *procEnv {
 	t.Helper()
+	return startReplicas(t, policyTmpl, 1, "")[0]
+}
+
+// startReplicas starts n deployments of `shadowlab serve` and Envoy, each
+// Envoy programmed by its own serve, in front of one example service
+// (legacy); with redisURL the serves keep their global admission budgets
+// there, shared.
+func startReplicas(t *testing.T, policyTmpl string, n int, redisURL string) []*procEnv {
+	t.Helper()
 	lab := harness.Test(t)
 	ctx := context.Background()
-	e := &procEnv{t: t, http: &http.Client{Timeout: 30 * time.Second}, api: freeAddr(t)}
 	legacy, err := lab.BackendProc(ctx, "legacy")
 	require.NoError(t, err)
-	e.ports = ports{Listener: freeAddr(t), Legacy: legacy, Candidate: "127.0.0.1:1"}
-	policyPath := filepath.Join(lab.Dir, "policy.yaml")
-	writePolicy(t, policyPath, policyTmpl, e.ports)
-
-	xdsAddr := freeAddr(t)
-	e.serve, err = lab.ServeProc(ctx, serve.Config{PolicyPath: policyPath, XDSAddress: xdsAddr, GatewayAddress: freeAddr(t),
-		APIAddress: e.api, AdmissionAddress: freeAddr(t)})
-	require.NoError(t, err)
-	boot, err := harness.DynamicBootstrap("e2e-"+t.Name(), xdsAddr, false)
-	require.NoError(t, err)
-	e.envoy, err = lab.Envoy(ctx, harness.EnvoyConfig{Bootstrap: boot})
-	require.NoError(t, err)
-	waitRouted(t, e.ports.Listener, 30*time.Second)
-	return e
+	envs := make([]*procEnv, n)
+	for i := range envs {
+		e := &procEnv{t: t, http: &http.Client{Timeout: 30 * time.Second}, api: freeAddr(t)}
+		e.ports = ports{Listener: freeAddr(t), Legacy: legacy, Candidate: "127.0.0.1:1"}
+		policyPath := filepath.Join(lab.Dir, "policy-"+strconv.Itoa(i+1)+".yaml")
+		writePolicy(t, policyPath, policyTmpl, e.ports)
+		xdsAddr := freeAddr(t)
+		cfg := serve.Config{PolicyPath: policyPath, XDSAddress: xdsAddr, GatewayAddress: freeAddr(t),
+			APIAddress: e.api, AdmissionAddress: freeAddr(t)}
+		cfg.AdmissionRedis.URL = redisURL
+		e.serve, err = lab.ServeProc(ctx, cfg)
+		require.NoError(t, err)
+		boot, err := harness.DynamicBootstrap("e2e-"+t.Name()+"-"+strconv.Itoa(i+1), xdsAddr, false)
+		require.NoError(t, err)
+		e.envoy, err = lab.Envoy(ctx, harness.EnvoyConfig{Bootstrap: boot})
+		require.NoError(t, err)
+		waitRouted(t, e.ports.Listener, 30*time.Second)
+		envs[i] = e
+	}
+	return envs
 }
 
 // stopServe stops `shadowlab serve` (SIGKILL: nothing is flushed politely).

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/shadowlab/shadowlab/budget"
 	"github.com/shadowlab/shadowlab/extproc"
 	"github.com/shadowlab/shadowlab/gateway"
 	"github.com/shadowlab/shadowlab/pair"
@@ -55,6 +56,10 @@ type Config struct {
 	AdmissionAddress   string
 	AdmissionAdvertise string // default as GatewayAdvertise
 	Admitter           extproc.AdmitterConfig
+	// AdmissionRedis, with a URL, keeps the global admission budgets in
+	// Redis, shared by every serve replica that uses it; without, they
+	// live in this process.
+	AdmissionRedis budget.Config
 	// WasmPath is the admission plugin (bin/shadowlab.wasm). Envoy fetches
 	// it from the API (checked by SHA-256), or reads this path itself when
 	// the API is off. "" looks for shadowlab.wasm beside the executable,
@@ -89,6 +94,8 @@ type Instance struct {
 	doneOnce sync.Once
 	err      error
 	ready    chan struct{} // closed once the first policy is published
+
+	shared *budget.Store // the Redis-backed budgets; nil: in process
 
 	gwMu  sync.Mutex
 	gwSrv *http.Server // the gateway's server now
@@ -197,7 +204,13 @@ func (in *Instance) build(published chan<- error) error {
 		in.servers = append(in.servers, in.afterPolicy(func(ctx context.Context) error { return serveHTTP(ctx, srv, gwLis) }))
 	}
 	if admLis != nil {
-		if in.Admitter, err = extproc.NewAdmitter(cfg.Admitter, in.Reporter, time.Now, nil, log.Named("admission")); err != nil {
+		acfg := cfg.Admitter
+		if cfg.AdmissionRedis.URL != "" {
+			if acfg.Shared, err = in.openShared(reg); err != nil {
+				return err
+			}
+		}
+		if in.Admitter, err = extproc.NewAdmitter(acfg, in.Reporter, time.Now, nil, log.Named("admission")); err != nil {
 			return err
 		}
 		pub.use = append(pub.use, in.Admitter.Use)
@@ -220,6 +233,40 @@ func (in *Instance) build(published chan<- error) error {
 		in.servers = append(in.servers, func(ctx context.Context) error { return serveHTTP(ctx, srv, apiLis) })
 	}
 	return nil
+}
+
+// openShared opens the Redis that keeps the global budgets and exports its
+// counters. Redis need not be up: until it answers, global admission fails
+// open (a warning says so now).
+func (in *Instance) openShared(reg prometheus.Registerer) (*budget.Store, error) {
+	s, err := budget.Open(in.cfg.AdmissionRedis, in.log.Named("budget"))
+	if err != nil {
+		return nil, err
+	}
+	in.shared = s
+	if err := s.Ping(context.Background()); err != nil {
+		in.log.Warn("admission redis does not answer yet: global admission passes requests unchecked until it does", zap.Error(err))
+	}
+	counter := func(name, help string, v func(budget.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(s.Stats())) })
+	}
+	for _, c := range []prometheus.Collector{
+		counter("shadowlab_admission_redis_decisions_total", "Global admission decisions and releases asked of the shared budget in Redis.",
+			func(st budget.Stats) uint64 { return st.Decisions }),
+		counter("shadowlab_admission_redis_round_trips_total", "Compare-and-swaps sent to Redis (one per decision when uncontended).",
+			func(st budget.Stats) uint64 { return st.RoundTrips }),
+		counter("shadowlab_admission_redis_conflicts_total", "Compare-and-swaps lost to another replica: decided again from Redis's State.",
+			func(st budget.Stats) uint64 { return st.Conflicts }),
+		counter("shadowlab_admission_redis_failures_total", "Decisions or releases Redis failed (down, slow, refusing): the request passed unchecked.",
+			func(st budget.Stats) uint64 { return st.Failures }),
+		counter("shadowlab_admission_redis_skipped_total", "Decisions or releases not asked while Redis was known down: the request passed unchecked.",
+			func(st budget.Stats) uint64 { return st.Skipped }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 func (in *Instance) gatewayServer() *http.Server {
@@ -368,6 +415,9 @@ func (in *Instance) close() {
 	for _, l := range in.listeners {
 		_ = l.Close()
 	}
+	if in.shared != nil {
+		_ = in.shared.Close()
+	}
 	if in.Reporter != nil {
 		_ = in.Reporter.Close()
 	}
@@ -387,6 +437,9 @@ func (in *Instance) run(ctx context.Context) {
 		err := g.Wait()
 		for _, l := range in.listeners { // those afterPolicy never served
 			_ = l.Close()
+		}
+		if in.shared != nil {
+			_ = in.shared.Close()
 		}
 		in.finish(errors.Join(err, in.Reporter.Close()))
 	}()

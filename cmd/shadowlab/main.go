@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/shadowlab/shadowlab/auth"
+	"github.com/shadowlab/shadowlab/budget"
 	"github.com/shadowlab/shadowlab/demo"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/report"
@@ -262,6 +263,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.APIAdvertise, "api-advertise", "", "address Envoy dials for the API (default: --api-address, 0.0.0.0 as 127.0.0.1)")
 	fs.StringVar(&cfg.AdmissionAddress, "admission-address", "127.0.0.1:18002", "host:port for the global admission (ext_proc) gRPC server; empty: global admission off")
 	fs.StringVar(&cfg.AdmissionAdvertise, "admission-advertise", "", "address Envoy dials for global admission (default: --admission-address, 0.0.0.0 as 127.0.0.1)")
+	fs.StringVar(&cfg.AdmissionRedis.URL, "admission-redis", "", "Redis keeping the global admission budgets, shared by every serve replica using it: redis://host:port/db (rediss:// for TLS; no password in the URL, see --admission-redis-password-file); empty: budgets in this process")
+	fs.StringVar(&cfg.AdmissionRedis.PasswordFile, "admission-redis-password-file", "", "file holding the password (or ACL user's password) of --admission-redis")
+	fs.DurationVar(&cfg.AdmissionRedis.Timeout, "admission-redis-timeout", budget.DefaultTimeout, "longest a decision waits for Redis; past it, or with Redis down, the request passes unchecked (counted fail_open)")
 	fs.IntVar(&cfg.Admitter.MaxHeld, "max-held", 0, "requests global admission holds at once; past it they get 429 (default 5000)")
 	fs.StringVar(&cfg.WasmPath, "wasm", "", "the admission plugin for local admission (default: shadowlab.wasm beside this binary, then bin/shadowlab.wasm)")
 	fs.StringVar(&cfg.Report.DBPath, "db", "shadowlab.db", "SQLite file keeping results across restarts; empty: memory only")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes a Docker engine and docker-compose available, from Debian's packages
-# when they are missing; the compose demo and its test call it.
+# when they are missing (with Prometheus and redis-server, which `make test`
+# also needs); the compose demo, its test and `make test` call it.
 #   docker.sh ensure   install what is missing (as root, with apt-get) and
 #                      start dockerd if no daemon answers; prints nothing on
 #                      stdout when all is there already
@@ -16,7 +17,7 @@ say() { echo "examples/compose/docker.sh: $*" >&2; }
 
 need_root() {
 	if [ "$(id -u)" != 0 ]; then
-		say "$1 needs root (or install docker.io, docker-compose and prometheus yourself and start dockerd)"
+		say "$1 needs root (or install docker.io, docker-compose, prometheus and redis-server yourself and start dockerd)"
 		exit 1
 	fi
 }
@@ -27,6 +28,9 @@ install_missing() {
 	command -v docker-compose >/dev/null || pkgs+=(docker-compose)
 	# Debian's Prometheus: the offline Prometheus image and promtool.
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || pkgs+=(prometheus)
+	# Debian's Redis: the shared admission budget's tests start their own
+	# redis-server (the package's service is not started: policy-rc.d).
+	command -v redis-server >/dev/null || pkgs+=(redis-server)
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 	need_root "installing ${pkgs[*]}"
 	say "installing ${pkgs[*]} from Debian's packages"

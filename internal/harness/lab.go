@@ -127,6 +127,23 @@ type Proc struct {
 	waitErr error // of the process, once exited is closed
 }
 
+// name is base, or base-2, base-3... if the lab already has a log by that
+// name (a second serve replica, say).
+func (l *Lab) name(base string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 1
+	for _, lg := range l.logs {
+		if lg.name == base || strings.HasPrefix(lg.name, base+"-") {
+			n++
+		}
+	}
+	if n == 1 {
+		return base
+	}
+	return fmt.Sprintf("%s-%d", base, n)
+}
+
 // Start runs bin with args in the lab until Stop.
 func (l *Lab) Start(name, bin string, args ...string) (*Proc, error) {
 	p := &Proc{log: filepath.Join(l.Dir, name+".log"), line: make(chan string, 1), exited: make(chan struct{})}

@@ -62,7 +62,10 @@ func (l *Lab) ServeProcBin(ctx context.Context, bin string, cfg serve.Config) (*
 	if cfg.Gateway.MaxBufferedBytes > 0 {
 		args = append(args, "--gateway-max-buffered", strconv.FormatInt(cfg.Gateway.MaxBufferedBytes, 10))
 	}
-	p, err := l.Start("serve", bin, args...)
+	if cfg.AdmissionRedis.URL != "" {
+		args = append(args, "--admission-redis", cfg.AdmissionRedis.URL)
+	}
+	p, err := l.Start(l.name("serve"), bin, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/shadowlab/shadowlab/internal/harness"
+	"github.com/shadowlab/shadowlab/internal/redistest"
+	"github.com/shadowlab/shadowlab/wire"
+)
+
+// TestAdmissionReplicas: two Envoys, each programmed by its own `shadowlab
+// serve`, the two serves sharing their global budgets through one real
+// Redis, in front of one service. The admission policy is TestAdmission's
+// (100/s, maxDelay 15 s).
+func TestAdmissionReplicas(t *testing.T) {
+	redis := redistest.Start(t)
+	envs := startReplicas(t, admissionPolicy, 2, redis.URL)
+	a, b := envs[0], envs[1]
+	clients := newBurstClients(2 * burstSize)
+	for _, e := range envs {
+		clients.warm(t, "http://"+e.ports.Listener+"/warm")
+	}
+	_, err := harness.WaitQuiet(context.Background(), time.Minute, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	// global sums the report rows of both replicas for a global route.
+	global := func(route string) wire.Counts {
+		var c wire.Counts
+		for _, e := range envs {
+			c.Add(admissionRow(t, "http://"+e.api, wire.ScopeGlobal.String(), route, "").Counts)
+		}
+		return c
+	}
+
+	t.Run("one budget for two replicas", func(t *testing.T) {
+		const path = "/global/delay/shared"
+		before := global("global-delay")
+		start := time.Now()
+		res := clients.burstsTo(map[string]int{
+			"http://" + a.ports.Listener + path: burstSize / 2,
+			"http://" + b.ports.Listener + path: burstSize / 2,
+		}, 30*time.Second, nil)
+		got := slices.Concat(res["http://"+a.ports.Listener+path], res["http://"+b.ports.Listener+path])
+		arrivals := a.arrivals(path)
+		peak := maxInWindow(arrivals, time.Second)
+		t.Logf("%d/%d answered 200, upstream got %d, peak %d per sliding 1s, latency p50 %s p99 %s max %s\nupstream per second: %s",
+			count(got, 200), len(got), len(arrivals), peak, pct(got, 0.5), pct(got, 0.99), pct(got, 1), perSecond(arrivals, start))
+		assert.Equal(t, burstSize, count(got, 200), "every held request eventually succeeds")
+		assert.Len(t, arrivals, burstSize, "each request reaches the upstream once")
+		assert.LessOrEqual(t, peak, maxPerSec, "two replicas, one budget: at most the limit +10%% per 1s window")
+		assert.LessOrEqual(t, pct(got, 1), maxDelay+time.Second, "a request waited longer than maxDelay")
+		requireEventually(t, func() error {
+			c := global("global-delay")
+			if n := c.Admitted + c.Delayed - before.Admitted - before.Delayed; n != burstSize {
+				return assert.AnError
+			}
+			return nil
+		})
+	})
+
+	t.Run("saturated machine", func(t *testing.T) {
+		// Local admission in Envoy a (its own budget), global in both at
+		// the same instants, while four busy loops compete for the two
+		// cores: timers fire late, the releases bunch up, and the bound
+		// is kept at release.
+		const local, shared = "/local/delay/saturated", "/global/delay/saturated"
+		stop := cpuHog(t, runtime.NumCPU(), time.Minute)
+		start := time.Now()
+		res := clients.burstsTo(map[string]int{
+			"http://" + a.ports.Listener + local:  burstSize,
+			"http://" + a.ports.Listener + shared: burstSize / 2,
+			"http://" + b.ports.Listener + shared: burstSize / 2,
+		}, 40*time.Second, nil)
+		stop()
+		for _, e := range envs {
+			t.Logf("envoy ext_proc: %v", envoyStats(t, e, "ext_proc"))
+		}
+		for name, got := range map[string][]result{
+			"local":  res["http://"+a.ports.Listener+local],
+			"global": slices.Concat(res["http://"+a.ports.Listener+shared], res["http://"+b.ports.Listener+shared]),
+		} {
+			path := map[string]string{"local": local, "global": shared}[name]
+			arrivals := a.arrivals(path)
+			peak := maxInWindow(arrivals, time.Second)
+			t.Logf("%s, saturated: %d/%d answered 200 (%d × 429), upstream got %d, peak %d per sliding 1s, latency p50 %s p99 %s max %s\nupstream per second: %s",
+				name, count(got, 200), len(got), count(got, 429), len(arrivals), peak, pct(got, 0.5), pct(got, 0.99), pct(got, 1), perSecond(arrivals, start))
+			assert.Equal(t, len(got), count(got, 200)+count(got, 429), "%s: only 200 or 429", name)
+			assert.Len(t, arrivals, count(got, 200), "%s: each answered request reached the upstream once", name)
+			assert.LessOrEqual(t, peak, maxPerSec, "%s: the bound holds on a saturated machine", name)
+		}
+	})
+
+	t.Run("redis stopped mid-burst", func(t *testing.T) {
+		// A burst is held; Redis dies; a second burst arrives and passes
+		// unchecked (fail open, counted); Redis comes back empty; a third
+		// burst is admitted under the bound again.
+		const path = "/global/delay/redis"
+		before := global("global-delay")
+		burst := func(n int) func() []result {
+			done := make(chan []result, 1)
+			go func() {
+				res := clients.burstsTo(map[string]int{
+					"http://" + a.ports.Listener + path: n / 2,
+					"http://" + b.ports.Listener + path: n - n/2,
+				}, 30*time.Second, nil)
+				done <- slices.Concat(res["http://"+a.ports.Listener+path], res["http://"+b.ports.Listener+path])
+			}()
+			return func() []result { return <-done }
+		}
+		start := time.Now()
+		first := burst(500)
+		time.Sleep(2 * time.Second)
+		redis.Stop()
+		time.Sleep(500 * time.Millisecond)
+		during := burst(100)()
+		time.Sleep(time.Second)
+		redis.Restart()
+		back := time.Now()
+		time.Sleep(time.Second)
+		third := burst(300)
+		got := slices.Concat(first(), during, third())
+		arrivals := a.arrivals(path)
+		var after []time.Time // arrivals once Redis has been back for a second
+		for _, at := range arrivals {
+			if at.After(back.Add(time.Second)) {
+				after = append(after, at)
+			}
+		}
+		failOpen := global("global-delay").FailOpen - before.FailOpen
+		t.Logf("%d/%d answered 200, %d errors; %d passed unchecked (fail_open) while Redis was down; peak %d per sliding 1s after Redis came back (%d overall), latency of the burst during the outage max %s\nupstream per second: %s",
+			count(got, 200), len(got), len(got)-count(got, 200)-count(got, 429), failOpen, maxInWindow(after, time.Second), maxInWindow(arrivals, time.Second), pct(during, 1), perSecond(arrivals, start))
+		for _, e := range envs {
+			st := envoyStats(t, e, "ext_proc.shadowlab_admission")
+			t.Logf("envoy: ext_proc message timeouts %d, failure_mode_allowed %d",
+				st["http.shadowlab_edge.ext_proc.shadowlab_admission.message_timeouts"], st["http.shadowlab_edge.ext_proc.shadowlab_admission.failure_mode_allowed"])
+		}
+		t.Logf("latency of the burst during the outage: p50 %s p99 %s", pct(during, 0.5), pct(during, 0.99))
+		assert.Equal(t, len(got), count(got, 200), "no client error, nothing lost")
+		assert.GreaterOrEqual(t, failOpen, uint64(100), "the requests passed unchecked are counted")
+		assert.Less(t, pct(during, 1), time.Second, "with Redis down a request passes at once")
+		assert.LessOrEqual(t, maxInWindow(after, time.Second), maxPerSec, "the bound resumes once Redis is back")
+	})
+}
+
+// cpuHog runs n busy loops (separate processes, so they compete with
+// Envoy, serve and the service as any other load would) until stop or for
+// at most limit.
+func cpuHog(t *testing.T, n int, limit time.Duration) (stop func()) {
+	t.Helper()
+	var cmds []*exec.Cmd
+	for range n {
+		c := exec.Command("timeout", strconv.Itoa(int(limit.Seconds())), "sh", "-c", "while :; do :; done")
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		require.NoError(t, c.Start())
+		cmds = append(cmds, c)
+	}
+	stop = func() {
+		for _, c := range cmds {
+			if c.Process != nil {
+				_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+				_ = c.Wait()
+				c.Process = nil
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
