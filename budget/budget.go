@@ -27,10 +27,11 @@
 //
 // Redis down, slow or refusing: Decide and Release return ErrUnavailable
 // within Config.Timeout, and the caller lets the request through (fail
-// open). After a failure the Store stops asking Redis for a pause
-// (retryEvery, 200 ms) so that requests do not each wait for the timeout;
-// then one request probes it, so the budget resumes within the pause of
-// Redis's return. When Redis answers again the budget resumes
+// open). After failuresToPause failures in a row the Store stops asking
+// Redis for a pause (retryEvery, 200 ms) so that requests do not each wait
+// for the timeout; then one request probes it, so the budget resumes
+// within the pause of Redis's return. One slow answer alone (a loaded
+// machine at the start of a burst) fails only its own request open. When Redis answers again the budget resumes
 // from what Redis holds (if it restarted empty, from fresh keys): requests
 // passed during the outage were never counted, and nothing held is
 // released at once.
@@ -61,7 +62,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultTimeout = 50 * time.Millisecond
+	DefaultTimeout = 100 * time.Millisecond
 	DefaultPrefix  = "shadowlab:admission:"
 	// maxAttempts bounds the compare-and-swaps of one decision (Timeout
 	// bounds their time): each lost one means another replica decided
@@ -76,10 +77,12 @@ const (
 	// not race each other through Redis) without serialising all keys.
 	stripes = 64
 
-	// retryEvery is the pause after a failure: at most one request per
-	// pause waits for Redis (up to Timeout) while it is down.
-	retryEvery = 200 * time.Millisecond
-	warnEvery  = 10 * time.Second
+	// retryEvery is the pause after failuresToPause failures in a row: at
+	// most one request per pause waits for Redis (up to Timeout) while it
+	// is down.
+	retryEvery      = 200 * time.Millisecond
+	failuresToPause = 3
+	warnEvery       = 10 * time.Second
 )
 
 // ErrUnavailable is returned (wrapped) when Redis could not be asked or
@@ -114,6 +117,7 @@ type Store struct {
 	// the epoch).
 	downUntil atomic.Int64
 	downSince atomic.Int64 // 0 while Redis answers
+	failures  atomic.Int64 // in a row
 	lastWarn  atomic.Int64
 
 	stats struct {
@@ -147,6 +151,7 @@ func Open(cfg Config, log *zap.Logger) (*Store, error) {
 	// restarted); anything slower fails open within the timeout.
 	opt.MaxRetries, opt.MinRetryBackoff = 1, -1
 	opt.DialerRetries = 1 // a refused dial fails at once (the default retries 5 times, 100 ms apart)
+	opt.MinIdleConns = 4  // dialled ahead: a burst's first decisions do not each dial
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	opt.DisableIdentity = true // no CLIENT SETINFO: one round trip less per connection
 	s := &Store{client: redis.NewClient(opt), timeout: timeout, prefix: cmp.Or(cfg.Prefix, DefaultPrefix), log: log, addr: opt.Addr}
@@ -188,11 +193,13 @@ func options(cfg Config) (*redis.Options, error) {
 // Close closes the connections.
 func (s *Store) Close() error { return s.client.Close() }
 
-// Ping asks Redis once, within the timeout.
-func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+// Warm checks that Redis answers and loads the script, so the first
+// decisions spend one round trip each rather than a dial, a NOSCRIPT and
+// an EVAL within their timeout. It waits at most a second.
+func (s *Store) Warm(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return s.client.Ping(ctx).Err()
+	return casScript.Load(ctx, s.client).Err()
 }
 
 // Stats returns the Store's counters.
@@ -359,9 +366,13 @@ func (s *Store) mayAsk() bool {
 	return now >= until && s.downUntil.CompareAndSwap(until, now+int64(s.timeout))
 }
 
-// failed records a failed decision: no request asks Redis for retryEvery.
+// failed records a failed decision; after failuresToPause in a row no
+// request asks Redis for retryEvery.
 func (s *Store) failed(err error) {
 	s.stats.failures.Add(1)
+	if s.failures.Add(1) < failuresToPause {
+		return
+	}
 	now := time.Now().UnixNano()
 	s.downUntil.Store(now + int64(retryEvery))
 	first := s.downSince.CompareAndSwap(0, now)
@@ -375,6 +386,9 @@ func (s *Store) failed(err error) {
 
 // answered records an answer from Redis: the pause is over.
 func (s *Store) answered() {
+	if s.failures.Load() != 0 {
+		s.failures.Store(0)
+	}
 	if s.downUntil.Load() == 0 {
 		return
 	}

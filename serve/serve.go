@@ -244,7 +244,7 @@ func (in *Instance) openShared(reg prometheus.Registerer) (*budget.Store, error)
 		return nil, err
 	}
 	in.shared = s
-	if err := s.Ping(context.Background()); err != nil {
+	if err := s.Warm(context.Background()); err != nil {
 		in.log.Warn("admission redis does not answer yet: global admission passes requests unchecked until it does", zap.Error(err))
 	}
 	counter := func(name, help string, v func(budget.Stats) uint64) prometheus.Collector {

@@ -22,7 +22,7 @@ type Server struct {
 	Addr string // 127.0.0.1:port
 	URL  string // redis://127.0.0.1:port/0
 
-	t    testing.TB
+	t    testing.TB // nil outside a test (New)
 	dir  string
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -35,13 +35,11 @@ type Server struct {
 // ensure); without it the test fails saying so.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", t: t, dir: t.TempDir()}
+	s.t = t
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -51,10 +49,23 @@ func Start(t testing.TB) *Server {
 			}
 		}
 	})
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
 	return s
+}
+
+// New starts redis-server as Start does, outside a test: its logs go to
+// dir; stop it with Stop.
+func New(dir string) (*Server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := &Server{Addr: addr, URL: "redis://" + addr + "/0", dir: dir}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *Server) start() error {
@@ -109,7 +120,7 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart starts a new, empty server on the same port.
+// Restart starts a new, empty server on the same port (a test's: Start).
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
