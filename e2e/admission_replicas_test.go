@@ -3,11 +3,8 @@ package e2e
 import (
 	"context"
 	"net/url"
-	"os/exec"
 	"runtime"
 	"slices"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -131,31 +128,6 @@ func TestAdmissionReplicas(t *testing.T) {
 	})
 }
 
-// cpuHog runs n busy loops (separate processes, so they compete with
-// Envoy, serve and the service as any other load would) until stop or for
-// at most limit.
-func cpuHog(t *testing.T, n int, limit time.Duration) (stop func()) {
-	t.Helper()
-	var cmds []*exec.Cmd
-	for range n {
-		c := exec.Command("timeout", strconv.Itoa(int(limit.Seconds())), "sh", "-c", "while :; do :; done")
-		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		require.NoError(t, c.Start())
-		cmds = append(cmds, c)
-	}
-	stop = func() {
-		for _, c := range cmds {
-			if c.Process != nil {
-				_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-				_ = c.Wait()
-				c.Process = nil
-			}
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // saturatedBurst sends one scope's burst (URL → requests, every path the
 // same) at one instant while a busy loop per core competes for the
 // machine: timers fire late, releases bunch up, and the bound must still
@@ -170,7 +142,9 @@ func saturatedBurst(t *testing.T, clients *burstClients, e *procEnv, scope strin
 		require.NoError(t, err)
 		path = pu.Path
 	}
-	stop := cpuHog(t, runtime.NumCPU(), time.Minute)
+	stop, err := harness.CPUHog(runtime.NumCPU(), time.Minute)
+	require.NoError(t, err)
+	t.Cleanup(stop)
 	start := time.Now()
 	res := clients.burstsTo(urls, 40*time.Second, nil)
 	stop()

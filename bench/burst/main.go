@@ -32,14 +32,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/template"
 	"time"
 
@@ -176,7 +174,9 @@ func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) err
 				log.Info("burst", zap.String("arm", arm.name), zap.Bool("saturated", saturated), zap.String("path", path))
 				var stop func()
 				if saturated {
-					stop = hog(cfg.hogs, time.Minute)
+					if stop, err = harness.CPUHog(cfg.hogs, time.Minute); err != nil {
+						return err
+					}
 				}
 				before := unchecked(arm.targets)
 				t0 := time.Now()
@@ -297,24 +297,6 @@ func received(legacy, path string) ([]time.Time, error) {
 	}
 	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
 	return out, nil
-}
-
-// hog runs n busy loops, each its own process, until stop or limit.
-func hog(n int, limit time.Duration) (stop func()) {
-	var cmds []*exec.Cmd
-	for range n {
-		c := exec.Command("timeout", strconv.Itoa(int(limit.Seconds())), "sh", "-c", "while :; do :; done")
-		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if c.Start() == nil {
-			cmds = append(cmds, c)
-		}
-	}
-	return func() {
-		for _, c := range cmds {
-			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-			_ = c.Wait()
-		}
-	}
 }
 
 type row struct {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -223,4 +225,32 @@ func processTicks(stat string) (uint64, error) {
 		return 0, err
 	}
 	return utime + stime, nil
+}
+
+// CPUHog runs n busy loops, each its own process at normal priority, so
+// that they compete with Envoy, serve and the services as any other load
+// would (a saturated machine), until stop is called or for at most limit
+// (whole seconds, at least one).
+func CPUHog(n int, limit time.Duration) (stop func(), err error) {
+	var cmds []*exec.Cmd
+	stop = func() {
+		for _, c := range cmds {
+			if c.Process != nil {
+				_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+				_ = c.Wait()
+				c.Process = nil
+			}
+		}
+	}
+	secs := strconv.Itoa(max(int(limit.Seconds()), 1))
+	for range n {
+		c := exec.Command("timeout", secs, "sh", "-c", "while :; do :; done")
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			stop()
+			return nil, fmt.Errorf("cpu hog: %w", err)
+		}
+		cmds = append(cmds, c)
+	}
+	return stop, nil
 }
