@@ -198,3 +198,37 @@ func TestBudgetRefusesInvalidConfig(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, admission.ErrInvalidConfig), "%v", err)
 }
+
+// TestRedisSlowFailsOpen: a Redis that does not answer (CLIENT PAUSE)
+// costs a decision at most the timeout; after three in a row, decisions
+// stop asking it; when it answers again they resume.
+func TestRedisSlowFailsOpen(t *testing.T) {
+	r := startRedis(t)
+	s, err := Open(Config{URL: r.URL, Timeout: 50 * time.Millisecond}, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	defer s.Close()
+	b, err := s.Budget("jobs", burstCfg)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = b.Decide(ctx, "k", time.Now())
+	require.NoError(t, err)
+
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	require.NoError(t, c.Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err())
+	start := time.Now()
+	for range 50 {
+		t0 := time.Now()
+		_, err := b.Decide(ctx, "k", time.Now())
+		require.ErrorIs(t, err, ErrUnavailable)
+		assert.Less(t, time.Since(t0), 500*time.Millisecond, "a decision waited past its timeout")
+	}
+	assert.Less(t, time.Since(start), time.Second, "after three failures decisions stop waiting for Redis")
+	st := s.Stats()
+	assert.GreaterOrEqual(t, st.Failures, uint64(failuresToPause))
+	assert.Greater(t, st.Skipped, uint64(40), "%+v", st)
+	require.Eventually(t, func() bool {
+		_, err := b.Decide(ctx, "k", time.Now())
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "decisions resume once Redis answers")
+}
