@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -46,8 +47,12 @@ type AdmissionReport struct {
 	Key   string `json:"key"` // "" for a route-wide budget
 	wire.Counts
 	// Released is how many held requests were let through, and
-	// DelayP50Ms/DelayP99Ms/DelayMaxMs bound their waits from the delay
-	// histogram (upper bucket bounds; -1 past the last bound). 0 when none.
+	// DelayP50Ms/DelayP99Ms estimate the median and 99th percentile of
+	// their waits from the delay histogram (interpolated within the
+	// bucket, whose bounds are at most 25 % apart: see
+	// wire.DelayBucketsMs), DelayMaxMs bounds the longest (the upper bound
+	// of the highest non-empty bucket); -1 past the last bound (an hour),
+	// 0 when none was released.
 	Released   uint64  `json:"released"`
 	DelayP50Ms float64 `json:"delay_p50_ms"`
 	DelayP99Ms float64 `json:"delay_p99_ms"`
@@ -129,30 +134,19 @@ func (r *Reporter) Admission() []AdmissionReport {
 func admissionReport(k admissionKey, c wire.Counts) AdmissionReport {
 	ar := AdmissionReport{Scope: k.scope, Route: k.route, Key: k.key, Counts: c, Released: c.ReleasedTotal()}
 	if ar.Released > 0 {
-		ar.DelayP50Ms = delayQuantile(c, 0.5)
-		ar.DelayP99Ms = delayQuantile(c, 0.99)
-		ar.DelayMaxMs = delayQuantile(c, 1)
+		ar.DelayP50Ms = delayMs(c.DelayQuantile(0.5))
+		ar.DelayP99Ms = delayMs(c.DelayQuantile(0.99))
+		ar.DelayMaxMs = delayMs(c.DelayQuantile(1))
 	}
 	return ar
 }
 
-// delayQuantile is the upper bound of the bucket holding quantile q of the
-// released requests' waits; -1 when it is past the last bound.
-func delayQuantile(c wire.Counts, q float64) float64 {
-	total := c.ReleasedTotal()
-	rank := uint64(q*float64(total) + 0.5)
-	rank = min(max(rank, 1), total)
-	var seen uint64
-	for i, n := range c.DelayBuckets {
-		seen += n
-		if seen >= rank {
-			if i == len(wire.DelayBucketsMs) {
-				return -1
-			}
-			return float64(wire.DelayBucketsMs[i])
-		}
+// delayMs is d in milliseconds, rounded to the microsecond; -1 stays -1.
+func delayMs(d time.Duration) float64 {
+	if d < 0 {
+		return -1
 	}
-	return -1
+	return float64(d.Round(time.Microsecond)) / float64(time.Millisecond)
 }
 
 // takeDirty returns the rows changed since the last flush and marks them
@@ -300,10 +294,15 @@ func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
 		} {
 			ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(o.n), k.scope, k.route, k.key, o.name)
 		}
-		buckets := make(map[float64]uint64, len(wire.DelayBucketsMs))
+		// The fine buckets summed into the coarse bounds (each one of the
+		// fine bounds): the series a dashboard knows, no more of them.
+		buckets := make(map[float64]uint64, len(wire.CoarseDelayBucketsMs))
 		var cum uint64
-		for i, b := range wire.DelayBucketsMs {
-			cum = wire.SatAdd(cum, m.DelayBuckets[i])
+		next := 0
+		for i, b := range wire.CoarseDelayBucketsMs {
+			for j := wire.FromCoarse(i); next <= j; next++ {
+				cum = wire.SatAdd(cum, m.DelayBuckets[next])
+			}
 			buckets[float64(b)/1000] = cum
 		}
 		ch <- prometheus.MustNewConstHistogram(c.delay, m.ReleasedTotal(), float64(m.DelaySumMs)/1000, buckets, k.scope, k.route, k.key)
@@ -325,19 +324,29 @@ func renderAdmission(w io.Writer, rows []AdmissionReport) {
 			a.Scope, shorten(a.Route, 16), shorten(key, 16),
 			thousandsU(a.Admitted), thousandsU(a.Delayed), thousandsU(a.Rejected),
 			thousandsU(wire.SatAdd(a.ObservedDelay, a.ObservedReject)), thousandsU(a.Abandoned), thousandsU(a.FailOpen),
-			delayBound(a.Released, a.DelayP50Ms), delayBound(a.Released, a.DelayP99Ms))
+			delayText(a.Released, a.DelayP50Ms), delayText(a.Released, a.DelayP99Ms))
 	}
 }
 
-// delayBound prints a bucket bound as "≤ 250ms"; "-" with no releases.
-func delayBound(released uint64, ms float64) string {
+// delayText prints an estimated wait readably: "820ms", "5.5s", "1m05s";
+// "-" with no releases, "> 1h" past the histogram.
+func delayText(released uint64, ms float64) string {
 	switch {
 	case released == 0:
 		return "-"
 	case ms < 0:
 		return "> 1h"
+	case ms < 1:
+		return "< 1ms"
+	case ms < 1000:
+		return strconv.FormatFloat(ms, 'f', 0, 64) + "ms"
+	case ms < 10_000:
+		return strconv.FormatFloat(ms/1000, 'f', 2, 64) + "s"
+	case ms < 60_000:
+		return strconv.FormatFloat(ms/1000, 'f', 1, 64) + "s"
 	}
-	return "≤ " + (time.Duration(ms) * time.Millisecond).String()
+	d := time.Duration(ms * float64(time.Millisecond)).Round(time.Second)
+	return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
 }
 
 // UseLocalAdmission takes the routes with local admission of pol as the

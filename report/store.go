@@ -27,7 +27,9 @@ import (
 //	latency    (route, side) → count, max_ns, buckets  sparse log-linear histogram
 //	noise      (route, pattern) → varied, compared
 //	pairs      (id) → one recent non-match pair; oldest deleted past MaxRecentPairs
-//	admission  (scope, route, key) → counts           wire.Counts as JSON (version 2)
+//	admission  (scope, route, key) → counts, layout   wire.Counts as JSON (version 2); layout
+//	                                                   of its delay buckets (version 4): 1 the
+//	                                                   coarse 17, 2 the fine wire.DelayBucketsMs
 //	marks      (route, pattern) → count                echoed marks (version 3)
 //
 // Aggregate rows hold absolute values, written with upserts, so a flush is
@@ -40,7 +42,7 @@ var ErrStore = errors.New("report store")
 
 const (
 	storeApplicationID = 0x53484c42 // "SHLB"
-	storeVersion       = 3
+	storeVersion       = 4
 )
 
 // migrations[i] brings a store from user_version i to i+1.
@@ -129,7 +131,15 @@ var migrations = []string{
 		count   INTEGER NOT NULL,
 		PRIMARY KEY (route, pattern)
 	) WITHOUT ROWID;`,
+	// Rows written before hold the coarse layout; loadAdmission converts.
+	`ALTER TABLE admission ADD COLUMN layout INTEGER NOT NULL DEFAULT 1;`,
 }
+
+// Layouts of the admission counts' delay buckets (column layout).
+const (
+	layoutCoarse = 1 // wire.CoarseDelayBucketsMs and an overflow: 17 buckets
+	layoutFine   = 2 // wire.DelayBucketsMs and an overflow
+)
 
 // store is the SQLite edge. Only the writer goroutine writes (flush, reset);
 // HTTP handlers read pairs concurrently.
@@ -527,8 +537,9 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 		if err != nil {
 			return err
 		}
-		if err := exec(`INSERT INTO admission (scope, route, key, counts) VALUES (?, ?, ?, ?)
-			ON CONFLICT (scope, route, key) DO UPDATE SET counts = excluded.counts`, a.k.scope, a.k.route, a.k.key, string(b)); err != nil {
+		if err := exec(`INSERT INTO admission (scope, route, key, counts, layout) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (scope, route, key) DO UPDATE SET counts = excluded.counts, layout = excluded.layout`,
+			a.k.scope, a.k.route, a.k.key, string(b), layoutFine); err != nil {
 			return err
 		}
 	}
@@ -537,7 +548,7 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 
 // loadAdmission reads the admission counts.
 func (s *store) loadAdmission(ctx context.Context) (map[admissionKey]wire.Counts, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT scope, route, key, counts FROM admission")
+	rows, err := s.db.QueryContext(ctx, "SELECT scope, route, key, counts, layout FROM admission")
 	if err != nil {
 		return nil, err
 	}
@@ -546,16 +557,49 @@ func (s *store) loadAdmission(ctx context.Context) (map[admissionKey]wire.Counts
 	for rows.Next() {
 		var k admissionKey
 		var counts string
-		if err := rows.Scan(&k.scope, &k.route, &k.key, &counts); err != nil {
+		var layout int
+		if err := rows.Scan(&k.scope, &k.route, &k.key, &counts, &layout); err != nil {
 			return nil, err
 		}
-		var c wire.Counts
-		if err := json.Unmarshal([]byte(counts), &c); err != nil {
+		c, err := decodeCounts(counts, layout)
+		if err != nil {
 			return nil, fmt.Errorf("admission counts of %s/%s/%q: %w", k.scope, k.route, k.key, err)
 		}
 		out[k] = c
 	}
 	return out, rows.Err()
+}
+
+// decodeCounts reads a row's counts in its layout, the coarse one moved
+// into the fine buckets with the same bounds.
+func decodeCounts(text string, layout int) (wire.Counts, error) {
+	var c wire.Counts
+	var row struct {
+		wire.Counts
+		Buckets []uint64 `json:"delay_buckets"`
+	}
+	if err := json.Unmarshal([]byte(text), &row); err != nil {
+		return c, err
+	}
+	c = row.Counts
+	c.DelayBuckets = [len(c.DelayBuckets)]uint64{}
+	want := len(c.DelayBuckets)
+	if layout == layoutCoarse {
+		want = len(wire.CoarseDelayBucketsMs) + 1
+	}
+	switch {
+	case layout != layoutCoarse && layout != layoutFine:
+		return c, fmt.Errorf("unknown delay bucket layout %d (this shadowlab knows %d and %d)", layout, layoutCoarse, layoutFine)
+	case len(row.Buckets) != want:
+		return c, fmt.Errorf("%d delay buckets, want %d for layout %d", len(row.Buckets), want, layout)
+	}
+	for i, n := range row.Buckets {
+		if layout == layoutCoarse {
+			i = wire.FromCoarse(i)
+		}
+		c.DelayBuckets[i] = wire.SatAdd(c.DelayBuckets[i], n)
+	}
+	return c, nil
 }
 
 // reset deletes one route ("" = all) from every table.

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap"
 
 	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 // recordMix records a bit of everything: matches, diffs (some folded past
@@ -135,7 +137,7 @@ func TestStoreErrors(t *testing.T) {
 				}
 				execSQL(t, path, "PRAGMA user_version = 99")
 			},
-			want: "schema version 99 is newer than this shadowlab supports (3)",
+			want: "schema version 99 is newer than this shadowlab supports (4)",
 		},
 		"another application's database": {
 			setup: func(t *testing.T, path string) { execSQL(t, path, "CREATE TABLE accounts (id INTEGER)") },
@@ -205,5 +207,38 @@ func TestStoreIsWAL(t *testing.T) {
 	}
 	if _, err := os.Stat(path + "-wal"); err != nil {
 		t.Errorf("no WAL file: %v", err)
+	}
+}
+
+// A store written before the fine delay buckets (schema 3, 17 coarse
+// buckets per row) opens with each coarse count in the fine bucket of the
+// same bound; a row of a layout this shadowlab does not know is refused,
+// naming the row.
+func TestStoreCoarseDelayBuckets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "report.db")
+	r := newTestReporter(t, Config{DBPath: path})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	coarse := `{"admitted":1,"delayed":3,"rejected":0,"observed_delay":0,"observed_reject":0,"abandoned":0,"fail_open":0,` +
+		`"delay_buckets":[0,0,0,0,0,0,0,2,0,0,0,0,0,0,0,0,1],"delay_sum_ms":7204000}`
+	execSQL(t, path, `ALTER TABLE admission DROP COLUMN layout; PRAGMA user_version = 3;
+		INSERT INTO admission (scope, route, key, counts) VALUES ('local', 'jobs', '', '`+coarse+`')`)
+	r = newTestReporter(t, Config{DBPath: path})
+	got := r.Admission()
+	if len(got) != 1 || got[0].Delayed != 3 || got[0].Released != 3 {
+		t.Fatalf("got %+v", got)
+	}
+	c := got[0].Counts
+	if c.DelayBuckets[wire.DelayBucket(2500*time.Millisecond)] != 2 || c.DelayBuckets[len(wire.DelayBucketsMs)] != 1 {
+		t.Fatalf("coarse buckets not moved to their fine bounds: %v", c.DelayBuckets)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, path, `UPDATE admission SET layout = 7`)
+	_, err := New(Config{DBPath: path}, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), `admission counts of local/jobs/"": unknown delay bucket layout 7`) {
+		t.Fatalf("got %v", err)
 	}
 }

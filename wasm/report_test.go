@@ -46,6 +46,7 @@ type reportLine struct {
 	Route string `json:"route"`
 	Key   string `json:"key"`
 	wire.Counts
+	Pairs []uint64 `json:"delay_buckets"` // bucket index, count, ...
 }
 
 // parseReport decodes a report body strictly (no unknown fields), checks
@@ -65,6 +66,10 @@ func parseReport(t *testing.T, body []byte) map[reportKey]wire.Counts {
 			require.True(t, prev.route < k.route || prev.route == k.route && prev.key < k.key, "lines out of order: %v then %v", *prev, k)
 		}
 		prev = &k
+		require.Zero(t, len(l.Pairs)%2, "delay_buckets %v", l.Pairs)
+		for j := 0; j < len(l.Pairs); j += 2 {
+			l.DelayBuckets[l.Pairs[j]] = l.Pairs[j+1]
+		}
 		out[k] = l.Counts
 	}
 	return out
@@ -86,9 +91,9 @@ func TestAppendReport(t *testing.T) {
 			"q\"\\\x01\xff\u00e9": {Rejected: 3, ObservedDelay: 4, ObservedReject: 5, Abandoned: 6, FailOpen: 7},
 		},
 	}
-	want := `{"route":"a","key":"q\"\\\u0001\ufffd` + "\u00e9" + `","admitted":0,"delayed":0,"rejected":3,"observed_delay":4,"observed_reject":5,"abandoned":6,"fail_open":7,"delay_buckets":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"delay_sum_ms":0}
-{"route":"a","key":"z","admitted":0,"delayed":2,"rejected":0,"observed_delay":0,"observed_reject":0,"abandoned":0,"fail_open":0,"delay_buckets":[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,2],"delay_sum_ms":7200005}
-{"route":"b","key":"","admitted":1,"delayed":0,"rejected":0,"observed_delay":0,"observed_reject":0,"abandoned":0,"fail_open":0,"delay_buckets":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"delay_sum_ms":0}
+	want := `{"route":"a","key":"q\"\\\u0001\ufffd` + "\u00e9" + `","admitted":0,"delayed":0,"rejected":3,"observed_delay":4,"observed_reject":5,"abandoned":6,"fail_open":7,"delay_buckets":[],"delay_sum_ms":0}
+{"route":"a","key":"z","admitted":0,"delayed":2,"rejected":0,"observed_delay":0,"observed_reject":0,"abandoned":0,"fail_open":0,"delay_buckets":[0,1,16,2],"delay_sum_ms":7200005}
+{"route":"b","key":"","admitted":1,"delayed":0,"rejected":0,"observed_delay":0,"observed_reject":0,"abandoned":0,"fail_open":0,"delay_buckets":[],"delay_sum_ms":0}
 `
 	require.Equal(t, want, string(appendReport(nil, batch)))
 	require.Empty(t, appendReport(nil, nil))

@@ -13,7 +13,11 @@ import (
 // of a report (POST ReportPath, content-type ReportContentType) is one JSON
 // object per line, sorted by route then key:
 //
-//	{"route":"r","key":"k","admitted":N,"delayed":N,"rejected":N,"observed_delay":N,"observed_reject":N,"abandoned":N,"fail_open":N,"delay_buckets":[n0,...,n16],"delay_sum_ms":N}
+//	{"route":"r","key":"k","admitted":N,"delayed":N,"rejected":N,"observed_delay":N,"observed_reject":N,"abandoned":N,"fail_open":N,"delay_buckets":[i,n,...],"delay_sum_ms":N}
+//
+// delay_buckets lists the non-empty buckets of Counts.DelayBuckets as
+// pairs, bucket index then count, indexes increasing: a key's waits fall
+// in a few of its hundred buckets, so a line stays about 200 bytes.
 type ReportLine struct {
 	Route string // the route of the budget key; never ""
 	Key   string // the key header's value; "" when the budget is per route
@@ -41,9 +45,15 @@ func AppendReportLine(b []byte, route, key string, c *Counts) []byte {
 		b = append(b, '"', ':')
 		b = strconv.AppendUint(b, *n, 10)
 	}
-	sep := `,"delay_buckets":[`
-	for _, n := range c.DelayBuckets {
+	b = append(b, `,"delay_buckets":[`...)
+	sep := ""
+	for i, n := range c.DelayBuckets {
+		if n == 0 {
+			continue
+		}
 		b = append(b, sep...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, ',')
 		b = strconv.AppendUint(b, n, 10)
 		sep = ","
 	}
@@ -127,11 +137,18 @@ func parseReportLine(line []byte) (ReportLine, error) {
 		switch {
 		case !v.isList:
 			problems = append(problems, "delay_buckets must be an array")
-		case len(v.list) != len(l.DelayBuckets):
-			problems = append(problems, "delay_buckets has "+strconv.Itoa(len(v.list))+" entries, want "+strconv.Itoa(len(l.DelayBuckets)))
+		case len(v.list)%2 != 0:
+			problems = append(problems, "delay_buckets must be pairs of bucket index and count (got "+strconv.Itoa(len(v.list))+" numbers)")
 		default:
-			for i, lit := range v.list {
-				num("delay_buckets", lit, &l.DelayBuckets[i])
+			last := -1
+			for j := 0; j < len(v.list); j += 2 {
+				i, err := strconv.Atoi(v.list[j])
+				if err != nil || i <= last || i >= len(l.DelayBuckets) {
+					problems = append(problems, "delay_buckets: bucket index "+strconv.Quote(v.list[j])+" must be a whole number above the previous one and below "+strconv.Itoa(len(l.DelayBuckets)))
+					break
+				}
+				last = i
+				num("delay_buckets", v.list[j+1], &l.DelayBuckets[i])
 			}
 		}
 	}

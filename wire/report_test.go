@@ -19,7 +19,7 @@ func buckets(pairs ...int) [len(DelayBucketsMs) + 1]uint64 {
 
 func TestAppendReportLine(t *testing.T) {
 	c := Counts{Delayed: 2, Rejected: 3, ObservedDelay: 4, ObservedReject: 5, Abandoned: 6, FailOpen: 7, DelayBuckets: buckets(0, 1, 16, 2), DelaySumMs: 7200005}
-	want := `{"route":"a","key":"q\"\\\u0001\ufffd` + "\u00e9" + `","admitted":0,"delayed":2,"rejected":3,"observed_delay":4,"observed_reject":5,"abandoned":6,"fail_open":7,"delay_buckets":[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,2],"delay_sum_ms":7200005}` + "\n"
+	want := `{"route":"a","key":"q\"\\\u0001\ufffd` + "\u00e9" + `","admitted":0,"delayed":2,"rejected":3,"observed_delay":4,"observed_reject":5,"abandoned":6,"fail_open":7,"delay_buckets":[0,1,16,2],"delay_sum_ms":7200005}` + "\n"
 	got := AppendReportLine(nil, "a", "q\"\\\x01\xff\u00e9", &c)
 	require.Equal(t, want, string(got))
 
@@ -37,7 +37,9 @@ func TestParseReport(t *testing.T) {
 		"not json":        {line + "\nnope\n", "line 2: expected '{' at offset 0"},
 		"missing field":   {`{"route":"jobs","key":""}`, "line 1: missing admitted, delayed, rejected, observed_delay, observed_reject, abandoned, fail_open, delay_buckets, delay_sum_ms"},
 		"unknown field":   {strings.Replace(line, `"key"`, `"extra":1,"key"`, 1), `line 1: unknown field "extra"`},
-		"short buckets":   {strings.Replace(line, "[0,0,", "[", 1), "line 1: delay_buckets has 15 entries, want 17"},
+		"odd buckets":     {strings.Replace(line, `"delay_buckets":[]`, `"delay_buckets":[3]`, 1), "line 1: delay_buckets must be pairs of bucket index and count (got 1 numbers)"},
+		"bucket order":    {strings.Replace(line, `"delay_buckets":[]`, `"delay_buckets":[5,1,3,1]`, 1), `line 1: delay_buckets: bucket index "3" must be a whole number above the previous one and below 100`},
+		"bucket range":    {strings.Replace(line, `"delay_buckets":[]`, `"delay_buckets":[100,1]`, 1), `line 1: delay_buckets: bucket index "100" must be`},
 		"empty route":     {strings.Replace(line, `"jobs"`, `""`, 1), "line 1: route is empty"},
 		"negative number": {strings.Replace(line, `"rejected":0`, `"rejected":-1`, 1), `line 1: rejected must be a whole number >= 0 (got "-1")`},
 		"string count":    {strings.Replace(line, `"rejected":0`, `"rejected":"0"`, 1), `line 1: rejected must be a whole number >= 0`},
@@ -60,8 +62,8 @@ func randomCounts(r *rand.Rand) Counts {
 	for _, p := range c.scalars() {
 		*p = r.Uint64() >> r.UintN(64)
 	}
-	for i := range c.DelayBuckets {
-		c.DelayBuckets[i] = r.Uint64() >> r.UintN(64)
+	for range r.IntN(6) { // a few buckets, as a key's waits fill
+		c.DelayBuckets[r.IntN(len(c.DelayBuckets))] = r.Uint64() >> r.UintN(64)
 	}
 	c.DelaySumMs = r.Uint64()
 	return c
@@ -83,17 +85,29 @@ func TestReportRoundTrip(t *testing.T) {
 		require.NoError(t, err, "%s", body)
 		require.Equal(t, want, got)
 		for i, text := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
-			var ref struct {
-				Route string `json:"route"`
-				Key   string `json:"key"`
-				Counts
-			}
-			dec := json.NewDecoder(strings.NewReader(text))
-			dec.DisallowUnknownFields()
-			require.NoError(t, dec.Decode(&ref))
-			require.Equal(t, want[i], ReportLine{Route: ref.Route, Key: ref.Key, Counts: ref.Counts})
+			require.Equal(t, want[i], decodeLine(t, text))
 		}
 	}
+}
+
+// decodeLine reads one report line with encoding/json (delay_buckets as
+// index, count pairs).
+func decodeLine(t *testing.T, text string) ReportLine {
+	t.Helper()
+	var ref struct {
+		Route string `json:"route"`
+		Key   string `json:"key"`
+		Counts
+		Pairs []uint64 `json:"delay_buckets"`
+	}
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&ref))
+	l := ReportLine{Route: ref.Route, Key: ref.Key, Counts: ref.Counts}
+	for j := 0; j+1 < len(ref.Pairs); j += 2 {
+		l.DelayBuckets[ref.Pairs[j]] = ref.Pairs[j+1]
+	}
+	return l
 }
 
 // FuzzParseReport: never panics; what it accepts, encoding/json reads as the
