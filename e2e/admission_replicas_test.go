@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"net/url"
+	"os/exec"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +66,25 @@ func TestAdmissionReplicas(t *testing.T) {
 			}
 			return nil
 		})
+
+		// `shadowlab report` over both replicas: each one's row and the
+		// merged one, with the merged waits.
+		bin, err := harness.BuildShadowlab()
+		require.NoError(t, err)
+		out, err := exec.Command(bin, "report", "--server", "http://"+a.api+",http://"+b.api).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		t.Logf("shadowlab report --server A,B:\n%s", out)
+		var rows []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "global-delay") {
+				rows = append(rows, line)
+			}
+		}
+		require.Len(t, rows, 3, "a row per replica and the merged one")
+		replicas := rows[0] + rows[1] // sorted by name, not by the order given
+		assert.Contains(t, replicas, a.api)
+		assert.Contains(t, replicas, b.api)
+		assert.Contains(t, rows[2], " all ")
 	})
 
 	t.Run("saturated machine", func(t *testing.T) {

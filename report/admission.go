@@ -45,6 +45,10 @@ type AdmissionReport struct {
 	Scope string `json:"scope"`
 	Route string `json:"route"`
 	Key   string `json:"key"` // "" for a route-wide budget
+	// Replica names the serve replica the row is from, in a report merged
+	// from several (MergeAdmission); "" in one serve's report and for
+	// merged rows.
+	Replica string `json:"replica,omitempty"`
 	wire.Counts
 	// Released is how many held requests were let through, and
 	// DelayP50Ms/DelayP99Ms estimate the median and 99th percentile of
@@ -310,18 +314,71 @@ func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.GaugeValue, float64(folded))
 }
 
-// renderAdmission writes the admission table of `shadowlab report`.
+// MergeAdmission merges the admission rows of several serve replicas
+// (name → its report's Admission): one row per scope, route and key with
+// the counts summed (and the percentiles taken from the summed
+// histogram), preceded, for the global scope, by each replica's own row
+// (Replica set) when more than one replica has the key. A local budget is
+// per Envoy and each serve hears only its own Envoys' plugins, so the
+// local rows are sums too. Sorted by scope, route, key, then replica.
+func MergeAdmission(replicas map[string][]AdmissionReport) []AdmissionReport {
+	sums := map[admissionKey]wire.Counts{}
+	per := map[admissionKey][]AdmissionReport{}
+	for name, rows := range replicas {
+		for _, r := range rows {
+			k := admissionKey{r.Scope, r.Route, r.Key}
+			c := sums[k]
+			c.Add(r.Counts)
+			sums[k] = c
+			own := admissionReport(k, r.Counts) // its figures from its counts, as the merged row's
+			own.Replica = name
+			per[k] = append(per[k], own)
+		}
+	}
+	var out []AdmissionReport
+	for k, c := range sums {
+		if k.scope == wire.ScopeGlobal.String() && len(per[k]) > 1 {
+			out = append(out, per[k]...)
+		}
+		out = append(out, admissionReport(k, c))
+	}
+	last := func(a AdmissionReport) int { // within a key, the merged row comes after the replicas'
+		if a.Replica == "" {
+			return 1
+		}
+		return 0
+	}
+	slices.SortFunc(out, func(x, y AdmissionReport) int {
+		return cmp.Or(cmp.Compare(x.Scope, y.Scope), cmp.Compare(x.Route, y.Route), cmp.Compare(x.Key, y.Key),
+			cmp.Compare(last(x), last(y)), cmp.Compare(x.Replica, y.Replica))
+	})
+	return out
+}
+
+// renderAdmission writes the admission table of `shadowlab report`; with
+// rows from several replicas (MergeAdmission) it has a replica column,
+// "all" on the merged rows.
 func renderAdmission(w io.Writer, rows []AdmissionReport) {
+	merged := slices.ContainsFunc(rows, func(a AdmissionReport) bool { return a.Replica != "" })
 	fmt.Fprintln(w, "admission (per scope, route and key)")
-	fmt.Fprintf(w, "  %-7s %-16s %-16s %9s %9s %9s %9s %9s %9s %10s %10s\n",
-		"scope", "route", "key", "admitted", "delayed", "rejected", "observed", "abandoned", "fail-open", "delay p50", "delay p99")
+	replica := func(name string) string {
+		if !merged {
+			return ""
+		}
+		if name == "" {
+			name = "all"
+		}
+		return fmt.Sprintf(" %-21s", shorten(name, 21))
+	}
+	fmt.Fprintf(w, "  %-7s %-16s %-16s%s %9s %9s %9s %9s %9s %9s %10s %10s\n",
+		"scope", "route", "key", replica("replica"), "admitted", "delayed", "rejected", "observed", "abandoned", "fail-open", "delay p50", "delay p99")
 	for _, a := range rows {
 		key := a.Key
 		if key == "" {
 			key = "-"
 		}
-		fmt.Fprintf(w, "  %-7s %-16s %-16s %9s %9s %9s %9s %9s %9s %10s %10s\n",
-			a.Scope, shorten(a.Route, 16), shorten(key, 16),
+		fmt.Fprintf(w, "  %-7s %-16s %-16s%s %9s %9s %9s %9s %9s %9s %10s %10s\n",
+			a.Scope, shorten(a.Route, 16), shorten(key, 16), replica(a.Replica),
 			thousandsU(a.Admitted), thousandsU(a.Delayed), thousandsU(a.Rejected),
 			thousandsU(wire.SatAdd(a.ObservedDelay, a.ObservedReject)), thousandsU(a.Abandoned), thousandsU(a.FailOpen),
 			delayText(a.Released, a.DelayP50Ms), delayText(a.Released, a.DelayP99Ms))

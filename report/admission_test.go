@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -232,5 +233,40 @@ func TestLocalAdmissionBounded(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "18 446 744 073 709 551 615") {
 		t.Errorf("render of a saturated count:\n%s", out.String())
+	}
+}
+
+// Two replicas sharing a global budget, each with its own Envoys' local
+// counts: per-replica and merged rows for the global scope, merged rows
+// for the local scope, percentiles from the merged histogram.
+func TestMergeAdmission(t *testing.T) {
+	row := func(scope, route string, c wire.Counts) AdmissionReport {
+		return admissionReport(admissionKey{scope, route, ""}, c)
+	}
+	a := []AdmissionReport{row("global", "jobs", delayed(3, 2*time.Second)), row("local", "jobs", wire.Counts{Admitted: 5})}
+	b := []AdmissionReport{row("global", "jobs", delayed(1, 8*time.Second)), row("local", "jobs", wire.Counts{Admitted: 2})}
+	got := MergeAdmission(map[string][]AdmissionReport{"10.0.0.1:18080": a, "10.0.0.2:18080": b})
+	var names []string
+	for _, r := range got {
+		names = append(names, r.Scope+"/"+r.Replica)
+	}
+	want := []string{"global/10.0.0.1:18080", "global/10.0.0.2:18080", "global/", "local/"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("rows %v, want %v", names, want)
+	}
+	if m := got[2]; m.Delayed != 4 || m.Released != 4 || m.DelayMaxMs != 8000 || m.DelayP50Ms < 1800 || m.DelayP50Ms > 2000 {
+		t.Errorf("merged global row: %+v", m)
+	}
+	if m := got[3]; m.Admitted != 7 {
+		t.Errorf("merged local row: %+v", m)
+	}
+	var out bytes.Buffer
+	if err := Render(&out, Report{Admission: got}, RenderOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"replica", "10.0.0.1:18080", " all "} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("render lacks %q:\n%s", s, out.String())
+		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -342,9 +343,17 @@ func credentialFlags(fs *flag.FlagSet, c *serve.Credentials) *string {
 
 func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("report", stderr)
-	server := fs.String("server", "http://127.0.0.1:18080", "base URL of shadowlab serve's API (--api-address)")
+	var servers []string
+	fs.Func("server", "base URL of shadowlab serve's API (--api-address); repeat it, or separate with commas, for several replicas: their admission rows side by side with the merged ones (default http://127.0.0.1:18080)", func(v string) error {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				servers = append(servers, strings.TrimRight(s, "/"))
+			}
+		}
+		return nil
+	})
 	route := fs.String("route", "", "show only this route")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asJSON := fs.Bool("json", false, `print the report as JSON; with several servers: {"replicas":[{"server":URL,"report":{...}}],"admission":[the merged rows]}`)
 	maxPaths := fs.Int("paths", 20, "differing paths shown per route")
 	tokenFile := fs.String("token-file", "", "file holding the API's read token (serve --api-read-token-file)")
 	caFile := fs.String("ca-file", "", "CA of serve's certificate, for an https:// --server")
@@ -357,14 +366,20 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitUsage
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: shadowlab report [--server URL] [--route NAME] [--json]")
+		fmt.Fprintln(stderr, "usage: shadowlab report [--server URL]... [--route NAME] [--json]")
 		return exitUsage
+	}
+	if len(servers) == 0 {
+		servers = []string{"http://127.0.0.1:18080"}
+	}
+	if len(servers) > 1 {
+		return reportReplicas(ctx, client, token, servers, *route, *asJSON, *maxPaths, stdout, stderr)
 	}
 	// The text report of one route filters the whole report: a route's
 	// admission rows are not part of /api/v1/routes/{route}.
-	url := strings.TrimRight(*server, "/") + "/api/v1/report"
+	url := servers[0] + "/api/v1/report"
 	if *route != "" && *asJSON {
-		url = strings.TrimRight(*server, "/") + "/api/v1/routes/" + neturl.PathEscape(*route)
+		url = servers[0] + "/api/v1/routes/" + neturl.PathEscape(*route)
 	}
 	body, err := httpGet(ctx, client, url, token)
 	if err != nil {
@@ -381,6 +396,86 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitFailed
 	}
 	if err := report.Render(stdout, rep, report.RenderOptions{Route: *route, MaxPaths: *maxPaths}); err != nil {
+		fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// reportReplicas is `report` against several serve replicas: each one's
+// comparison report (the pairs its own Envoys mirrored), then one
+// admission table with each replica's global rows and the rows merged
+// across replicas. Every server must answer: a report that silently
+// missed a replica would understate what reached the service.
+func reportReplicas(ctx context.Context, client *http.Client, token string, servers []string, route string, asJSON bool, maxPaths int,
+	stdout, stderr io.Writer) int {
+	type replica struct {
+		Server string        `json:"server"`
+		Report report.Report `json:"report"`
+	}
+	var all []replica
+	admission := map[string][]report.AdmissionReport{}
+	for _, s := range servers {
+		url := s + "/api/v1/report"
+		body, err := httpGet(ctx, client, url, token)
+		if err != nil {
+			fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
+			return exitFailed
+		}
+		var rep report.Report
+		if err := json.Unmarshal(body, &rep); err != nil {
+			fmt.Fprintf(stderr, "shadowlab report: reading %s: %v\n", url, err)
+			return exitFailed
+		}
+		name := s
+		if u, err := neturl.Parse(s); err == nil && u.Host != "" {
+			name = u.Host
+		}
+		if _, dup := admission[name]; dup {
+			fmt.Fprintf(stderr, "shadowlab report: --server %s given twice\n", name)
+			return exitUsage
+		}
+		admission[name] = rep.Admission
+		all = append(all, replica{Server: s, Report: rep})
+	}
+	merged := report.MergeAdmission(admission)
+	if route != "" {
+		merged = slices.DeleteFunc(merged, func(a report.AdmissionReport) bool { return a.Route != route })
+	}
+	if asJSON {
+		out, err := json.MarshalIndent(struct {
+			Replicas  []replica                `json:"replicas"`
+			Admission []report.AdmissionReport `json:"admission"`
+		}{all, merged}, "", "  ")
+		if err != nil {
+			fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
+			return exitFailed
+		}
+		_, _ = stdout.Write(append(out, '\n'))
+		return exitOK
+	}
+	found := len(merged) > 0
+	for _, r := range all {
+		rep := report.Report{GeneratedAt: r.Report.GeneratedAt, Routes: r.Report.Routes}
+		if route != "" {
+			rep.Routes = slices.DeleteFunc(rep.Routes, func(rr report.RouteReport) bool { return rr.Route != route })
+		}
+		if len(rep.Routes) == 0 {
+			continue
+		}
+		found = true
+		fmt.Fprintf(stdout, "== %s ==\n", r.Server)
+		if err := report.Render(stdout, rep, report.RenderOptions{MaxPaths: maxPaths}); err != nil {
+			fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
+			return exitFailed
+		}
+		fmt.Fprintln(stdout)
+	}
+	if route != "" && !found {
+		fmt.Fprintf(stderr, "shadowlab report: route %q is in no replica's report\n", route)
+		return exitFailed
+	}
+	if err := report.Render(stdout, report.Report{Admission: merged}, report.RenderOptions{}); err != nil {
 		fmt.Fprintf(stderr, "shadowlab report: %v\n", err)
 		return exitFailed
 	}

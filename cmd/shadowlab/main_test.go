@@ -4,17 +4,21 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shadowlab/shadowlab/internal/testpki"
+	"github.com/shadowlab/shadowlab/report"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 func TestRun(t *testing.T) {
@@ -159,4 +163,53 @@ func TestReportToken(t *testing.T) {
 
 	code = run(context.Background(), []string{"report", "--server", srv.URL, "--json"}, &stdout, &stderr)
 	assert.Equal(t, exitFailed, code, "serve's CA not trusted")
+}
+
+// report with several servers: each replica's global row, the merged one,
+// and a failing server fails the command, named.
+func TestReportReplicas(t *testing.T) {
+	replica := func(delayed uint64) *httptest.Server {
+		c := wire.Counts{Delayed: delayed}
+		for range delayed {
+			c.Released(5500 * time.Millisecond)
+		}
+		body, err := json.Marshal(report.Report{Routes: []report.RouteReport{}, Admission: []report.AdmissionReport{
+			{Scope: "global", Route: "jobs", Counts: c},
+		}})
+		require.NoError(t, err)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			require.Equal(t, "/api/v1/report", r.URL.Path)
+			_, _ = w.Write(body)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	a, b := replica(3), replica(1)
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"report", "--server", a.URL + "," + b.URL}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	out := stdout.String()
+	for _, want := range []string{"replica", strings.TrimPrefix(a.URL, "http://"), strings.TrimPrefix(b.URL, "http://"), " all ", "5.50s"} {
+		assert.Contains(t, out, want)
+	}
+
+	stdout.Reset()
+	code = run(context.Background(), []string{"report", "--server", a.URL, "--server", b.URL, "--json"}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	var got struct {
+		Replicas []struct {
+			Server string `json:"server"`
+		} `json:"replicas"`
+		Admission []report.AdmissionReport `json:"admission"`
+	}
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &got))
+	require.Len(t, got.Replicas, 2)
+	require.Len(t, got.Admission, 3)
+	assert.Equal(t, uint64(4), got.Admission[2].Delayed, "the merged row last")
+	assert.Empty(t, got.Admission[2].Replica)
+
+	stderr.Reset()
+	code = run(context.Background(), []string{"report", "--server", a.URL + ",http://127.0.0.1:1"}, &stdout, &stderr)
+	assert.Equal(t, exitFailed, code)
+	assert.Contains(t, stderr.String(), "127.0.0.1:1")
 }
