@@ -98,4 +98,3 @@ func TestDelayQuantile(t *testing.T) {
 		t.Errorf("past the last bound: %s, want -1", got)
 	}
 }
-
