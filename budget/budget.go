@@ -27,11 +27,12 @@
 //
 // Redis down, slow or refusing: Decide and Release return ErrUnavailable
 // within Config.Timeout, and the caller lets the request through (fail
-// open). After failuresToPause failures in a row the Store stops asking
-// Redis for a pause (retryEvery, 200 ms) so that requests do not each wait
-// for the timeout; then one request probes it, so the budget resumes
-// within the pause of Redis's return. One slow answer alone (a loaded
-// machine at the start of a burst) fails only its own request open. When Redis answers again the budget resumes
+// open). After failuresToPause (3) failures in a row the Store takes Redis
+// as down: decisions stop asking it, so no request waits for the timeout,
+// and a background probe PINGs it every retryEvery (200 ms) — never a
+// user's request — until it answers. One slow answer alone (a loaded
+// machine at the start of a burst) fails only its own request open. When
+// Redis answers again the budget resumes
 // from what Redis holds (if it restarted empty, from fresh keys): requests
 // passed during the outage were never counted, and nothing held is
 // released at once.
@@ -62,7 +63,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultTimeout = 100 * time.Millisecond
+	DefaultTimeout = 250 * time.Millisecond
 	DefaultPrefix  = "shadowlab:admission:"
 	// maxAttempts bounds the compare-and-swaps of one decision (Timeout
 	// bounds their time): each lost one means another replica decided
@@ -77,9 +78,8 @@ const (
 	// not race each other through Redis) without serialising all keys.
 	stripes = 64
 
-	// retryEvery is the pause after failuresToPause failures in a row: at
-	// most one request per pause waits for Redis (up to Timeout) while it
-	// is down.
+	// retryEvery spaces the background probes while Redis is taken as
+	// down (after failuresToPause failures in a row).
 	retryEvery      = 200 * time.Millisecond
 	failuresToPause = 3
 	warnEvery       = 10 * time.Second
@@ -113,12 +113,13 @@ type Store struct {
 	log     *zap.Logger
 	addr    string // host:port, for logs (never the password)
 
-	// While Redis fails: no request asks it before downUntil (ns since
-	// the epoch).
-	downUntil atomic.Int64
-	downSince atomic.Int64 // 0 while Redis answers
+	// While Redis is taken as down no decision asks it; the probe
+	// goroutine clears down when it answers.
+	down      atomic.Bool
+	downSince atomic.Int64 // ns since the epoch; 0 while Redis answers
+	closed    chan struct{}
+	closeOnce sync.Once
 	failures  atomic.Int64 // in a row
-	lastWarn  atomic.Int64
 
 	stats struct {
 		decisions, roundTrips, conflicts, failures, skipped atomic.Uint64
@@ -154,7 +155,8 @@ func Open(cfg Config, log *zap.Logger) (*Store, error) {
 	opt.MinIdleConns = 4  // dialled ahead: a burst's first decisions do not each dial
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	opt.DisableIdentity = true // no CLIENT SETINFO: one round trip less per connection
-	s := &Store{client: redis.NewClient(opt), timeout: timeout, prefix: cmp.Or(cfg.Prefix, DefaultPrefix), log: log, addr: opt.Addr}
+	s := &Store{client: redis.NewClient(opt), timeout: timeout, prefix: cmp.Or(cfg.Prefix, DefaultPrefix), log: log, addr: opt.Addr,
+		closed: make(chan struct{})}
 	return s, nil
 }
 
@@ -191,7 +193,10 @@ func options(cfg Config) (*redis.Options, error) {
 }
 
 // Close closes the connections.
-func (s *Store) Close() error { return s.client.Close() }
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return s.client.Close()
+}
 
 // Warm checks that Redis answers and loads the script, so the first
 // decisions spend one round trip each rather than a dial, a NOSCRIPT and
@@ -353,49 +358,57 @@ func (b *Budget) forget(k string) {
 	delete(b.cache, k)
 }
 
-// mayAsk says whether a decision may ask Redis now: always while it
-// answers; after a failure, one request once the backoff has passed.
-func (s *Store) mayAsk() bool {
-	until := s.downUntil.Load()
-	if until == 0 {
-		return true
-	}
-	now := time.Now().UnixNano()
-	// The first request past the pause probes; the others wait for it
-	// (the pause is pushed on by the probe's own timeout).
-	return now >= until && s.downUntil.CompareAndSwap(until, now+int64(s.timeout))
-}
+// mayAsk says whether a decision may ask Redis now: unless it is taken as
+// down.
+func (s *Store) mayAsk() bool { return !s.down.Load() }
 
-// failed records a failed decision; after failuresToPause in a row no
-// request asks Redis for retryEvery.
+// failed records a failed decision; after failuresToPause in a row Redis
+// is taken as down and probed in the background.
 func (s *Store) failed(err error) {
 	s.stats.failures.Add(1)
-	if s.failures.Add(1) < failuresToPause {
+	if s.failures.Add(1) < failuresToPause || !s.down.CompareAndSwap(false, true) {
 		return
 	}
-	now := time.Now().UnixNano()
-	s.downUntil.Store(now + int64(retryEvery))
-	first := s.downSince.CompareAndSwap(0, now)
-	last := s.lastWarn.Load()
-	if first || now-last >= int64(warnEvery) && s.lastWarn.CompareAndSwap(last, now) {
-		s.lastWarn.Store(now)
-		s.log.Warn("shared admission budget unreachable: global admission passes requests unchecked",
-			zap.String("redis", s.addr), zap.Duration("retry_every", retryEvery), zap.Error(err))
+	s.downSince.Store(time.Now().UnixNano())
+	s.log.Warn("shared admission budget unreachable: global admission passes requests unchecked until it answers",
+		zap.String("redis", s.addr), zap.Duration("probe_every", retryEvery), zap.Error(err))
+	go s.probe()
+}
+
+// probe PINGs Redis every retryEvery until it answers (or the Store
+// closes), then lets decisions ask it again. It logs at most every
+// warnEvery while Redis stays down.
+func (s *Store) probe() {
+	t := time.NewTicker(retryEvery)
+	defer t.Stop()
+	lastWarn := time.Now()
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		err := casScript.Load(ctx, s.client).Err() // a PING that also reloads the script into a restarted Redis
+		cancel()
+		if err == nil {
+			s.failures.Store(0)
+			s.down.Store(false)
+			s.log.Info("shared admission budget reachable again", zap.String("redis", s.addr),
+				zap.Duration("down_for", time.Since(time.Unix(0, s.downSince.Swap(0))).Round(time.Millisecond)))
+			return
+		}
+		if time.Since(lastWarn) >= warnEvery {
+			lastWarn = time.Now()
+			s.log.Warn("shared admission budget still unreachable", zap.String("redis", s.addr), zap.Error(err))
+		}
 	}
 }
 
-// answered records an answer from Redis: the pause is over.
+// answered records an answer from Redis.
 func (s *Store) answered() {
 	if s.failures.Load() != 0 {
 		s.failures.Store(0)
-	}
-	if s.downUntil.Load() == 0 {
-		return
-	}
-	s.downUntil.Store(0)
-	if since := s.downSince.Swap(0); since != 0 {
-		s.log.Info("shared admission budget reachable again",
-			zap.String("redis", s.addr), zap.Duration("down_for", time.Since(time.Unix(0, since)).Round(time.Millisecond)))
 	}
 }
 
