@@ -285,7 +285,7 @@ func TestRules(t *testing.T) {
 		},
 		"max delay below spacing, global": {
 			edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "100ms"}, {"routes.0.admission.scope", "global"}}, path: "routes[0].admission.maxDelay",
-			msg: "(110ms)",
+			msg: "(115ms)",
 		},
 		"max delay at spacing":   {edits: []edit{{"routes.0.admission.rate", "10/s"}, {"routes.0.admission.maxDelay", "110ms"}}},
 		"observe below spacing":  {edits: []edit{{"routes.0.admission.rate", "1/h"}, {"routes.0.admission.maxDelay", "1m"}, {"routes.0.admission.mode", "observe"}}, path: "routes[0].admission.maxDelay", msg: "no request could ever be held"},
