@@ -203,6 +203,9 @@ func (in *Instance) build(published chan<- error) error {
 		srv := in.gatewayServer()
 		in.servers = append(in.servers, in.afterPolicy(func(ctx context.Context) error { return serveHTTP(ctx, srv, gwLis) }))
 	}
+	if cfg.AdmissionRedis.URL != "" && admLis == nil {
+		return errors.New("admission redis: set, but global admission is off (--admission-address is empty)")
+	}
 	if admLis != nil {
 		acfg := cfg.Admitter
 		if cfg.AdmissionRedis.URL != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/shadowlab/shadowlab/budget"
 	"github.com/shadowlab/shadowlab/wire"
 )
 
@@ -54,6 +55,10 @@ routes: [{name: r, match: {pathPrefix: /}, primary: a}]
 		"busy api port":  {Config{PolicyPath: good, XDSAddress: "127.0.0.1:0", APIAddress: busy.Addr().String()}, "api address"},
 		"broken policy":  {Config{PolicyPath: broken, XDSAddress: "127.0.0.1:0"}, "version"},
 		"missing policy": {Config{PolicyPath: filepath.Join(t.TempDir(), "nope.yaml"), XDSAddress: "127.0.0.1:0"}, "nope.yaml"},
+		"redis without global admission": {Config{PolicyPath: good, XDSAddress: "127.0.0.1:0", AdmissionRedis: budget.Config{URL: "redis://127.0.0.1:1/0"}},
+			"global admission is off"},
+		"redis password in the url": {Config{PolicyPath: good, XDSAddress: "127.0.0.1:0", AdmissionAddress: "127.0.0.1:0",
+			AdmissionRedis: budget.Config{URL: "redis://u:secret@127.0.0.1:1/0"}}, "holds a password"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
