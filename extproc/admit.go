@@ -114,7 +114,8 @@ type Admitter struct {
 	rnd  func() admission.Source
 	log  *zap.Logger
 
-	gates policy.PerRoute[*gate] // the routes of the policy in use with global admission
+	gates  policy.PerRoute[*gate] // the routes of the policy in use with global admission
+	policy atomic.Pointer[policy.Policy]
 
 	held atomic.Int64
 
@@ -212,6 +213,9 @@ func (a *Admitter) Process(stream processStream) error {
 			_ = stream.Send(resp)
 		}
 		return nil
+	}
+	if route == "" {
+		route = a.routeOf(hs.GetHeaders().GetHeaders())
 	}
 	g, reason := a.gate(route)
 	var requestID, key string
@@ -353,6 +357,39 @@ func (a *Admitter) hold(stream processStream, g *gate, key string, delay time.Du
 
 // gate returns the admission of route under the policy in use, or nil and
 // why the route is not admitted here.
+// routeOf finds the policy route of a request that came without the route
+// metadata (from a mesh whose control plane cannot set it per route): the
+// first route of the policy that matches its method, :path and headers.
+// "" when none does.
+func (a *Admitter) routeOf(headers []*corev3.HeaderValue) string {
+	p := a.policy.Load()
+	if p == nil {
+		return ""
+	}
+	var method, target string
+	for _, hv := range headers {
+		switch hv.GetKey() {
+		case ":method":
+			method = headerValue(hv)
+		case ":path":
+			target = headerValue(hv)
+		}
+	}
+	r := p.RouteFor(policy.Request{Method: method, Target: target, Header: func(name string) []string {
+		var vs []string
+		for _, hv := range headers {
+			if hv.GetKey() == name {
+				vs = append(vs, headerValue(hv))
+			}
+		}
+		return vs
+	}})
+	if r == nil {
+		return ""
+	}
+	return r.Name
+}
+
 func (a *Admitter) gate(route string) (*gate, string) {
 	if route == "" {
 		return nil, "no " + wire.MetadataRoute + " metadata"
@@ -367,6 +404,7 @@ func (a *Admitter) gate(route string) (*gate, string) {
 // keeps the gate, and the budget spent so far, of every route whose budget
 // and key did not change.
 func (a *Admitter) Use(p *policy.Policy) {
+	a.policy.Store(p)
 	a.gates.Use(p, func(r *policy.Route, old *gate, had bool) (*gate, bool) {
 		if r.Admission == nil || r.Admission.Scope != wire.ScopeGlobal {
 			return nil, false

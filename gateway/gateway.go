@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -46,6 +47,15 @@ type Config struct {
 	// Authorization, varyOn) in fingerprints. Default: 32 random bytes,
 	// new at every start; it is never stored, logged or exported.
 	FingerprintKey []byte
+	// Unmarked takes mirrors that carry no marks, as the mirrors of Istio
+	// and the Gateway API do (they cannot add headers to the mirror
+	// alone): the route of a request is the policy's first route that
+	// matches it (policy.RouteFor), any mark on it is the client's and is
+	// replaced, the gateway marks what it forwards (x-shadowlab-shadow,
+	// the route, the dry-run mark on unsafe methods of routes that mirror
+	// them), and the "-shadow" suffix Envoy's mirror appends to the Host
+	// is taken off. For `serve` without xDS.
+	Unmarked bool
 }
 
 // Sink takes finished halves without blocking: *pair.Pairer.
@@ -61,8 +71,9 @@ type Gateway struct {
 	log  *zap.Logger
 
 	routes   policy.PerRoute[*route] // the mirrored and captured routes of the policy in use
-	buffered atomic.Int64            // request body bytes held
-	wg       sync.WaitGroup          // forwards in flight
+	policy   atomic.Pointer[policy.Policy]
+	buffered atomic.Int64   // request body bytes held
+	wg       sync.WaitGroup // forwards in flight
 
 	requests *prometheus.CounterVec
 	inflight prometheus.GaugeFunc
@@ -125,6 +136,7 @@ func New(cfg Config, sink Sink, now pair.Clock, reg prometheus.Registerer, log *
 // Use makes p the policy whose mirrored routes are forwarded. A route keeps
 // its slots, and a service its connections, while unchanged.
 func (g *Gateway) Use(p *policy.Policy) {
+	g.policy.Store(p)
 	old := g.routes.All()
 	var ups []*upstream
 	for _, rt := range old {
@@ -172,6 +184,9 @@ func (g *Gateway) Wait() { g.wg.Wait() }
 // request that carries a route and an ID, a half says so to the pairer.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	name := req.Header.Get(wire.HeaderRoute)
+	if g.cfg.Unmarked {
+		name = g.unmarked(req)
+	}
 	rt := g.route(name)
 	if rt == nil || req.Header.Get(wire.HeaderShadow) != wire.MarkOn {
 		g.count(name, outcomeUnknown)
@@ -233,6 +248,35 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}()
 		g.offer(g.forward(rt, out, h))
 	})
+}
+
+// unmarked readies a mirror that came without marks (Config.Unmarked):
+// it finds the request's policy route and marks the request as Envoy's
+// mirror policy would have. It returns the route's name, "" when no route
+// matches.
+func (g *Gateway) unmarked(req *http.Request) string {
+	for _, h := range append([]string{wire.HeaderSample}, wire.Marks...) {
+		req.Header.Del(h)
+	}
+	if host, ok := strings.CutSuffix(req.Host, "-shadow"); ok {
+		req.Host = host
+	} else if h, port, err := net.SplitHostPort(req.Host); err == nil && strings.HasSuffix(h, "-shadow") {
+		req.Host = net.JoinHostPort(strings.TrimSuffix(h, "-shadow"), port)
+	}
+	p := g.policy.Load()
+	if p == nil {
+		return ""
+	}
+	r := p.RouteFor(policy.Request{Method: req.Method, Target: req.RequestURI, Header: func(name string) []string { return req.Header.Values(name) }})
+	if r == nil || r.Shadow == nil {
+		return ""
+	}
+	req.Header.Set(wire.HeaderShadow, wire.MarkOn)
+	req.Header.Set(wire.HeaderRoute, r.Name)
+	if r.Shadow.UnsafeMethods && !slices.Contains(policy.SafeMethods, req.Method) {
+		req.Header.Set(wire.HeaderDryRun, wire.MarkOn)
+	}
+	return r.Name
 }
 
 func (g *Gateway) route(name string) *route {

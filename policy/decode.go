@@ -128,6 +128,9 @@ func Parse(data []byte, source string) (*Policy, error) {
 	if err := p.setHashes(); err != nil {
 		return nil, err
 	}
+	for _, r := range p.Routes {
+		r.match = compileMatch(r.Match)
+	}
 	return p, nil
 }
 

@@ -68,7 +68,7 @@ func TestLoadValid(t *testing.T) {
 	require.NotNil(t, p.Routes[0].Shadow.Compare.Rules)
 	opts := []cmp.Option{
 		cmpopts.IgnoreFields(Policy{}, "Hash"), cmpopts.IgnoreFields(Route{}, "Hash"), cmpopts.IgnoreFields(Compare{}, "Hash", "Rules"),
-		cmpopts.IgnoreUnexported(Policy{}),
+		cmpopts.IgnoreUnexported(Policy{}, Route{}),
 	}
 	if diff := cmp.Diff(want, p, opts...); diff != "" {
 		t.Fatalf("policy (-want +got):\n%s", diff)

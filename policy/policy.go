@@ -111,6 +111,8 @@ type Route struct {
 	// Hash is the hex SHA-256 of the route as compiled, its services
 	// included: a route whose hash is unchanged translates the same.
 	Hash string `json:"-"`
+
+	match *compiledMatch // Match with its regexes compiled (match.go)
 }
 
 // Match selects requests. Exactly one of PathPrefix, Path, PathRegex is set.

@@ -38,7 +38,11 @@ import (
 // Config is what `shadowlab serve` is told.
 type Config struct {
 	PolicyPath string
-	XDSAddress string // listen address of the xDS (ADS) server
+	// XDSAddress is the listen address of the xDS (ADS) server; "" runs
+	// serve for a mesh whose control plane programs Envoy (`shadowlab
+	// render`): capture, gateway, admission and reports only. The policy
+	// is still translated on every load, as a check.
+	XDSAddress string
 	// GatewayAddress is the listen address of the shadow gateway, where
 	// Envoy mirrors to; "" turns capture off (Envoy mirrors straight to the
 	// shadow services and nothing is compared).
@@ -192,11 +196,15 @@ func (in *Instance) build(published chan<- error) error {
 			pub.fail(err) // the first load failed: Start reports it
 			return err
 		},
-		func(ctx context.Context) error { return in.XDS.Serve(ctx, xdsLis) },
 	)
+	if xdsLis != nil {
+		in.servers = append(in.servers, func(ctx context.Context) error { return in.XDS.Serve(ctx, xdsLis) })
+	}
 	if gwLis != nil {
 		in.servers = append(in.servers, func(ctx context.Context) error { in.Pairer.Run(ctx); return nil })
-		if in.Gateway, err = gateway.New(cfg.Gateway, in.Pairer, time.Now, reg, log.Named("gateway")); err != nil {
+		gcfg := cfg.Gateway
+		gcfg.Unmarked = xdsLis == nil // a mesh's control plane programs Envoy: its mirrors carry no marks
+		if in.Gateway, err = gateway.New(gcfg, in.Pairer, time.Now, reg, log.Named("gateway")); err != nil {
 			return err
 		}
 		pub.use = append(pub.use, in.Gateway.Use)

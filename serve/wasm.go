@@ -78,3 +78,13 @@ func apiHandler(api http.Handler, wasm *wasmModule, capture http.Handler) http.H
 	})
 	return mux
 }
+
+// WasmSHA256 is the hex SHA-256 of the plugin serve would offer with
+// --wasm path ("" looks where serve looks); "" when there is none.
+func WasmSHA256(path string) (string, error) {
+	w, err := loadWasm(path)
+	if err != nil || w == nil {
+		return "", err
+	}
+	return w.sha256, nil
+}

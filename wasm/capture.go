@@ -136,12 +136,29 @@ type captureStream struct {
 	rec      wire.CaptureRecord
 	sawResp  bool
 	complete bool
+	skip     bool // not this instance's route, or not in its sample: nothing recorded
 }
 
 func (s *captureStream) OnHttpRequestHeaders(int, bool) types.Action {
 	defer recoverIn("capture request headers")
+	cfg := &s.c.cfg
+	if !wire.InRoutes(cfg.EnvoyRoutes, envoyRoute()) {
+		s.skip = true
+		return types.ActionContinue
+	}
 	s.start = s.c.vm.now()
 	s.rec.RequestID, _ = proxywasm.GetHttpRequestHeader(wire.HeaderRequestID)
+	if cfg.SampleHeader != "" {
+		// Changing a request header makes Envoy pick the route again: the
+		// sampled requests take the route that mirrors, the others (and
+		// any client that sent the header itself) the one that does not.
+		if s.rec.RequestID == "" || !wire.Sampled(s.rec.RequestID, cfg.SamplePerMillion) {
+			s.skip = true
+			_ = proxywasm.RemoveHttpRequestHeader(cfg.SampleHeader)
+			return types.ActionContinue
+		}
+		_ = proxywasm.ReplaceHttpRequestHeader(cfg.SampleHeader, wire.MarkOn)
+	}
 	s.rec.Method, _ = proxywasm.GetHttpRequestHeader(":method")
 	s.rec.Target, _ = proxywasm.GetHttpRequestHeader(":path")
 	return types.ActionContinue
@@ -149,6 +166,9 @@ func (s *captureStream) OnHttpRequestHeaders(int, bool) types.Action {
 
 func (s *captureStream) OnHttpResponseHeaders(_ int, endOfStream bool) types.Action {
 	defer recoverIn("capture response headers")
+	if s.skip {
+		return types.ActionContinue
+	}
 	s.sawResp, s.complete = true, endOfStream
 	if endOfStream {
 		s.end = s.c.vm.now()
@@ -168,6 +188,9 @@ func (s *captureStream) OnHttpResponseHeaders(_ int, endOfStream bool) types.Act
 // paused or buffered by the plugin).
 func (s *captureStream) OnHttpResponseBody(size int, endOfStream bool) types.Action {
 	defer recoverIn("capture response body")
+	if s.skip {
+		return types.ActionContinue
+	}
 	s.complete = endOfStream
 	if endOfStream {
 		s.end = s.c.vm.now()
@@ -194,7 +217,7 @@ func (s *captureStream) OnHttpResponseBody(size int, endOfStream bool) types.Act
 func (s *captureStream) OnHttpStreamDone() {
 	defer recoverIn("capture stream done")
 	c := s.c
-	if s.rec.RequestID == "" {
+	if s.skip || s.rec.RequestID == "" {
 		return
 	}
 	if !s.sawResp || !s.complete {
@@ -216,6 +239,16 @@ func (s *captureStream) OnHttpStreamDone() {
 	c.buf = wire.AppendCaptureRecord(c.buf, &s.rec)
 	c.records++
 	inc(c.m.records, 1)
+}
+
+// envoyRoute is the name of the Envoy route the request took ("" when
+// Envoy does not say).
+func envoyRoute() string {
+	b, err := proxywasm.GetProperty([]string{"xds", "route_name"})
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 // recoverIn keeps a panic in a callback from trapping the VM.

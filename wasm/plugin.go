@@ -387,6 +387,9 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 			action = types.ActionContinue // fail open
 		}
 	}()
+	if !wire.InRoutes(p.cfg.EnvoyRoutes, envoyRoute()) {
+		return types.ActionContinue
+	}
 	now := p.now()
 	h.stampRequestID()
 	budget, route, value := p.budgetKey()

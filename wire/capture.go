@@ -215,6 +215,20 @@ type CaptureConfig struct {
 	MaxPendingBytes uint32
 	// MaxInflight bounds the batch calls in flight per worker. Default 4.
 	MaxInflight uint32
+	// EnvoyRoutes is as PluginConfig.EnvoyRoutes.
+	EnvoyRoutes string
+	// SampleHeader, when set, makes the instance sample: it keeps
+	// SamplePerMillion of the requests it sees (by a hash of their
+	// x-request-id), sets this request header to MarkOn on them and
+	// removes it from the others, before the router picks the route. A
+	// route that matches the header and mirrors every request then mirrors
+	// exactly the captured ones. For control planes whose mirror samples
+	// at random (Istio, the Gateway API): the capture could not know
+	// which requests were mirrored.
+	SampleHeader string
+	// SamplePerMillion is the share sampled with SampleHeader, in
+	// millionths (0–1 000 000).
+	SamplePerMillion uint32
 }
 
 // Defaults of CaptureConfig.
@@ -235,6 +249,9 @@ func (c *CaptureConfig) fields() []pluginField {
 		{name: "tick_ms", u32: &c.TickMs, optional: true},
 		{name: "max_pending_bytes", u32: &c.MaxPendingBytes, optional: true},
 		{name: "max_inflight", u32: &c.MaxInflight, optional: true},
+		{name: "envoy_routes", str: &c.EnvoyRoutes, optional: true},
+		{name: "sample_header", str: &c.SampleHeader, optional: true},
+		{name: "sample_per_million", u32: &c.SamplePerMillion, optional: true},
 	}
 }
 
@@ -275,8 +292,45 @@ func ParseCaptureConfig(data []byte) (CaptureConfig, error) {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultCaptureInflight
 	}
+	if c.SamplePerMillion > 1_000_000 {
+		errs = append(errs, errors.New("configuration.sample_per_million: at most 1000000 (got "+strconv.FormatUint(uint64(c.SamplePerMillion), 10)+")"))
+	}
+	if c.SampleHeader != "" && (c.SampleHeader != strings.ToLower(c.SampleHeader) || strings.ContainsAny(c.SampleHeader, " :,")) {
+		errs = append(errs, errors.New("configuration.sample_header: a lower-case header name (got "+strconv.Quote(c.SampleHeader)+")"))
+	}
 	return c, errors.Join(errs...)
 }
+
+// Sampled reports whether a request with this x-request-id is in a sample
+// of perMillion millionths: FNV-1a of the ID, modulo a million. Stable: a
+// request ID is in or out whatever instance asks.
+func Sampled(requestID string, perMillion uint32) bool {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(requestID); i++ {
+		h ^= uint64(requestID[i])
+		h *= 1099511628211
+	}
+	return uint32(h%1_000_000) < perMillion
+}
+
+// InRoutes reports whether the Envoy route name is one of routes (comma
+// separated); "" holds every route.
+func InRoutes(routes, name string) bool {
+	if routes == "" {
+		return true
+	}
+	for r := range strings.SplitSeq(routes, ",") {
+		if r == name {
+			return true
+		}
+	}
+	return false
+}
+
+// HeaderSample is the request header the capture plugin sets on the
+// requests it sampled, where the control plane's mirror cannot sample by
+// request ID (CaptureConfig.SampleHeader).
+const HeaderSample = "x-shadowlab-sample"
 
 // KeptHeaders are the response headers a capture keeps: content-type,
 // content-encoding and those of Headers, never a secret one.

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"math"
 	"slices"
 	"strconv"
 )
@@ -53,6 +54,12 @@ type PluginConfig struct {
 	// ReportMs is the shortest interval between two reports of one plugin
 	// context, at least TickMs. Default 1000.
 	ReportMs uint32
+	// EnvoyRoutes, comma-separated, are the Envoy route names (the xds
+	// route_name property) whose requests the instance handles; others it
+	// lets through untouched. "" is every request the instance sees: where
+	// the control plane enables the instance per route (shadowlab's, Envoy
+	// Gateway's), not where one instance sees a whole workload (Istio).
+	EnvoyRoutes string
 }
 
 // Defaults of the plugin configuration, and where reports go.
@@ -100,6 +107,7 @@ func (c *PluginConfig) fields() []pluginField {
 		{name: "max_held", u32: &c.MaxHeld, optional: true},
 		{name: "max_keys", u32: &c.MaxKeys, optional: true},
 		{name: "gc_heap_bytes", u64: &c.GCHeapBytes, optional: true},
+		{name: "envoy_routes", str: &c.EnvoyRoutes, optional: true},
 	}
 }
 
@@ -231,13 +239,13 @@ func (f pluginField) set(v jsonValue) error {
 		}
 		*f.str = v.str
 	case f.u32 != nil:
-		n, err := strconv.ParseUint(v.lit, 10, 32)
+		n, err := parseWhole(v.lit, 32)
 		if v.isText || err != nil {
 			return errors.New("must be a whole number between 0 and 4294967295")
 		}
 		*f.u32 = uint32(n)
 	default:
-		n, err := strconv.ParseUint(v.lit, 10, 64)
+		n, err := parseWhole(v.lit, 64)
 		if v.isText || err != nil {
 			return errors.New("must be a whole number >= 0")
 		}
@@ -250,4 +258,19 @@ func (f pluginField) set(v jsonValue) error {
 func notBelowTick(name string, got, tick uint32) error {
 	return errors.New("configuration." + name + ": must be >= tick_ms " + strconv.Itoa(int(tick)) +
 		" (got " + strconv.Itoa(int(got)) + ")")
+}
+
+// parseWhole reads a whole number of at most bits bits, also written as a
+// JSON number with a fraction or exponent ("1e+06", "20.0"): Istio passes a
+// WasmPlugin's pluginConfig as a protobuf Struct, whose numbers are doubles.
+func parseWhole(lit string, bits int) (uint64, error) {
+	n, err := strconv.ParseUint(lit, 10, bits)
+	if err == nil {
+		return n, nil
+	}
+	f, ferr := strconv.ParseFloat(lit, 64)
+	if ferr != nil || f < 0 || f != math.Trunc(f) || f >= math.Ldexp(1, bits) {
+		return 0, err
+	}
+	return uint64(f), nil
 }

@@ -3,6 +3,7 @@
 //
 //	shadowlab validate FILE        check a policy, list every problem
 //	shadowlab translate FILE       print the Envoy resources a policy becomes
+//	shadowlab render --target T FILE  print a mesh's manifests for a policy
 //	shadowlab serve --policy FILE  run the xDS control plane, follow FILE
 //	shadowlab bootstrap            print an Envoy bootstrap for `serve`
 //	shadowlab report               print the comparison report of a running serve
@@ -35,6 +36,7 @@ import (
 	"github.com/shadowlab/shadowlab/budget"
 	"github.com/shadowlab/shadowlab/demo"
 	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/render"
 	"github.com/shadowlab/shadowlab/report"
 	"github.com/shadowlab/shadowlab/serve"
 	"github.com/shadowlab/shadowlab/xds"
@@ -50,6 +52,7 @@ const (
 commands:
   validate FILE               check a policy; every problem with its line
   translate FILE              print the Envoy resources FILE becomes (YAML)
+  render --target T FILE      print the manifests for Istio, the Gateway API or Envoy Gateway
   serve --policy FILE         run the xDS control plane and follow FILE
   bootstrap                   print an Envoy bootstrap for serve
   report                      print what serve found: per route, outcomes, differing paths, noise, latency
@@ -76,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return validate(args, stdout, stderr)
 	case "translate":
 		return translate(args, stdout, stderr)
+	case "render":
+		return renderCmd(args, stdout, stderr)
 	case "serve":
 		return serveCmd(ctx, args, stderr)
 	case "bootstrap":
@@ -189,6 +194,67 @@ func translate(args []string, stdout, stderr io.Writer) int {
 	_, _ = stdout.Write(out)
 	return exitOK
 }
+
+func renderCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flagSet("render", stderr)
+	var o render.Options
+	target := fs.String("target", "", "istio, gateway-api or envoy-gateway")
+	fs.StringVar(&o.Namespace, "namespace", "shadowlab", "the namespace shadowlab runs in")
+	fs.StringVar(&o.RouteNamespace, "route-namespace", "default", "the namespace of the routes and the policies attached to them")
+	fs.StringVar(&o.Gateway, "gateway", "gateway", "the parent Gateway, name or namespace/name (istio: an Istio Gateway, or \"mesh\" for sidecars)")
+	fs.Func("host", "a hostname the routes serve (repeat it; default: any)", func(v string) error {
+		o.Hosts = append(o.Hosts, v)
+		return nil
+	})
+	fs.Func("selector", "istio: the labels of the workloads that run the plugins, key=value (repeat it or separate with commas)", func(v string) error {
+		if o.Selector == nil {
+			o.Selector = map[string]string{}
+		}
+		for kv := range strings.SplitSeq(v, ",") {
+			k, val, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("want key=value, got %q", kv)
+			}
+			o.Selector[k] = val
+		}
+		return nil
+	})
+	fs.StringVar(&o.ShadowlabHost, "shadowlab-host", "", "the host (IP or DNS name) Envoy reaches shadowlab at; default: its Service, and the Deployment that runs it is rendered too")
+	fs.StringVar(&o.Image, "image", "shadowlab:latest", "shadowlab's container image")
+	wasm := fs.String("wasm", "", "the plugin (default: shadowlab.wasm beside the executable, then bin/shadowlab.wasm)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: shadowlab render --target istio|gateway-api|envoy-gateway [flags] FILE")
+		return exitUsage
+	}
+	o.Target = render.Target(*target)
+	path := fs.Arg(0)
+	p, ok := loadPolicy(path, stderr)
+	if !ok {
+		return exitFailed
+	}
+	var err error
+	if o.PolicyYAML, err = policy.ReadFile(path); err != nil {
+		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
+		return exitFailed
+	}
+	if o.WasmSHA256, err = serve.WasmSHA256(*wasm); err != nil {
+		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
+		return exitFailed
+	}
+	out, err := render.Render(p, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "shadowlab: render %s for %s:\n%v\n", path, o.Target, indent(err.Error()))
+		return exitFailed
+	}
+	_, _ = stdout.Write(out)
+	return exitOK
+}
+
+// indent puts each line of s under a two-space margin.
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
 
 func bootstrap(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("bootstrap", stderr)

@@ -1,0 +1,92 @@
+package render
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shadowlab/shadowlab/policy"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// testSHA stands for the plugin's SHA-256 in the goldens.
+const testSHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// GoldenOptions are the options each golden is rendered with.
+func goldenOptions(target Target, policyYAML []byte) Options {
+	return Options{Target: target, Selector: map[string]string{"app": "orders"}, WasmSHA256: testSHA, PolicyYAML: policyYAML, Hosts: []string{"shop.example.com"}}
+}
+
+func TestGolden(t *testing.T) {
+	for _, name := range []string{"mesh"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name+".yaml"))
+		require.NoError(t, err)
+		p, err := policy.Parse(data, name+".yaml")
+		require.NoError(t, err)
+		for _, target := range Targets {
+			t.Run(name+"/"+string(target), func(t *testing.T) {
+				got, err := Render(p, goldenOptions(target, data))
+				require.NoError(t, err)
+				again, err := Render(p, goldenOptions(target, data))
+				require.NoError(t, err)
+				require.Equal(t, string(got), string(again), "rendering is deterministic")
+				path := filepath.Join("testdata", "golden", name+"."+string(target)+".yaml")
+				if *update {
+					require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+					require.NoError(t, os.WriteFile(path, got, 0o644))
+				}
+				want, err := os.ReadFile(path)
+				require.NoError(t, err, "missing golden file; run go test ./render -update")
+				assert.Equal(t, string(want), string(got), "%s differs (run go test ./render -update and review the diff)", path)
+			})
+		}
+	}
+}
+
+// TestRefused: what a target cannot express faithfully is refused, every
+// problem at once, naming the route.
+func TestRefused(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "bad-order.yaml"))
+	require.NoError(t, err)
+	p, err := policy.Parse(data, "bad-order.yaml")
+	require.NoError(t, err)
+	_, err = Render(p, goldenOptions(GatewayAPI, data))
+	require.Error(t, err)
+	for _, want := range []string{
+		`routes "everything" and "orders" overlap`,
+		`routes "everything" and "not-beta" overlap`,
+		`route "not-beta": header x-beta: the Gateway API has no inverted or absent-header match`,
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+	// Istio keeps the policy's order and has withoutHeaders: it renders.
+	_, err = Render(p, goldenOptions(Istio, data))
+	require.NoError(t, err)
+
+	o := goldenOptions(Istio, data)
+	o.Selector, o.Target = nil, "nginx"
+	_, err = Render(p, o)
+	require.ErrorContains(t, err, `target "nginx": want one of istio, gateway-api, envoy-gateway`)
+
+	mesh, err := os.ReadFile(filepath.Join("testdata", "mesh.yaml"))
+	require.NoError(t, err)
+	pm, err := policy.Parse(mesh, "mesh.yaml")
+	require.NoError(t, err)
+	o = goldenOptions(Istio, mesh)
+	o.Selector, o.WasmSHA256 = nil, ""
+	_, err = Render(pm, o)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "istio: --selector is required")
+	assert.Contains(t, err.Error(), "the plugin's SHA-256 is needed")
+	o = goldenOptions(GatewayAPI, mesh)
+	o.WasmSHA256 = "" // the core Gateway API runs no plugin
+	_, err = Render(pm, o)
+	require.NoError(t, err)
+	assert.False(t, strings.Contains(string(mesh), "127.0.0.1"))
+}
