@@ -413,3 +413,48 @@ func TestBodiesBeingReceivedAreHeld(t *testing.T) {
 	assert.Len(t, r.body, 600)
 	assert.Equal(t, int64(600), g.buffered.Load(), "what is forwarded stays held")
 }
+
+// TestUnmarked: in a mesh the mirror carries no marks. The gateway finds
+// the route by matching the policy, replaces any mark a client sent,
+// marks what it forwards (dry run for unsafe methods of a route that
+// mirrors them) and takes off Envoy's "-shadow" Host suffix.
+func TestUnmarked(t *testing.T) {
+	f := newFixture(t)
+	f.g.cfg.Unmarked = true
+
+	status := f.mirror(t, "", "POST", "/r/orders?x=1", strings.NewReader(`{"a":1}`), map[string]string{
+		wire.HeaderShadow: "", wire.HeaderRoute: "safe", // a client's forged route: replaced
+		wire.HeaderSample: wire.MarkOn, "x-tenant": "acme",
+	})
+	require.Equal(t, http.StatusAccepted, status)
+	got := f.plain.last(t)
+	assert.Equal(t, "/r/orders?x=1", got.uri)
+	assert.Equal(t, wire.MarkOn, got.header.Get(wire.HeaderShadow))
+	assert.Equal(t, "r", got.header.Get(wire.HeaderRoute))
+	assert.Equal(t, wire.MarkOn, got.header.Get(wire.HeaderDryRun), "POST on a route that mirrors unsafe methods")
+	assert.Empty(t, got.header.Get(wire.HeaderSample))
+	require.Eventually(t, func() bool { return len(f.sink.all()) == 1 }, 2*time.Second, time.Millisecond)
+	assert.Equal(t, "r", f.sink.all()[0].Route)
+
+	req, err := http.NewRequest("GET", f.front.URL+"/safe/x", nil)
+	require.NoError(t, err)
+	req.Host = "shop.example.com-shadow:8080"
+	req.Header.Set("x-request-id", "id-2")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	got = f.plain.last(t)
+	assert.Equal(t, "shop.example.com:8080", got.host)
+	assert.Equal(t, "safe", got.header.Get(wire.HeaderRoute))
+	assert.Empty(t, got.header.Get(wire.HeaderDryRun))
+
+	// A request no mirrored route matches is refused, as an unknown route.
+	req, err = http.NewRequest("GET", f.front.URL+"/nothing", nil)
+	require.NoError(t, err)
+	req.Header.Set("x-request-id", "id-3")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}

@@ -137,3 +137,50 @@ func TestCaptureConfigRefused(t *testing.T) {
 	require.Equal(t, types.OnPluginStartStatusFailed, host.StartPlugin())
 	require.Contains(t, strings.Join(host.GetCriticalLogs(), "\n"), "configuration.report_cluster: required")
 }
+
+// TestCaptureSamples: with sample_header the instance keeps the requests
+// wire.Sampled keeps, marks them with the header (so that Envoy picks the
+// mirroring route) and removes a client's header from the others; it
+// records only the sampled ones.
+func TestCaptureSamples(t *testing.T) {
+	clock := &fakeClock{t: start}
+	host := newCaptureHost(t, `{"route":"r","report_cluster":"shadowlab_api","sample_header":"x-shadowlab-sample","sample_per_million":500000}`, clock)
+	var want []string
+	for i := range 40 {
+		id := "id-" + strings.Repeat("x", i%3) + string(rune('a'+i%26)) + string(rune('0'+i/26))
+		ctx := host.InitializeHttpContext()
+		headers := [][2]string{{":method", "GET"}, {":path", "/r"}, {wire.HeaderRequestID, id}, {wire.HeaderSample, "1"}}
+		require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(ctx, headers, true))
+		got := host.GetCurrentRequestHeaders(ctx)
+		if wire.Sampled(id, 500000) {
+			want = append(want, id)
+			require.Equal(t, "1", header(got, wire.HeaderSample), id)
+		} else {
+			require.Empty(t, header(got, wire.HeaderSample), "%s: a client's header is removed", id)
+		}
+		require.Equal(t, types.ActionContinue, host.CallOnResponseHeaders(ctx, [][2]string{{":status", "200"}}, true))
+		host.CompleteHttpContext(ctx)
+	}
+	require.NotEmpty(t, want)
+	require.Less(t, len(want), 40)
+	host.Tick()
+	var ids []string
+	for _, b := range batches(t, host) {
+		for _, r := range b {
+			ids = append(ids, r.RequestID)
+		}
+	}
+	require.Equal(t, want, ids, "exactly the sampled requests are recorded")
+}
+
+// TestCaptureOtherRoutes: with envoy_routes the instance leaves other
+// routes' requests alone.
+func TestCaptureOtherRoutes(t *testing.T) {
+	clock := &fakeClock{t: start}
+	other := newCaptureHost(t, `{"route":"r","report_cluster":"shadowlab_api","envoy_routes":"r.sampled,r"}`, clock)
+	ctx := other.InitializeHttpContext()
+	require.Equal(t, types.ActionContinue, other.CallOnRequestHeaders(ctx, [][2]string{{":method", "GET"}, {":path", "/x"}, {wire.HeaderRequestID, "id-x"}}, true))
+	other.CompleteHttpContext(ctx)
+	other.Tick()
+	require.Empty(t, callouts(other), "the emulator names no Envoy route: not one of r's")
+}
