@@ -30,7 +30,7 @@ func (r *renderer) envoyGateway() {
 		}
 	}
 	host := r.shadowlabHost()
-	r.add(r.backend("shadowlab-gateway", []string{hostPort(host, gatewayPort)}, false), "shadowlab's gateway: mirrors go here; it forwards them to the shadow service and records its answers.")
+	r.add(r.backend("shadowlab-gateway", []string{hostPort(host, r.o.GatewayPort)}, false), "shadowlab's gateway: mirrors go here; it forwards them to the shadow service and records its answers.")
 	needAPI, needAdm := false, false
 	to := func(s *policy.Service) M {
 		return M{{"group", "gateway.envoyproxy.io"}, {"kind", "Backend"}, {"name", "svc-" + kname(s.Name)}}
@@ -51,7 +51,7 @@ func (r *renderer) envoyGateway() {
 		}
 	}
 	if needAdm {
-		r.add(r.backend("shadowlab-admission", []string{hostPort(host, admissionPort)}, true), "shadowlab's global admission server (ext_proc, gRPC).")
+		r.add(r.backend("shadowlab-admission", []string{hostPort(host, r.o.AdmissionPort)}, true), "shadowlab's global admission server (ext_proc, gRPC).")
 	}
 	if needAPI {
 		r.add(r.reportClusterPatch(), "The cluster shadowlab's plugin sends captured answers and admission reports to (its API). Envoy Gateway needs extensionApis.enableEnvoyPatchPolicy.")
@@ -129,7 +129,7 @@ func durationString(d time.Duration) string {
 // Gateway's Envoy: the cluster is built as a go-control-plane proto and
 // validated before it is rendered.
 func (r *renderer) reportClusterPatch() M {
-	host, port := r.shadowlabHost(), uint32(apiPort)
+	host, port := r.shadowlabHost(), uint32(r.o.APIPort)
 	kind := clusterv3.Cluster_STRICT_DNS
 	if isIP(host) {
 		kind = clusterv3.Cluster_STATIC
@@ -178,15 +178,15 @@ func (r *renderer) deployment() {
 	r.add(M{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", M{{"name", "shadowlab-policy"}, {"namespace", ns}}},
 		{"data", M{{"policy.yaml", string(r.o.PolicyYAML)}}}}, "The policy serve follows (edit it here; serve reloads it).")
 	args := []string{"serve", "--policy", "/etc/shadowlab/policy.yaml", "--xds-address", "",
-		"--gateway-address", "0.0.0.0:" + strconv.Itoa(gatewayPort),
-		"--admission-address", "0.0.0.0:" + strconv.Itoa(admissionPort),
-		"--api-address", "0.0.0.0:" + strconv.Itoa(apiPort),
+		"--gateway-address", "0.0.0.0:" + strconv.Itoa(r.o.GatewayPort),
+		"--admission-address", "0.0.0.0:" + strconv.Itoa(r.o.AdmissionPort),
+		"--api-address", "0.0.0.0:" + strconv.Itoa(r.o.APIPort),
 		"--db", "/var/lib/shadowlab/reports.db",
 		"--insecure-behind-authenticating-proxy"}
 	ports := []M{
-		{{"name", "gateway"}, {"port", gatewayPort}, {"targetPort", gatewayPort}},
-		{{"name", "grpc-admission"}, {"port", admissionPort}, {"targetPort", admissionPort}, {"appProtocol", "kubernetes.io/h2c"}},
-		{{"name", "http-api"}, {"port", apiPort}, {"targetPort", apiPort}},
+		{{"name", "gateway"}, {"port", r.o.GatewayPort}, {"targetPort", r.o.GatewayPort}},
+		{{"name", "grpc-admission"}, {"port", r.o.AdmissionPort}, {"targetPort", r.o.AdmissionPort}, {"appProtocol", "kubernetes.io/h2c"}},
+		{{"name", "http-api"}, {"port", r.o.APIPort}, {"targetPort", r.o.APIPort}},
 	}
 	r.add(M{{"apiVersion", "apps/v1"}, {"kind", "Deployment"}, {"metadata", M{{"name", "shadowlab"}, {"namespace", ns}}},
 		{"spec", M{
@@ -197,8 +197,8 @@ func (r *renderer) deployment() {
 				{"spec", M{
 					{"containers", []M{{
 						{"name", "shadowlab"}, {"image", r.o.Image}, {"args", args},
-						{"ports", []M{{{"containerPort", gatewayPort}}, {{"containerPort", admissionPort}}, {{"containerPort", apiPort}}}},
-						{"readinessProbe", M{{"httpGet", M{{"path", "/readyz"}, {"port", apiPort}}}}},
+						{"ports", []M{{{"containerPort", r.o.GatewayPort}}, {{"containerPort", r.o.AdmissionPort}}, {{"containerPort", r.o.APIPort}}}},
+						{"readinessProbe", M{{"httpGet", M{{"path", "/readyz"}, {"port", r.o.APIPort}}}}},
 						{"volumeMounts", []M{{{"name", "policy"}, {"mountPath", "/etc/shadowlab"}}, {{"name", "data"}, {"mountPath", "/var/lib/shadowlab"}}}},
 					}}},
 					{"volumes", []M{

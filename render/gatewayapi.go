@@ -76,7 +76,12 @@ func (r *renderer) httpRoute(rt *policy.Route, to backendRef, mirror []M) M {
 // else straight to the shadow service at the route's percentage.
 func (r *renderer) mirrorFilters(rt *policy.Route, to backendRef) []M {
 	if rt.Shadow.Capture {
-		return []M{{{"type", "RequestMirror"}, {"requestMirror", M{{"backendRef", r.gatewayBackend()}}}}}
+		// The sample mark is for Envoy's route choice only: the primary
+		// service never sees it (the gateway drops it from the mirror).
+		return []M{
+			{{"type", "RequestHeaderModifier"}, {"requestHeaderModifier", M{{"remove", []string{wire.HeaderSample}}}}},
+			{{"type", "RequestMirror"}, {"requestMirror", M{{"backendRef", r.gatewayBackend()}}}},
+		}
 	}
 	m := M{{"backendRef", to(rt.Shadow.Service)}}
 	if rt.Shadow.PerMillion < 1_000_000 {
@@ -90,7 +95,7 @@ func (r *renderer) gatewayBackend() M {
 	if r.o.Target == EnvoyGateway {
 		return M{{"group", "gateway.envoyproxy.io"}, {"kind", "Backend"}, {"name", "shadowlab-gateway"}}
 	}
-	return M{{"name", "shadowlab"}, {"namespace", r.o.Namespace}, {"port", gatewayPort}}
+	return M{{"name", "shadowlab"}, {"namespace", r.o.Namespace}, {"port", r.o.GatewayPort}}
 }
 
 // mirrorMatches are the matches of route rt's mirroring variant: the

@@ -101,14 +101,19 @@ func (r *renderer) istioMirrored(rt *policy.Route) M {
 	if any {
 		methods = nil
 	}
-	mirror := M{{"destination", M{{"host", r.shadowlabHost()}, {"port", M{{"number", gatewayPort}}}}}}
+	mirror := M{{"destination", M{{"host", r.shadowlabHost()}, {"port", M{{"number", r.o.GatewayPort}}}}}}
 	if !rt.Shadow.Capture {
 		mirror = M{{"destination", r.destination(rt.Shadow.Service)}}
 		if rt.Shadow.PerMillion < 1_000_000 {
 			mirror = append(mirror, KV{"percentage", M{{"value", rt.Shadow.Percent}}})
 		}
 	}
-	return r.istioRoute(rt, rt.Name+".sampled", r.istioMatches(rt, methods, extra), mirror)
+	h := r.istioRoute(rt, rt.Name+".sampled", r.istioMatches(rt, methods, extra), mirror)
+	if rt.Shadow.Capture {
+		// The sample mark is for Envoy's route choice only.
+		h = append(h, KV{"headers", M{{"request", M{{"remove", []string{wire.HeaderSample}}}}}})
+	}
+	return h
 }
 
 // istioMatches renders rt's match (methods override the route's when
@@ -231,7 +236,7 @@ func (r *renderer) serviceEntry(s *policy.Service) M {
 // acting only on the route's Envoy routes and reporting to the API through
 // the cluster Istio makes of shadowlab's Service.
 func (r *renderer) wasmPlugins(rt *policy.Route) []M {
-	report := "outbound|" + fmt.Sprint(apiPort) + "||" + r.shadowlabHost()
+	report := "outbound|" + fmt.Sprint(r.o.APIPort) + "||" + r.shadowlabHost()
 	names := r.envoyRouteNames(rt)
 	plugin := func(suffix, root, phase string, config []byte) M {
 		return M{{"apiVersion", "extensions.istio.io/v1alpha1"}, {"kind", "WasmPlugin"},
@@ -261,7 +266,7 @@ func (r *renderer) wasmPlugins(rt *policy.Route) []M {
 // the router, disabled, and switched on per Envoy route with the policy
 // route's name as gRPC metadata.
 func (r *renderer) extProcFilter() M {
-	cluster := "outbound|" + fmt.Sprint(admissionPort) + "||" + r.shadowlabHost()
+	cluster := "outbound|" + fmt.Sprint(r.o.AdmissionPort) + "||" + r.shadowlabHost()
 	var longest time.Duration
 	var routes []*policy.Route
 	for _, rt := range r.p.Routes {

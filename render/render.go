@@ -33,13 +33,15 @@ type Target string
 
 // Targets.
 const (
-	Istio         Target = "istio"
-	GatewayAPI    Target = "gateway-api"
-	EnvoyGateway  Target = "envoy-gateway"
-	defaultImage         = "shadowlab:latest"
-	gatewayPort          = 18003
-	admissionPort        = 18002
-	apiPort              = 18080
+	Istio        Target = "istio"
+	GatewayAPI   Target = "gateway-api"
+	EnvoyGateway Target = "envoy-gateway"
+	defaultImage        = "shadowlab:latest"
+
+	// serve's ports, unless Options say otherwise.
+	DefaultGatewayPort   = 18003
+	DefaultAdmissionPort = 18002
+	DefaultAPIPort       = 18080
 )
 
 // Targets lists every target, for messages.
@@ -77,6 +79,9 @@ type Options struct {
 	WasmSHA256 string
 	// PolicyYAML is the policy file, put in shadowlab's ConfigMap.
 	PolicyYAML []byte
+	// GatewayPort, AdmissionPort and APIPort are serve's ports.
+	// Defaults DefaultGatewayPort, DefaultAdmissionPort, DefaultAPIPort.
+	GatewayPort, AdmissionPort, APIPort int
 }
 
 // Render returns the manifests for p, as YAML documents. Problems (what
@@ -133,6 +138,14 @@ func newRenderer(p *policy.Policy, o Options) (*renderer, error) {
 	}
 	if o.Image == "" {
 		o.Image = defaultImage
+	}
+	for _, p := range []struct {
+		port *int
+		def  int
+	}{{&o.GatewayPort, DefaultGatewayPort}, {&o.AdmissionPort, DefaultAdmissionPort}, {&o.APIPort, DefaultAPIPort}} {
+		if *p.port == 0 {
+			*p.port = p.def
+		}
 	}
 	var errs []error
 	for _, n := range []struct{ what, v string }{{"namespace", o.Namespace}, {"route namespace", o.RouteNamespace}} {
@@ -217,7 +230,7 @@ func (r *renderer) shadowlabHost() string {
 
 // apiAuthority is the host:port of shadowlab's API.
 func (r *renderer) apiAuthority() string {
-	return net.JoinHostPort(r.shadowlabHost(), strconv.Itoa(apiPort))
+	return net.JoinHostPort(r.shadowlabHost(), strconv.Itoa(r.o.APIPort))
 }
 
 // wasmURL is where the plugin's code is fetched from: serve's API.
@@ -230,16 +243,27 @@ func (r *renderer) wasmURL() string {
 // wire.HeaderSample, which the mirroring route variant matches.
 func sampledCapture(rt *policy.Route, reportCluster string, envoyRoutes []string) wire.CaptureConfig {
 	c := rt.Shadow.Compare
+	methods, any := mirroredMethods(rt)
+	if any {
+		methods = nil
+	}
+	var tenantHeader, tenants string
+	if t := rt.Shadow.Tenants; t != nil {
+		tenantHeader, tenants = t.Header, strings.Join(t.Values, "\n")
+	}
 	return wire.CaptureConfig{
-		Route:            rt.Name,
-		MaxBodyBytes:     uint32(c.MaxBodyBytes),
-		Headers:          strings.Join(c.Spec.Headers, ","),
-		ReportCluster:    reportCluster,
-		ReportPath:       wire.CapturePath,
-		ReportAuthority:  wire.ReportAuthority,
-		EnvoyRoutes:      strings.Join(envoyRoutes, ","),
-		SampleHeader:     wire.HeaderSample,
-		SamplePerMillion: rt.Shadow.PerMillion,
+		SampleMethods:      strings.Join(methods, ","),
+		SampleTenantHeader: tenantHeader,
+		SampleTenants:      tenants,
+		Route:              rt.Name,
+		MaxBodyBytes:       uint32(c.MaxBodyBytes),
+		Headers:            strings.Join(c.Spec.Headers, ","),
+		ReportCluster:      reportCluster,
+		ReportPath:         wire.CapturePath,
+		ReportAuthority:    wire.ReportAuthority,
+		EnvoyRoutes:        strings.Join(envoyRoutes, ","),
+		SampleHeader:       wire.HeaderSample,
+		SamplePerMillion:   rt.Shadow.PerMillion,
 	}
 }
 
@@ -307,8 +331,15 @@ func (r *renderer) yaml() ([]byte, error) {
 			}
 		}
 	}
-	for _, o := range r.objs {
-		b.WriteString("---\n")
+	for i, o := range r.objs {
+		// The header comments belong to the first document: a stream
+		// that starts with a document of comments alone is refused by
+		// some loaders (Envoy Gateway's file provider).
+		if i > 0 {
+			b.WriteString("---\n")
+		} else {
+			b.WriteString("\n")
+		}
 		for _, c := range o.comment {
 			for _, line := range wrap(c, 78) {
 				b.WriteString("# " + line + "\n")

@@ -148,18 +148,19 @@ func (s *captureStream) OnHttpRequestHeaders(int, bool) types.Action {
 	}
 	s.start = s.c.vm.now()
 	s.rec.RequestID, _ = proxywasm.GetHttpRequestHeader(wire.HeaderRequestID)
+	s.rec.Method, _ = proxywasm.GetHttpRequestHeader(":method")
 	if cfg.SampleHeader != "" {
 		// Changing a request header makes Envoy pick the route again: the
 		// sampled requests take the route that mirrors, the others (and
 		// any client that sent the header itself) the one that does not.
-		if s.rec.RequestID == "" || !wire.Sampled(s.rec.RequestID, cfg.SamplePerMillion) {
+		if s.rec.RequestID == "" || !wire.Sampled(s.rec.RequestID, cfg.SamplePerMillion) ||
+			!cfg.SampleCandidate(s.rec.Method, requestHeader) {
 			s.skip = true
 			_ = proxywasm.RemoveHttpRequestHeader(cfg.SampleHeader)
 			return types.ActionContinue
 		}
 		_ = proxywasm.ReplaceHttpRequestHeader(cfg.SampleHeader, wire.MarkOn)
 	}
-	s.rec.Method, _ = proxywasm.GetHttpRequestHeader(":method")
 	s.rec.Target, _ = proxywasm.GetHttpRequestHeader(":path")
 	return types.ActionContinue
 }
@@ -239,6 +240,12 @@ func (s *captureStream) OnHttpStreamDone() {
 	c.buf = wire.AppendCaptureRecord(c.buf, &s.rec)
 	c.records++
 	inc(c.m.records, 1)
+}
+
+// requestHeader reads a request header of the stream being decided on.
+func requestHeader(name string) (string, bool) {
+	v, err := proxywasm.GetHttpRequestHeader(name)
+	return v, err == nil
 }
 
 // envoyRoute is the name of the Envoy route the request took ("" when

@@ -229,6 +229,36 @@ type CaptureConfig struct {
 	// SamplePerMillion is the share sampled with SampleHeader, in
 	// millionths (0–1 000 000).
 	SamplePerMillion uint32
+	// SampleMethods (comma-separated) and SampleTenantHeader with
+	// SampleTenants (one value per line) narrow the sample to what the
+	// mirroring route matches besides the sample mark: a request of
+	// another method or tenant is neither marked nor captured, as it will
+	// not be mirrored. Empty: any method, any tenant.
+	SampleMethods      string
+	SampleTenantHeader string
+	SampleTenants      string
+}
+
+// SampleCandidate reports whether a request of this method, whose tenant
+// header has these values, can be mirrored under c's narrowing.
+func (c *CaptureConfig) SampleCandidate(method string, tenant func(name string) (string, bool)) bool {
+	if c.SampleMethods != "" && !inList(c.SampleMethods, ",", method) {
+		return false
+	}
+	if c.SampleTenantHeader == "" {
+		return true
+	}
+	v, ok := tenant(c.SampleTenantHeader)
+	return ok && inList(c.SampleTenants, "\n", v)
+}
+
+func inList(list, sep, v string) bool {
+	for e := range strings.SplitSeq(list, sep) {
+		if e == v {
+			return true
+		}
+	}
+	return false
 }
 
 // Defaults of CaptureConfig.
@@ -252,6 +282,9 @@ func (c *CaptureConfig) fields() []pluginField {
 		{name: "envoy_routes", str: &c.EnvoyRoutes, optional: true},
 		{name: "sample_header", str: &c.SampleHeader, optional: true},
 		{name: "sample_per_million", u32: &c.SamplePerMillion, optional: true},
+		{name: "sample_methods", str: &c.SampleMethods, optional: true},
+		{name: "sample_tenant_header", str: &c.SampleTenantHeader, optional: true},
+		{name: "sample_tenants", str: &c.SampleTenants, optional: true},
 	}
 }
 
@@ -316,15 +349,7 @@ func Sampled(requestID string, perMillion uint32) bool {
 // InRoutes reports whether the Envoy route name is one of routes (comma
 // separated); "" holds every route.
 func InRoutes(routes, name string) bool {
-	if routes == "" {
-		return true
-	}
-	for r := range strings.SplitSeq(routes, ",") {
-		if r == name {
-			return true
-		}
-	}
-	return false
+	return routes == "" || inList(routes, ",", name)
 }
 
 // HeaderSample is the request header the capture plugin sets on the

@@ -117,3 +117,34 @@ func TestCaptureConfig(t *testing.T) {
 	_, err = ParseCaptureConfig(nil)
 	require.ErrorContains(t, err, "configuration: empty")
 }
+
+func TestSampleCandidate(t *testing.T) {
+	c := CaptureConfig{SampleMethods: "GET,HEAD", SampleTenantHeader: "x-tenant", SampleTenants: "acme\nglo,bex"}
+	h := func(v string, ok bool) func(string) (string, bool) {
+		return func(string) (string, bool) { return v, ok }
+	}
+	for _, tc := range []struct {
+		method string
+		tenant func(string) (string, bool)
+		want   bool
+	}{
+		{"GET", h("acme", true), true},
+		{"HEAD", h("glo,bex", true), true}, // values may hold commas
+		{"POST", h("acme", true), false},
+		{"GET", h("globex", true), false},
+		{"GET", h("", false), false},
+	} {
+		if got := c.SampleCandidate(tc.method, tc.tenant); got != tc.want {
+			v, _ := tc.tenant("")
+			t.Errorf("%s tenant %q: %v, want %v", tc.method, v, got, tc.want)
+		}
+	}
+	if !(&CaptureConfig{}).SampleCandidate("DELETE", h("", false)) {
+		t.Error("no narrowing: every request is a candidate")
+	}
+	c.Route, c.ReportCluster = "r", "api"
+	c2, err := ParseCaptureConfig(c.AppendJSON(nil))
+	if err != nil || c2.SampleTenants != c.SampleTenants || c2.SampleMethods != c.SampleMethods || c2.SampleTenantHeader != c.SampleTenantHeader {
+		t.Errorf("round trip: %+v, %v", c2, err)
+	}
+}

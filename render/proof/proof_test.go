@@ -95,7 +95,7 @@ func TestGoldensDecodeStrictly(t *testing.T) {
 			t.Fatal(err)
 		}
 		docs := bytes.Split(data, []byte("\n---\n"))
-		for i, doc := range docs[1:] { // docs[0] is the header comment
+		for i, doc := range docs {
 			var head struct {
 				APIVersion string `json:"apiVersion"`
 				Kind       string `json:"kind"`
