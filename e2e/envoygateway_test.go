@@ -319,13 +319,6 @@ func TestEnvoyGateway(t *testing.T) {
 	}, 90*time.Second, time.Second, "nothing mirrored through shadowlab's gateway: %s", tail(eg.Logs(), 40))
 	t.Logf("Envoy Gateway: routing, mirror and plugins live %.1fs after start", time.Since(start).Seconds())
 	require.NotContains(t, eg.Logs(), "Envoy rejected the last update")
-	if os.Getenv("EG_DUMP") != "" {
-		resp, err := http.Get("http://" + admin + "/config_dump?resource=dynamic_route_configs")
-		require.NoError(t, err)
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		_ = os.WriteFile("/tmp/eg-routes.json", b, 0o644)
-	}
 
 	// Share and tenants: half of acme's reads, none of globex's.
 	reportOf := func(route string) report.RouteReport {
@@ -370,14 +363,7 @@ func TestEnvoyGateway(t *testing.T) {
 			diffs++
 		}
 	}
-	mirroredIDs := map[string]bool{}
-	for _, r := range mirrored {
-		mirroredIDs[r.Header.Get(wire.HeaderRequestID)] = true
-	}
 	for _, r := range legacy.requests("/api/") {
-		if os.Getenv("EG_DUMP") != "" && r.Header.Get(wire.HeaderSample) != "" {
-			t.Logf("primary with the sample mark: mirrored=%v %s %v", mirroredIDs[r.Header.Get(wire.HeaderRequestID)], r.URL, r.Header)
-		}
 		for _, h := range append([]string{wire.HeaderSample}, wire.Marks...) {
 			assert.Empty(t, r.Header.Get(h), "the primary never sees %s", h)
 		}

@@ -221,6 +221,9 @@ func renderCmd(args []string, stdout, stderr io.Writer) int {
 	})
 	fs.StringVar(&o.ShadowlabHost, "shadowlab-host", "", "the host (IP or DNS name) Envoy reaches shadowlab at; default: its Service, and the Deployment that runs it is rendered too")
 	fs.StringVar(&o.Image, "image", "shadowlab:latest", "shadowlab's container image")
+	fs.IntVar(&o.GatewayPort, "gateway-port", render.DefaultGatewayPort, "serve's gateway port (--gateway-address)")
+	fs.IntVar(&o.AdmissionPort, "admission-port", render.DefaultAdmissionPort, "serve's global admission port (--admission-address)")
+	fs.IntVar(&o.APIPort, "api-port", render.DefaultAPIPort, "serve's API port (--api-address)")
 	wasm := fs.String("wasm", "", "the plugin (default: shadowlab.wasm beside the executable, then bin/shadowlab.wasm)")
 	if code, ok := parse(fs, args); !ok {
 		return code
