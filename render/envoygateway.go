@@ -182,6 +182,7 @@ func (r *renderer) deployment() {
 		"--admission-address", "0.0.0.0:" + strconv.Itoa(r.o.AdmissionPort),
 		"--api-address", "0.0.0.0:" + strconv.Itoa(r.o.APIPort),
 		"--db", "/var/lib/shadowlab/reports.db",
+		"--wasm", "/usr/local/lib/shadowlab/shadowlab.wasm", // where examples/compose/Dockerfile puts it
 		"--insecure-behind-authenticating-proxy"}
 	ports := []M{
 		{{"name", "gateway"}, {"port", r.o.GatewayPort}, {"targetPort", r.o.GatewayPort}},
@@ -196,7 +197,7 @@ func (r *renderer) deployment() {
 				{"metadata", M{{"labels", labels}}},
 				{"spec", M{
 					{"containers", []M{{
-						{"name", "shadowlab"}, {"image", r.o.Image}, {"args", args},
+						{"name", "shadowlab"}, {"image", r.o.Image}, {"command", []string{"shadowlab"}}, {"args", args},
 						{"ports", []M{{{"containerPort", r.o.GatewayPort}}, {{"containerPort", r.o.AdmissionPort}}, {{"containerPort", r.o.APIPort}}}},
 						{"readinessProbe", M{{"httpGet", M{{"path", "/readyz"}, {"port", r.o.APIPort}}}}},
 						{"volumeMounts", []M{{{"name", "policy"}, {"mountPath", "/etc/shadowlab"}}, {{"name", "data"}, {"mountPath", "/var/lib/shadowlab"}}}},
