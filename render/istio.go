@@ -64,6 +64,9 @@ func (r *renderer) istio() {
 	if hasGlobal {
 		r.add(r.extProcFilter(), "Global admission: shadowlab's ext_proc filter, off except on the routes that switch it on.")
 	}
+	if r.o.ShadowlabHost != "" {
+		r.add(r.shadowlabEntry(), "shadowlab, running outside the mesh, as a mesh service: Envoy reaches it through this entry's clusters.")
+	}
 	if r.o.ShadowlabHost == "" {
 		r.add(M{{"apiVersion", "security.istio.io/v1"}, {"kind", "PeerAuthentication"},
 			{"metadata", M{{"name", "shadowlab"}, {"namespace", r.o.Namespace}}},
@@ -74,6 +77,33 @@ func (r *renderer) istio() {
 	r.note("Capture is tied to the mirror: shadowlab's plugin samples each route's percentage by a hash of x-request-id and sets %s on the sampled requests; Envoy then picks the route again and the route's sampled variant mirrors every request it matches. A client that sends the header itself gets it removed.", wire.HeaderSample)
 	r.note("Shadow requests reach the shadow service marked by shadowlab's gateway (x-shadowlab-shadow, and x-shadowlab-dry-run for unsafe methods): Istio's mirror cannot add headers to the mirror alone. Routes that mirror without capture go straight to the shadow service, unmarked, and safe methods only.")
 	r.note("Istio names each Envoy route after its VirtualService http route (the names below); the plugins act only on their own route's names. Waypoints (ambient mode) refuse EnvoyFilter: global admission needs sidecars or a gateway.")
+}
+
+// istioHost is shadowlab's host in the mesh: its Service, a DNS name it
+// runs at, or (for an IP) the name of the ServiceEntry rendered for it.
+func (r *renderer) istioHost() string {
+	if isIP(r.o.ShadowlabHost) {
+		return "shadowlab." + r.o.Namespace + ".internal"
+	}
+	return r.shadowlabHost()
+}
+
+// shadowlabEntry makes shadowlab running elsewhere a mesh service.
+func (r *renderer) shadowlabEntry() M {
+	resolution, spec := "DNS", M{{"hosts", []string{r.istioHost()}}, {"location", "MESH_EXTERNAL"}}
+	if isIP(r.o.ShadowlabHost) {
+		resolution = "STATIC"
+	}
+	spec = append(spec, KV{"resolution", resolution}, KV{"ports", []M{
+		{{"number", r.o.GatewayPort}, {"name", "http-gateway"}, {"protocol", "HTTP"}},
+		{{"number", r.o.AdmissionPort}, {"name", "grpc-admission"}, {"protocol", "GRPC"}},
+		{{"number", r.o.APIPort}, {"name", "http-api"}, {"protocol", "HTTP"}},
+	}})
+	if isIP(r.o.ShadowlabHost) {
+		spec = append(spec, KV{"endpoints", []M{{{"address", r.o.ShadowlabHost}}}})
+	}
+	return M{{"apiVersion", "networking.istio.io/v1"}, {"kind", "ServiceEntry"},
+		{"metadata", M{{"name", "shadowlab"}, {"namespace", r.o.RouteNamespace}}}, {"spec", spec}}
 }
 
 // istioRoute is one http route of the VirtualService.
@@ -101,7 +131,7 @@ func (r *renderer) istioMirrored(rt *policy.Route) M {
 	if any {
 		methods = nil
 	}
-	mirror := M{{"destination", M{{"host", r.shadowlabHost()}, {"port", M{{"number", r.o.GatewayPort}}}}}}
+	mirror := M{{"destination", M{{"host", r.istioHost()}, {"port", M{{"number", r.o.GatewayPort}}}}}}
 	if !rt.Shadow.Capture {
 		mirror = M{{"destination", r.destination(rt.Shadow.Service)}}
 		if rt.Shadow.PerMillion < 1_000_000 {
@@ -236,10 +266,10 @@ func (r *renderer) serviceEntry(s *policy.Service) M {
 // acting only on the route's Envoy routes and reporting to the API through
 // the cluster Istio makes of shadowlab's Service.
 func (r *renderer) wasmPlugins(rt *policy.Route) []M {
-	report := "outbound|" + fmt.Sprint(r.o.APIPort) + "||" + r.shadowlabHost()
+	report := "outbound|" + fmt.Sprint(r.o.APIPort) + "||" + r.istioHost()
 	names := r.envoyRouteNames(rt)
 	plugin := func(suffix, root, phase string, config []byte) M {
-		return M{{"apiVersion", "extensions.istio.io/v1alpha1"}, {"kind", "WasmPlugin"},
+		p := M{{"apiVersion", "extensions.istio.io/v1alpha1"}, {"kind", "WasmPlugin"},
 			{"metadata", M{{"name", kname(rt.Name) + "-" + suffix}, {"namespace", r.o.RouteNamespace}}},
 			{"spec", M{
 				{"selector", M{{"matchLabels", r.o.Selector}}},
@@ -250,6 +280,12 @@ func (r *renderer) wasmPlugins(rt *policy.Route) []M {
 				{"failStrategy", "FAIL_OPEN"},
 				{"pluginConfig", jsonNode(config)},
 			}}}
+		if r.o.Gateway == "mesh" {
+			// With sidecars the routes are the callers' outbound ones.
+			spec := p[3].V.(M)
+			p[3].V = append(spec, KV{"match", []M{{{"mode", "CLIENT"}}}})
+		}
+		return p
 	}
 	var out []M
 	if rt.Admission != nil && rt.Admission.Scope == wire.ScopeLocal {
@@ -266,7 +302,7 @@ func (r *renderer) wasmPlugins(rt *policy.Route) []M {
 // the router, disabled, and switched on per Envoy route with the policy
 // route's name as gRPC metadata.
 func (r *renderer) extProcFilter() M {
-	cluster := "outbound|" + fmt.Sprint(r.o.AdmissionPort) + "||" + r.shadowlabHost()
+	cluster := "outbound|" + fmt.Sprint(r.o.AdmissionPort) + "||" + r.istioHost()
 	var longest time.Duration
 	var routes []*policy.Route
 	for _, rt := range r.p.Routes {
@@ -311,7 +347,7 @@ func (r *renderer) extProcFilter() M {
 // istioContext is where the EnvoyFilter patches apply.
 func (r *renderer) istioContext() string {
 	if r.o.Gateway == "mesh" {
-		return "SIDECAR_INBOUND"
+		return "SIDECAR_OUTBOUND" // the VirtualService routes the callers' outbound traffic
 	}
 	return "GATEWAY"
 }

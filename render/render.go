@@ -64,7 +64,9 @@ type Options struct {
 	// "*", which Istio allows on gateways only).
 	Hosts []string
 	// Selector chooses the Istio workloads (pod labels) the WasmPlugins
-	// and EnvoyFilters apply to, "key=value"; required for Istio.
+	// and EnvoyFilters apply to; required for Istio: the gateway's pods,
+	// or with Gateway "mesh" the callers' (the VirtualService routes their
+	// outbound traffic).
 	Selector map[string]string
 	// ShadowlabHost is the host (IP or DNS name) Envoy reaches shadowlab
 	// at. Default: shadowlab's Service in Namespace, and the Deployment,

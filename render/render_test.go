@@ -24,16 +24,24 @@ func goldenOptions(target Target, policyYAML []byte) Options {
 }
 
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"mesh"} {
-		data, err := os.ReadFile(filepath.Join("testdata", name+".yaml"))
+	for _, name := range []string{"mesh", "outside"} {
+		file := name
+		if name == "outside" {
+			file = "mesh" // the same policy, shadowlab running outside the cluster at an IP
+		}
+		data, err := os.ReadFile(filepath.Join("testdata", file+".yaml"))
 		require.NoError(t, err)
-		p, err := policy.Parse(data, name+".yaml")
+		p, err := policy.Parse(data, file+".yaml")
 		require.NoError(t, err)
 		for _, target := range Targets {
 			t.Run(name+"/"+string(target), func(t *testing.T) {
-				got, err := Render(p, goldenOptions(target, data))
+				o := goldenOptions(target, data)
+				if name == "outside" {
+					o.ShadowlabHost, o.Gateway, o.Hosts = "10.0.0.7", "mesh", []string{"orders.shop.svc.cluster.local"}
+				}
+				got, err := Render(p, o)
 				require.NoError(t, err)
-				again, err := Render(p, goldenOptions(target, data))
+				again, err := Render(p, o)
 				require.NoError(t, err)
 				require.Equal(t, string(got), string(again), "rendering is deterministic")
 				path := filepath.Join("testdata", "golden", name+"."+string(target)+".yaml")
