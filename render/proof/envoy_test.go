@@ -70,7 +70,9 @@ func TestEmbeddedEnvoyProtos(t *testing.T) {
 			if err := yaml.Unmarshal(doc, &obj); err != nil {
 				t.Fatal(err)
 			}
-			where := func(k int) string { return filepath.Base(f) + ", object " + strconv.Itoa(i+1) + " (" + obj.Kind + "), patch " + strconv.Itoa(k+1) }
+			where := func(k int) string {
+				return filepath.Base(f) + ", object " + strconv.Itoa(i+1) + " (" + obj.Kind + "), patch " + strconv.Itoa(k+1)
+			}
 			for k, p := range obj.Spec.ConfigPatches {
 				switch p.ApplyTo {
 				case "HTTP_FILTER":
