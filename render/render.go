@@ -241,55 +241,32 @@ func (r *renderer) wasmURL() string {
 }
 
 // sampledCapture is route rt's capture configuration for a mesh: the
-// plugin samples by request ID and marks the sampled requests with
-// wire.HeaderSample, which the mirroring route variant matches.
+// plugin samples by request ID, for the route's tenants and mirrored
+// methods, and marks the sampled requests with wire.HeaderSample, which
+// the mirroring route variant matches.
 func sampledCapture(rt *policy.Route, reportCluster string, envoyRoutes []string) wire.CaptureConfig {
-	c := rt.Shadow.Compare
+	c := xds.CaptureConfig(rt, reportCluster)
 	methods, any := mirroredMethods(rt)
 	if any {
 		methods = nil
 	}
-	var tenantHeader, tenants string
+	c.SampleMethods = strings.Join(methods, ",")
 	if t := rt.Shadow.Tenants; t != nil {
-		tenantHeader, tenants = t.Header, strings.Join(t.Values, "\n")
+		c.SampleTenantHeader, c.SampleTenants = t.Header, strings.Join(t.Values, "\n")
 	}
-	return wire.CaptureConfig{
-		SampleMethods:      strings.Join(methods, ","),
-		SampleTenantHeader: tenantHeader,
-		SampleTenants:      tenants,
-		Route:              rt.Name,
-		MaxBodyBytes:       uint32(c.MaxBodyBytes),
-		Headers:            strings.Join(c.Spec.Headers, ","),
-		ReportCluster:      reportCluster,
-		ReportPath:         wire.CapturePath,
-		ReportAuthority:    wire.ReportAuthority,
-		EnvoyRoutes:        strings.Join(envoyRoutes, ","),
-		SampleHeader:       wire.HeaderSample,
-		SamplePerMillion:   rt.Shadow.PerMillion,
-	}
+	c.EnvoyRoutes = strings.Join(envoyRoutes, ",")
+	c.SampleHeader, c.SamplePerMillion = wire.HeaderSample, rt.Shadow.PerMillion
+	return c
 }
 
 // localAdmission is route rt's admission plugin configuration.
 func localAdmission(rt *policy.Route, reportCluster string, envoyRoutes []string) wire.PluginConfig {
-	b := rt.Admission.Budget
-	ms := func(d interface{ Milliseconds() int64 }) uint32 { return uint32(d.Milliseconds()) }
-	return wire.PluginConfig{
-		Route:           rt.Name,
-		Limit:           uint32(b.Limit),
-		WindowMs:        ms(b.Window),
-		MaxDelayMs:      ms(b.MaxDelay),
-		Mode:            b.Mode.String(),
-		KeyHeader:       rt.Admission.KeyHeader,
-		TickMs:          wire.DefaultTickMs,
-		SlackMs:         ms(b.Slack),
-		ReportCluster:   reportCluster,
-		ReportPath:      wire.ReportPath,
-		ReportAuthority: wire.ReportAuthority,
-		EnvoyRoutes:     strings.Join(envoyRoutes, ","),
-	}
+	c := xds.PluginConfig(rt, reportCluster)
+	c.EnvoyRoutes = strings.Join(envoyRoutes, ",")
+	return c
 }
 
-// methodsOf are the methods a route's mirroring variant takes: the route's
+// mirroredMethods are the methods a route's mirroring variant takes: the route's
 // safe methods, and its unsafe ones when it mirrors them (shadowlab's
 // gateway marks those dry-run). nil: any method.
 func mirroredMethods(rt *policy.Route) (methods []string, any bool) {

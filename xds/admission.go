@@ -143,6 +143,17 @@ func pluginInstance(name, rootID string, config []byte, opts Options) *wasmfilte
 
 // pluginConfig is the plugin's configuration for route r.
 func pluginConfig(r *policy.Route, opts Options) wire.PluginConfig {
+	cluster := ""
+	if opts.APIAddress != "" {
+		cluster = APICluster
+	}
+	return PluginConfig(r, cluster)
+}
+
+// PluginConfig is the admission plugin's configuration for route r, its
+// reports sent to reportCluster ("": none). Also for the manifests of
+// meshes (package render).
+func PluginConfig(r *policy.Route, reportCluster string) wire.PluginConfig {
 	b := r.Admission.Budget
 	ms := func(d time.Duration) uint32 { return uint32(d.Milliseconds()) }
 	c := wire.PluginConfig{
@@ -155,8 +166,8 @@ func pluginConfig(r *policy.Route, opts Options) wire.PluginConfig {
 		TickMs:     wire.DefaultTickMs,
 		SlackMs:    ms(b.Slack),
 	}
-	if opts.APIAddress != "" {
-		c.ReportCluster, c.ReportPath, c.ReportAuthority = APICluster, wire.ReportPath, wire.ReportAuthority
+	if reportCluster != "" {
+		c.ReportCluster, c.ReportPath, c.ReportAuthority = reportCluster, wire.ReportPath, wire.ReportAuthority
 	}
 	return c
 }

@@ -95,13 +95,18 @@ func captureWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 const captureTickMs = 100
 
 // captureConfig is the capture instance's configuration for route r.
-func captureConfig(r *policy.Route) wire.CaptureConfig {
+func captureConfig(r *policy.Route) wire.CaptureConfig { return CaptureConfig(r, APICluster) }
+
+// CaptureConfig is the capture instance's configuration for route r, its
+// batches sent to reportCluster. Also for the manifests of meshes
+// (package render), which add the sampling.
+func CaptureConfig(r *policy.Route, reportCluster string) wire.CaptureConfig {
 	c := r.Shadow.Compare
 	return wire.CaptureConfig{
 		Route:           r.Name,
 		MaxBodyBytes:    uint32(c.MaxBodyBytes),
 		Headers:         strings.Join(c.Spec.Headers, ","),
-		ReportCluster:   APICluster,
+		ReportCluster:   reportCluster,
 		ReportPath:      wire.CapturePath,
 		ReportAuthority: wire.ReportAuthority,
 		TickMs:          captureTickMs,
