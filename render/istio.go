@@ -218,13 +218,35 @@ func (r *renderer) destination(s *policy.Service) M {
 	host, port := endpoint(s.Endpoints[0])
 	if isIP(host) {
 		host = r.entryHost(s)
-	} else if len(s.Endpoints) > 1 {
+	} else {
+		host = r.serviceFQDN(host)
+	}
+	if !isIP(host) && len(s.Endpoints) > 1 {
 		r.fail("service %q: several DNS endpoints; the istio target routes to one host per service (a Kubernetes Service or ServiceEntry)", s.Name)
 	}
 	if s.TLS != nil {
 		r.fail("service %q: TLS to the upstream is not rendered for istio (use a DestinationRule of your own)", s.Name)
 	}
 	return M{{"host", host}, {"port", M{{"number", port}}}}
+}
+
+// serviceFQDN is a DNS endpoint as Istio names the Kubernetes Service it
+// stands for: Istio takes any name with a dot as whole, so "name" and
+// "name.namespace" (what a pod resolves) become
+// "name.namespace.svc.cluster.local"; "….svc" gets its cluster domain.
+// Other names are left as they are (an external host needs a ServiceEntry
+// of its own).
+func (r *renderer) serviceFQDN(host string) string {
+	labels := strings.Split(host, ".")
+	switch {
+	case len(labels) == 1:
+		return host + "." + r.o.RouteNamespace + ".svc.cluster.local"
+	case len(labels) == 2:
+		return host + ".svc.cluster.local"
+	case strings.HasSuffix(host, ".svc"):
+		return host + ".cluster.local"
+	}
+	return host
 }
 
 func (r *renderer) entryHost(s *policy.Service) string {
@@ -335,7 +357,7 @@ func (r *renderer) extProcFilter() M {
 			patches = append(patches, M{
 				{"applyTo", "HTTP_ROUTE"},
 				{"match", M{{"context", r.istioContext()}, {"routeConfiguration", M{{"vhost", M{{"route", M{{"name", name}}}}}}}}},
-				{"patch", M{{"operation", "MERGE"}, {"value", M{{"typed_per_filter_config", M{{xds.AdmissionExtProcFilter, r.protoNode(per)}}}}}}},
+				{"patch", M{{"operation", "MERGE"}, {"value", M{{"typed_per_filter_config", M{{xds.AdmissionExtProcFilter, r.anyNode(per)}}}}}}},
 			})
 		}
 	}
@@ -358,6 +380,23 @@ func (r *renderer) envoyRouteNames(rt *policy.Route) []string {
 		return []string{rt.Name + ".sampled", rt.Name}
 	}
 	return []string{rt.Name}
+}
+
+// anyNode validates m and renders it as a google.protobuf.Any in its JSON
+// form (with its "@type"): what a map of Anys such as
+// typed_per_filter_config holds.
+func (r *renderer) anyNode(m interface {
+	proto.Message
+	ValidateAll() error
+}) any {
+	if err := m.ValidateAll(); err != nil {
+		r.fail("%T does not validate: %v", m, err)
+	}
+	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(mustAny(m))
+	if err != nil {
+		r.fail("%T: %v", m, err)
+	}
+	return jsonNode(js)
 }
 
 // protoNode validates m and renders it as YAML in its JSON form.

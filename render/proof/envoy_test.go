@@ -14,8 +14,23 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"sigs.k8s.io/yaml"
 )
+
+// anyOf validates an Any's content.
+type anyOf struct{ *anypb.Any }
+
+func (a anyOf) ValidateAll() error {
+	m, err := a.UnmarshalNew()
+	if err != nil {
+		return err
+	}
+	if v, ok := m.(validatable); ok {
+		return v.ValidateAll()
+	}
+	return nil
+}
 
 // validatable is a go-control-plane message.
 type validatable interface {
@@ -82,8 +97,12 @@ func TestEmbeddedEnvoyProtos(t *testing.T) {
 					if len(per) == 0 {
 						t.Errorf("%s: no typed_per_filter_config", where(k))
 					}
-					for _, v := range per {
-						check(where(k), v, &routev3.FilterConfig{})
+					for _, v := range per { // a map of Anys: each with its "@type"
+						a := &anypb.Any{}
+						check(where(k), v, anyOf{a})
+						if fc := (&routev3.FilterConfig{}); a.MessageIs(fc) && a.UnmarshalTo(fc) != nil {
+							t.Errorf("%s: not a FilterConfig", where(k))
+						}
 					}
 				default:
 					t.Errorf("%s: applyTo %s not checked by this test", where(k), p.ApplyTo)
