@@ -33,10 +33,12 @@ test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the re
 	@# Envoy Gateway v1.9.1 is built from the Go module proxy by envoy-gateway/install.sh (cold
 	@# caches: about 4.5 minutes on 2 cores): the e2e test runs it as a real control plane.
 	@# render/proof is a module of its own (Istio's, the Gateway API's and Envoy Gateway's types
-	@# and CRDs stay out of shadowlab's): the rendered objects against the projects' own checks.
+	@# and CRDs stay out of shadowlab's): the rendered objects against the projects' own checks;
+	@# render/istioproof runs Istio's own translation (istio.io/istio, cold caches: about 6 minutes
+	@# to build on 2 cores) on the rendered Istio objects.
 	examples/compose/docker.sh ensure; status=0; eg="$$(envoy-gateway/install.sh)"; \
 	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/e2e$$') && \
-	(cd render/proof && $(GO) test -count=1 ./...) && \
+	(cd render/proof && $(GO) test -count=1 ./...) && (cd render/istioproof && $(GO) test -count=1 ./...) && \
 	ENVOY_BIN="$(ENVOY)" ENVOY_GATEWAY_BIN="$$eg" $(GO) test -race -count=1 -timeout 25m ./e2e || status=$$?; \
 	examples/compose/docker.sh stop; exit $$status
 
@@ -84,6 +86,7 @@ check: ## gofmt, go vet, go mod tidy and golden files unchanged
 	@# -e: a test-only dependency of modernc.org/sqlite (google/pprof) is not served by the module proxy
 	$(GO) mod tidy -e -diff 2>/dev/null
 	cd render/proof && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd render/istioproof && $(GO) vet ./... && $(GO) mod tidy -diff
 	$(GO) test ./xds -run Golden -update >/dev/null && $(GO) test ./policy -update >/dev/null && $(GO) test ./render -update >/dev/null && \
 	git diff --exit-code -- xds/testdata policy/testdata render/testdata
 
