@@ -327,11 +327,11 @@ func (r *renderer) gatewayAPI() {
 		if rt.Shadow != nil {
 			if rt.Shadow.Capture {
 				r.note("Comparison: the core Gateway API cannot run code on the primary's answer, so nothing is captured or compared. Routes that capture are mirrored straight to their shadow service at their percentage, with no marks. Use the envoy-gateway or istio target to compare.")
-				c := *rt.Shadow
-				c.Capture = false
-				copy := *rt
-				copy.Shadow = &c
-				rt = &copy
+				shadow := *rt.Shadow
+				shadow.Capture = false
+				uncaptured := *rt
+				uncaptured.Shadow = &shadow
+				rt = &uncaptured
 			}
 			mirror = r.mirrorMatches(rt)
 		}

@@ -142,7 +142,7 @@ type captureStream struct {
 func (s *captureStream) OnHttpRequestHeaders(int, bool) types.Action {
 	defer recoverIn("capture request headers")
 	cfg := &s.c.cfg
-	if !wire.InRoutes(cfg.EnvoyRoutes, envoyRoute()) {
+	if cfg.EnvoyRoutes != "" && !wire.InRoutes(cfg.EnvoyRoutes, envoyRoute()) { // the property is read only where needed: a host call per request
 		s.skip = true
 		return types.ActionContinue
 	}

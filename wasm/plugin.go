@@ -387,7 +387,7 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) (action types.Action) {
 			action = types.ActionContinue // fail open
 		}
 	}()
-	if !wire.InRoutes(p.cfg.EnvoyRoutes, envoyRoute()) {
+	if p.cfg.EnvoyRoutes != "" && !wire.InRoutes(p.cfg.EnvoyRoutes, envoyRoute()) {
 		return types.ActionContinue
 	}
 	now := p.now()
