@@ -165,11 +165,14 @@ func (r *renderer) istioMatches(rt *policy.Route, methods []string, extra []M) [
 		var v M
 		switch {
 		case h.Present != nil:
-			v = M{{"regex", ".*"}}
-			if !*h.Present != h.Invert {
+			// Present (or absent, inverted): a name-only match is
+			// presence in Istio, and in withoutHeaders absence.
+			if *h.Present != h.Invert {
+				headers = append(headers, KV{h.Name, M{}})
+			} else {
 				without = append(without, KV{h.Name, M{}})
-				continue
 			}
+			continue
 		case h.Regex != "":
 			v = M{{"regex", h.Regex}}
 		case h.Prefix != "":

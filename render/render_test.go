@@ -98,3 +98,30 @@ func TestRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, strings.Contains(string(mesh), "127.0.0.1"))
 }
+
+// TestIstioHeaderPresence: the four ways a policy says a header must be
+// there or not become Istio's name-only matches, in headers or
+// withoutHeaders.
+func TestIstioHeaderPresence(t *testing.T) {
+	p, err := policy.Parse([]byte(`version: 1
+listeners: [{name: l, address: "127.0.0.1:1"}]
+services: {a: {endpoints: ["a.shop:80"]}}
+routes:
+  - {name: r1, match: {pathPrefix: /1, headers: [{name: x-p, present: true}]}, primary: a}
+  - {name: r2, match: {pathPrefix: /2, headers: [{name: x-p, present: true, invert: true}]}, primary: a}
+  - {name: r3, match: {pathPrefix: /3, headers: [{name: x-p, present: false}]}, primary: a}
+  - {name: r4, match: {pathPrefix: /4, headers: [{name: x-p, present: false, invert: true}]}, primary: a}
+`), "p.yaml")
+	require.NoError(t, err)
+	out, err := Render(p, Options{Target: Istio, Selector: map[string]string{"app": "a"}})
+	require.NoError(t, err)
+	got := string(out)
+	for _, want := range []string{
+		"name: r1\n      match:\n        - uri:\n            prefix: /1\n          headers:\n            x-p: {}",
+		"name: r2\n      match:\n        - uri:\n            prefix: /2\n          withoutHeaders:\n            x-p: {}",
+		"name: r3\n      match:\n        - uri:\n            prefix: /3\n          withoutHeaders:\n            x-p: {}",
+		"name: r4\n      match:\n        - uri:\n            prefix: /4\n          headers:\n            x-p: {}",
+	} {
+		assert.Contains(t, got, want)
+	}
+}
