@@ -50,3 +50,25 @@ routes:
 	hand := &Route{Match: Match{PathRegex: "/a+"}}
 	assert.True(t, hand.Matches(Request{Method: "GET", Target: "/aaa", Header: func(string) []string { return nil }}), "a Route built by hand compiles its match")
 }
+
+func TestSplitMethods(t *testing.T) {
+	tests := map[string]struct {
+		methods          []string
+		safe, unsafe     []string
+		unsafeMeansOther bool
+	}{
+		"any method":    {nil, SafeMethods, nil, true},
+		"reads only":    {[]string{"GET", "HEAD"}, []string{"GET", "HEAD"}, []string{}, false},
+		"writes only":   {[]string{"POST", "PUT"}, nil, []string{"POST", "PUT"}, false},
+		"mixed":         {[]string{"POST", "GET", "DELETE"}, []string{"GET"}, []string{"POST", "DELETE"}, false},
+		"custom method": {[]string{"PURGE"}, nil, []string{"PURGE"}, false},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			safe, unsafe := SplitMethods(tt.methods)
+			assert.Equal(t, tt.safe, safe)
+			assert.Equal(t, tt.unsafe, unsafe)
+			assert.Equal(t, tt.unsafeMeansOther, unsafe == nil)
+		})
+	}
+}

@@ -9,6 +9,7 @@
 package policy
 
 import (
+	"slices"
 	"time"
 
 	"github.com/shadowlab/shadowlab/admission"
@@ -263,3 +264,21 @@ const (
 
 // SafeMethods are mirrored without opting in.
 var SafeMethods = []string{"GET", "HEAD", "OPTIONS"}
+
+// SplitMethods splits a route's methods into safe and unsafe ones. With no
+// methods (any method), safe is SafeMethods and unsafe is nil, meaning
+// "every other method"; otherwise unsafe is non-nil (maybe empty).
+func SplitMethods(methods []string) (safe, unsafe []string) {
+	if len(methods) == 0 {
+		return SafeMethods, nil
+	}
+	unsafe = []string{}
+	for _, m := range methods {
+		if slices.Contains(SafeMethods, m) {
+			safe = append(safe, m)
+		} else {
+			unsafe = append(unsafe, m)
+		}
+	}
+	return safe, unsafe
+}

@@ -8,7 +8,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shadowlab/shadowlab/policy"
@@ -145,13 +144,6 @@ func (r *renderer) reportClusterPatch() M {
 			}}}},
 		}}},
 	}
-	if err := c.ValidateAll(); err != nil {
-		r.fail("the API cluster does not validate: %v", err)
-	}
-	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(c)
-	if err != nil {
-		r.fail("the API cluster: %v", err)
-	}
 	ns, gw := r.parent()
 	return M{{"apiVersion", "gateway.envoyproxy.io/v1alpha1"}, {"kind", "EnvoyPatchPolicy"},
 		{"metadata", M{{"name", "shadowlab-api"}, {"namespace", ns}}},
@@ -161,54 +153,7 @@ func (r *renderer) reportClusterPatch() M {
 			{"jsonPatches", []M{{
 				{"type", "type.googleapis.com/envoy.config.cluster.v3.Cluster"},
 				{"name", xds.APICluster},
-				{"operation", M{{"op", "add"}, {"path", ""}, {"value", jsonNode(js)}}},
+				{"operation", M{{"op", "add"}, {"path", ""}, {"value", r.protoNode(c)}}},
 			}}},
 		}}}
-}
-
-// deployment renders what runs shadowlab in the cluster, unless it runs
-// elsewhere (Options.ShadowlabHost).
-func (r *renderer) deployment() {
-	if r.o.ShadowlabHost != "" {
-		return
-	}
-	ns := r.o.Namespace
-	labels := map[string]string{"app.kubernetes.io/name": "shadowlab"}
-	r.add(M{{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", M{{"name", ns}}}}, "shadowlab runs here.")
-	r.add(M{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", M{{"name", "shadowlab-policy"}, {"namespace", ns}}},
-		{"data", M{{"policy.yaml", string(r.o.PolicyYAML)}}}}, "The policy serve follows (edit it here; serve reloads it).")
-	args := []string{"serve", "--policy", "/etc/shadowlab/policy.yaml", "--xds-address", "",
-		"--gateway-address", "0.0.0.0:" + strconv.Itoa(r.o.GatewayPort),
-		"--admission-address", "0.0.0.0:" + strconv.Itoa(r.o.AdmissionPort),
-		"--api-address", "0.0.0.0:" + strconv.Itoa(r.o.APIPort),
-		"--db", "/var/lib/shadowlab/reports.db",
-		"--wasm", "/usr/local/lib/shadowlab/shadowlab.wasm", // where examples/compose/Dockerfile puts it
-		"--insecure-behind-authenticating-proxy"}
-	ports := []M{
-		{{"name", "gateway"}, {"port", r.o.GatewayPort}, {"targetPort", r.o.GatewayPort}},
-		{{"name", "grpc-admission"}, {"port", r.o.AdmissionPort}, {"targetPort", r.o.AdmissionPort}, {"appProtocol", "kubernetes.io/h2c"}},
-		{{"name", "http-api"}, {"port", r.o.APIPort}, {"targetPort", r.o.APIPort}},
-	}
-	r.add(M{{"apiVersion", "apps/v1"}, {"kind", "Deployment"}, {"metadata", M{{"name", "shadowlab"}, {"namespace", ns}}},
-		{"spec", M{
-			{"replicas", 1},
-			{"selector", M{{"matchLabels", labels}}},
-			{"template", M{
-				{"metadata", M{{"labels", labels}}},
-				{"spec", M{
-					{"containers", []M{{
-						{"name", "shadowlab"}, {"image", r.o.Image}, {"command", []string{"shadowlab"}}, {"args", args},
-						{"ports", []M{{{"containerPort", r.o.GatewayPort}}, {{"containerPort", r.o.AdmissionPort}}, {{"containerPort", r.o.APIPort}}}},
-						{"readinessProbe", M{{"httpGet", M{{"path", "/readyz"}, {"port", r.o.APIPort}}}}},
-						{"volumeMounts", []M{{{"name", "policy"}, {"mountPath", "/etc/shadowlab"}}, {{"name", "data"}, {"mountPath", "/var/lib/shadowlab"}}}},
-					}}},
-					{"volumes", []M{
-						{{"name", "policy"}, {"configMap", M{{"name", "shadowlab-policy"}}}},
-						{{"name", "data"}, {"emptyDir", M{}}},
-					}},
-				}},
-			}},
-		}}}, "shadowlab serve without xDS: gateway, capture, admission and reports. Its ports are plain: they are meant to sit behind the mesh's mTLS (Istio: the namespace's PeerAuthentication below) or a NetworkPolicy; see README, \"In a mesh\".")
-	r.add(M{{"apiVersion", "v1"}, {"kind", "Service"}, {"metadata", M{{"name", "shadowlab"}, {"namespace", ns}}},
-		{"spec", M{{"selector", labels}, {"ports", ports}}}})
 }

@@ -113,39 +113,14 @@ func (r *renderer) mirrorMatches(rt *policy.Route) []M {
 			extra = append(extra, M{{"type", "RegularExpression"}, {"name", t.Header}, {"value", tenantRegex(t)}})
 		}
 	}
-	methods, any := mirroredMethods(rt)
-	if !rt.Shadow.Capture && rt.Shadow.UnsafeMethods {
-		// Without capture the mirror goes straight to the shadow service,
-		// and no Gateway API filter marks a mirror alone as a dry run.
-		methods, any = safeOf(rt), false
+	methods, any, narrowed := mirroredMethods(rt)
+	if narrowed {
 		r.note("Routes that mirror unsafe methods without capture: the Gateway API cannot add the dry-run mark to the mirror alone, so only their safe methods are mirrored. With capture, shadowlab's gateway adds the mark.")
 	}
 	if any {
 		return r.matches(rt, nil, extra)
 	}
 	return r.matches(rt, methods, extra)
-}
-
-func safeOf(rt *policy.Route) []string {
-	if len(rt.Match.Methods) == 0 {
-		return policy.SafeMethods
-	}
-	var out []string
-	for _, m := range rt.Match.Methods {
-		if isSafe(m) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func isSafe(m string) bool {
-	for _, s := range policy.SafeMethods {
-		if s == m {
-			return true
-		}
-	}
-	return false
 }
 
 // matches renders route rt's match, one HTTPRouteMatch per method (methods

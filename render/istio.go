@@ -3,16 +3,9 @@ package render
 import (
 	"fmt"
 	"strings"
-	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
@@ -124,10 +117,7 @@ func (r *renderer) istioMirrored(rt *policy.Route) M {
 	if t := rt.Shadow.Tenants; t != nil {
 		extra = append(extra, M{{"name", t.Header}, {"regex", tenantRegex(t)}})
 	}
-	methods, any := mirroredMethods(rt)
-	if !rt.Shadow.Capture && rt.Shadow.UnsafeMethods {
-		methods, any = safeOf(rt), false
-	}
+	methods, any, _ := mirroredMethods(rt)
 	if any {
 		methods = nil
 	}
@@ -322,45 +312,34 @@ func (r *renderer) wasmPlugins(rt *policy.Route) []M {
 	return out
 }
 
-// extProcFilter is the EnvoyFilter for global admission: the ext_proc
-// filter (built and validated as go-control-plane protos) inserted before
-// the router, disabled, and switched on per Envoy route with the policy
-// route's name as gRPC metadata.
+// extProcFilter is the EnvoyFilter for global admission: shadowlab's own
+// ext_proc filter (xds.AdmissionExtProc: request headers only, only
+// x-request-id and the key headers sent, failing open) inserted before the
+// router, disabled, and switched on per Envoy route as the translator does
+// it (xds.AdmissionPerRoute: the policy route's name as gRPC metadata).
 func (r *renderer) extProcFilter() M {
 	cluster := "outbound|" + fmt.Sprint(r.o.AdmissionPort) + "||" + r.istioHost()
-	var longest time.Duration
-	var routes []*policy.Route
-	for _, rt := range r.p.Routes {
-		if rt.Admission != nil && rt.Admission.Scope == wire.ScopeGlobal {
-			routes = append(routes, rt)
-			longest = max(longest, rt.Admission.Budget.MaxDelay)
-		}
+	routes := r.p.AdmissionRoutes(wire.ScopeGlobal)
+	ep := xds.AdmissionExtProc(routes, cluster)
+	r.check(ep)
+	typed, err := anypb.New(ep)
+	if err != nil {
+		r.fail("the ext_proc filter: %v", err)
 	}
-	ep := &extprocv3.ExternalProcessor{
-		GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: cluster}},
-			Timeout:         durationpb.New(250 * time.Millisecond),
-		},
-		FailureModeAllow:  true,
-		ProcessingMode:    &extprocv3.ProcessingMode{RequestHeaderMode: extprocv3.ProcessingMode_SEND, ResponseHeaderMode: extprocv3.ProcessingMode_SKIP, RequestBodyMode: extprocv3.ProcessingMode_NONE, ResponseBodyMode: extprocv3.ProcessingMode_NONE, RequestTrailerMode: extprocv3.ProcessingMode_SKIP, ResponseTrailerMode: extprocv3.ProcessingMode_SKIP},
-		MessageTimeout:    durationpb.New(200 * time.Millisecond),
-		MaxMessageTimeout: durationpb.New(longest + policy.AdmissionHoldMargin),
-	}
-	filter := &hcmv3.HttpFilter{Name: xds.AdmissionExtProcFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(ep)}, Disabled: true}
+	filter := &hcmv3.HttpFilter{Name: xds.AdmissionExtProcFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: typed}, Disabled: true}
 	patches := []M{{
 		{"applyTo", "HTTP_FILTER"},
 		{"match", M{{"context", r.istioContext()}, {"listener", M{{"filterChain", M{{"filter", M{{"name", "envoy.filters.network.http_connection_manager"}, {"subFilter", M{{"name", "envoy.filters.http.router"}}}}}}}}}}},
 		{"patch", M{{"operation", "INSERT_BEFORE"}, {"value", r.protoNode(filter)}}},
 	}}
 	for _, rt := range routes {
-		per := &routev3.FilterConfig{Config: mustAny(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
-			GrpcInitialMetadata: []*corev3.HeaderValue{{Key: wire.MetadataRoute, Value: rt.Name}},
-		}}})}
+		// A map of Anys: each value keeps its "@type".
+		per := xds.AdmissionPerRoute(rt)[xds.AdmissionExtProcFilter]
 		for _, name := range r.envoyRouteNames(rt) {
 			patches = append(patches, M{
 				{"applyTo", "HTTP_ROUTE"},
 				{"match", M{{"context", r.istioContext()}, {"routeConfiguration", M{{"vhost", M{{"route", M{{"name", name}}}}}}}}},
-				{"patch", M{{"operation", "MERGE"}, {"value", M{{"typed_per_filter_config", M{{xds.AdmissionExtProcFilter, r.anyNode(per)}}}}}}},
+				{"patch", M{{"operation", "MERGE"}, {"value", M{{"typed_per_filter_config", M{{xds.AdmissionExtProcFilter, r.protoNode(per)}}}}}}},
 			})
 		}
 	}
@@ -383,44 +362,4 @@ func (r *renderer) envoyRouteNames(rt *policy.Route) []string {
 		return []string{rt.Name + ".sampled", rt.Name}
 	}
 	return []string{rt.Name}
-}
-
-// anyNode validates m and renders it as a google.protobuf.Any in its JSON
-// form (with its "@type"): what a map of Anys such as
-// typed_per_filter_config holds.
-func (r *renderer) anyNode(m interface {
-	proto.Message
-	ValidateAll() error
-}) any {
-	if err := m.ValidateAll(); err != nil {
-		r.fail("%T does not validate: %v", m, err)
-	}
-	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(mustAny(m))
-	if err != nil {
-		r.fail("%T: %v", m, err)
-	}
-	return jsonNode(js)
-}
-
-// protoNode validates m and renders it as YAML in its JSON form.
-func (r *renderer) protoNode(m interface {
-	proto.Message
-	ValidateAll() error
-}) any {
-	if err := m.ValidateAll(); err != nil {
-		r.fail("%T does not validate: %v", m, err)
-	}
-	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
-	if err != nil {
-		r.fail("%T: %v", m, err)
-	}
-	return jsonNode(js)
-}
-
-func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
-		panic(err)
-	}
-	return a
 }

@@ -22,6 +22,9 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
@@ -246,7 +249,7 @@ func (r *renderer) wasmURL() string {
 // the mirroring route variant matches.
 func sampledCapture(rt *policy.Route, reportCluster string, envoyRoutes []string) wire.CaptureConfig {
 	c := xds.CaptureConfig(rt, reportCluster)
-	methods, any := mirroredMethods(rt)
+	methods, any, _ := mirroredMethods(rt)
 	if any {
 		methods = nil
 	}
@@ -266,22 +269,18 @@ func localAdmission(rt *policy.Route, reportCluster string, envoyRoutes []string
 	return c
 }
 
-// mirroredMethods are the methods a route's mirroring variant takes: the route's
-// safe methods, and its unsafe ones when it mirrors them (shadowlab's
-// gateway marks those dry-run). nil: any method.
-func mirroredMethods(rt *policy.Route) (methods []string, any bool) {
-	if len(rt.Match.Methods) == 0 {
-		if rt.Shadow.UnsafeMethods {
-			return nil, true
-		}
-		return policy.SafeMethods, false
+// mirroredMethods are the methods a route's mirroring variant takes: the
+// route's safe ones (policy.SplitMethods), or all of them when it mirrors
+// unsafe methods too and captures (shadowlab's gateway marks those
+// dry-run); any: every method. Without capture the mirror goes straight to
+// the shadow service and no mesh API marks a mirror alone as a dry run, so
+// only the safe ones are mirrored: narrowed says the route asked for more.
+func mirroredMethods(rt *policy.Route) (methods []string, any, narrowed bool) {
+	if rt.Shadow.UnsafeMethods && rt.Shadow.Capture {
+		return rt.Match.Methods, len(rt.Match.Methods) == 0, false
 	}
-	for _, m := range rt.Match.Methods {
-		if rt.Shadow.UnsafeMethods || slices.Contains(policy.SafeMethods, m) {
-			methods = append(methods, m)
-		}
-	}
-	return methods, false
+	safe, _ := policy.SplitMethods(rt.Match.Methods)
+	return safe, false, rt.Shadow.UnsafeMethods
 }
 
 // tenantRegex is the anchored RE2 alternation of a route's tenants.
@@ -438,3 +437,79 @@ func endpoint(ep string) (host string, port int) {
 
 // isIP reports whether host is an IP literal.
 func isIP(host string) bool { return net.ParseIP(host) != nil }
+
+// protoNode checks m (check) and renders it as YAML in its JSON form, as
+// the mesh's API takes Envoy protos.
+func (r *renderer) protoNode(m proto.Message) any {
+	r.check(m)
+	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		r.fail("%T: %v", m, err)
+	}
+	return jsonNode(js)
+}
+
+// check runs go-control-plane's validation on m, on the message inside it
+// for an Any.
+func (r *renderer) check(m proto.Message) {
+	if a, ok := m.(*anypb.Any); ok {
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			r.fail("%s: %v", a.GetTypeUrl(), err)
+			return
+		}
+		m = inner
+	}
+	if v, ok := m.(interface{ ValidateAll() error }); ok {
+		if err := v.ValidateAll(); err != nil {
+			r.fail("%T does not validate: %v", m, err)
+		}
+	}
+}
+
+// deployment renders what runs shadowlab in the cluster, unless it runs
+// elsewhere (Options.ShadowlabHost).
+func (r *renderer) deployment() {
+	if r.o.ShadowlabHost != "" {
+		return
+	}
+	ns := r.o.Namespace
+	labels := map[string]string{"app.kubernetes.io/name": "shadowlab"}
+	r.add(M{{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", M{{"name", ns}}}}, "shadowlab runs here.")
+	r.add(M{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", M{{"name", "shadowlab-policy"}, {"namespace", ns}}},
+		{"data", M{{"policy.yaml", string(r.o.PolicyYAML)}}}}, "The policy serve follows (edit it here; serve reloads it).")
+	args := []string{"serve", "--policy", "/etc/shadowlab/policy.yaml", "--xds-address", "",
+		"--gateway-address", "0.0.0.0:" + strconv.Itoa(r.o.GatewayPort),
+		"--admission-address", "0.0.0.0:" + strconv.Itoa(r.o.AdmissionPort),
+		"--api-address", "0.0.0.0:" + strconv.Itoa(r.o.APIPort),
+		"--db", "/var/lib/shadowlab/reports.db",
+		"--wasm", "/usr/local/lib/shadowlab/shadowlab.wasm", // where examples/compose/Dockerfile puts it
+		"--insecure-behind-authenticating-proxy"}
+	ports := []M{
+		{{"name", "gateway"}, {"port", r.o.GatewayPort}, {"targetPort", r.o.GatewayPort}},
+		{{"name", "grpc-admission"}, {"port", r.o.AdmissionPort}, {"targetPort", r.o.AdmissionPort}, {"appProtocol", "kubernetes.io/h2c"}},
+		{{"name", "http-api"}, {"port", r.o.APIPort}, {"targetPort", r.o.APIPort}},
+	}
+	r.add(M{{"apiVersion", "apps/v1"}, {"kind", "Deployment"}, {"metadata", M{{"name", "shadowlab"}, {"namespace", ns}}},
+		{"spec", M{
+			{"replicas", 1},
+			{"selector", M{{"matchLabels", labels}}},
+			{"template", M{
+				{"metadata", M{{"labels", labels}}},
+				{"spec", M{
+					{"containers", []M{{
+						{"name", "shadowlab"}, {"image", r.o.Image}, {"command", []string{"shadowlab"}}, {"args", args},
+						{"ports", []M{{{"containerPort", r.o.GatewayPort}}, {{"containerPort", r.o.AdmissionPort}}, {{"containerPort", r.o.APIPort}}}},
+						{"readinessProbe", M{{"httpGet", M{{"path", "/readyz"}, {"port", r.o.APIPort}}}}},
+						{"volumeMounts", []M{{{"name", "policy"}, {"mountPath", "/etc/shadowlab"}}, {{"name", "data"}, {"mountPath", "/var/lib/shadowlab"}}}},
+					}}},
+					{"volumes", []M{
+						{{"name", "policy"}, {"configMap", M{{"name", "shadowlab-policy"}}}},
+						{{"name", "data"}, {"emptyDir", M{}}},
+					}},
+				}},
+			}},
+		}}}, "shadowlab serve without xDS: gateway, capture, admission and reports. Its ports are plain: they are meant to sit behind the mesh's mTLS (Istio: the namespace's PeerAuthentication below) or a NetworkPolicy; see README, \"In a mesh\".")
+	r.add(M{{"apiVersion", "v1"}, {"kind", "Service"}, {"metadata", M{{"name", "shadowlab"}, {"namespace", ns}}},
+		{"spec", M{{"selector", labels}, {"ports", ports}}}})
+}

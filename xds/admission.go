@@ -67,17 +67,19 @@ func admissionFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 	if global := p.AdmissionRoutes(wire.ScopeGlobal); len(global) > 0 {
 		out = append(out, &hcmv3.HttpFilter{
 			Name:       AdmissionExtProcFilter,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(admissionExtProc(global))},
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(AdmissionExtProc(global, AdmissionCluster))},
 			Disabled:   true,
 		})
 	}
 	return out
 }
 
-// admissionPerRoute switches route r's admission filter on for each Envoy
+// AdmissionPerRoute switches route r's admission filter on for each Envoy
 // route of r (the mirrored variants share one budget: the plugin's budget
-// key and the server's route come from the policy route, not Envoy's).
-func admissionPerRoute(r *policy.Route) map[string]*anypb.Any {
+// key and the server's route come from the policy route, not Envoy's):
+// typed_per_filter_config by filter name. Also for Istio's EnvoyFilter
+// (package render).
+func AdmissionPerRoute(r *policy.Route) map[string]*anypb.Any {
 	if r.Admission == nil {
 		return nil
 	}
@@ -172,14 +174,15 @@ func PluginConfig(r *policy.Route, reportCluster string) wire.PluginConfig {
 	return c
 }
 
-// admissionExtProc is the global admission filter: it waits for the
+// AdmissionExtProc is the global admission filter: it waits for the
 // admission server's answer to the request headers (not observability
 // mode), which may hold the request up to the longest maxDelay of the
 // routes (max_message_timeout; the server asks for each hold with
 // override_message_timeout) or answer 429. A server that is down, slow or
 // full lets the request through (failure_mode_allow). Only x-request-id and
-// the routes' key headers leave Envoy.
-func admissionExtProc(routes []*policy.Route) *extprocv3.ExternalProcessor {
+// the routes' key headers leave Envoy. cluster is the admission server's
+// Envoy cluster (AdmissionCluster here; Istio names its own).
+func AdmissionExtProc(routes []*policy.Route, cluster string) *extprocv3.ExternalProcessor {
 	var longest time.Duration
 	headers := []string{wire.HeaderRequestID}
 	for _, r := range routes {
@@ -195,7 +198,7 @@ func admissionExtProc(routes []*policy.Route) *extprocv3.ExternalProcessor {
 	}
 	ep := &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: AdmissionCluster}},
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: cluster}},
 		},
 		FailureModeAllow: true,
 		StatPrefix:       AdmissionStatPrefix,

@@ -303,7 +303,7 @@ func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 	if t := r.Shadow.Tenants; t != nil {
 		tenant = []*routev3.HeaderMatcher{oneOfHeader(t.Header, t.Values, false)}
 	}
-	safe, unsafe := splitMethods(r.Match.Methods)
+	safe, unsafe := policy.SplitMethods(r.Match.Methods)
 
 	var out []*routev3.Route
 	mirrored := func(name string, methods *routev3.HeaderMatcher, dryRun bool) {
@@ -334,24 +334,6 @@ func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 	return append(out, primaryRoute(DirectRouteName(r.Name), r, nil))
 }
 
-// splitMethods splits a route's methods into safe and unsafe ones. With no
-// methods (any method), safe is policy.SafeMethods and unsafe is nil, meaning
-// "every other method"; otherwise unsafe is non-nil (maybe empty).
-func splitMethods(methods []string) (safe, unsafe []string) {
-	if len(methods) == 0 {
-		return policy.SafeMethods, nil
-	}
-	unsafe = []string{}
-	for _, m := range methods {
-		if slices.Contains(policy.SafeMethods, m) {
-			safe = append(safe, m)
-		} else {
-			unsafe = append(unsafe, m)
-		}
-	}
-	return safe, unsafe
-}
-
 // primaryRoute is an Envoy route named name that sends r's matching requests
 // to r's primary service. Extra header matchers narrow it; when they are
 // given they include the :method matcher, which replaces the route's own.
@@ -365,7 +347,7 @@ func primaryRoute(name string, r *policy.Route, extra []*routev3.HeaderMatcher) 
 	return &routev3.Route{
 		Name:                 name,
 		Match:                match,
-		TypedPerFilterConfig: admissionPerRoute(r),
+		TypedPerFilterConfig: AdmissionPerRoute(r),
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ServiceCluster(r.Primary.Name)},
 			Timeout:          durationpb.New(r.Timeout),

@@ -172,28 +172,6 @@ func TestPercentChangeOnlyTouchesRuntime(t *testing.T) {
 	assert.NotEqual(t, v1, v2)
 }
 
-func TestSplitMethods(t *testing.T) {
-	tests := map[string]struct {
-		methods          []string
-		safe, unsafe     []string
-		unsafeMeansOther bool
-	}{
-		"any method":    {nil, policy.SafeMethods, nil, true},
-		"reads only":    {[]string{"GET", "HEAD"}, []string{"GET", "HEAD"}, []string{}, false},
-		"writes only":   {[]string{"POST", "PUT"}, nil, []string{"POST", "PUT"}, false},
-		"mixed":         {[]string{"POST", "GET", "DELETE"}, []string{"GET"}, []string{"POST", "DELETE"}, false},
-		"custom method": {[]string{"PURGE"}, nil, []string{"PURGE"}, false},
-	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			safe, unsafe := splitMethods(tt.methods)
-			assert.Equal(t, tt.safe, safe)
-			assert.Equal(t, tt.unsafe, unsafe)
-			assert.Equal(t, tt.unsafeMeansOther, unsafe == nil)
-		})
-	}
-}
-
 // FuzzTranslate: any policy that loads translates, and every resource
 // passes Envoy's validation and the snapshot is consistent.
 func FuzzTranslate(f *testing.F) {

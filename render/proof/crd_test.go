@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,11 +87,11 @@ func (v *crdValidator) validate(obj map[string]any) field.ErrorList {
 
 // moduleDir is where the Go module cache keeps a module of this build.
 func moduleDir(t *testing.T, path string) string {
-	out, err := runGo("list", "-m", "-f", "{{.Dir}}", path)
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", path).Output()
 	if err != nil {
 		t.Fatalf("go list -m %s: %v", path, err)
 	}
-	return strings.TrimSpace(out)
+	return strings.TrimSpace(string(out))
 }
 
 // TestGoldensPassCRDValidation: every custom resource in the goldens passes
