@@ -36,7 +36,7 @@ func (r *renderer) envoyGateway() {
 	}
 	for _, rt := range r.p.Routes {
 		var mirror []M
-		if rt.Shadow != nil {
+		if mirrors(rt) {
 			mirror = r.mirrorMatches(rt)
 			needAPI = needAPI || rt.Shadow.Capture
 		}
@@ -91,7 +91,7 @@ func (r *renderer) extensionPolicy(rt *policy.Route) M {
 		wasm = append(wasm, M{{"name", "shadowlab-admission"}, {"rootID", wire.AdmissionRootID}, {"code", code},
 			{"config", jsonNode(cfg.AppendJSON(nil))}, {"failOpen", true}})
 	}
-	if rt.Shadow != nil && rt.Shadow.Capture {
+	if mirrors(rt) && rt.Shadow.Capture {
 		cfg := sampledCapture(rt, xds.APICluster, nil)
 		wasm = append(wasm, M{{"name", "shadowlab-capture"}, {"rootID", wire.CaptureRootID}, {"code", code},
 			{"config", jsonNode(cfg.AppendJSON(nil))}, {"failOpen", true}})

@@ -117,8 +117,11 @@ func (r *renderer) mirrorMatches(rt *policy.Route) []M {
 	if narrowed {
 		r.note("Routes that mirror unsafe methods without capture: the Gateway API cannot add the dry-run mark to the mirror alone, so only their safe methods are mirrored. With capture, shadowlab's gateway adds the mark.")
 	}
-	if any {
+	switch {
+	case any:
 		return r.matches(rt, nil, extra)
+	case len(methods) == 0:
+		return nil // nothing of the route can be mirrored
 	}
 	return r.matches(rt, methods, extra)
 }
@@ -299,7 +302,7 @@ func (r *renderer) gatewayAPI() {
 	}
 	for _, rt := range r.p.Routes {
 		var mirror []M
-		if rt.Shadow != nil {
+		if mirrors(rt) {
 			if rt.Shadow.Capture {
 				r.note("Comparison: the core Gateway API cannot run code on the primary's answer, so nothing is captured or compared. Routes that capture are mirrored straight to their shadow service at their percentage, with no marks. Use the envoy-gateway or istio target to compare.")
 				shadow := *rt.Shadow

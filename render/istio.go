@@ -24,7 +24,7 @@ func (r *renderer) istio() {
 	var http []M
 	hasGlobal := false
 	for _, rt := range r.p.Routes {
-		if rt.Shadow != nil {
+		if mirrors(rt) {
 			http = append(http, r.istioMirrored(rt))
 		}
 		http = append(http, r.istioRoute(rt, rt.Name, r.istioMatches(rt, nil, nil), nil))
@@ -306,7 +306,7 @@ func (r *renderer) wasmPlugins(rt *policy.Route) []M {
 	if rt.Admission != nil && rt.Admission.Scope == wire.ScopeLocal {
 		out = append(out, plugin("admission", wire.AdmissionRootID, "AUTHZ", localAdmission(rt, report, names).AppendJSON(nil)))
 	}
-	if rt.Shadow != nil && rt.Shadow.Capture {
+	if mirrors(rt) && rt.Shadow.Capture {
 		out = append(out, plugin("capture", wire.CaptureRootID, "UNSPECIFIED_PHASE", sampledCapture(rt, report, names).AppendJSON(nil)))
 	}
 	return out
@@ -358,7 +358,7 @@ func (r *renderer) istioContext() string {
 
 // envoyRouteNames are the Envoy routes Istio makes of policy route rt.
 func (r *renderer) envoyRouteNames(rt *policy.Route) []string {
-	if rt.Shadow != nil {
+	if mirrors(rt) {
 		return []string{rt.Name + ".sampled", rt.Name}
 	}
 	return []string{rt.Name}

@@ -269,6 +269,17 @@ func localAdmission(rt *policy.Route, reportCluster string, envoyRoutes []string
 	return c
 }
 
+// mirrors reports whether route rt has a mirroring variant: it mirrors, and
+// some of its methods can be mirrored (a route of unsafe methods only that
+// does not mirror them mirrors nothing, as the translator does it).
+func mirrors(rt *policy.Route) bool {
+	if rt.Shadow == nil {
+		return false
+	}
+	methods, any, _ := mirroredMethods(rt)
+	return any || len(methods) > 0
+}
+
 // mirroredMethods are the methods a route's mirroring variant takes: the
 // route's safe ones (policy.SplitMethods), or all of them when it mirrors
 // unsafe methods too and captures (shadowlab's gateway marks those

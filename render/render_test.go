@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -123,5 +124,27 @@ routes:
 		"name: r4\n      match:\n        - uri:\n            prefix: /4\n          headers:\n            x-p: {}",
 	} {
 		assert.Contains(t, got, want)
+	}
+}
+
+// TestNothingToMirror: a route of unsafe methods only that opts in to them
+// without capture mirrors nothing (no mesh API marks a mirror alone as a
+// dry run): no mirroring variant, no capture plugin. (Without opting in,
+// the policy refuses such a route.)
+func TestNothingToMirror(t *testing.T) {
+	p, err := policy.Parse([]byte(`version: 1
+listeners: [{name: l, address: "127.0.0.1:1"}]
+services: {a: {endpoints: ["a.shop:80"]}, b: {endpoints: ["b.shop:80"]}}
+routes:
+  - {name: dark, match: {pathPrefix: /w, methods: [POST]}, primary: a, shadow: {service: b, percent: 100, unsafeMethods: true, capture: false}}
+`), "p.yaml")
+	require.NoError(t, err)
+	for _, target := range Targets {
+		out, err := Render(p, goldenOptions(target, nil))
+		require.NoError(t, err, target)
+		got := string(out)
+		for _, absent := range []string{"RequestMirror", "mirrors:", ".sampled", "shadowlab-capture", "WasmPlugin", wire.HeaderSample + `"`} {
+			assert.NotContains(t, got, absent, "%s", target)
+		}
 	}
 }
