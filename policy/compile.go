@@ -421,6 +421,9 @@ func (c *checker) routes(d *document, listeners map[string]bool, p *Policy) {
 		if r.Admission != nil {
 			out.Admission = c.admission(fieldPath(rp, "admission"), r.Admission)
 		}
+		if r.Rollout != nil {
+			out.Rollout = c.rollout(fieldPath(rp, "rollout"), r.Rollout, r, out)
+		}
 		if !ok {
 			continue
 		}
@@ -668,24 +671,7 @@ func (c *checker) shadow(path string, r *docRoute, p *Policy) *Shadow {
 		out.PerMillion = uint32(math.Round(*s.Percent * 10_000))
 	}
 	if t := s.Tenants; t != nil {
-		tp := fieldPath(path, "tenants")
-		c.headerName(fieldPath(tp, "header"), t.Header, false)
-		vp := fieldPath(tp, "values")
-		if len(t.Values) == 0 {
-			c.add(vp, "at least one value is required (omit tenants to mirror every client)")
-		}
-		first := map[string]string{}
-		for i, v := range t.Values {
-			ip := itemPath(vp, i)
-			switch f, dup := first[v]; {
-			case v == "":
-				c.add(ip, "must not be empty")
-			case dup:
-				c.add(ip, "duplicate value %q (first at %s)", clip(v), c.where(f))
-			default:
-				first[v] = ip
-			}
-		}
+		c.tenants(fieldPath(path, "tenants"), t)
 	}
 	if mc := s.MaxConcurrent; mc != nil {
 		if *mc < 1 || *mc > maxMaxConcurrent {

@@ -42,6 +42,7 @@ type docRoute struct {
 	Shadow    *docShadow    `yaml:"shadow"`
 	Compare   *docCompare   `yaml:"compare"`
 	Admission *docAdmission `yaml:"admission"`
+	Rollout   *docRollout   `yaml:"rollout"`
 }
 
 type docShadow struct {

@@ -108,6 +108,7 @@ type Route struct {
 
 	Shadow    *Shadow    `json:"shadow"`    // nil: not mirrored
 	Admission *Admission `json:"admission"` // nil: no admission control
+	Rollout   *Rollout   `json:"rollout"`   // nil: shadow only, never moved on
 
 	// Hash is the hex SHA-256 of the route as compiled, its services
 	// included: a route whose hash is unchanged translates the same.

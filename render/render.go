@@ -175,6 +175,9 @@ func newRenderer(p *policy.Policy, o Options) (*renderer, error) {
 	}
 	seen := map[string]string{}
 	for _, rt := range p.Routes {
+		if rt.Candidate() {
+			errs = append(errs, fmt.Errorf("route %q: rollout stage %s is served through shadowlab's own xDS only (serve with --xds-address): a mesh's routes cannot yet pick a canary's users and fall back; render it at stage shadow", rt.Name, rt.Rollout.Stage))
+		}
 		k := kname(rt.Name)
 		if other, dup := seen[k]; dup {
 			errs = append(errs, fmt.Errorf("routes %q and %q have the same Kubernetes name %q", other, rt.Name, k))

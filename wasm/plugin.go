@@ -29,7 +29,8 @@ type vmContext struct {
 }
 
 // NewPluginContext is one plugin instance; its role (admission, or the
-// capture of the primary's answers) is its root id, read when it starts.
+// capture of the primary's answers, the rollout) is its root id, read when
+// it starts.
 func (v *vmContext) NewPluginContext(contextID uint32) types.PluginContext {
 	return &rootContext{vm: v, id: contextID}
 }
@@ -44,9 +45,12 @@ type rootContext struct {
 
 func (r *rootContext) OnPluginStart(n int) types.OnPluginStartStatus {
 	rootID, _ := proxywasm.GetProperty([]string{"plugin_root_id"})
-	if string(rootID) == wire.CaptureRootID {
+	switch string(rootID) {
+	case wire.CaptureRootID:
 		r.role = newCaptureContext(r.vm)
-	} else {
+	case wire.RolloutRootID:
+		r.role = &rolloutContext{}
+	default:
 		r.role = r.vm.newAdmission(r.id)
 	}
 	return r.role.OnPluginStart(n)

@@ -22,14 +22,17 @@ import (
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 // httpFilters is the listener's filter chain: the admission filters, the
-// capture instances (each off by default, switched on by the routes that
+// rollout instances (which pick a canary's users before the capture
+// looks at the route), the capture instances (each off by default, switched on by the routes that
 // admit or sample for mirroring) and the router.
 func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
+	_, failures := rolloutLogs(p)
 	router := &hcmv3.HttpFilter{
 		Name:       "envoy.filters.http.router",
-		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{UpstreamLog: failures})},
 	}
-	filters := append(admissionFilters(p, opts), captureWasmFilters(p, opts)...)
+	filters := append(admissionFilters(p, opts), rolloutWasmFilters(p, opts)...)
+	filters = append(filters, captureWasmFilters(p, opts)...)
 	return append(filters, router)
 }
 

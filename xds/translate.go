@@ -87,7 +87,7 @@ const (
 // captureOf is how route r is captured.
 func (o Options) captureOf(r *policy.Route) captureKind {
 	switch {
-	case r.Shadow == nil || !r.Shadow.Capture:
+	case !r.Mirrored() || !r.Shadow.Capture:
 		return captureNone
 	case o.GatewayAddress != "":
 		return captureGateway
@@ -110,6 +110,7 @@ func (o Options) captured(p *policy.Policy, kind captureKind) bool {
 // policy.Load should always translate, so an error here is a bug to report.
 func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 	errs := append(checkAdmission(p, opts), checkCapture(p, opts)...)
+	errs = append(errs, checkRollout(p, opts)...)
 	res := &Resources{}
 
 	for _, l := range p.Listeners {
@@ -131,7 +132,7 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 		res.Clusters = append(res.Clusters, c)
 	}
 	for _, r := range p.Routes {
-		if r.Shadow == nil {
+		if !r.Mirrored() {
 			continue
 		}
 		c, err := shadowCluster(r, opts)
@@ -140,6 +141,11 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			continue
 		}
 		res.Clusters = append(res.Clusters, c)
+	}
+	for _, r := range p.Routes {
+		if r.Candidate() {
+			res.Clusters = append(res.Clusters, rolloutCluster(r))
+		}
 	}
 	if opts.AdmissionAddress != "" && len(p.AdmissionRoutes(wire.ScopeGlobal)) > 0 {
 		c, err := admissionCluster(opts.AdmissionAddress, opts.TLS)
@@ -210,7 +216,9 @@ func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.L
 	if sa := addr.GetSocketAddress(); sa.GetAddress() == "localhost" {
 		sa.Address = "127.0.0.1" // Envoy binds IP literals only
 	}
+	requests, _ := rolloutLogs(p)
 	hcm := &hcmv3.HttpConnectionManager{
+		AccessLog:  requests,
 		StatPrefix: StatPrefix(l.Name),
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
@@ -296,6 +304,26 @@ func routeConfiguration(l *policy.Listener, opts Options) *routev3.RouteConfigur
 // when its primary is captured, so an unsampled request never looks like a
 // lost shadow. A route without a shadow is just (3), named after the route.
 func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
+	if !r.Candidate() {
+		return shadowRoutes(r, opts)
+	}
+	out := candidateRoutes(r)
+	if !canary(r) {
+		return out // promoted: the candidate answers everyone
+	}
+	for _, rt := range shadowRoutes(r, opts) {
+		if rt.TypedPerFilterConfig == nil {
+			rt.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		rt.TypedPerFilterConfig[RolloutWasmFilter(r.Name)] = enabledPerRoute()
+		out = append(out, rt)
+	}
+	return out
+}
+
+// shadowRoutes are route r's Envoy routes while its primary answers
+// everyone.
+func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
 	if r.Shadow == nil {
 		return []*routev3.Route{primaryRoute(r.Name, r, nil)}
 	}
@@ -442,7 +470,7 @@ func setHeader(key, value string) *mutationv3.HeaderMutation {
 func runtimeLayer(routes []*policy.Route) *runtimev3.Runtime {
 	fields := map[string]*structpb.Value{}
 	for _, r := range routes {
-		if r.Shadow == nil {
+		if !r.Mirrored() {
 			continue
 		}
 		fields[MirrorPercentKey(r.Name)] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{

@@ -1,0 +1,237 @@
+package xds
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpclogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
+	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	previousv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/shadowlab/shadowlab/policy"
+	"github.com/shadowlab/shadowlab/wire"
+)
+
+// Rollout: a route in canary or promoted sends some or all of its users to
+// the candidate (its shadow service) through an aggregate cluster whose
+// first priority is the candidate and second the primary. The route's
+// retry policy makes one retry, on the priority not tried yet
+// (previous_priorities): a candidate that fails is retried on the primary
+// within the same request, and the user gets the primary's answer. Safe
+// methods and the route's idempotent ones fall back on any failure (5xx,
+// reset, connection failure, the per-try timeout); other methods only when
+// the candidate provably never saw the request.
+//
+// In canary, the plugin's rollout role marks the users the candidate
+// answers (x-shadowlab-canary: <route>) and Envoy picks the route again;
+// the routes that match the mark come before the route's others. Every
+// request the candidate answers, and every failed attempt, is logged over
+// gRPC to shadowlab (the xDS server), which counts the fallbacks by reason.
+
+// Retry conditions of a candidate attempt.
+const (
+	retryAny    = "5xx,reset,connect-failure,refused-stream"
+	retryUnseen = "connect-failure,refused-stream,reset-before-request"
+)
+
+// RolloutLogName is the gRPC access log of the candidate's requests.
+const RolloutLogName = "shadowlab_rollout"
+
+// checkRollout reports what the options lack for p's rollouts.
+func checkRollout(p *policy.Policy, opts Options) []error {
+	for _, r := range p.Routes {
+		if r.Rollout != nil && r.Rollout.Stage == policy.StageCanary && !opts.Wasm.set() {
+			return []error{errors.New("canary needs the plugin, which picks the users the candidate answers (build it with `make build`; serve finds bin/shadowlab.wasm or takes --wasm)")}
+		}
+	}
+	return nil
+}
+
+// anyCandidate reports whether the candidate answers users on some route.
+func anyCandidate(p *policy.Policy) bool {
+	return slices.ContainsFunc(p.Routes, (*policy.Route).Candidate)
+}
+
+// canary reports whether route r is in canary.
+func canary(r *policy.Route) bool { return r.Rollout != nil && r.Rollout.Stage == policy.StageCanary }
+
+// rolloutWasmFilters are the plugin's rollout instances, one per route in
+// canary, each off unless the route's own Envoy routes switch it on.
+func rolloutWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
+	var out []*hcmv3.HttpFilter
+	for _, r := range p.Routes {
+		if !canary(r) {
+			continue
+		}
+		w := pluginInstance(RolloutWasmFilter(r.Name), wire.RolloutRootID, RolloutConfig(r).AppendJSON(nil), opts)
+		out = append(out, &hcmv3.HttpFilter{
+			Name:       RolloutWasmFilter(r.Name),
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(w)},
+			Disabled:   true,
+		})
+	}
+	return out
+}
+
+// RolloutConfig is the rollout instance's configuration for route r.
+func RolloutConfig(r *policy.Route) wire.RolloutConfig {
+	ro := r.Rollout
+	c := wire.RolloutConfig{Route: r.Name, PerMillion: ro.PerMillion, StickyHeader: ro.StickyOn}
+	if t := ro.Tenants; t != nil {
+		c.TenantHeader, c.Tenants = t.Header, strings.Join(t.Values, "\n")
+	}
+	return c
+}
+
+// candidateRoutes are the Envoy routes by which the candidate answers
+// route r's requests (in canary, those the plugin marked): the methods
+// that fall back on any failure, then the others.
+func candidateRoutes(r *policy.Route) []*routev3.Route {
+	var mark []*routev3.HeaderMatcher
+	if canary(r) {
+		mark = []*routev3.HeaderMatcher{oneOfHeader(wire.HeaderCanary, []string{r.Name}, false)}
+	}
+	anyFailure, unseen := fallbackMethods(r)
+	var out []*routev3.Route
+	add := func(name string, methods *routev3.HeaderMatcher, retryOn string) {
+		rt := primaryRoute(name, r, append(slices.Clone(mark), methods))
+		action := rt.GetRoute()
+		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: RolloutCluster(r.Name)}
+		action.RetryPolicy = fallbackRetry(retryOn, r.Rollout.CandidateTimeout)
+		rt.RequestHeadersToAdd = []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: wire.HeaderCanary, Value: r.Name},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}}
+		out = append(out, rt)
+	}
+	add(CandidateRouteName(r.Name), methodHeader(anyFailure, false), retryAny)
+	switch {
+	case unseen == nil: // every other method
+		add(CandidateUnsafeRouteName(r.Name), methodHeader(anyFailure, true), retryUnseen)
+	case len(unseen) > 0:
+		add(CandidateUnsafeRouteName(r.Name), methodHeader(unseen, false), retryUnseen)
+	}
+	return out
+}
+
+// fallbackMethods splits route r's methods into those that fall back on
+// any failure (safe and declared idempotent) and the others; others is
+// nil when the route matches any method (every method not in the first).
+func fallbackMethods(r *policy.Route) (anyFailure, others []string) {
+	safe, unsafe := policy.SplitMethods(r.Match.Methods)
+	anyFailure = slices.Clone(safe)
+	if unsafe == nil {
+		return append(anyFailure, r.Rollout.Idempotent...), nil
+	}
+	others = []string{}
+	for _, m := range unsafe {
+		if slices.Contains(r.Rollout.Idempotent, m) {
+			anyFailure = append(anyFailure, m)
+		} else {
+			others = append(others, m)
+		}
+	}
+	return anyFailure, others
+}
+
+// fallbackRetry is one retry, on the priority not tried yet (the primary),
+// at once (1 ms back-off: the candidate failing is not the primary's
+// fault), each attempt bounded by perTry.
+func fallbackRetry(retryOn string, perTry time.Duration) *routev3.RetryPolicy {
+	rp := &routev3.RetryPolicy{
+		RetryOn:    retryOn,
+		NumRetries: wrapperspb.UInt32(1),
+		RetryPriority: &routev3.RetryPolicy_RetryPriority{
+			Name: "envoy.retry_priorities.previous_priorities",
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(
+				&previousv3.PreviousPrioritiesConfig{UpdateFrequency: 1})},
+		},
+		RetryBackOff: &routev3.RetryPolicy_RetryBackOff{
+			BaseInterval: durationpb.New(time.Millisecond),
+			MaxInterval:  durationpb.New(time.Millisecond),
+		},
+	}
+	if retryOn == retryAny {
+		rp.PerTryTimeout = durationpb.New(perTry)
+	}
+	return rp
+}
+
+// rolloutCluster is route r's aggregate cluster: the candidate, then the
+// primary. Retries are not limited by the usual three at a time: every
+// request that fails on the candidate must reach the primary.
+func rolloutCluster(r *policy.Route) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:           RolloutCluster(r.Name),
+		ConnectTimeout: durationpb.New(r.Shadow.Service.ConnectTimeout),
+		LbPolicy:       clusterv3.Cluster_CLUSTER_PROVIDED,
+		ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
+			Name: "envoy.clusters.aggregate",
+			TypedConfig: mustAny(&aggregatev3.ClusterConfig{Clusters: []string{
+				ServiceCluster(r.Shadow.Service.Name), ServiceCluster(r.Primary.Name)}}),
+		}},
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority:   corev3.RoutingPriority_DEFAULT,
+			MaxRetries: wrapperspb.UInt32(1 << 30),
+		}}},
+	}
+}
+
+// rolloutLogs are the access logs of the candidate's requests (on the
+// connection manager: one entry per request it answered, with the number
+// of attempts) and of its failed attempts (on the router: one entry per
+// failure, with its code and flags), both to shadowlab over gRPC. Only
+// requests with the canary mark are logged, and only failures per attempt.
+func rolloutLogs(p *policy.Policy) (requests, failures []*accesslogv3.AccessLog) {
+	if !anyCandidate(p) {
+		return nil, nil
+	}
+	headers := []string{wire.HeaderCanary}
+	for _, r := range p.Routes {
+		if h := r.TenantHeader(); r.Candidate() && h != "" && !slices.Contains(headers, h) {
+			headers = append(headers, h)
+		}
+	}
+	slices.Sort(headers[1:])
+	logger := mustAny(&grpclogv3.HttpGrpcAccessLogConfig{
+		CommonConfig: &grpclogv3.CommonGrpcAccessLogConfig{
+			LogName: RolloutLogName,
+			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSCluster}}},
+			TransportApiVersion: corev3.ApiVersion_V3,
+			BufferFlushInterval: durationpb.New(200 * time.Millisecond),
+			BufferSizeBytes:     wrapperspb.UInt32(16 << 10),
+		},
+		AdditionalRequestHeadersToLog: headers,
+	})
+	marked := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{
+		HeaderFilter: &accesslogv3.HeaderFilter{Header: &routev3.HeaderMatcher{
+			Name: wire.HeaderCanary, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}}}
+	status := func(op accesslogv3.ComparisonFilter_Op, code uint32) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+			StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+				Op: op, Value: &corev3.RuntimeUInt32{DefaultValue: code, RuntimeKey: "shadowlab.rollout.log_status"}}}}}
+	}
+	failed := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{
+		Filters: []*accesslogv3.AccessLogFilter{marked, {FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
+			Filters: []*accesslogv3.AccessLogFilter{
+				status(accesslogv3.ComparisonFilter_GE, 500),
+				status(accesslogv3.ComparisonFilter_EQ, 0),
+				{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{}}},
+			}}}}},
+	}}}
+	log := func(f *accesslogv3.AccessLogFilter) []*accesslogv3.AccessLog {
+		return []*accesslogv3.AccessLog{{Name: "envoy.access_loggers.http_grpc", Filter: f,
+			ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: logger}}}
+	}
+	return log(marked), log(failed)
+}
