@@ -200,6 +200,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	h := pair.Half{Route: name, Side: wire.SideShadow, RequestID: id, Method: req.Method, Target: req.RequestURI}
+	if th := rt.r.TenantHeader(); th != "" {
+		h.Tenant = rt.r.TenantOf(req.Header.Get(th))
+	}
 	h.Path, _, _ = strings.Cut(h.Target, "?")
 	if !slices.Contains(policy.SafeMethods, req.Method) && (!rt.r.Shadow.UnsafeMethods || req.Header.Get(wire.HeaderDryRun) != wire.MarkOn) {
 		g.count(name, outcomeUnsafe)

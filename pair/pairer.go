@@ -30,6 +30,10 @@ type Half struct {
 	Method    string
 	Target    string // the request's path and query, as sent
 	Path      string // Target without the query string (what reports keep)
+	// Tenant is the request's tenant as the route counts it
+	// (policy.Route.TenantOf); "" when the route has none. Set on the
+	// shadow half, which sees the whole request.
+	Tenant string
 
 	// Fingerprint identifies what selects the answer, for noise learning:
 	// the shadow gateway's hash of the whole request (method, target,
@@ -461,6 +465,7 @@ func (p *Pairer) pair(k pairKey, primary, shadow *Half, outcome report.Outcome, 
 	}
 	if shadow != nil {
 		out.ShadowStatus, out.ShadowLatency = shadow.Response.Status, shadow.Latency
+		out.Tenant = shadow.Tenant
 	}
 	return out
 }

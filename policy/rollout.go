@@ -91,6 +91,20 @@ func (r *Route) TenantValues() []string {
 	return out
 }
 
+// TenantOf is the tenant a request's evidence is counted under, from the
+// value of TenantHeader: the value itself when it is one of the first
+// MaxTrackedTenants TenantValues, else OtherTenant; "" when the route has
+// no tenants.
+func (r *Route) TenantOf(value string) string {
+	if r.TenantHeader() == "" {
+		return ""
+	}
+	if i := slices.Index(r.TenantValues(), value); i >= 0 && i < MaxTrackedTenants && value != "" {
+		return value
+	}
+	return OtherTenant
+}
+
 func rolloutTenants(r *Route) *Tenants {
 	if r.Rollout == nil {
 		return nil

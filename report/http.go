@@ -25,6 +25,8 @@ const maxPairsLimit = 1000
 //	GET /api/v1/pairs             {"pairs": [PairRecord...]}, newest first;
 //	                              ?route=R&outcome=O&limit=N (default 50, max 1000)
 //	GET /api/v1/admission         admission outcomes per scope, route and key
+//	GET /api/v1/rollout           RolloutReport: each rolled-out route's stage and gates
+//	GET /api/v1/rollout/{route}   RouteRollout; 404 naming the route if it has no rollout
 //	POST /api/v1/admission/local  a wasm plugin's counts since its last report (NDJSON)
 //	GET /healthz                  {"status": "ok"}; 503 with the reason when the store
 //	                              cannot be written (results are then kept in memory)
@@ -39,6 +41,8 @@ func (r *Reporter) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/pairs", r.servePairs)
 	mux.HandleFunc("GET /healthz", r.serveHealth)
 	mux.HandleFunc("GET /api/v1/admission", r.serveAdmission)
+	mux.HandleFunc("GET /api/v1/rollout", r.serveRollout)
+	mux.HandleFunc("GET /api/v1/rollout/{route}", r.serveRouteRollout)
 	mux.HandleFunc("POST "+wire.ReportPath, r.serveLocalAdmission)
 	return mux
 }
@@ -49,6 +53,29 @@ func (r *Reporter) serveReport(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.writeJSON(w, http.StatusOK, r.Report())
+}
+
+func (r *Reporter) serveRollout(w http.ResponseWriter, req *http.Request) {
+	if _, err := queryParams(req); err != nil {
+		r.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	r.writeJSON(w, http.StatusOK, r.Rollout())
+}
+
+func (r *Reporter) serveRouteRollout(w http.ResponseWriter, req *http.Request) {
+	if _, err := queryParams(req); err != nil {
+		r.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	route := req.PathValue("route")
+	for _, rr := range r.Rollout().Routes {
+		if rr.Route == route {
+			r.writeJSON(w, http.StatusOK, rr)
+			return
+		}
+	}
+	r.writeError(w, http.StatusNotFound, fmt.Errorf("route %q: no rollout (not in the policy, or the route has no rollout block)", route))
 }
 
 func (r *Reporter) serveRoute(w http.ResponseWriter, req *http.Request) {

@@ -31,6 +31,8 @@ type metrics struct {
 
 	admissionReports, admissionReportErrors prometheus.Counter
 	admissionLinesDropped                   *prometheus.CounterVec
+
+	candidates, fallbacks, candidateFailed *prometheus.CounterVec
 }
 
 func newMetrics(r *Reporter) *metrics {
@@ -81,6 +83,18 @@ func newMetrics(r *Reporter) *metrics {
 		Name: "shadowlab_admission_plugin_report_errors_total",
 		Help: "Admission reports from wasm plugins refused as malformed.",
 	})
+	m.candidates = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shadowlab_rollout_canary_requests_total",
+		Help: "Requests the candidate was asked to answer (canary and promoted routes).",
+	}, []string{"route"})
+	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shadowlab_rollout_fallbacks_total",
+		Help: "Candidate requests answered by the primary instead, by why the candidate's attempt failed (5xx, reset, timeout, connect_failure).",
+	}, []string{"route", "reason"})
+	m.candidateFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shadowlab_rollout_failed_total",
+		Help: "Candidate requests whose user got an error all the same (the fallback failed too, or the method could not fall back).",
+	}, []string{"route"})
 	degraded := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "shadowlab_report_store_degraded",
 		Help: "1 while the report store cannot be written and results are kept in memory only (failed writes: " + metricFlushErrors + ").",
@@ -91,7 +105,8 @@ func newMetrics(r *Reporter) *metrics {
 		return 0
 	})
 	m.reg.MustRegister(degraded, m.pairs, m.differences, m.latency, m.dropped, m.flushErrors, m.flushSeconds, rc,
-		m.admissionReports, m.admissionReportErrors, m.admissionLinesDropped, newAdmissionCollector(r, r.cfg.MaxMetricKeys))
+		m.admissionReports, m.admissionReportErrors, m.admissionLinesDropped, newAdmissionCollector(r, r.cfg.MaxMetricKeys),
+		m.candidates, m.fallbacks, m.candidateFailed, newRolloutCollector(r))
 	return m
 }
 

@@ -29,6 +29,7 @@ type Pair struct {
 	RequestID string
 	Method    string
 	Path      string // request path without the query string
+	Tenant    string // policy.Route.TenantOf the request; "" when the route has no tenants
 	Outcome   Outcome
 	Reason    string // why, for primary_only, shadow_only, ambiguous, skipped
 

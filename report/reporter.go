@@ -140,6 +140,7 @@ type Reporter struct {
 	closeErr  error
 
 	metrics *metrics
+	rollout rollouts
 }
 
 type writerReq struct {
@@ -295,6 +296,9 @@ func (r *Reporter) Record(p Pair) {
 	rec := rs.recordLocked(&p, at, r.lim)
 	rs.mu.Unlock()
 
+	if compared(p.Outcome) {
+		r.rollout.pair(&p, p.Outcome == Match || rec.allNoise, r.now())
+	}
 	r.metrics.record(&p, rec.keys, r.metricPattern)
 	r.logPair(&p, rec)
 	if p.Outcome == Match || rec.allNoise {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/shadowlab/shadowlab/budget"
 	"github.com/shadowlab/shadowlab/extproc"
+	"github.com/shadowlab/shadowlab/fallback"
 	"github.com/shadowlab/shadowlab/gateway"
 	"github.com/shadowlab/shadowlab/pair"
 	"github.com/shadowlab/shadowlab/policy"
@@ -188,7 +189,10 @@ func (in *Instance) build(published chan<- error) error {
 		return err
 	}
 	pub := &publisher{Server: in.XDS, first: published, ready: in.ready,
-		use: []func(*policy.Policy){in.Pairer.Use, in.Reporter.UseLocalAdmission}}
+		use: []func(*policy.Policy){in.Pairer.Use, in.Reporter.UseLocalAdmission, in.Reporter.UseRollout}}
+	fallbacks := fallback.New(in.Reporter, time.Now, log.Named("fallback"))
+	pub.use = append(pub.use, fallbacks.Use)
+	in.XDS.Also(fallbacks.Register)
 
 	in.servers = append(in.servers,
 		func(ctx context.Context) error {

@@ -47,6 +47,8 @@ type Server struct {
 	log   *zap.Logger
 	opts  Options
 	cache cachev3.SnapshotCache
+	// services are more gRPC services served beside xDS (Also).
+	services []func(*grpc.Server)
 
 	policy  atomic.Pointer[policy.Policy] // last good policy
 	nacks   atomic.Int64
@@ -147,6 +149,10 @@ func (s *Server) Refuse(error) { s.refused.Add(1) }
 // Refused counts policy changes that were not published.
 func (s *Server) Refused() int64 { return s.refused.Load() }
 
+// Also serves another gRPC service beside xDS, on the same port and with
+// the same credentials (the rollout's access logs). Call it before Serve.
+func (s *Server) Also(register func(*grpc.Server)) { s.services = append(s.services, register) }
+
 // Serve runs the ADS gRPC server on lis until ctx is done.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	g := grpc.NewServer(
@@ -157,6 +163,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	srv := serverv3.NewServer(ctx, s.cache, s.callbacks())
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	runtimesvcv3.RegisterRuntimeDiscoveryServiceServer(g, srv)
+	for _, register := range s.services {
+		register(g)
+	}
 
 	done := make(chan struct{})
 	go func() {

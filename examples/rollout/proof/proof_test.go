@@ -9,10 +9,12 @@ package proof
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -29,6 +31,8 @@ import (
 	analysisutil "github.com/argoproj/argo-rollouts/utils/analysis"
 	"github.com/argoproj/argo-rollouts/utils/evaluate"
 	flagger "github.com/fluxcd/flagger/pkg/apis/flagger/v1beta1"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/promqltest"
 	log "github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
@@ -637,4 +641,231 @@ func checkURL(t *testing.T, what, s string) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		t.Errorf("%s %q: want an http(s) URL", what, s)
 	}
+}
+
+// The Prometheus queries run on Prometheus's own PromQL engine over series
+// shaped like serve's /metrics, and their results go through what Flagger
+// and Argo do with them.
+
+// evalTime is when the queries run: 10m into the loaded series.
+var evalTime = time.Unix(0, 0).UTC().Add(10 * time.Minute)
+
+// promEval runs query at evalTime over the series of load (promqltest's load
+// syntax, one sample every 15s, as a Prometheus scraping serve would have).
+func promEval(t *testing.T, series []string, query string) promql.Vector {
+	t.Helper()
+	st := promqltest.LoadedStorage(t, "load 15s\n  "+strings.Join(series, "\n  ")+"\n")
+	defer st.Close()
+	engine := promqltest.NewTestEngine(t, false, 0, 100000)
+	q, err := engine.NewInstantQuery(context.Background(), st, nil, query, evalTime)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, query)
+	}
+	defer q.Close()
+	res := q.Exec(context.Background())
+	if res.Err != nil {
+		t.Fatalf("%v\n%s", res.Err, query)
+	}
+	v, err := res.Vector()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, query)
+	}
+	return v
+}
+
+// gauge is a gauge series holding v over the loaded 10 minutes.
+func gauge(name, labels string, v float64) string {
+	return fmt.Sprintf("%s{%s} %g+0x40", name, labels, v)
+}
+
+// verdictSeries is serve's gauges for one route and tenant in a verdict
+// state; pairs 0 leaves out the match rate (absent without a pair).
+func verdictSeries(route, tenant, verdict string, matchRate float64, pairs int) []string {
+	l := fmt.Sprintf("route=%q,tenant=%q", route, tenant)
+	pass := 0.0
+	if verdict == "pass" {
+		pass = 1
+	}
+	out := []string{gauge("shadowlab_rollout_gates_pass", l, pass)}
+	for _, v := range []string{"pass", "fail", "inconclusive"} {
+		one := 0.0
+		if v == verdict {
+			one = 1
+		}
+		out = append(out, gauge("shadowlab_rollout_verdict", fmt.Sprintf("%s,verdict=%q", l, v), one))
+	}
+	out = append(out, gauge("shadowlab_rollout_pairs", l, float64(pairs)))
+	if pairs > 0 {
+		out = append(out, gauge("shadowlab_rollout_match_rate", l, matchRate))
+	}
+	return out
+}
+
+// counter is a counter series growing by perSecond over the loaded minutes.
+func counter(name, labels string, perSecond float64) string {
+	return fmt.Sprintf("%s{%s} 0+%gx40", name, labels, perSecond*15)
+}
+
+// flaggerValue is Flagger's Prometheus provider's reading of a result
+// (providers.PrometheusProvider.RunQuery): the last sample's value; no
+// sample, or NaN, is ErrNoValuesFound, which halts advancement.
+func flaggerValue(v promql.Vector) (float64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	f := v[len(v)-1].F
+	return f, !math.IsNaN(f)
+}
+
+// flaggerPasses is Flagger's check of a templateRef metric
+// (controller.runMetricChecks): a value within thresholdRange.
+func flaggerPasses(v promql.Vector, r flagger.CanaryThresholdRange) bool {
+	val, ok := flaggerValue(v)
+	if !ok {
+		return false
+	}
+	return (r.Min == nil || val >= *r.Min) && (r.Max == nil || val <= *r.Max)
+}
+
+func TestFlaggerQueriesOnPrometheus(t *testing.T) {
+	data := read(t, flaggerFile)
+	mts := metricTemplates(t, data)
+	c := canary(t, data)
+	render := func(t *testing.T, name string) (string, flagger.CanaryThresholdRange) {
+		t.Helper()
+		for _, m := range c.Spec.Analysis.Metrics {
+			if m.TemplateRef != nil && m.TemplateRef.Name == name {
+				q, err := renderFlagger(mts[name].Spec.Query, flagger.MetricTemplateModel{
+					Name: c.Name, Target: c.Spec.TargetRef.Name, Interval: m.Interval, Variables: m.TemplateVariables,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.TemplateVariables["route"] != route {
+					t.Fatalf("the Canary excerpt's route is %q; this test loads series of %q", m.TemplateVariables["route"], route)
+				}
+				return q, *m.ThresholdRange
+			}
+		}
+		t.Fatalf("the Canary excerpt does not use %s", name)
+		return "", flagger.CanaryThresholdRange{}
+	}
+
+	// Another route and a tenant in the opposite state: the queries must
+	// select the route as a whole.
+	noise := func(verdict string) []string {
+		other := map[string]string{"pass": "fail", "fail": "pass", "inconclusive": "pass"}[verdict]
+		return append(verdictSeries("other", "", other, 0.5, 500), verdictSeries(route, "acme", other, 0.5, 500)...)
+	}
+	for _, c := range []struct {
+		verdict   string
+		matchRate float64
+		pairs     int
+		gates     bool // shadowlab-gates-pass passes
+		match     bool // shadowlab-match-rate passes
+	}{
+		{"pass", 0.995, 150, true, true},
+		{"fail", 0.90, 150, false, false},
+		{"fail", 0.999, 150, false, true}, // another gate fails; the match rate alone is fine
+		{"inconclusive", 1, 3, false, false},
+		{"inconclusive", 0, 0, false, false},
+	} {
+		series := append(verdictSeries(route, "", c.verdict, c.matchRate, c.pairs), noise(c.verdict)...)
+		name := fmt.Sprintf("%s/%g of %d", c.verdict, c.matchRate, c.pairs)
+		t.Run(name, func(t *testing.T) {
+			q, r := render(t, "shadowlab-gates-pass")
+			if got := flaggerPasses(promEval(t, series, q), r); got != c.gates {
+				t.Errorf("shadowlab-gates-pass passes: %v, want %v", got, c.gates)
+			}
+			q, r = render(t, "shadowlab-match-rate")
+			if got := flaggerPasses(promEval(t, series, q), r); got != c.match {
+				t.Errorf("shadowlab-match-rate passes: %v, want %v", got, c.match)
+			}
+		})
+	}
+
+	for _, c := range []struct {
+		name   string
+		series []string
+		pass   bool
+	}{
+		{"no fallback yet", []string{counter("shadowlab_rollout_canary_requests_total", `route="checkout"`, 10)}, true},
+		{"0.5%", []string{
+			counter("shadowlab_rollout_canary_requests_total", `route="checkout"`, 10),
+			counter("shadowlab_rollout_fallbacks_total", `route="checkout",reason="5xx"`, 0.05),
+		}, true},
+		{"2%", []string{
+			counter("shadowlab_rollout_canary_requests_total", `route="checkout"`, 10),
+			counter("shadowlab_rollout_fallbacks_total", `route="checkout",reason="5xx"`, 0.1),
+			counter("shadowlab_rollout_fallbacks_total", `route="checkout",reason="reset"`, 0.1),
+		}, false},
+		{"no canary request in the interval", []string{
+			counter("shadowlab_rollout_canary_requests_total", `route="checkout"`, 0),
+		}, false},
+		{"no canary request ever", nil, false},
+	} {
+		t.Run("fallback rate "+c.name, func(t *testing.T) {
+			series := append(slices.Clone(c.series),
+				counter("shadowlab_rollout_canary_requests_total", `route="other"`, 10),
+				counter("shadowlab_rollout_fallbacks_total", `route="other",reason="timeout"`, 5))
+			q, r := render(t, "shadowlab-fallback-rate")
+			if got := flaggerPasses(promEval(t, series, q), r); got != c.pass {
+				v, _ := flaggerValue(promEval(t, series, q))
+				t.Errorf("passes: %v (value %g), want %v", got, v, c.pass)
+			}
+		})
+	}
+}
+
+// TestArgoGatesPassOnPrometheus runs the Argo Prometheus metric's resolved
+// query, and gives its result to Argo's evaluator as Argo's Prometheus
+// provider does for a vector (processResponse: the samples' values).
+func TestArgoGatesPassOnPrometheus(t *testing.T) {
+	m := onlyMetric(t, analysisTemplates(t, read(t, argoFile))["shadowlab-gates-pass"], "prometheus")
+	phase := func(t *testing.T, series []string, args map[string]string) rollouts.AnalysisPhase {
+		t.Helper()
+		resolved, err := analysisutil.ResolveMetricArgs(m.metric, mustArgValues(t, m.args, args))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var result []float64
+		for _, s := range promEval(t, series, resolved.Provider.Prometheus.Query) {
+			result = append(result, s.F)
+		}
+		if result == nil {
+			result = []float64{}
+		}
+		got, err := evaluate.EvaluateResult(result, *resolved, *log.NewEntry(log.New()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	want := map[string]rollouts.AnalysisPhase{
+		"pass":         rollouts.AnalysisPhaseSuccessful,
+		"fail":         rollouts.AnalysisPhaseFailed,
+		"inconclusive": rollouts.AnalysisPhaseInconclusive,
+	}
+	for verdict, w := range want {
+		t.Run(verdict, func(t *testing.T) {
+			other := map[string]string{"pass": "fail", "fail": "pass", "inconclusive": "fail"}[verdict]
+			series := slices.Concat(
+				verdictSeries(route, "", verdict, 0.99, 150),
+				verdictSeries(route, "acme", other, 0.5, 150),
+				verdictSeries("other", "", other, 0.5, 150),
+			)
+			if got := phase(t, series, map[string]string{"route": route}); got != w {
+				t.Errorf("route: %s, want %s", got, w)
+			}
+			if got := phase(t, series, map[string]string{"route": route, "tenant": "acme"}); got != want[other] {
+				t.Errorf("tenant acme (%s): %s, want %s", other, got, want[other])
+			}
+		})
+	}
+	t.Run("no series", func(t *testing.T) {
+		series := verdictSeries("other", "", "pass", 1, 150)
+		if got := phase(t, series, map[string]string{"route": route}); got != rollouts.AnalysisPhaseInconclusive {
+			t.Errorf("%s, want Inconclusive", got)
+		}
+	})
 }
