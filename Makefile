@@ -35,10 +35,13 @@ test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the re
 	@# render/proof is a module of its own (Istio's, the Gateway API's and Envoy Gateway's types
 	@# and CRDs stay out of shadowlab's): the rendered objects against the projects' own checks;
 	@# render/istioproof runs Istio's own translation (istio.io/istio, cold caches: about 6 minutes
-	@# to build on 2 cores) on the rendered Istio objects.
+	@# to build on 2 cores) on the rendered Istio objects. examples/rollout/proof is a module of
+	@# its own too (Flagger's, Argo Rollouts' and Prometheus's types): the rollout templates
+	@# decoded strictly and run through those projects' code.
 	examples/compose/docker.sh ensure; status=0; eg="$$(envoy-gateway/install.sh)"; \
 	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/e2e$$') && \
 	(cd render/proof && $(GO) test -count=1 ./...) && (cd render/istioproof && $(GO) test -count=1 ./...) && \
+	(cd examples/rollout/proof && $(GO) test -count=1 ./...) && \
 	ENVOY_BIN="$(ENVOY)" ENVOY_GATEWAY_BIN="$$eg" $(GO) test -race -count=1 -timeout 25m ./e2e || status=$$?; \
 	examples/compose/docker.sh stop; exit $$status
 
@@ -87,6 +90,7 @@ check: ## gofmt, go vet, go mod tidy and golden files unchanged
 	$(GO) mod tidy -e -diff 2>/dev/null
 	cd render/proof && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd render/istioproof && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd examples/rollout/proof && $(GO) vet ./... && $(GO) mod tidy -diff
 	$(GO) test ./xds -run Golden -update >/dev/null && $(GO) test ./policy -update >/dev/null && $(GO) test ./render -update >/dev/null && \
 	git diff --exit-code -- xds/testdata policy/testdata render/testdata
 

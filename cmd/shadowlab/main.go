@@ -23,7 +23,6 @@ import (
 	neturl "net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -56,6 +55,9 @@ commands:
   serve --policy FILE         run the xDS control plane and follow FILE
   bootstrap                   print an Envoy bootstrap for serve
   report                      print what serve found: per route, outcomes, differing paths, noise, latency
+  status [ROUTE]              each rolled-out route's stage and gates: pass, fail or inconclusive
+  promote --policy FILE ROUTE shadow → canary → promoted (or --percent, --tenant), through passing gates only
+  rollback --policy FILE ROUTE back to shadow: the primary answers everyone
   demo                        build a demo on loopback ports, drive traffic, report
 
 run 'shadowlab <command> -h' for a command's flags
@@ -89,6 +91,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return reportCmd(ctx, args, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args, stdout, stderr)
+	case "promote":
+		return promoteCmd(ctx, args, stdout, stderr)
+	case "rollback":
+		return rollbackCmd(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageHeader)
 		return exitOK
@@ -297,27 +305,11 @@ func bootstrap(args []string, stdout, stderr io.Writer) int {
 		_, _ = stdout.Write(out)
 		return exitOK
 	}
-	if err := writeFileAtomic(*outPath, out); err != nil {
+	if err := policy.WriteFile(*outPath, out); err != nil {
 		fmt.Fprintf(stderr, "shadowlab bootstrap: %v\n", err)
 		return exitFailed
 	}
 	return exitOK
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it
-// over path, so a reader never sees half a file.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), 0o644)); err != nil {
-		_ = os.Remove(f.Name())
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {

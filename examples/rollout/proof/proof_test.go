@@ -1,10 +1,11 @@
 // Package proof decodes examples/rollout's Flagger and Argo Rollouts objects
 // strictly into those projects' own Go types and runs what it can of their
 // own code on them: Argo's metric validation, argument resolution, condition
-// evaluation and web provider; Flagger's query template functions.
+// evaluation and web provider; Flagger's query template functions. The
+// Prometheus queries run on Prometheus's own PromQL engine.
 //
-// It is a module of its own so that Flagger's and Argo Rollouts' dependency
-// graphs stay out of shadowlab's go.mod.
+// It is a module of its own so that Flagger's, Argo Rollouts' and
+// Prometheus's dependency graphs stay out of shadowlab's go.mod.
 package proof
 
 import (
