@@ -123,11 +123,17 @@ func (s *Server) Entry(e *accesslogdatav3.HTTPAccessLogEntry) {
 			reason = first.reason
 		}
 	}
+	// A user who went away (downstream connection termination) got no
+	// answer, but not because of the candidate.
 	code := e.GetResponse().GetResponseCode().GetValue()
-	failed := code == 0 || code >= 500
+	failed := code >= 500 || code == 0 && !common.GetResponseFlags().GetDownstreamConnectionTermination()
 	tenant := ""
 	if h := r.TenantHeader(); h != "" {
 		tenant = r.TenantOf(headers[h])
+	}
+	if failed {
+		s.log.Debug("candidate request failed for its user", zap.String("route", r.Name), zap.String("request_id", id),
+			zap.Uint32("code", code), zap.String("flags", e.GetCommonProperties().GetResponseFlags().String()), zap.Uint32("attempts", common.GetUpstreamRequestAttemptCount()), zap.String("path", req.GetPath()), zap.String("method", req.GetRequestMethod().String()))
 	}
 	s.rec.Candidate(r.Name, tenant, reason, failed)
 }

@@ -72,10 +72,11 @@ func TestEntries(t *testing.T) {
 		entry(up, "orders", "4", "acme", 0, 0, ut), // timeout, then the primary failed too
 		entry(up, "orders", "4", "acme", 503, 0, nil),
 		entry(down, "orders", "4", "acme", 503, 2, nil),
-		entry(down, "orders", "5", "acme", 200, 2, nil),  // retried, its failed attempt not seen
-		entry(down, "orders", "6", "acme", 0, 1, nil),    // reset, not retried (an unsafe method)
-		entry(down, "users", "7", "acme", 200, 1, nil),   // in shadow: not the candidate's
-		entry(down, "nowhere", "8", "acme", 200, 1, nil), // not a route
+		entry(down, "orders", "5", "acme", 200, 2, nil),                                                                 // retried, its failed attempt not seen
+		entry(down, "orders", "6", "acme", 0, 1, nil),                                                                   // reset, not retried (an unsafe method)
+		entry(down, "orders", "9", "acme", 0, 1, &accesslogdatav3.ResponseFlags{DownstreamConnectionTermination: true}), // the user left
+		entry(down, "users", "7", "acme", 200, 1, nil),                                                                  // in shadow: not the candidate's
+		entry(down, "nowhere", "8", "acme", 200, 1, nil),                                                                // not a route
 	} {
 		s.Entry(e)
 	}
@@ -86,6 +87,7 @@ func TestEntries(t *testing.T) {
 		{"orders", "acme", report.ReasonTimeout, true},
 		{"orders", "acme", report.ReasonOther, false},
 		{"orders", "acme", "", true},
+		{"orders", "acme", "", false},
 	}, rec.got)
 	require.Empty(t, s.pending, "every failed attempt was matched to its request")
 }

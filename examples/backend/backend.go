@@ -112,9 +112,10 @@ type Server struct {
 	shutdownTimeout time.Duration
 	now             func() time.Time
 
-	mu      sync.Mutex // guards the recording below
-	reqs    []Request  // ring buffer of at most limit requests
-	next    int        // index of the oldest request once reqs is full
+	mu      sync.Mutex // guards the recording below and fault
+	fault   Fault
+	reqs    []Request // ring buffer of at most limit requests
+	next    int       // index of the oldest request once reqs is full
 	dropped int
 
 	life    sync.Mutex // guards the lifecycle below
@@ -287,9 +288,58 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.answer(w, r)
 }
 
+// Fault makes a Server fail every request (but its control endpoints):
+// answer Status, or wait Delay first, or reset the connection. The zero
+// Fault is none.
+type Fault struct {
+	Status int
+	Delay  time.Duration
+	Reset  bool
+}
+
+// SetFault makes the Server fail as f says from now on (Fault{} heals it).
+func (s *Server) SetFault(f Fault) {
+	s.mu.Lock()
+	s.fault = f
+	s.mu.Unlock()
+}
+
+// failed applies the Server's fault to r, and reports whether it answered.
+func (s *Server) failed(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	f := s.fault
+	s.mu.Unlock()
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+			return true
+		case <-t.C:
+		}
+	}
+	switch {
+	case f.Reset:
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return true
+			}
+		}
+		panic(http.ErrAbortHandler)
+	case f.Status != 0:
+		writeJSON(w, f.Status, controlStatus{Name: s.name, Error: "fault"})
+		return true
+	}
+	return false
+}
+
 // answer records r and answers it: as the API when the Server has one,
 // otherwise with a Reply.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request) {
+	if s.failed(w, r) {
+		return
+	}
 	at := s.now()
 	// A body that breaks off midway still counts what arrived.
 	n, _ := io.Copy(io.Discard, r.Body)
