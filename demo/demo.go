@@ -313,7 +313,14 @@ func (d *demo) scenes(ctx context.Context, policyPath, original, apiAddr string)
 	// 7. What the comparison found, and what admission did.
 	d.say("")
 	d.say("scene 4: the report (shadowlab report --server http://%s)", apiAddr)
-	return d.comparison(ctx, apiAddr)
+	if err := d.comparison(ctx, apiAddr); err != nil {
+		return err
+	}
+
+	// 8. The catalog moves to its candidate, on the evidence.
+	d.say("")
+	d.say("scene 5: rollout of %s: shadow → canary (its failures fall back) → gates → promoted", rolloutRoute)
+	return d.rollout(ctx, policyPath, apiAddr)
 }
 
 // RenderPolicy is the demo's policy with its listener and the two services

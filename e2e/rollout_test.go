@@ -163,7 +163,12 @@ func TestRollout(t *testing.T) {
 			}
 		}
 	}
+	pairsBefore := verdict("orders").Pairs
 	checkSides(in10, out10)
+	// The users outside the canary are still mirrored and compared; those
+	// in it are not (the candidate answers them).
+	require.Eventually(t, func() bool { return verdict("orders").Pairs >= pairsBefore+2*len(out10) }, 10*time.Second, 50*time.Millisecond,
+		"pairs %d, want %d: %s", verdict("orders").Pairs, pairsBefore+2*len(out10), apiGet(t, api+"/api/v1/routes/orders"))
 
 	// Raised to 20 %: the 10 % stay, others join.
 	out, err = promote("--percent", "20", "orders")

@@ -30,7 +30,7 @@ func RenderRollout(w io.Writer, rr RouteRollout) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	gates(tw, "  ", rr.Evidence, rr.Gates)
 	for _, t := range rr.Tenants {
-		fmt.Fprintf(tw, "  tenant %s\t%s\t%d pairs\t\t\n", t.Tenant, t.Verdict, t.Pairs)
+		fmt.Fprintf(tw, "  tenant %s: %s, %d pairs\n", t.Tenant, t.Verdict, t.Pairs)
 		gates(tw, "    ", t.Evidence, t.Gates)
 	}
 	return tw.Flush()
@@ -53,7 +53,8 @@ func gates(w io.Writer, indent string, e Evidence, gs []GateResult) {
 		if len(parts) > 0 {
 			fb = strings.Join(parts, ", ")
 		}
-		fmt.Fprintf(w, "%scandidate answered %d, fell back: %s; failed for the user: %d\t\t\t\t\n", indent, e.CandidateRequests, fb, e.Failed)
+		// No tab: the line ends the gates' column block instead of widening it.
+		fmt.Fprintf(w, "%scandidate answered %d, fell back: %s; failed for the user: %d\n", indent, e.CandidateRequests, fb, e.Failed)
 	}
 }
 

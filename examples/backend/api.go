@@ -118,6 +118,14 @@ func (a API) Answer(method, path string, now time.Time) Answer {
 			delay = SlowerDelay
 		}
 		body = map[string]any{"order": order, "generated_at": stamp, "nonce": randomHex(8)}
+	case strings.HasPrefix(path, "/catalog/"):
+		// The rewrite's catalog answers as the legacy one does, but for
+		// the export it does not implement yet.
+		if a.Candidate && strings.HasSuffix(path, "/export") {
+			status, body = http.StatusServiceUnavailable, map[string]any{"error": "export is not implemented yet"}
+			break
+		}
+		body = map[string]any{"item": map[string]any{"id": n, "name": fmt.Sprintf("item-%d", n), "price_cents": 100 + n}, "generated_at": stamp}
 	case strings.HasPrefix(path, "/large/"):
 		body = map[string]any{"blob": strings.Repeat("x", n)}
 	case strings.HasPrefix(path, "/users/"):
