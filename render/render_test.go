@@ -98,6 +98,15 @@ func TestRefused(t *testing.T) {
 	_, err = Render(pm, o)
 	require.NoError(t, err)
 	assert.False(t, strings.Contains(string(mesh), "127.0.0.1"))
+
+	// A canary is served through shadowlab's own xDS only.
+	canary := strings.Replace(string(mesh), "shadow: {service: orders-v2, percent: 100, unsafeMethods: true}",
+		"shadow: {service: orders-v2, percent: 100, unsafeMethods: true}\n    rollout: {stage: canary, percent: 10}", 1)
+	require.NotEqual(t, string(mesh), canary)
+	pc, err := policy.Parse([]byte(canary), "mesh.yaml")
+	require.NoError(t, err)
+	_, err = Render(pc, goldenOptions(Istio, []byte(canary)))
+	require.ErrorContains(t, err, `route "orders-write": rollout stage canary is served through shadowlab's own xDS only`)
 }
 
 // TestIstioHeaderPresence: the four ways a policy says a header must be
