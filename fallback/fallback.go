@@ -3,7 +3,7 @@
 // service, on serve's xDS port; see xds/rollout.go): one entry per failed
 // attempt (the router's upstream log) and one per request at its end (the
 // connection manager's). The first failed attempt of a request is the
-// candidate's (the aggregate cluster tries it first) and says why; the
+// candidate's (its first attempt always goes there) and says why; the
 // request's entry says whether it was retried on the primary (two
 // attempts) and whether its user got an error all the same.
 package fallback

@@ -102,9 +102,6 @@ func WasmCodePath(sha string) string { return "/wasm/" + sha + ".wasm" }
 // RolloutWasmFilter is the plugin's rollout instance of route r.
 func RolloutWasmFilter(r string) string { return "shadowlab.rollout/" + r }
 
-// RolloutCluster is route r's aggregate of the candidate and the primary.
-func RolloutCluster(r string) string { return "rollout/" + r }
-
 // CandidateRouteName is the Envoy route by which the candidate answers
 // route r's requests that fall back on any failure;
 // CandidateUnsafeRouteName the one for its other methods.

@@ -129,6 +129,9 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			errs = append(errs, fmt.Errorf("service %q: %w", s.Name, err))
 			continue
 		}
+		if candidateService(p, s) {
+			unlimitRetries(c)
+		}
 		res.Clusters = append(res.Clusters, c)
 	}
 	for _, r := range p.Routes {
@@ -141,11 +144,6 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 			continue
 		}
 		res.Clusters = append(res.Clusters, c)
-	}
-	for _, r := range p.Routes {
-		if r.Candidate() {
-			res.Clusters = append(res.Clusters, rolloutCluster(r))
-		}
 	}
 	if opts.AdmissionAddress != "" && len(p.AdmissionRoutes(wire.ScopeGlobal)) > 0 {
 		c, err := admissionCluster(opts.AdmissionAddress, opts.TLS)

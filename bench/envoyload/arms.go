@@ -19,6 +19,9 @@ type arm struct {
 	Shadow  string  `json:"shadow,omitempty"` // the shadow service; "" mirrors nothing
 	Percent float64 `json:"percent,omitempty"`
 	Capture bool    `json:"capture,omitempty"` // answers compared: the shadow's through the gateway, the primary's by the plugin
+	// Promoted: the shadow service (the candidate) answers every request
+	// through the rollout's aggregate cluster, falling back on the primary.
+	Promoted bool `json:"promoted,omitempty"`
 }
 
 // Arms of a percent phase, in this order.
@@ -57,6 +60,17 @@ func faultArms(p float64, slow string) []arm {
 	}
 }
 
+// rolloutArms are plain and two routes in the rollout stage promoted: the
+// candidate answering, and a candidate refusing connections, every
+// request then retried on the primary.
+func rolloutArms() []arm {
+	return []arm{
+		plainArm,
+		{Name: "promoted", Route: "rollout-promoted", Path: "/rollout-promoted/item/1", Shadow: "candidate", Percent: 100, Promoted: true},
+		{Name: "promoted, candidate refusing: fallback", Route: "rollout-fallback", Path: "/rollout-fallback/item/1", Shadow: "refused", Percent: 100, Promoted: true},
+	}
+}
+
 // serveBodies are the answer sizes of the serve phase: the example API
 // answers /large/{n} with {"blob": "<n bytes>"}, the same from legacy and
 // candidate, so every pair is compared in full and matches.
@@ -89,6 +103,10 @@ func policyText(listener string, services map[string]string, arms []arm) string 
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    match: {%s}\n    primary: legacy\n", a.Route, match)
 		if a.Shadow == "" {
+			continue
+		}
+		if a.Promoted {
+			fmt.Fprintf(&b, "    shadow: {service: %s, percent: %g}\n    rollout: {stage: promoted, candidateTimeout: 2s}\n", a.Shadow, a.Percent)
 			continue
 		}
 		fmt.Fprintf(&b, "    shadow: {service: %s, percent: %g, capture: %t}\n", a.Shadow, a.Percent, a.Capture)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -65,8 +66,8 @@ func (c *client) do(ctx context.Context, url string) error {
 		return fmt.Errorf("reading the body: %w", err)
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("status %d", resp.StatusCode)
-	case resp.Header.Get(backend.HeaderBackend) != "legacy":
-		return fmt.Errorf("answered by %q, not the primary", resp.Header.Get(backend.HeaderBackend))
+	case resp.Header.Get(backend.HeaderBackend) != answerer(url):
+		return fmt.Errorf("answered by %q, not the %s", resp.Header.Get(backend.HeaderBackend), answerer(url))
 	}
 	return nil
 }
@@ -269,4 +270,14 @@ func (r *openRun) arms(n int) []armRun {
 		out[a].RPS = float64(out[a].Latency.N) / r.sl.Recorded(a).Seconds()
 	}
 	return out
+}
+
+// answerer is the service that must answer url: the candidate on the
+// promoted rollout route, the primary (legacy) everywhere else, the
+// fallback route included.
+func answerer(url string) string {
+	if strings.Contains(url, "/rollout-promoted/") {
+		return "candidate"
+	}
+	return "legacy"
 }

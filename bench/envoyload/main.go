@@ -75,6 +75,7 @@ type config struct {
 	Timeout          time.Duration `json:"timeout_ns"`
 	Warmup           time.Duration `json:"warmup_ns"`
 	Faults           bool          `json:"faults"`
+	Rollout          bool          `json:"rollout"`
 	FaultDuration    time.Duration `json:"fault_duration_ns"`
 	FaultPercent     float64       `json:"fault_percent"`
 	Slow             time.Duration `json:"slow_ns"`
@@ -117,6 +118,7 @@ func (c *config) parse(args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.DurationVar(&c.Warmup, "warmup", 500*time.Millisecond, "warm-up per route, not recorded (0: none, and no check that every arm mirrors)")
 	fs.BoolVar(&c.Faults, "faults", false, "also run the shadow fault arms: blackholed, slow, refusing")
+	fs.BoolVar(&c.Rollout, "rollout", false, "also run the rollout arms: promoted (the candidate answers through the aggregate cluster), and its fallback (candidate refusing)")
 	fs.DurationVar(&c.FaultDuration, "fault-duration", 32*time.Second, "open-loop fault phase, all arms together")
 	fs.Float64Var(&c.FaultPercent, "fault-percent", 10, "mirror percentage of the fault arms")
 	fs.DurationVar(&c.Slow, "slow", 5*time.Second, "delay of the slow shadow")
@@ -214,7 +216,7 @@ func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) (*r
 			return nil, err
 		}
 	}
-	sut, services, err := startSUT(ctx, lab, sutConfig{Dir: lab.Dir, Faults: cfg.Faults, Slow: cfg.Slow})
+	sut, services, err := startSUT(ctx, lab, sutConfig{Dir: lab.Dir, Faults: cfg.Faults || cfg.Rollout, Slow: cfg.Slow})
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +229,9 @@ func run(ctx context.Context, cfg config, lab *harness.Lab, log *zap.Logger) (*r
 	}
 	if cfg.ServeDuration > 0 {
 		phases = append(phases, serveArms())
+	}
+	if cfg.Rollout {
+		phases = append(phases, rolloutArms())
 	}
 	all := slices.Concat(phases...)
 	sv, err := startServe(ctx, lab, cfg, services, all)
@@ -330,6 +335,17 @@ func (b *bench) measure(ctx context.Context, res *results, phases [][]arm) error
 			us := perPair(a.CPU.ServeUs, a.Sent, a.Report.compared())
 			res.Serve.Sizes = append(res.Serve.Sizes, serveSize{Bytes: serveBodies[i], ServeUs: us, PairsPerCore: pairsPerCore(us)})
 		}
+		next++
+	}
+	if b.cfg.Rollout {
+		if faultRate == 0 {
+			return errors.New("no rate for the rollout phase")
+		}
+		r, err := b.phase(ctx, "rollout", phases[next], faultRate, b.cfg.FaultDuration)
+		if err != nil {
+			return err
+		}
+		res.Rollout = &r
 	}
 	return nil
 }
@@ -432,7 +448,7 @@ func (b *bench) warm(ctx context.Context, arms []arm) error {
 	for i, a := range arms {
 		s := shadowStatsOf(d, a)
 		switch {
-		case a.Shadow == "":
+		case a.Shadow == "" || a.Promoted: // a promoted route mirrors nothing
 		case s.Sent == 0:
 			problems = append(problems, fmt.Errorf("%s: %d requests, none mirrored", a.Route, runs[i].Sent))
 		case a.Capture && a.Shadow == "candidate" && after.reports[a.Route].Pairs == 0:

@@ -20,6 +20,7 @@ type results struct {
 	Percents []percentResult   `json:"percents"`
 	Faults   *phaseResult      `json:"faults,omitempty"`
 	Serve    *serveResult      `json:"serve,omitempty"`
+	Rollout  *phaseResult      `json:"rollout,omitempty"`
 	// Routes are serve's pairs per captured route over the whole run,
 	// warm-up included.
 	Routes  []routeCounts `json:"routes"`
@@ -201,6 +202,15 @@ func writeMarkdown(w io.Writer, r *results) error {
 		writePhaseEnd(&b, s.Phase)
 	}
 
+	if ro := r.Rollout; ro != nil {
+		fmt.Fprintf(&b, "### Rollout: open loop at %.0f rps, %g s\n\n", ro.TargetRPS, ro.DurationS)
+		b.WriteString("*promoted*: the candidate (the example service's second instance, as fast as the primary) answers every\n")
+		b.WriteString("request through the route's aggregate cluster (candidate, then primary) with the fallback retry policy;\n")
+		b.WriteString("*fallback*: the candidate refuses connections, so every request fails on it and is retried on the primary\n")
+		b.WriteString("(one connection attempt, then the retry; 1 ms back-off); both log to serve over gRPC.\n\n")
+		writeLatency(&b, *ro, armPlain)
+		writePhaseEnd(&b, *ro)
+	}
 	b.WriteString("### Pairs per route (serve's report, whole run, warm-up included)\n\n")
 	var rows [][]string
 	for _, rc := range r.Routes {
