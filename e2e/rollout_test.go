@@ -273,3 +273,73 @@ func apiGet(t *testing.T, url string) []byte {
 	require.Equal(t, 200, resp.StatusCode, b.String())
 	return []byte(b.String())
 }
+
+// Sticky sampling: at 30 % of the users by x-user-id, each user is
+// mirrored on every request or on none, exactly the users the plugin's
+// hash picks; raising it to 60 % keeps them.
+func TestStickySampling(t *testing.T) {
+	const tmpl = `
+version: 1
+listeners: [{name: ingress, address: "{{.Listener}}"}]
+services:
+  legacy: {endpoints: ["{{.Legacy}}"]}
+  candidate: {endpoints: ["{{.Candidate}}"]}
+routes:
+  - name: items
+    match: {pathPrefix: /items}
+    primary: legacy
+    shadow: {service: candidate, percent: PERCENT, stickyOn: x-user-id}
+  - name: rest
+    match: {pathPrefix: /}
+    primary: legacy
+`
+	e := newEnv(t, strings.Replace(tmpl, "PERCENT", "30", 1), envOptions{})
+	users := make([]string, 120)
+	for i := range users {
+		users[i] = fmt.Sprintf("user-%d", i)
+	}
+	cfg := wire.CaptureConfig{SampleStickyHeader: "x-user-id"}
+	sampled := func(u string, perMillion uint32) bool {
+		return wire.Sampled(cfg.SampleKey("", func(string) (string, bool) { return u, true }, ""), perMillion)
+	}
+	run := func(perMillion uint32) map[string]int {
+		t.Helper()
+		e.resetBackends()
+		for range 2 {
+			for _, u := range users {
+				e.mustPrimary(http.MethodGet, "/items/1", map[string]string{"x-user-id": u})
+			}
+		}
+		got := map[string]int{}
+		for _, r := range e.settle() {
+			got[r.Headers["x-user-id"]]++
+		}
+		for _, u := range users {
+			want := 0
+			if sampled(u, perMillion) {
+				want = 2
+			}
+			require.Equal(t, want, got[u], "user %s at %d per million", u, perMillion)
+		}
+		return got
+	}
+	at30 := run(300_000)
+	require.InDelta(t, 36, len(at30), 18)
+	e.writePolicy(strings.Replace(tmpl, "PERCENT", "60", 1))
+	probe := ""
+	for _, u := range users {
+		if sampled(u, 600_000) && !sampled(u, 300_000) {
+			probe = u
+			break
+		}
+	}
+	require.Eventually(t, func() bool {
+		e.resetBackends()
+		e.mustPrimary(http.MethodGet, "/items/1", map[string]string{"x-user-id": probe})
+		return len(e.settle()) == 1
+	}, 10*time.Second, 100*time.Millisecond)
+	at60 := run(600_000)
+	for u := range at30 {
+		require.Contains(t, at60, u, "a sampled user stays sampled when the share grows")
+	}
+}

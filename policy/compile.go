@@ -652,9 +652,16 @@ func (c *checker) regex(path, s string) bool {
 // million); more digits are accepted, not refused.
 func (c *checker) shadow(path string, r *docRoute, p *Policy) *Shadow {
 	s := r.Shadow
-	out := &Shadow{Tenants: s.Tenants, UnsafeMethods: s.UnsafeMethods, MaxConcurrent: DefaultMaxConcurrent, MaxRequestBytes: DefaultMaxRequestBytes, Capture: true}
+	out := &Shadow{Tenants: s.Tenants, UnsafeMethods: s.UnsafeMethods, MaxConcurrent: DefaultMaxConcurrent, MaxRequestBytes: DefaultMaxRequestBytes, Capture: true,
+		StickyOn: s.StickyOn}
 	if s.Capture != nil {
 		out.Capture = *s.Capture
+	}
+	if s.StickyOn != "" {
+		sp := fieldPath(path, "stickyOn")
+		if c.headerName(sp, s.StickyOn, false) && !out.Capture {
+			c.add(sp, "sticky sampling is done by shadowlab's plugin, which runs only where answers are captured (remove shadow.capture: false, or stickyOn)")
+		}
 	}
 	sp := fieldPath(path, "service")
 	if out.Service = c.serviceRef(sp, s.Service, p); out.Service != nil && s.Service == r.Primary {

@@ -53,6 +53,7 @@ type docShadow struct {
 	MaxConcurrent   *uint32  `yaml:"maxConcurrent"`
 	MaxRequestBytes *int64   `yaml:"maxRequestBytes"`
 	Capture         *bool    `yaml:"capture"`
+	StickyOn        string   `yaml:"stickyOn"`
 }
 
 type docCompare struct {

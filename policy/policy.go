@@ -169,6 +169,12 @@ type Shadow struct {
 	// shadow service and compares nothing (a dark launch, a load test).
 	Capture bool `json:"capture"`
 
+	// StickyOn samples users instead of requests: a user (this request
+	// header's value, else the client's address) is mirrored on every
+	// request or on none, at Percent of the users. "": each request is
+	// sampled on its own (by x-request-id).
+	StickyOn string `json:"stickyOn,omitempty"`
+
 	Compare Compare `json:"compare"`
 }
 

@@ -60,8 +60,12 @@ func TestRolloutProblems(t *testing.T) {
 			require.Contains(t, err.Error(), w, block)
 		}
 	}
+	// Sticky sampling is the plugin's, which runs only where answers are
+	// captured.
+	_, err := Parse([]byte(strings.Replace(string(rolloutPolicy("")), "unsafeMethods: true,", "unsafeMethods: true, capture: false, stickyOn: x-user,", 1)), "p.yaml")
+	require.ErrorContains(t, err, "shadow.stickyOn: sticky sampling is done by shadowlab's plugin")
 	// A rollout needs a shadow to take over, and its comparison.
-	_, err := Parse([]byte(strings.Replace(string(rolloutPolicy("    rollout: {}")), "    shadow: {service: candidate, percent: 100, unsafeMethods: true, tenants: {header: x-tenant, values: [acme, globex]}}\n", "", 1)), "p.yaml")
+	_, err = Parse([]byte(strings.Replace(string(rolloutPolicy("    rollout: {}")), "    shadow: {service: candidate, percent: 100, unsafeMethods: true, tenants: {header: x-tenant, values: [acme, globex]}}\n", "", 1)), "p.yaml")
 	require.ErrorContains(t, err, "rollout needs a shadow")
 }
 

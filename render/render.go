@@ -251,17 +251,8 @@ func (r *renderer) wasmURL() string {
 // methods, and marks the sampled requests with wire.HeaderSample, which
 // the mirroring route variant matches.
 func sampledCapture(rt *policy.Route, reportCluster string, envoyRoutes []string) wire.CaptureConfig {
-	c := xds.CaptureConfig(rt, reportCluster)
-	methods, any, _ := mirroredMethods(rt)
-	if any {
-		methods = nil
-	}
-	c.SampleMethods = strings.Join(methods, ",")
-	if t := rt.Shadow.Tenants; t != nil {
-		c.SampleTenantHeader, c.SampleTenants = t.Header, strings.Join(t.Values, "\n")
-	}
+	c := xds.SampledCapture(rt, reportCluster)
 	c.EnvoyRoutes = strings.Join(envoyRoutes, ",")
-	c.SampleHeader, c.SamplePerMillion = wire.HeaderSample, rt.Shadow.PerMillion
 	return c
 }
 

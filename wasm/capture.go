@@ -153,7 +153,7 @@ func (s *captureStream) OnHttpRequestHeaders(int, bool) types.Action {
 		// Changing a request header makes Envoy pick the route again: the
 		// sampled requests take the route that mirrors, the others (and
 		// any client that sent the header itself) the one that does not.
-		if s.rec.RequestID == "" || !wire.Sampled(s.rec.RequestID, cfg.SamplePerMillion) ||
+		if s.rec.RequestID == "" || !wire.Sampled(cfg.SampleKey(s.rec.RequestID, requestHeader, stickyAddr(cfg)), cfg.SamplePerMillion) ||
 			!cfg.SampleCandidate(s.rec.Method, requestHeader) {
 			s.skip = true
 			_ = proxywasm.RemoveHttpRequestHeader(cfg.SampleHeader)
@@ -240,6 +240,24 @@ func (s *captureStream) OnHttpStreamDone() {
 	c.buf = wire.AppendCaptureRecord(c.buf, &s.rec)
 	c.records++
 	inc(c.m.records, 1)
+}
+
+// stickyAddr is the client's address when sampling is sticky and the
+// request lacks the sticky header (the property is read only then).
+func stickyAddr(cfg *wire.CaptureConfig) string {
+	if cfg.SampleStickyHeader == "" || hasHeader(cfg.SampleStickyHeader) {
+		return ""
+	}
+	return sourceAddress()
+}
+
+// sourceAddress is the client's address as Envoy saw it ("" if unknown).
+func sourceAddress() string {
+	b, err := proxywasm.GetProperty([]string{"source", "address"})
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 // requestHeader reads a request header of the stream being decided on.

@@ -51,9 +51,7 @@ func (s *rolloutStream) OnHttpRequestHeaders(int, bool) types.Action {
 	defer recoverIn("rollout request headers")
 	addr := ""
 	if s.c.cfg.StickyHeader == "" || !hasHeader(s.c.cfg.StickyHeader) {
-		if b, err := proxywasm.GetProperty([]string{"source", "address"}); err == nil {
-			addr = string(b)
-		}
+		addr = sourceAddress()
 	}
 	if s.c.cfg.Canary(requestHeader, addr) {
 		_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderCanary, s.c.cfg.Route)

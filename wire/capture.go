@@ -237,6 +237,20 @@ type CaptureConfig struct {
 	SampleMethods      string
 	SampleTenantHeader string
 	SampleTenants      string
+	// SampleStickyHeader samples users instead of requests: the key is
+	// this request header's value, else the client's address (SampleKey).
+	SampleStickyHeader string
+}
+
+// SampleKey is what a request is sampled by: its x-request-id, or with
+// SampleStickyHeader its user (the header's value, else the client's
+// address addr), salted apart from a canary's users (RolloutConfig.Canary)
+// so that the two samples are independent.
+func (c *CaptureConfig) SampleKey(requestID string, header func(name string) (string, bool), addr string) string {
+	if c.SampleStickyHeader == "" {
+		return requestID
+	}
+	return stickyKey("shadow-", c.SampleStickyHeader, header, addr)
 }
 
 // SampleCandidate reports whether a request of this method, whose tenant
@@ -285,6 +299,7 @@ func (c *CaptureConfig) fields() []pluginField {
 		{name: "sample_methods", str: &c.SampleMethods, optional: true},
 		{name: "sample_tenant_header", str: &c.SampleTenantHeader, optional: true},
 		{name: "sample_tenants", str: &c.SampleTenants, optional: true},
+		{name: "sample_sticky_header", str: &c.SampleStickyHeader, optional: true},
 	}
 }
 
@@ -328,8 +343,10 @@ func ParseCaptureConfig(data []byte) (CaptureConfig, error) {
 	if c.SamplePerMillion > 1_000_000 {
 		errs = append(errs, errors.New("configuration.sample_per_million: at most 1000000 (got "+strconv.FormatUint(uint64(c.SamplePerMillion), 10)+")"))
 	}
-	if c.SampleHeader != "" && (c.SampleHeader != strings.ToLower(c.SampleHeader) || strings.ContainsAny(c.SampleHeader, " :,")) {
-		errs = append(errs, errors.New("configuration.sample_header: a lower-case header name (got "+strconv.Quote(c.SampleHeader)+")"))
+	for _, h := range []struct{ name, v string }{{"sample_header", c.SampleHeader}, {"sample_sticky_header", c.SampleStickyHeader}} {
+		if h.v != "" && (h.v != strings.ToLower(h.v) || strings.ContainsAny(h.v, " :,")) {
+			errs = append(errs, errors.New("configuration."+h.name+": a lower-case header name (got "+strconv.Quote(h.v)+")"))
+		}
 	}
 	return c, errors.Join(errs...)
 }

@@ -80,16 +80,19 @@ func (c *RolloutConfig) Canary(header func(name string) (string, bool), addr str
 			return false
 		}
 	}
-	key, ok := "", false
-	if c.StickyHeader != "" {
-		key, ok = header(c.StickyHeader)
+	return InCanary(stickyKey("", c.StickyHeader, header, addr), c.PerMillion)
+}
+
+// stickyKey is the key of a user: salt, then "user:" and the value of
+// header name, or when there is none "addr:" and the client's address
+// without its port.
+func stickyKey(salt, name string, header func(name string) (string, bool), addr string) string {
+	if name != "" {
+		if v, ok := header(name); ok && v != "" {
+			return salt + "user:" + v
+		}
 	}
-	if !ok || key == "" {
-		key = "addr:" + hostOf(addr)
-	} else {
-		key = "user:" + key
-	}
-	return InCanary(key, c.PerMillion)
+	return salt + "addr:" + hostOf(addr)
 }
 
 // hostOf is addr without its port: "[::1]:80" and "::1" are "::1",

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestRolloutConfigRoundTrip(t *testing.T) {
@@ -80,4 +82,26 @@ func TestHostOf(t *testing.T) {
 			t.Errorf("hostOf(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// A sticky shadow sample and a canary of the same users are independent:
+// the keys are salted apart.
+func TestSampleKey(t *testing.T) {
+	c := CaptureConfig{SampleStickyHeader: "x-user"}
+	h := func(name string) (string, bool) { return "u1", name == "x-user" }
+	none := func(string) (string, bool) { return "", false }
+	require.Equal(t, "shadow-user:u1", c.SampleKey("id-1", h, "10.0.0.1:80"))
+	require.Equal(t, "shadow-addr:10.0.0.1", c.SampleKey("id-1", none, "10.0.0.1:80"))
+	require.Equal(t, "id-1", (&CaptureConfig{}).SampleKey("id-1", h, ""))
+	both := 0
+	r := RolloutConfig{PerMillion: 500_000, StickyHeader: "x-user"}
+	s := CaptureConfig{SampleStickyHeader: "x-user", SamplePerMillion: 500_000}
+	for i := range 10_000 {
+		u := fmt.Sprintf("u%d", i)
+		h := func(string) (string, bool) { return u, true }
+		if r.Canary(h, "") && Sampled(s.SampleKey("", h, ""), s.SamplePerMillion) {
+			both++
+		}
+	}
+	require.InDelta(t, 2500, both, 250, "independent halves overlap on a quarter")
 }

@@ -97,8 +97,35 @@ func captureWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 // captureTickMs is how often each Envoy worker sends its capture batch.
 const captureTickMs = 100
 
-// captureConfig is the capture instance's configuration for route r.
-func captureConfig(r *policy.Route) wire.CaptureConfig { return CaptureConfig(r, APICluster) }
+// captureConfig is the capture instance's configuration for route r: with
+// sticky sampling, the instance samples (the route's sampled variants
+// match its mark); otherwise the route match's runtime fraction does.
+func captureConfig(r *policy.Route) wire.CaptureConfig {
+	if r.Shadow.StickyOn != "" {
+		return SampledCapture(r, APICluster)
+	}
+	return CaptureConfig(r, APICluster)
+}
+
+// SampledCapture is route r's capture configuration where the plugin
+// samples: by request ID, or by user with shadow.stickyOn, for the route's
+// tenants and mirrored methods (the safe ones, or all with
+// unsafeMethods), marking the sampled requests with wire.HeaderSample,
+// which the mirroring variants match. Also for the manifests of meshes
+// (package render), whose mirrors sample at random.
+func SampledCapture(r *policy.Route, reportCluster string) wire.CaptureConfig {
+	c := CaptureConfig(r, reportCluster)
+	methods := r.Match.Methods
+	if !r.Shadow.UnsafeMethods {
+		methods, _ = policy.SplitMethods(r.Match.Methods)
+	}
+	c.SampleMethods = strings.Join(methods, ",")
+	if t := r.Shadow.Tenants; t != nil {
+		c.SampleTenantHeader, c.SampleTenants = t.Header, strings.Join(t.Values, "\n")
+	}
+	c.SampleHeader, c.SamplePerMillion, c.SampleStickyHeader = wire.HeaderSample, r.Shadow.PerMillion, r.Shadow.StickyOn
+	return c
+}
 
 // CaptureConfig is the capture instance's configuration for route r, its
 // batches sent to reportCluster. Also for the manifests of meshes

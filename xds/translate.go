@@ -331,12 +331,20 @@ func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
 	}
 	safe, unsafe := policy.SplitMethods(r.Match.Methods)
 
+	// With sticky sampling the capture plugin samples (by user) and marks
+	// what it sampled; it runs on every request of the route.
+	sticky := r.Shadow.StickyOn != "" && opts.captureOf(r) == captureGateway
 	var out []*routev3.Route
 	mirrored := func(name string, methods *routev3.HeaderMatcher, dryRun bool) {
 		rt := primaryRoute(name, r, append(slices.Clone(tenant), methods))
-		rt.Match.RuntimeFraction = &corev3.RuntimeFractionalPercent{
-			DefaultValue: &typev3.FractionalPercent{Numerator: 0, Denominator: percentDenominator},
-			RuntimeKey:   MirrorPercentKey(r.Name),
+		if sticky {
+			rt.Match.Headers = append([]*routev3.HeaderMatcher{oneOfHeader(wire.HeaderSample, []string{wire.MarkOn}, false)}, rt.Match.Headers...)
+			rt.RequestHeadersToRemove = []string{wire.HeaderSample}
+		} else {
+			rt.Match.RuntimeFraction = &corev3.RuntimeFractionalPercent{
+				DefaultValue: &typev3.FractionalPercent{Numerator: 0, Denominator: percentDenominator},
+				RuntimeKey:   MirrorPercentKey(r.Name),
+			}
 		}
 		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, dryRun)
 		if opts.captureOf(r) == captureGateway {
@@ -357,7 +365,14 @@ func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
 			mirrored(MirrorUnsafeRouteName(r.Name), methodHeader(unsafe, false), true)
 		}
 	}
-	return append(out, primaryRoute(DirectRouteName(r.Name), r, nil))
+	direct := primaryRoute(DirectRouteName(r.Name), r, nil)
+	if sticky {
+		if direct.TypedPerFilterConfig == nil {
+			direct.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		direct.TypedPerFilterConfig[CaptureWasmFilter(r.Name)] = enabledPerRoute()
+	}
+	return append(out, direct)
 }
 
 // primaryRoute is an Envoy route named name that sends r's matching requests

@@ -205,9 +205,10 @@ func writeMarkdown(w io.Writer, r *results) error {
 	if ro := r.Rollout; ro != nil {
 		fmt.Fprintf(&b, "### Rollout: open loop at %.0f rps, %g s\n\n", ro.TargetRPS, ro.DurationS)
 		b.WriteString("*promoted*: the candidate (the example service's second instance, as fast as the primary) answers every\n")
-		b.WriteString("request through the route's aggregate cluster (candidate, then primary) with the fallback retry policy;\n")
+		b.WriteString("request, the route's cluster picked by Envoy's priority_group specifier (the candidate's, then the primary's on\n")
+		b.WriteString("the retry) with the fallback retry policy, each request logged to serve over gRPC;\n")
 		b.WriteString("*fallback*: the candidate refuses connections, so every request fails on it and is retried on the primary\n")
-		b.WriteString("(one connection attempt, then the retry; 1 ms back-off); both log to serve over gRPC.\n\n")
+		b.WriteString("(one connection attempt, then the retry; 1 ms back-off), and the failed attempt is logged too.\n\n")
 		writeLatency(&b, *ro, armPlain)
 		writePhaseEnd(&b, *ro)
 	}
