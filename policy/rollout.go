@@ -162,7 +162,7 @@ const (
 	MaxTrackedTenants = 32
 	// OtherTenant is where the tenants beyond the tracked ones, and
 	// requests without the header, are counted.
-	OtherTenant = "(other)"
+	OtherTenant   = "(other)"
 	minGateWindow = time.Minute / 6
 	maxGateWindow = 24 * time.Hour
 )
