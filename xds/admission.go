@@ -58,11 +58,7 @@ func checkAdmission(p *policy.Policy, opts Options) []error {
 func admissionFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 	var out []*hcmv3.HttpFilter
 	for _, r := range p.AdmissionRoutes(wire.ScopeLocal) {
-		out = append(out, &hcmv3.HttpFilter{
-			Name:       AdmissionWasmFilter(r.Name),
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(wasmFilter(r, opts))},
-			Disabled:   true,
-		})
+		out = append(out, offPlugin(AdmissionWasmFilter(r.Name), wire.AdmissionRootID, pluginConfig(r, opts).AppendJSON(nil), opts))
 	}
 	if global := p.AdmissionRoutes(wire.ScopeGlobal); len(global) > 0 {
 		out = append(out, &hcmv3.HttpFilter{
@@ -99,11 +95,6 @@ func AdmissionPerRoute(r *policy.Route) map[string]*anypb.Any {
 // URL) as "enabled, no per-route config": the wasm filter has no per-route
 // config type.
 func enabledPerRoute() *anypb.Any { return mustAny(&routev3.FilterConfig{Config: &anypb.Any{}}) }
-
-// wasmFilter is route r's instance of the admission plugin.
-func wasmFilter(r *policy.Route, opts Options) *wasmfilterv3.Wasm {
-	return pluginInstance(AdmissionWasmFilter(r.Name), wire.AdmissionRootID, pluginConfig(r, opts).AppendJSON(nil), opts)
-}
 
 // pluginInstance is one instance of shadowlab's plugin, named name, in the
 // role rootID, with its JSON configuration. Every instance shares one VM

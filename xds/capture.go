@@ -84,14 +84,19 @@ func captureWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 		if opts.captureOf(r) != captureGateway {
 			continue
 		}
-		w := pluginInstance(CaptureWasmFilter(r.Name), wire.CaptureRootID, captureConfig(r).AppendJSON(nil), opts)
-		out = append(out, &hcmv3.HttpFilter{
-			Name:       CaptureWasmFilter(r.Name),
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(w)},
-			Disabled:   true,
-		})
+		out = append(out, offPlugin(CaptureWasmFilter(r.Name), wire.CaptureRootID, captureConfig(r).AppendJSON(nil), opts))
 	}
 	return out
+}
+
+// offPlugin is an instance of the plugin named name, in the role rootID,
+// off in the connection manager until a route switches it on (switchOn).
+func offPlugin(name, rootID string, config []byte, opts Options) *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{
+		Name:       name,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(pluginInstance(name, rootID, config, opts))},
+		Disabled:   true,
+	}
 }
 
 // captureTickMs is how often each Envoy worker sends its capture batch.

@@ -74,12 +74,7 @@ func rolloutWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 		if !canary(r) {
 			continue
 		}
-		w := pluginInstance(RolloutWasmFilter(r.Name), wire.RolloutRootID, RolloutConfig(r).AppendJSON(nil), opts)
-		out = append(out, &hcmv3.HttpFilter{
-			Name:       RolloutWasmFilter(r.Name),
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(w)},
-			Disabled:   true,
-		})
+		out = append(out, offPlugin(RolloutWasmFilter(r.Name), wire.RolloutRootID, RolloutConfig(r).AppendJSON(nil), opts))
 	}
 	return out
 }

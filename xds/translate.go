@@ -310,10 +310,7 @@ func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 		return out // promoted: the candidate answers everyone
 	}
 	for _, rt := range shadowRoutes(r, opts) {
-		if rt.TypedPerFilterConfig == nil {
-			rt.TypedPerFilterConfig = map[string]*anypb.Any{}
-		}
-		rt.TypedPerFilterConfig[RolloutWasmFilter(r.Name)] = enabledPerRoute()
+		switchOn(rt, RolloutWasmFilter(r.Name))
 		out = append(out, rt)
 	}
 	return out
@@ -348,10 +345,7 @@ func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
 		}
 		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, dryRun)
 		if opts.captureOf(r) == captureGateway {
-			if rt.TypedPerFilterConfig == nil {
-				rt.TypedPerFilterConfig = map[string]*anypb.Any{}
-			}
-			rt.TypedPerFilterConfig[CaptureWasmFilter(r.Name)] = enabledPerRoute()
+			switchOn(rt, CaptureWasmFilter(r.Name))
 		}
 		out = append(out, rt)
 	}
@@ -367,12 +361,18 @@ func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
 	}
 	direct := primaryRoute(DirectRouteName(r.Name), r, nil)
 	if sticky {
-		if direct.TypedPerFilterConfig == nil {
-			direct.TypedPerFilterConfig = map[string]*anypb.Any{}
-		}
-		direct.TypedPerFilterConfig[CaptureWasmFilter(r.Name)] = enabledPerRoute()
+		switchOn(direct, CaptureWasmFilter(r.Name))
 	}
 	return append(out, direct)
+}
+
+// switchOn turns the connection manager's filter, off by default, on for
+// route rt.
+func switchOn(rt *routev3.Route, filter string) {
+	if rt.TypedPerFilterConfig == nil {
+		rt.TypedPerFilterConfig = map[string]*anypb.Any{}
+	}
+	rt.TypedPerFilterConfig[filter] = enabledPerRoute()
 }
 
 // primaryRoute is an Envoy route named name that sends r's matching requests

@@ -106,14 +106,9 @@ func promoteCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	route := fs.Arg(0)
-	p, ok := loadPolicy(*path, stderr)
-	if !ok {
-		return exitFailed
-	}
-	r := p.Route(route)
+	r, ok := policyRoute("promote", *path, route, stderr)
 	switch {
-	case r == nil:
-		fmt.Fprintf(stderr, "shadowlab promote: %s has no route %q\n", *path, route)
+	case !ok:
 		return exitFailed
 	case r.Rollout == nil:
 		fmt.Fprintf(stderr, "shadowlab promote: route %q has no rollout block: add `rollout: {stage: shadow}` so that serve judges its gates, and promote once they pass\n", route)
@@ -211,14 +206,9 @@ func rollbackCmd(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	route := fs.Arg(0)
-	p, ok := loadPolicy(*path, stderr)
-	if !ok {
-		return exitFailed
-	}
-	r := p.Route(route)
+	r, ok := policyRoute("rollback", *path, route, stderr)
 	switch {
-	case r == nil:
-		fmt.Fprintf(stderr, "shadowlab rollback: %s has no route %q\n", *path, route)
+	case !ok:
 		return exitFailed
 	case !r.Candidate():
 		fmt.Fprintf(stdout, "route %q is in shadow already: the primary answers everyone\n", route)
@@ -226,6 +216,20 @@ func rollbackCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	shadow := policy.StageShadow
 	return writeEdit(*path, route, policy.RolloutEdit{Stage: &shadow}, string(r.Rollout.Stage)+" → shadow", stdout, stderr)
+}
+
+// policyRoute loads the policy file at path and returns its route, or says
+// what is wrong.
+func policyRoute(cmd, path, route string, stderr io.Writer) (*policy.Route, bool) {
+	p, ok := loadPolicy(path, stderr)
+	if !ok {
+		return nil, false
+	}
+	r := p.Route(route)
+	if r == nil {
+		fmt.Fprintf(stderr, "shadowlab %s: %s has no route %q\n", cmd, path, route)
+	}
+	return r, r != nil
 }
 
 // writeEdit applies edit to the policy file at path atomically.
