@@ -142,6 +142,10 @@ type Gates struct {
 	// latency percentile over the primary's, over the window's pairs.
 	MaxLatencyRatioP50 float64 `json:"maxLatencyRatioP50"`
 	MaxLatencyRatioP99 float64 `json:"maxLatencyRatioP99"`
+	// LatencySlack passes a latency gate whatever the ratio when the
+	// candidate is slower by no more than this: a ratio of sub-millisecond
+	// latencies is noise, not a slower service.
+	LatencySlack time.Duration `json:"latencySlack"`
 	// MaxFallbackRate bounds fallbacks / requests the candidate answered,
 	// 0–1; judged once the candidate answered MinCandidateRequests.
 	MaxFallbackRate      float64 `json:"maxFallbackRate"`
@@ -155,6 +159,7 @@ const (
 	DefaultMinMatchRate         = 0.99
 	DefaultMaxLatencyRatioP50   = 1.25
 	DefaultMaxLatencyRatioP99   = 1.5
+	DefaultLatencySlack         = 5 * time.Millisecond
 	DefaultMaxFallbackRate      = 0.01
 	DefaultMinCandidateRequests = 100
 	// MaxTrackedTenants bounds the tenants a route's evidence is kept for
@@ -184,6 +189,7 @@ type docGates struct {
 	MinMatchRate         *float64  `yaml:"minMatchRate"`
 	MaxLatencyRatioP50   *float64  `yaml:"maxLatencyRatioP50"`
 	MaxLatencyRatioP99   *float64  `yaml:"maxLatencyRatioP99"`
+	LatencySlack         *duration `yaml:"latencySlack"`
 	MaxFallbackRate      *float64  `yaml:"maxFallbackRate"`
 	MinCandidateRequests *int      `yaml:"minCandidateRequests"`
 }
@@ -271,7 +277,7 @@ func (c *checker) tenants(path string, t *Tenants) {
 // gates checks and compiles a gates block; nil is the defaults.
 func (c *checker) gates(path string, d *docGates) Gates {
 	g := Gates{Window: DefaultGateWindow, MinPairs: DefaultMinPairs, MinMatchRate: DefaultMinMatchRate,
-		MaxLatencyRatioP50: DefaultMaxLatencyRatioP50, MaxLatencyRatioP99: DefaultMaxLatencyRatioP99,
+		MaxLatencyRatioP50: DefaultMaxLatencyRatioP50, MaxLatencyRatioP99: DefaultMaxLatencyRatioP99, LatencySlack: DefaultLatencySlack,
 		MaxFallbackRate: DefaultMaxFallbackRate, MinCandidateRequests: DefaultMinCandidateRequests}
 	if d == nil {
 		return g
@@ -290,6 +296,12 @@ func (c *checker) gates(path string, d *docGates) Gates {
 			c.add(fieldPath(path, name), "must be between 1 and 1000000000 (got %d)", *v)
 		}
 		*into = *v
+	}
+	if ls := d.LatencySlack; ls != nil {
+		if ls.Duration < 0 || ls.Duration > time.Minute {
+			c.add(fieldPath(path, "latencySlack"), "must be between 0 and 1m (got %s)", ls.Duration)
+		}
+		g.LatencySlack = ls.Duration
 	}
 	count("minPairs", d.MinPairs, &g.MinPairs)
 	count("minCandidateRequests", d.MinCandidateRequests, &g.MinCandidateRequests)

@@ -33,7 +33,7 @@ func TestRolloutDefaults(t *testing.T) {
 	ro := p.Route("orders").Rollout
 	require.Equal(t, &Rollout{Stage: StageCanary, Percent: 12.5, PerMillion: 125_000, Idempotent: []string{"PUT"},
 		CandidateTimeout: 2 * time.Second, Gates: Gates{Window: 10 * time.Minute, MinPairs: 100, MinMatchRate: 0.99,
-			MaxLatencyRatioP50: 1.25, MaxLatencyRatioP99: 1.5, MaxFallbackRate: 0.01, MinCandidateRequests: 100}}, ro)
+			MaxLatencyRatioP50: 1.25, MaxLatencyRatioP99: 1.5, LatencySlack: 5 * time.Millisecond, MaxFallbackRate: 0.01, MinCandidateRequests: 100}}, ro)
 	r := p.Route("orders")
 	require.True(t, r.Candidate())
 	require.True(t, r.Mirrored())

@@ -351,8 +351,13 @@ func judge(e Evidence, g policy.Gates, stage policy.Stage) ([]GateResult, Verdic
 	}
 	out = append(out, minPairs)
 	gate(GateMatchRate, e.MatchRate, g.MinMatchRate, func(v float64) bool { return v >= g.MinMatchRate })
-	gate(GateLatencyP50, ratio(e.ShadowP50MS, e.PrimaryP50MS), g.MaxLatencyRatioP50, func(v float64) bool { return v <= g.MaxLatencyRatioP50 })
-	gate(GateLatencyP99, ratio(e.ShadowP99MS, e.PrimaryP99MS), g.MaxLatencyRatioP99, func(v float64) bool { return v <= g.MaxLatencyRatioP99 })
+	slack := float64(g.LatencySlack) / float64(time.Millisecond)
+	gate(GateLatencyP50, ratio(e.ShadowP50MS, e.PrimaryP50MS), g.MaxLatencyRatioP50, func(v float64) bool {
+		return v <= g.MaxLatencyRatioP50 || e.ShadowP50MS-e.PrimaryP50MS <= slack
+	})
+	gate(GateLatencyP99, ratio(e.ShadowP99MS, e.PrimaryP99MS), g.MaxLatencyRatioP99, func(v float64) bool {
+		return v <= g.MaxLatencyRatioP99 || e.ShadowP99MS-e.PrimaryP99MS <= slack
+	})
 	if stage != policy.StageShadow {
 		r := GateResult{Gate: GateFallbackRate, Threshold: g.MaxFallbackRate, Verdict: Inconclusive}
 		if e.CandidateRequests > 0 {

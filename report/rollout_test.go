@@ -165,3 +165,24 @@ func TestRolloutAPI(t *testing.T) {
 	require.Equal(t, Inconclusive, o.Verdict)
 	require.Equal(t, policy.StageCanary, o.Stage)
 }
+
+// A latency ratio fails only when the candidate is slower by more than the
+// slack: sub-millisecond ratios are noise.
+func TestRolloutLatencySlack(t *testing.T) {
+	r, _ := rolloutReporter(t)
+	record := func(n int, primary, shadow time.Duration) {
+		for i := range n {
+			p := comparedPair("orders", i)
+			p.PrimaryLatency, p.ShadowLatency = primary, shadow
+			r.Record(p)
+		}
+	}
+	record(10, 300*time.Microsecond, 3*time.Millisecond) // 10× slower, by 2.7 ms
+	v := gateVerdicts(r.Rollout().Routes[0].Gates)
+	require.Equal(t, Pass, v[GateLatencyP50])
+	require.Equal(t, Pass, v[GateLatencyP99])
+	record(200, 20*time.Millisecond, 60*time.Millisecond) // 3× slower, by 40 ms
+	v = gateVerdicts(r.Rollout().Routes[0].Gates)
+	require.Equal(t, Fail, v[GateLatencyP50])
+	require.Equal(t, Fail, v[GateLatencyP99])
+}
