@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strconv"
+
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
@@ -8,13 +10,13 @@ import (
 )
 
 // The rollout role (root id wire.RolloutRootID): on the routes of a policy
-// route in canary, it decides whether the candidate answers this user
-// (wire.RolloutConfig.Canary: sticky by a user header or the client's
-// address, limited to the tenants switched on) and, if so, sets
-// x-shadowlab-canary to the route's name. Changing a request header makes
-// Envoy pick the route again: the route that matches the header sends the
-// request to the candidate, with Envoy's retry falling back to the primary.
-// Everything else (the fallback, its counting) is Envoy's.
+// route in canary, it sets the user's bucket (wire.RolloutConfig.Bucket:
+// by a user header or the client's address) in x-shadowlab-canary-bucket.
+// Changing a request header makes Envoy pick the route again: the route
+// that matches the buckets of the canary's share (and its tenants) sends
+// the request to the candidate, with Envoy's retry falling back to the
+// primary. Everything else (the share, the tenants, the fallback, its
+// counting) is Envoy's configuration.
 
 type rolloutContext struct {
 	types.DefaultPluginContext
@@ -53,9 +55,8 @@ func (s *rolloutStream) OnHttpRequestHeaders(int, bool) types.Action {
 	if s.c.cfg.StickyHeader == "" || !hasHeader(s.c.cfg.StickyHeader) {
 		addr = sourceAddress()
 	}
-	if s.c.cfg.Canary(requestHeader, addr) {
-		_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderCanary, s.c.cfg.Route)
-	}
+	b := s.c.cfg.Bucket(requestHeader, addr)
+	_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderCanaryBucket, strconv.FormatUint(uint64(b), 10))
 	return types.ActionContinue
 }
 

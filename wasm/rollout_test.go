@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
@@ -26,35 +27,32 @@ func newRolloutHost(t *testing.T, cfg wire.RolloutConfig, addr string) proxytest
 	return host
 }
 
-// The plugin marks exactly the users wire.RolloutConfig.Canary picks, by
-// header, else by the client's address.
-func TestRolloutMarksTheCanaryUsers(t *testing.T) {
-	cfg := wire.RolloutConfig{Route: "orders", PerMillion: 300_000, StickyHeader: "x-user"}
+// The plugin sets each user's bucket, by header, else by the client's
+// address, replacing whatever was there.
+func TestRolloutSetsTheBucket(t *testing.T) {
+	cfg := wire.RolloutConfig{Route: "orders", StickyHeader: "x-user"}
 	host := newRolloutHost(t, cfg, "10.0.0.7:5555")
-	marked := 0
 	for i := range 200 {
 		user := fmt.Sprintf("u%d", i)
 		ctx := host.InitializeHttpContext()
-		require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(ctx, [][2]string{{":method", "GET"}, {"x-user", user}}, true))
-		got := header(host.GetCurrentRequestHeaders(ctx), wire.HeaderCanary)
-		want := wire.InCanary("user:"+user, cfg.PerMillion)
-		require.Equal(t, want, got == "orders", user)
-		if want {
-			marked++
-		}
+		require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(ctx, [][2]string{{":method", "GET"}, {"x-user", user},
+			{wire.HeaderCanaryBucket, "0"}}, true))
+		got, err := strconv.Atoi(header(host.GetCurrentRequestHeaders(ctx), wire.HeaderCanaryBucket))
+		require.NoError(t, err)
+		require.Equal(t, uint32(got) < 300_000, wire.InCanary("user:"+user, 300_000), user)
 		host.CompleteHttpContext(ctx)
 	}
-	require.InDelta(t, 60, marked, 25)
-
 	ctx := host.InitializeHttpContext()
 	host.CallOnRequestHeaders(ctx, [][2]string{{":method", "GET"}}, true)
-	require.Equal(t, wire.InCanary("addr:10.0.0.7", cfg.PerMillion), header(host.GetCurrentRequestHeaders(ctx), wire.HeaderCanary) == "orders")
+	got, err := strconv.Atoi(header(host.GetCurrentRequestHeaders(ctx), wire.HeaderCanaryBucket))
+	require.NoError(t, err)
+	require.Equal(t, uint32(got) < 300_000, wire.InCanary("addr:10.0.0.7", 300_000))
 }
 
 func TestRolloutRefusesABadConfiguration(t *testing.T) {
 	opt := proxytest.NewEmulatorOption().
 		WithVMContext(&vmContext{now: (&fakeClock{}).now, seed: 1}).
-		WithPluginConfiguration([]byte(`{"route": "x", "per_million": 5000000}`)).
+		WithPluginConfiguration([]byte(`{"route": "x", "sticky_header": "X-User"}`)).
 		WithProperty([]string{"plugin_root_id"}, []byte(wire.RolloutRootID))
 	host, reset := proxytest.NewHostEmulator(opt)
 	defer reset()

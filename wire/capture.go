@@ -354,14 +354,7 @@ func ParseCaptureConfig(data []byte) (CaptureConfig, error) {
 // Sampled reports whether a request with this x-request-id is in a sample
 // of perMillion millionths: FNV-1a of the ID, modulo a million. Stable: a
 // request ID is in or out whatever instance asks.
-func Sampled(requestID string, perMillion uint32) bool {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(requestID); i++ {
-		h ^= uint64(requestID[i])
-		h *= 1099511628211
-	}
-	return uint32(h%1_000_000) < perMillion
-}
+func Sampled(requestID string, perMillion uint32) bool { return bucket(requestID) < perMillion }
 
 // InRoutes reports whether the Envoy route name is one of routes (comma
 // separated); "" holds every route.

@@ -6,37 +6,38 @@ import (
 	"strings"
 )
 
-// RolloutRootID is the root id of the plugin's rollout role: on a route in
-// canary, it picks the users the candidate answers.
+// RolloutRootID is the root id of the plugin's rollout role: on the routes
+// of a policy route in canary, it tells Envoy which user this is.
 const RolloutRootID = "shadowlab_rollout"
 
-// HeaderCanary names the policy route on a request the candidate answers
-// (canary or promoted); the Envoy route that matches it sends the request
-// to the candidate with fallback to the primary. Services see it too.
+// HeaderCanary names the policy route on a request the candidate was asked
+// to answer (canary or promoted); Envoy's route adds it, its access logs
+// select on it, and the services see it.
 const HeaderCanary = "x-shadowlab-canary"
 
-// RolloutConfig is the rollout role's configuration for one policy route in
-// canary.
+// HeaderCanaryBucket is the user's bucket, 0 to 999 999 (Bucket), that the
+// rollout role sets on a canary route's requests: the Envoy route that
+// sends the canary's users to the candidate matches it by range, [0,
+// percent × 10 000). The percentage and the tenants live in the route
+// configuration, so a percentage edit reaches the next request without
+// touching the listener (whose update would drain connections).
+const HeaderCanaryBucket = "x-shadowlab-canary-bucket"
+
+// Buckets is the number of canary buckets: a percentage's resolution is
+// 100/Buckets.
+const Buckets = 1_000_000
+
+// RolloutConfig is the rollout role's configuration for one policy route.
 type RolloutConfig struct {
-	// Route is the policy route: the value of HeaderCanary.
-	Route string
-	// PerMillion is the share of users in the canary, in millionths.
-	PerMillion uint32
+	Route string // the policy route (for logs)
 	// StickyHeader identifies a user; "" or absent: the client's address.
 	StickyHeader string
-	// TenantHeader with Tenants (one per line) limits the canary to these
-	// tenants; "": every tenant.
-	TenantHeader string
-	Tenants      string
 }
 
 func (c *RolloutConfig) fields() []pluginField {
 	return []pluginField{
 		{name: "route", str: &c.Route},
-		{name: "per_million", u32: &c.PerMillion},
 		{name: "sticky_header", str: &c.StickyHeader, optional: true},
-		{name: "tenant_header", str: &c.TenantHeader, optional: true},
-		{name: "tenants", str: &c.Tenants, optional: true},
 	}
 }
 
@@ -47,40 +48,40 @@ func (c RolloutConfig) AppendJSON(b []byte) []byte { return appendFields(b, c.fi
 // problem at once.
 func ParseRolloutConfig(data []byte) (RolloutConfig, error) {
 	var c RolloutConfig
-	if err := parseFields(data, c.fields(), `{"route": "...", "per_million": 100000}`); err != nil {
+	if err := parseFields(data, c.fields(), `{"route": "...", "sticky_header": "x-user-id"}`); err != nil {
 		return c, err
 	}
 	var errs []error
 	if c.Route == "" {
 		errs = append(errs, errors.New("configuration.route: required"))
 	}
-	if c.PerMillion > 1_000_000 {
-		errs = append(errs, errors.New("configuration.per_million: at most 1000000 (got "+strconv.FormatUint(uint64(c.PerMillion), 10)+")"))
-	}
-	for _, h := range []struct{ name, v string }{{"sticky_header", c.StickyHeader}, {"tenant_header", c.TenantHeader}} {
-		if h.v != "" && (h.v != strings.ToLower(h.v) || strings.ContainsAny(h.v, " :,")) {
-			errs = append(errs, errors.New("configuration."+h.name+": a lower-case header name (got "+strconv.Quote(h.v)+")"))
-		}
+	if h := c.StickyHeader; h != "" && (h != strings.ToLower(h) || strings.ContainsAny(h, " :,")) {
+		errs = append(errs, errors.New("configuration.sticky_header: a lower-case header name (got "+strconv.Quote(h)+")"))
 	}
 	return c, errors.Join(errs...)
 }
 
-// InCanary reports whether the user whose sticky key is key is answered by
-// the candidate at perMillion: FNV-1a of the key, modulo a million, below
-// perMillion. The same key is in or out on every Envoy, and raising
-// perMillion only adds users.
-func InCanary(key string, perMillion uint32) bool { return Sampled(key, perMillion) }
+// Bucket is the user's bucket: the FNV-1a hash of its key (the sticky
+// header's value, else the client's address addr without its port)
+// modulo Buckets. The same user has the same bucket on every Envoy, so a
+// canary of the buckets below a bound is sticky, and raising the bound
+// only adds users.
+func (c *RolloutConfig) Bucket(header func(name string) (string, bool), addr string) uint32 {
+	return bucket(stickyKey("", c.StickyHeader, header, addr))
+}
 
-// Canary reports whether c puts a request in the canary. header reads a
-// request header; addr is the client's address (host, or host:port).
-func (c *RolloutConfig) Canary(header func(name string) (string, bool), addr string) bool {
-	if c.TenantHeader != "" {
-		v, ok := header(c.TenantHeader)
-		if !ok || !inList(c.Tenants, "\n", v) {
-			return false
-		}
+// InCanary reports whether the user whose key is key (as Bucket makes it:
+// "user:<value>" or "addr:<address>") is in a canary of perMillion.
+func InCanary(key string, perMillion uint32) bool { return bucket(key) < perMillion }
+
+// bucket is FNV-1a of key modulo Buckets.
+func bucket(key string) uint32 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
 	}
-	return InCanary(stickyKey("", c.StickyHeader, header, addr), c.PerMillion)
+	return uint32(h % Buckets)
 }
 
 // stickyKey is the key of a user: salt, then "user:" and the value of

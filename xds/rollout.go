@@ -3,7 +3,6 @@ package xds
 import (
 	"errors"
 	"slices"
-	"strings"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -13,6 +12,7 @@ import (
 	grpclogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	prioritygroupv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/router/cluster_specifiers/priority_group/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -33,9 +33,11 @@ import (
 // reset, connection failure, the per-try timeout); other methods only when
 // the candidate provably never saw the request.
 //
-// In canary, the plugin's rollout role marks the users the candidate
-// answers (x-shadowlab-canary: <route>) and Envoy picks the route again;
-// the routes that match the mark come before the route's others. Every
+// In canary, the plugin's rollout role sets each user's bucket
+// (x-shadowlab-canary-bucket) and Envoy picks the route again; the routes
+// that match the canary's buckets by range (and its tenants) come before
+// the route's others. The share and the tenants are in the routes only:
+// a percentage edit or a promotion changes no listener. Every
 // request the candidate answers, and every failed attempt, is logged over
 // gRPC to shadowlab (the xDS server), which counts the fallbacks by reason.
 
@@ -51,27 +53,30 @@ const RolloutLogName = "shadowlab_rollout"
 // checkRollout reports what the options lack for p's rollouts.
 func checkRollout(p *policy.Policy, opts Options) []error {
 	for _, r := range p.Routes {
-		if r.Rollout != nil && r.Rollout.Stage == policy.StageCanary && !opts.Wasm.set() {
+		if canary(r) && !opts.Wasm.set() {
 			return []error{errors.New("canary needs the plugin, which picks the users the candidate answers (build it with `make build`; serve finds bin/shadowlab.wasm or takes --wasm)")}
 		}
 	}
 	return nil
 }
 
-// anyCandidate reports whether the candidate answers users on some route.
-func anyCandidate(p *policy.Policy) bool {
-	return slices.ContainsFunc(p.Routes, (*policy.Route).Candidate)
+// rolledOut reports whether some route of p has a rollout block.
+func rolledOut(p *policy.Policy) bool {
+	return slices.ContainsFunc(p.Routes, func(r *policy.Route) bool { return r.Rollout != nil })
 }
 
 // canary reports whether route r is in canary.
 func canary(r *policy.Route) bool { return r.Rollout != nil && r.Rollout.Stage == policy.StageCanary }
 
-// rolloutWasmFilters are the plugin's rollout instances, one per route in
-// canary, each off unless the route's own Envoy routes switch it on.
+// rolloutWasmFilters are the plugin's rollout instances, one per route
+// with a rollout block, whatever its stage (so that a stage edit changes
+// routes only: a listener update would drain connections, and keep the
+// users on them on the previous stage meanwhile), each off unless the
+// route's own Envoy routes switch it on (in canary).
 func rolloutWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 	var out []*hcmv3.HttpFilter
 	for _, r := range p.Routes {
-		if !canary(r) {
+		if r.Rollout == nil || !opts.Wasm.set() {
 			continue
 		}
 		out = append(out, offPlugin(RolloutWasmFilter(r.Name), wire.RolloutRootID, RolloutConfig(r).AppendJSON(nil), opts))
@@ -81,21 +86,24 @@ func rolloutWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
 
 // RolloutConfig is the rollout instance's configuration for route r.
 func RolloutConfig(r *policy.Route) wire.RolloutConfig {
-	ro := r.Rollout
-	c := wire.RolloutConfig{Route: r.Name, PerMillion: ro.PerMillion, StickyHeader: ro.StickyOn}
-	if t := ro.Tenants; t != nil {
-		c.TenantHeader, c.Tenants = t.Header, strings.Join(t.Values, "\n")
-	}
-	return c
+	return wire.RolloutConfig{Route: r.Name, StickyHeader: r.Rollout.StickyOn}
 }
 
 // candidateRoutes are the Envoy routes by which the candidate answers
-// route r's requests (in canary, those the plugin marked): the methods
-// that fall back on any failure, then the others.
+// route r's requests (in canary, those of the users whose bucket, set by
+// the plugin, is below the share, of the tenants switched on): the methods
+// that fall back on any failure, then the others. A canary of 0 % has none.
 func candidateRoutes(r *policy.Route) []*routev3.Route {
 	var mark []*routev3.HeaderMatcher
 	if canary(r) {
-		mark = []*routev3.HeaderMatcher{oneOfHeader(wire.HeaderCanary, []string{r.Name}, false)}
+		if r.Rollout.PerMillion == 0 {
+			return nil
+		}
+		mark = []*routev3.HeaderMatcher{{Name: wire.HeaderCanaryBucket, HeaderMatchSpecifier: &routev3.HeaderMatcher_RangeMatch{
+			RangeMatch: &typev3.Int64Range{Start: 0, End: int64(r.Rollout.PerMillion)}}}}
+		if t := r.Rollout.Tenants; t != nil {
+			mark = append(mark, oneOfHeader(t.Header, t.Values, false))
+		}
 	}
 	anyFailure, unseen := fallbackMethods(r)
 	var out []*routev3.Route
@@ -108,6 +116,7 @@ func candidateRoutes(r *policy.Route) []*routev3.Route {
 			Header:       &corev3.HeaderValue{Key: wire.HeaderCanary, Value: r.Name},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}}
+		rt.RequestHeadersToRemove = []string{wire.HeaderCanaryBucket}
 		out = append(out, rt)
 	}
 	add(CandidateRouteName(r.Name), methodHeader(anyFailure, false), retryAny)
@@ -199,12 +208,12 @@ func fallbackRetry(retryOn string, perTry time.Duration) *routev3.RetryPolicy {
 // failure, with its code and flags), both to shadowlab over gRPC. Only
 // requests with the canary mark are logged, and only failures per attempt.
 func rolloutLogs(p *policy.Policy) (requests, failures []*accesslogv3.AccessLog) {
-	if !anyCandidate(p) {
-		return nil, nil
+	if !rolledOut(p) {
+		return nil, nil // as the rollout instances: whatever the stages
 	}
 	headers := []string{wire.HeaderCanary}
 	for _, r := range p.Routes {
-		if h := r.TenantHeader(); r.Candidate() && h != "" && !slices.Contains(headers, h) {
+		if h := r.TenantHeader(); r.Rollout != nil && h != "" && !slices.Contains(headers, h) {
 			headers = append(headers, h)
 		}
 	}

@@ -84,10 +84,12 @@ const (
 	captureGateway                    // the shadow through the gateway, the primary by the plugin
 )
 
-// captureOf is how route r is captured.
+// captureOf is how route r is captured. A promoted route keeps its
+// capture instance (unused: no Envoy route switches it on), so that the
+// listener does not change with the rollout's stage.
 func (o Options) captureOf(r *policy.Route) captureKind {
 	switch {
-	case !r.Mirrored() || !r.Shadow.Capture:
+	case r.Shadow == nil || !r.Shadow.Capture:
 		return captureNone
 	case o.GatewayAddress != "":
 		return captureGateway
@@ -311,6 +313,7 @@ func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 	}
 	for _, rt := range shadowRoutes(r, opts) {
 		switchOn(rt, RolloutWasmFilter(r.Name))
+		rt.RequestHeadersToRemove = append(rt.RequestHeadersToRemove, wire.HeaderCanaryBucket)
 		out = append(out, rt)
 	}
 	return out
