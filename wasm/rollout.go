@@ -55,8 +55,9 @@ func (s *rolloutStream) OnHttpRequestHeaders(int, bool) types.Action {
 	if s.c.cfg.StickyHeader == "" || !hasHeader(s.c.cfg.StickyHeader) {
 		addr = sourceAddress()
 	}
-	b := s.c.cfg.Bucket(requestHeader, addr)
-	_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderCanaryBucket, strconv.FormatUint(uint64(b), 10))
+	var buf [8]byte
+	b := strconv.AppendUint(buf[:0], uint64(s.c.cfg.Bucket(requestHeader, addr)), 10)
+	_ = proxywasm.ReplaceHttpRequestHeader(wire.HeaderCanaryBucket, string(b))
 	return types.ActionContinue
 }
 

@@ -19,9 +19,11 @@ type arm struct {
 	Shadow  string  `json:"shadow,omitempty"` // the shadow service; "" mirrors nothing
 	Percent float64 `json:"percent,omitempty"`
 	Capture bool    `json:"capture,omitempty"` // answers compared: the shadow's through the gateway, the primary's by the plugin
-	// Promoted: the shadow service (the candidate) answers every request
-	// through the rollout's aggregate cluster, falling back on the primary.
-	Promoted bool `json:"promoted,omitempty"`
+	// Stage is the route's rollout stage: promoted (the shadow service,
+	// the candidate, answers every request, falling back on the primary),
+	// or canary (the plugin computes each user's bucket; a share of 0 %
+	// measures that decision alone). "": no rollout.
+	Stage string `json:"stage,omitempty"`
 }
 
 // Arms of a percent phase, in this order.
@@ -60,14 +62,16 @@ func faultArms(p float64, slow string) []arm {
 	}
 }
 
-// rolloutArms are plain and two routes in the rollout stage promoted: the
-// candidate answering, and a candidate refusing connections, every
-// request then retried on the primary.
+// rolloutArms are plain; a canary of 0 % (the plugin decides every
+// request, the primary answers: the decision's cost); and two routes in
+// the stage promoted: the candidate answering, and a candidate refusing
+// connections, every request then retried on the primary.
 func rolloutArms() []arm {
 	return []arm{
 		plainArm,
-		{Name: "promoted", Route: "rollout-promoted", Path: "/rollout-promoted/item/1", Shadow: "candidate", Percent: 100, Promoted: true},
-		{Name: "promoted, candidate refusing: fallback", Route: "rollout-fallback", Path: "/rollout-fallback/item/1", Shadow: "refused", Percent: 100, Promoted: true},
+		{Name: "canary 0 %: the decision", Route: "rollout-canary", Path: "/rollout-canary/item/1", Shadow: "candidate", Stage: "canary"},
+		{Name: "promoted", Route: "rollout-promoted", Path: "/rollout-promoted/item/1", Shadow: "candidate", Percent: 100, Stage: "promoted"},
+		{Name: "promoted, candidate refusing: fallback", Route: "rollout-fallback", Path: "/rollout-fallback/item/1", Shadow: "refused", Percent: 100, Stage: "promoted"},
 	}
 }
 
@@ -105,8 +109,8 @@ func policyText(listener string, services map[string]string, arms []arm) string 
 		if a.Shadow == "" {
 			continue
 		}
-		if a.Promoted {
-			fmt.Fprintf(&b, "    shadow: {service: %s, percent: %g}\n    rollout: {stage: promoted, candidateTimeout: 2s}\n", a.Shadow, a.Percent)
+		if a.Stage != "" {
+			fmt.Fprintf(&b, "    shadow: {service: %s, percent: %g}\n    rollout: {stage: %s, percent: 0, candidateTimeout: 2s}\n", a.Shadow, a.Percent, a.Stage)
 			continue
 		}
 		fmt.Fprintf(&b, "    shadow: {service: %s, percent: %g, capture: %t}\n", a.Shadow, a.Percent, a.Capture)

@@ -448,7 +448,7 @@ func (b *bench) warm(ctx context.Context, arms []arm) error {
 	for i, a := range arms {
 		s := shadowStatsOf(d, a)
 		switch {
-		case a.Shadow == "" || a.Promoted: // a promoted route mirrors nothing
+		case a.Shadow == "" || a.Stage != "": // a rollout arm mirrors nothing
 		case s.Sent == 0:
 			problems = append(problems, fmt.Errorf("%s: %d requests, none mirrored", a.Route, runs[i].Sent))
 		case a.Capture && a.Shadow == "candidate" && after.reports[a.Route].Pairs == 0:

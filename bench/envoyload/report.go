@@ -204,6 +204,8 @@ func writeMarkdown(w io.Writer, r *results) error {
 
 	if ro := r.Rollout; ro != nil {
 		fmt.Fprintf(&b, "### Rollout: open loop at %.0f rps, %g s\n\n", ro.TargetRPS, ro.DurationS)
+		b.WriteString("*canary 0 %*: the route in canary at a share of 0 %: the plugin computes each request's bucket and Envoy\n")
+		b.WriteString("picks the route again, the primary answers (mirroring at 0 %): what the canary's decision costs everyone;\n")
 		b.WriteString("*promoted*: the candidate (the example service's second instance, as fast as the primary) answers every\n")
 		b.WriteString("request, the route's cluster picked by Envoy's priority_group specifier (the candidate's, then the primary's on\n")
 		b.WriteString("the retry) with the fallback retry policy, each request logged to serve over gRPC;\n")
