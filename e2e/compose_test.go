@@ -82,6 +82,7 @@ func TestCompose(t *testing.T) {
 		"ok: the burst was spread under the limit, and nothing was lost",
 		"ok: the report holds exactly the seeded differences",
 		"Envoy (not restarted) applied it in",
+		"ok: the canary's failures were absorbed by the fallback and counted",
 	} {
 		assert.Contains(t, out, ok)
 	}

@@ -39,5 +39,6 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, stdout.String(), "ok: the shadow saw only what the policy selects")
 	assert.Contains(t, stdout.String(), "every answer came from the primary (legacy): true")
 	assert.Contains(t, stdout.String(), "ok: the burst was spread under the limit, and nothing was lost")
+	assert.Contains(t, stdout.String(), "ok: the canary's failures were absorbed by the fallback and counted, and the route was promoted on passing gates")
 	assert.Regexp(t, `local\s+jobs\s+-\s+\d+\s+\d+\s+0\s+0\s+0\s+0`, stdout.String(), "the admission report counts the burst")
 }
