@@ -60,16 +60,19 @@ func (s *shadow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Checksum", "abc")
 }
 
-func (s *shadow) last(t *testing.T) seen {
+// nth waits for the shadow's n-th request (from 1) and returns it: the
+// gateway forwards after it answered, so an earlier one may be all
+// there is yet.
+func (s *shadow) nth(t *testing.T, n int) seen {
 	t.Helper()
 	var got seen
 	require.Eventually(t, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if len(s.got) == 0 {
+		if len(s.got) < n {
 			return false
 		}
-		got = s.got[len(s.got)-1]
+		got = s.got[n-1]
 		return true
 	}, 2*time.Second, time.Millisecond)
 	return got
@@ -215,7 +218,7 @@ func TestForwardsThePrimarysRequest(t *testing.T) {
 	body := strings.Repeat("x", 4<<20)
 	require.Equal(t, 202, f.mirror(t, "r", "POST", "/r/a?b=1&c=%2F", strings.NewReader(body), map[string]string{
 		wire.HeaderDryRun: "1", "cookie": "s=1", "content-type": "text/plain", "x-tenant": "acme"}))
-	got := f.plain.last(t)
+	got := f.plain.nth(t, 1)
 	assert.Equal(t, "POST", got.method)
 	assert.Equal(t, "/r/a?b=1&c=%2F", got.uri)
 	assert.Equal(t, "shop.example.com", got.host)
@@ -246,7 +249,7 @@ func TestChunkedAndNoUserAgent(t *testing.T) {
 	f := newFixture(t)
 	body := io.MultiReader(strings.NewReader("abc"), strings.NewReader("def")) // unknown length: chunked
 	require.Equal(t, 202, f.mirror(t, "r", "PUT", "/r", body, map[string]string{wire.HeaderDryRun: "1", "user-agent": "", "x-forwarded-for": "192.0.2.2"}))
-	got := f.plain.last(t)
+	got := f.plain.nth(t, 1)
 	assert.True(t, got.chunked)
 	assert.Equal(t, "abcdef", string(got.body))
 	assert.NotContains(t, got.header, "User-Agent", "Go's client adds none")
@@ -261,8 +264,8 @@ func TestProtocols(t *testing.T) {
 	for _, h := range hs {
 		assert.Equal(t, 201, h.Response.Status, "%s: %s", h.Route, h.Incomplete)
 	}
-	assert.Equal(t, "HTTP/2.0", f.h2c.last(t).proto)
-	assert.Equal(t, "HTTP/2.0", f.tls.last(t).proto, "ALPN chose h2 over mutual TLS")
+	assert.Equal(t, "HTTP/2.0", f.h2c.nth(t, 1).proto)
+	assert.Equal(t, "HTTP/2.0", f.tls.nth(t, 1).proto, "ALPN chose h2 over mutual TLS")
 }
 
 func TestNotForwarded(t *testing.T) {
@@ -427,7 +430,7 @@ func TestUnmarked(t *testing.T) {
 		wire.HeaderSample: wire.MarkOn, "x-tenant": "acme",
 	})
 	require.Equal(t, http.StatusAccepted, status)
-	got := f.plain.last(t)
+	got := f.plain.nth(t, 1)
 	assert.Equal(t, "/r/orders?x=1", got.uri)
 	assert.Equal(t, wire.MarkOn, got.header.Get(wire.HeaderShadow))
 	assert.Equal(t, "r", got.header.Get(wire.HeaderRoute))
@@ -444,7 +447,7 @@ func TestUnmarked(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
-	got = f.plain.last(t)
+	got = f.plain.nth(t, 2)
 	assert.Equal(t, "shop.example.com:8080", got.host)
 	assert.Equal(t, "safe", got.header.Get(wire.HeaderRoute))
 	assert.Empty(t, got.header.Get(wire.HeaderDryRun))
