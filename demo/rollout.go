@@ -3,7 +3,6 @@ package demo
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,7 +38,7 @@ func (d *demo) rollout(ctx context.Context, policyPath, apiAddr string) error {
 	if err := d.cli(ctx, "promote", "--policy", policyPath, "--server", api, "--percent", "20", rolloutRoute); err != nil {
 		return err
 	}
-	if err := d.waitCandidate(ctx); err != nil {
+	if err := d.waitCandidate(ctx, true); err != nil {
 		return err
 	}
 
@@ -63,7 +62,7 @@ func (d *demo) rollout(ctx context.Context, policyPath, apiAddr string) error {
 	if err := d.cli(ctx, "promote", "--policy", policyPath, "--server", api, rolloutRoute); err != nil {
 		return err
 	}
-	if err := d.waitPromoted(ctx); err != nil {
+	if err := d.waitCandidate(ctx, false); err != nil {
 		return err
 	}
 	d.say("  promoted: the candidate answers everyone; the legacy service stays behind it as the fallback")
@@ -115,7 +114,7 @@ func (d *demo) catalogTraffic(ctx context.Context, n int, round int) (catalogSen
 		case resp.Header.Get(backend.HeaderBackend) == "candidate":
 			s.candidate++
 		}
-		if d.inCanary(user, round) {
+		if round == 1 && canaryUser(user, 200_000) {
 			s.toCandidate++
 			if export {
 				s.exportsToCandidate++
@@ -123,12 +122,6 @@ func (d *demo) catalogTraffic(ctx context.Context, n int, round int) (catalogSen
 		}
 	}
 	return s, nil
-}
-
-// inCanary reports whether the demo's canary (20 % by x-user) holds user
-// in traffic round 1.
-func (d *demo) inCanary(user string, round int) bool {
-	return round == 1 && canaryUser(user, 200_000)
 }
 
 // canaryUser reports whether a user (its x-user) is in a canary of
@@ -191,25 +184,16 @@ func (d *demo) cli(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// waitCandidate waits until a canary user is answered by the candidate.
-func (d *demo) waitCandidate(ctx context.Context) error {
+// waitCandidate waits until the candidate answers the first of the 200
+// users that is (inCanary) or is not in a 20 % canary: the canary started,
+// or the route was promoted.
+func (d *demo) waitCandidate(ctx context.Context, inCanary bool) error {
 	for i := range 200 {
-		if u := fmt.Sprintf("user-%d", i); canaryUser(u, 200_000) {
+		if u := fmt.Sprintf("user-%d", i); canaryUser(u, 200_000) == inCanary {
 			return d.waitAnswered(ctx, u, "candidate")
 		}
 	}
-	return errors.New("no user of 200 is in a 20 % canary")
-}
-
-// waitPromoted waits until a user outside the canary is answered by the
-// candidate.
-func (d *demo) waitPromoted(ctx context.Context) error {
-	for i := range 200 {
-		if u := fmt.Sprintf("user-%d", i); !canaryUser(u, 200_000) {
-			return d.waitAnswered(ctx, u, "candidate")
-		}
-	}
-	return errors.New("every user of 200 is in a 20 % canary")
+	return fmt.Errorf("no user of 200 with canary %v at 20 %%", inCanary)
 }
 
 func (d *demo) waitAnswered(ctx context.Context, user, by string) error {

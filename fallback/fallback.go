@@ -78,7 +78,7 @@ func (s *Server) StreamAccessLogs(stream accesslogv3.AccessLogService_StreamAcce
 		if err != nil {
 			return err
 		}
-		if id := msg.GetIdentifier(); id != nil && id.GetLogName() != "" && id.GetLogName() != logName {
+		if id := msg.GetIdentifier(); id != nil && id.GetLogName() != "" && id.GetLogName() != wire.RolloutLogName {
 			continue // not ours
 		}
 		for _, e := range msg.GetHttpLogs().GetLogEntry() {
@@ -86,9 +86,6 @@ func (s *Server) StreamAccessLogs(stream accesslogv3.AccessLogService_StreamAcce
 		}
 	}
 }
-
-// logName is xds.RolloutLogName (not imported: xds imports much more).
-const logName = "shadowlab_rollout"
 
 // Entry counts one log entry.
 func (s *Server) Entry(e *accesslogdatav3.HTTPAccessLogEntry) {

@@ -127,6 +127,20 @@ func setMap(m *yaml.Node, key string, v *yaml.Node) {
 	m.Content = append(m.Content, scalar(key), v)
 }
 
+// EditFile applies edit to route's rollout block in the policy file at
+// path (EditRollout) and writes it back atomically (WriteFile): nothing is
+// written unless the edited policy is valid.
+func EditFile(path, route string, edit RolloutEdit) error {
+	data, err := ReadFile(path)
+	if err == nil {
+		data, err = EditRollout(data, path, route, edit)
+	}
+	if err == nil {
+		err = WriteFile(path, data)
+	}
+	return err
+}
+
 // WriteFile replaces the file at path with data atomically (a temporary
 // file beside it, renamed over it), keeping its permissions: a reader — a
 // serve following the file — never sees half a policy.

@@ -32,11 +32,16 @@ const (
 
 // Gate names, in the order status lists them.
 const (
-	GateMinPairs      = "min_pairs"
-	GateMatchRate     = "match_rate"
-	GateLatencyP50    = "latency_ratio_p50"
-	GateLatencyP99    = "latency_ratio_p99"
-	GateFallbackRate  = "fallback_rate"
+	GateMinPairs     = "min_pairs"
+	GateMatchRate    = "match_rate"
+	GateLatencyP50   = "latency_ratio_p50"
+	GateLatencyP99   = "latency_ratio_p99"
+	GateFallbackRate = "fallback_rate"
+)
+
+// The window's slots, the key of a route's whole evidence among its
+// tenants', and the reasons kept apart per cell (the rest: ReasonOther).
+const (
 	rolloutSlots      = 20
 	allTenants        = ""
 	maxFallbackReason = 16

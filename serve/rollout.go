@@ -20,7 +20,7 @@ const rollbackEvery = 2 * time.Second
 // editing the policy file as `shadowlab rollback` does: serve then follows
 // the file, and the file says what happened. A file that cannot be written
 // is logged, at most once a minute per route, and tried again.
-func (in *Instance) autoRollback(ctx context.Context, reg prometheus.Registerer) func(ctx context.Context) error {
+func (in *Instance) autoRollback(reg prometheus.Registerer) func(ctx context.Context) error {
 	done := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shadowlab_rollout_auto_rollbacks_total",
 		Help: "Routes returned to shadow because a gate failed during canary.",
@@ -41,14 +41,7 @@ func (in *Instance) autoRollback(ctx context.Context, reg prometheus.Registerer)
 					continue
 				}
 				shadow := policy.StageShadow
-				data, err := policy.ReadFile(in.cfg.PolicyPath)
-				if err == nil {
-					data, err = policy.EditRollout(data, in.cfg.PolicyPath, rr.Route, policy.RolloutEdit{Stage: &shadow})
-				}
-				if err == nil {
-					err = policy.WriteFile(in.cfg.PolicyPath, data)
-				}
-				if err != nil {
+				if err := policy.EditFile(in.cfg.PolicyPath, rr.Route, policy.RolloutEdit{Stage: &shadow}); err != nil {
 					if time.Since(lastErr[rr.Route]) > time.Minute {
 						lastErr[rr.Route] = time.Now()
 						in.log.Error("automatic rollback: the gates fail, but the policy file could not be edited", zap.String("route", rr.Route), zap.Error(err))

@@ -193,7 +193,7 @@ func (in *Instance) build(published chan<- error) error {
 	fallbacks := fallback.New(in.Reporter, time.Now, log.Named("fallback"))
 	pub.use = append(pub.use, fallbacks.Use)
 	in.XDS.Also(fallbacks.Register)
-	in.servers = append(in.servers, in.autoRollback(context.Background(), reg))
+	in.servers = append(in.servers, in.autoRollback(reg))
 
 	in.servers = append(in.servers,
 		func(ctx context.Context) error {

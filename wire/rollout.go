@@ -23,6 +23,10 @@ const HeaderCanary = "x-shadowlab-canary"
 // touching the listener (whose update would drain connections).
 const HeaderCanaryBucket = "x-shadowlab-canary-bucket"
 
+// RolloutLogName is the gRPC access log of the candidate's requests: the
+// translator names it, and serve counts only its entries.
+const RolloutLogName = "shadowlab_rollout"
+
 // Buckets is the number of canary buckets: a percentage's resolution is
 // 100/Buckets.
 const Buckets = 1_000_000

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -21,12 +22,12 @@ import (
 // typed_extension_protocol_options.
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
-// httpFilters is the listener's filter chain: the admission filters, the
+// httpFilters is the listener's filter chain (the router logging the
+// failed attempts of rolloutLogs): the admission filters, the
 // rollout instances (which pick a canary's users before the capture
 // looks at the route), the capture instances (each off by default, switched on by the routes that
 // admit or sample for mirroring) and the router.
-func httpFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
-	_, failures := rolloutLogs(p)
+func httpFilters(p *policy.Policy, opts Options, failures []*accesslogv3.AccessLog) []*hcmv3.HttpFilter {
 	router := &hcmv3.HttpFilter{
 		Name:       "envoy.filters.http.router",
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{UpstreamLog: failures})},

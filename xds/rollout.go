@@ -47,9 +47,6 @@ const (
 	retryUnseen = "connect-failure,refused-stream,reset-before-request"
 )
 
-// RolloutLogName is the gRPC access log of the candidate's requests.
-const RolloutLogName = "shadowlab_rollout"
-
 // checkRollout reports what the options lack for p's rollouts.
 func checkRollout(p *policy.Policy, opts Options) []error {
 	for _, r := range p.Routes {
@@ -220,7 +217,7 @@ func rolloutLogs(p *policy.Policy) (requests, failures []*accesslogv3.AccessLog)
 	slices.Sort(headers[1:])
 	logger := mustAny(&grpclogv3.HttpGrpcAccessLogConfig{
 		CommonConfig: &grpclogv3.CommonGrpcAccessLogConfig{
-			LogName: RolloutLogName,
+			LogName: wire.RolloutLogName,
 			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
 				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSCluster}}},
 			TransportApiVersion: corev3.ApiVersion_V3,

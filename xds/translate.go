@@ -216,7 +216,7 @@ func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.L
 	if sa := addr.GetSocketAddress(); sa.GetAddress() == "localhost" {
 		sa.Address = "127.0.0.1" // Envoy binds IP literals only
 	}
-	requests, _ := rolloutLogs(p)
+	requests, failures := rolloutLogs(p)
 	hcm := &hcmv3.HttpConnectionManager{
 		AccessLog:  requests,
 		StatPrefix: StatPrefix(l.Name),
@@ -225,7 +225,7 @@ func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.L
 			RouteConfigName: RouteConfigName(l.Name),
 			ConfigSource:    adsSource(),
 		}},
-		HttpFilters: httpFilters(p, opts),
+		HttpFilters: httpFilters(p, opts, failures),
 		// Envoy generates x-request-id, which pairs a primary with its
 		// shadow. Whether Envoy keeps a client-supplied one depends on
 		// whether it deems the client internal (loopback and private ranges

@@ -234,14 +234,7 @@ func policyRoute(cmd, path, route string, stderr io.Writer) (*policy.Route, bool
 
 // writeEdit applies edit to the policy file at path atomically.
 func writeEdit(path, route string, edit policy.RolloutEdit, what string, stdout, stderr io.Writer) int {
-	data, err := policy.ReadFile(path)
-	if err == nil {
-		data, err = policy.EditRollout(data, path, route, edit)
-	}
-	if err == nil {
-		err = policy.WriteFile(path, data)
-	}
-	if err != nil {
+	if err := policy.EditFile(path, route, edit); err != nil {
 		fmt.Fprintf(stderr, "shadowlab: %v\n", err)
 		return exitFailed
 	}

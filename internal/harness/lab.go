@@ -227,14 +227,28 @@ func (p *Proc) Logs() string {
 }
 
 // FreeAddr is a loopback address with a port nobody listens on now.
+//
+// The kernel may hand out a port again as soon as it is closed, so two
+// calls could name one port for two things that bind later (seen: an
+// Envoy listener and serve's API, whose listener Envoy then refused). A
+// port this process handed out is never handed out again.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().String()
+		_ = l.Close()
+		if _, dup := handedOut.LoadOrStore(addr, struct{}{}); !dup {
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("no loopback port this process has not handed out already, in 100 tries")
 }
+
+// handedOut are the addresses FreeAddr returned.
+var handedOut sync.Map
 
 // WaitHTTP polls url (GET, every 20 ms) until ok accepts an answer or ctx
 // ends.
