@@ -127,5 +127,8 @@ func recorded(name string, c policy.Compare) bool {
 	case "content-type", "content-encoding":
 		return true
 	}
+	if slices.Contains(wire.GRPCHeaders, name) {
+		return true
+	}
 	return slices.Contains(c.Spec.Headers, name) && !slices.Contains(wire.SecretHeaders, name)
 }

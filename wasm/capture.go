@@ -2,6 +2,7 @@ package main
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
@@ -136,6 +137,7 @@ type captureStream struct {
 	rec      wire.CaptureRecord
 	sawResp  bool
 	complete bool
+	grpc     bool // the response is gRPC's: its status and encoding are kept too
 	skip     bool // not this instance's route, or not in its sample: nothing recorded
 }
 
@@ -180,9 +182,37 @@ func (s *captureStream) OnHttpResponseHeaders(_ int, endOfStream bool) types.Act
 	for _, h := range s.c.headers {
 		if v, err := proxywasm.GetHttpResponseHeader(h); err == nil {
 			s.rec.Headers = append(s.rec.Headers, [2]string{h, v})
+			s.grpc = s.grpc || h == "content-type" && strings.HasPrefix(v, "application/grpc")
 		}
 	}
+	if s.grpc { // gRPC's own headers, read only for gRPC: a trailers-only answer carries its status here
+		s.rec.Headers = appendFound(s.rec.Headers, proxywasm.GetHttpResponseHeader, wire.GRPCHeaders)
+	}
 	return types.ActionContinue
+}
+
+// OnHttpResponseTrailers ends the response: gRPC's status is in its
+// trailers.
+func (s *captureStream) OnHttpResponseTrailers(int) types.Action {
+	defer recoverIn("capture response trailers")
+	if s.skip {
+		return types.ActionContinue
+	}
+	s.complete, s.end = true, s.c.vm.now()
+	if s.grpc {
+		s.rec.Trailers = appendFound(s.rec.Trailers, proxywasm.GetHttpResponseTrailer, wire.GRPCHeaders)
+	}
+	return types.ActionContinue
+}
+
+// appendFound appends the named fields that get finds.
+func appendFound(out [][2]string, get func(string) (string, error), names []string) [][2]string {
+	for _, n := range names {
+		if v, err := get(n); err == nil {
+			out = append(out, [2]string{n, v})
+		}
+	}
+	return out
 }
 
 // OnHttpResponseBody copies each chunk as it passes (the response is never

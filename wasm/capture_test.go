@@ -184,3 +184,34 @@ func TestCaptureOtherRoutes(t *testing.T) {
 	other.Tick()
 	require.Empty(t, callouts(other), "the emulator names no Envoy route: not one of r's")
 }
+
+// A gRPC answer ends with trailers: the record is complete and keeps
+// grpc-status and grpc-message from them, grpc-encoding from the headers.
+func TestCaptureGRPCTrailers(t *testing.T) {
+	clock := &fakeClock{t: start}
+	host := newCaptureHost(t, `{"route":"r","max_body_bytes":100,"report_cluster":"shadowlab_api"}`, clock)
+	for _, ct := range []string{"application/grpc", "application/json"} {
+		ctx := host.InitializeHttpContext()
+		require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(ctx, [][2]string{
+			{":method", "POST"}, {":path", "/shop.v1.Orders/GetOrder"}, {wire.HeaderRequestID, "id-" + ct}}, true))
+		clock.advance(2 * time.Millisecond)
+		require.Equal(t, types.ActionContinue, host.CallOnResponseHeaders(ctx, [][2]string{
+			{":status", "200"}, {"content-type", ct}, {"grpc-encoding", "gzip"}}, false))
+		require.Equal(t, types.ActionContinue, host.CallOnResponseBody(ctx, []byte{0, 0, 0, 0, 0}, false))
+		clock.advance(time.Millisecond)
+		require.Equal(t, types.ActionContinue, host.CallOnResponseTrailers(ctx, [][2]string{
+			{"grpc-status", "5"}, {"grpc-message", "order o-9 not found"}}))
+		host.CompleteHttpContext(ctx)
+	}
+	host.Tick()
+	recs := batches(t, host)[0]
+	require.Len(t, recs, 2)
+	grpc, plain := recs[0], recs[1]
+	require.Zero(t, grpc.Flags&wire.FlagIncomplete, "trailers end the response")
+	require.Equal(t, uint32(3000), grpc.LatencyMicros, "to the trailers")
+	require.Equal(t, [][2]string{{"content-type", "application/grpc"}, {"grpc-encoding", "gzip"}}, grpc.Headers)
+	require.Equal(t, [][2]string{{"grpc-status", "5"}, {"grpc-message", "order o-9 not found"}}, grpc.Trailers)
+	require.Equal(t, [][2]string{{"content-type", "application/json"}}, plain.Headers, "gRPC fields are read for gRPC only")
+	require.Nil(t, plain.Trailers)
+	require.Zero(t, plain.Flags&wire.FlagIncomplete)
+}

@@ -23,6 +23,7 @@ import (
 //	str8 route · str8 request id · str8 method · str16 target (path and query)
 //	u8 n, then n × (str8 name · str16 value): response headers
 //	u32 n, then n bytes: the body kept (none when FlagTooLarge)
+//	with FlagTrailers: u8 n, then n × (str8 name · str16 value): response trailers
 //
 // where strN is a uN length then that many bytes. Encoding is by hand, not
 // encoding/binary's reflection, to keep the plugin small and fast.
@@ -39,6 +40,10 @@ const (
 const (
 	FlagTooLarge   = 1 << 0 // the body went over the route's limit and is not in the record
 	FlagIncomplete = 1 << 1 // the response ended before its last byte (reset, timeout)
+	// FlagTrailers: response trailers follow the body (gRPC's grpc-status
+	// and grpc-message). Set by AppendCaptureRecord when there are any; a
+	// record without it reads as before trailers existed.
+	FlagTrailers = 1 << 2
 )
 
 // CaptureRecord is one captured answer.
@@ -50,6 +55,7 @@ type CaptureRecord struct {
 	Flags                            uint8
 	Headers                          [][2]string // lower-case names
 	Body                             []byte
+	Trailers                         [][2]string // lower-case names
 }
 
 // Limits of what a record can carry; AppendCaptureRecord clips longer
@@ -62,7 +68,11 @@ const (
 // AppendCaptureRecord appends r to a batch.
 func AppendCaptureRecord(b []byte, r *CaptureRecord) []byte {
 	start := len(b)
-	b = append(b, 0, 0, 0, 0, captureVersion, r.Flags)
+	flags := r.Flags &^ FlagTrailers
+	if len(r.Trailers) > 0 {
+		flags |= FlagTrailers
+	}
+	b = append(b, 0, 0, 0, 0, captureVersion, flags)
 	b = binary.LittleEndian.AppendUint16(b, uint16(min(max(r.Status, 0), 1<<16-1)))
 	b = binary.LittleEndian.AppendUint32(b, r.LatencyMicros)
 	b = binary.LittleEndian.AppendUint32(b, r.BodyBytes)
@@ -70,15 +80,25 @@ func AppendCaptureRecord(b []byte, r *CaptureRecord) []byte {
 	b = appendStr8(b, r.RequestID)
 	b = appendStr8(b, r.Method)
 	b = appendStr16(b, r.Target)
-	n := min(len(r.Headers), maxStr8)
-	b = append(b, byte(n))
-	for _, h := range r.Headers[:n] {
-		b = appendStr8(b, h[0])
-		b = appendStr16(b, h[1])
-	}
+	b = appendHeaderList(b, r.Headers)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.Body)))
 	b = append(b, r.Body...)
+	if len(r.Trailers) > 0 {
+		b = appendHeaderList(b, r.Trailers)
+	}
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b
+}
+
+// appendHeaderList appends a header or trailer list: u8 n, then n × (str8 ·
+// str16), clipped to 255 fields.
+func appendHeaderList(b []byte, fs [][2]string) []byte {
+	n := min(len(fs), maxStr8)
+	b = append(b, byte(n))
+	for _, f := range fs[:n] {
+		b = appendStr8(b, f[0])
+		b = appendStr16(b, f[1])
+	}
 	return b
 }
 
@@ -147,6 +167,14 @@ func (r *reader) u32() uint32 {
 func (r *reader) str8() string  { return string(r.take(r.byte())) }
 func (r *reader) str16() string { return string(r.take(r.u16())) }
 
+func (r *reader) fields() [][2]string {
+	var out [][2]string
+	for n := r.byte(); n > 0 && !r.bad; n-- {
+		out = append(out, [2]string{r.str8(), r.str16()})
+	}
+	return out
+}
+
 func (r *reader) byte() int {
 	if v := r.take(1); v != nil {
 		return int(v[0])
@@ -165,18 +193,19 @@ func parseCaptureRecord(b []byte) (CaptureRecord, error) {
 	c.LatencyMicros = r.u32()
 	c.BodyBytes = r.u32()
 	c.Route, c.RequestID, c.Method, c.Target = r.str8(), r.str8(), r.str8(), r.str16()
-	for n := r.byte(); n > 0 && !r.bad; n-- {
-		c.Headers = append(c.Headers, [2]string{r.str8(), r.str16()})
-	}
+	c.Headers = r.fields()
 	if body := r.take(int(r.u32())); len(body) > 0 {
 		c.Body = append([]byte(nil), body...)
+	}
+	if c.Flags&FlagTrailers != 0 {
+		c.Trailers = r.fields()
 	}
 	switch {
 	case r.bad:
 		return c, errors.New("truncated")
 	case len(r.b) > 0:
 		return c, errors.New(strconv.Itoa(len(r.b)) + " bytes after the body")
-	case c.Flags&^(FlagTooLarge|FlagIncomplete) != 0:
+	case c.Flags&^(FlagTooLarge|FlagIncomplete|FlagTrailers) != 0:
 		return c, errors.New("unknown flags " + strconv.Itoa(int(c.Flags)))
 	case c.Route == "" || c.RequestID == "":
 		return c, errors.New("no route or request id")
@@ -378,3 +407,8 @@ func (c CaptureConfig) KeptHeaders() []string {
 	}
 	return out
 }
+
+// GRPCHeaders are the gRPC response fields kept from a gRPC answer besides
+// the route's compared headers: how its messages are compressed, and its
+// status (in the trailers, or in the headers of a trailers-only answer).
+var GRPCHeaders = []string{"grpc-encoding", "grpc-status", "grpc-message"}

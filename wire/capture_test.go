@@ -20,6 +20,12 @@ func randomRecord(r *rand.Rand) CaptureRecord {
 	if r.IntN(3) > 0 {
 		c.Body = []byte(str(5000))
 	}
+	for range r.IntN(3) {
+		c.Trailers = append(c.Trailers, [2]string{str(20), str(200)})
+	}
+	if len(c.Trailers) > 0 {
+		c.Flags |= FlagTrailers // what a reader sees
+	}
 	return c
 }
 
