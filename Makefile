@@ -13,9 +13,10 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## build bin/shadowlab, the example service bin/backend and the proxy-wasm plugin bin/shadowlab.wasm
+build: ## build bin/shadowlab, the example services bin/backend and bin/grpcbackend and the proxy-wasm plugin bin/shadowlab.wasm
 	$(GO) build -o $(BIN)/shadowlab ./cmd/shadowlab
 	$(GO) build -o $(BIN)/backend ./examples/cmd/backend
+	$(GO) build -o $(BIN)/grpcbackend ./examples/cmd/grpcbackend
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $(BIN)/shadowlab.wasm ./wasm
 
 .PHONY: envoy
@@ -59,8 +60,9 @@ compose-demo: images ## the demo in containers (docker compose, host loopback): 
 	examples/compose/run.sh demo
 
 .PHONY: bench
-bench: envoy ## benchmarks: comparator vs baseline on one core; Envoy (own core) plain / mirror / mirror+capture at 10 and 100 %, faults, serve pairs per core, rollout (promoted, fallback); admission plugin; shared budget per decision; a burst per scope, quiet and saturated (BENCHMARKS.md)
+bench: envoy ## benchmarks: comparator vs baseline on one core; gRPC pairs vs JSON pairs on one core; Envoy (own core) plain / mirror / mirror+capture at 10 and 100 %, faults, serve pairs per core, rollout (promoted, fallback); admission plugin; shared budget per decision; a burst per scope, quiet and saturated (BENCHMARKS.md)
 	$(GO) test ./compare -run '^$$' -bench 'Compare|Baseline' -cpu 1 -benchtime 2s
+	$(GO) test ./grpcmsg -run '^$$' -bench 'ComparePairs|Decode' -cpu 1 -benchtime 2s
 	ENVOY_BIN="$(ENVOY)" $(GO) run ./bench/envoyload -faults -rollout -rate 3000
 	ENVOY_BIN="$(ENVOY)" $(GO) run ./bench/admission
 	$(GO) test ./budget -run '^$$' -bench Decide -benchtime 2s

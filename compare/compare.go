@@ -13,6 +13,10 @@ type Response struct {
 	// Trailers are the response trailers, lower-case names, first value of
 	// each; nil when there were none. (Recorded, not compared yet.)
 	Trailers map[string]string
+	// GRPCStatus is a gRPC answer's status by name ("OK", "NOT_FOUND"),
+	// "" for anything else; GRPCMessage its grpc-message. A differing
+	// gRPC status is the finding, as a differing HTTP status is.
+	GRPCStatus, GRPCMessage string
 }
 
 // Kind is what sort of difference a Difference is.
@@ -23,7 +27,7 @@ const (
 	Added       Kind = "added"        // only the shadow has the path
 	Removed     Kind = "removed"      // only the primary has the path
 	TypeChanged Kind = "type_changed" // same path, different JSON type
-	Status      Kind = "status"       // HTTP status differs; Path "status"
+	Status      Kind = "status"       // HTTP status differs, Path "status"; or gRPC status, Path "grpc-status"
 	Header      Kind = "header"       // a compared header differs; Path "header:<name>"
 	Body        Kind = "body"         // non-JSON bodies differ; Path "body"
 	// Undecodable: a side's body does not decode as its Content-Encoding

@@ -473,3 +473,16 @@ func paths(ds []Difference) []string {
 	}
 	return out
 }
+
+// A differing gRPC status is the finding: the bodies are not compared.
+func TestGRPCStatus(t *testing.T) {
+	ok := Response{Status: 200, GRPCStatus: "OK", Headers: map[string]string{"content-type": "application/json"}, Body: []byte(`{"a":1}`)}
+	failed := Response{Status: 200, GRPCStatus: "FAILED_PRECONDITION", GRPCMessage: "order o-2 already shipped"}
+	res := Compare(ok, failed, nil)
+	require.Equal(t, []Difference{{Path: "grpc-status", Pattern: "grpc-status", Kind: Status,
+		Primary: "OK", Shadow: "FAILED_PRECONDITION: order o-2 already shipped"}}, res.Differences)
+	require.Empty(t, Compare(ok, ok, nil).Differences)
+	other := ok
+	other.Body = []byte(`{"a":2}`)
+	require.Equal(t, "$.a", Compare(ok, other, nil).Differences[0].Path, "same status: bodies compared")
+}

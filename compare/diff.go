@@ -106,6 +106,12 @@ func compare(primary, shadow Response, rules *Rules) Result {
 			Primary: strconv.Itoa(primary.Status), Shadow: strconv.Itoa(shadow.Status),
 		})
 	}
+	if primary.GRPCStatus != shadow.GRPCStatus {
+		fixed = append(fixed, Difference{
+			Path: GRPCStatusPath, Pattern: GRPCStatusPath, Kind: Status,
+			Primary: grpcExcerpt(rules, primary), Shadow: grpcExcerpt(rules, shadow),
+		})
+	}
 	for _, h := range rules.headers {
 		pv, pok := primary.Headers[h]
 		sv, sok := shadow.Headers[h]
@@ -120,7 +126,7 @@ func compare(primary, shadow Response, rules *Rules) Result {
 	// Different statuses answer with different documents (an error body
 	// against a resource): their body differences are consequences of the
 	// status difference, not findings of their own.
-	if primary.Status != shadow.Status {
+	if primary.Status != shadow.Status || primary.GRPCStatus != shadow.GRPCStatus {
 		res.Differences = finish(fixed, nil, 0)
 		return res
 	}
@@ -1080,4 +1086,20 @@ func (w *walker) seeChildren(d *doc, t uint32, set []*rule, pn *pnode) {
 			k = d.tape[k].next
 		}
 	}
+}
+
+// GRPCStatusPath is the path of a gRPC status difference.
+const GRPCStatusPath = "grpc-status"
+
+// grpcExcerpt is a gRPC status with its message ("NOT_FOUND: no order
+// o-9"), secrets in the message redacted, clipped like any excerpt.
+func grpcExcerpt(rules *Rules, r Response) string {
+	s := r.GRPCStatus
+	if s == "" {
+		s = "(not gRPC)"
+	}
+	if r.GRPCMessage != "" {
+		s += ": " + r.GRPCMessage
+	}
+	return headerExcerpt(rules, GRPCStatusPath, s, true)
 }

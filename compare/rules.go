@@ -287,6 +287,15 @@ func (r *Rules) redacts(name []byte) bool {
 }
 
 // decodeLimit is how large a body may decode to.
+// DecodeLimit is the most a body is decoded to (Spec's maxDecodedBytes, or
+// MaxDecodedBytes).
+func (r *Rules) DecodeLimit() int {
+	if r == nil {
+		return MaxDecodedBytes
+	}
+	return r.decodeLimit()
+}
+
 func (r *Rules) decodeLimit() int {
 	if r.maxDecoded > 0 {
 		return r.maxDecoded

@@ -62,10 +62,7 @@ func (d *demo) comparison(ctx context.Context, apiAddr string) error {
 		if r.Pairs != wantPairs[route] {
 			problems = append(problems, fmt.Sprintf("route %s: %d pairs reported, the candidate received %d requests", route, r.Pairs, wantPairs[route]))
 		}
-		have := map[string]int{}
-		for _, p := range r.Differences {
-			have[p.Pattern+" "+string(p.Kind)] = p.Count
-		}
+		have := patternCounts(r)
 		for _, key := range slices.Sorted(maps.Keys(union(have, wantDiffs[route]))) {
 			if have[key] != wantDiffs[route][key] {
 				problems = append(problems, fmt.Sprintf("route %s: %s reported %d times, seeded %d", route, key, have[key], wantDiffs[route][key]))

@@ -26,6 +26,7 @@ import (
 
 	"github.com/shadowlab/shadowlab/envoy"
 	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/examples/grpcbackend"
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
 	"github.com/shadowlab/shadowlab/xds"
@@ -93,6 +94,7 @@ type demo struct {
 	procs []*proc
 	envoy *envoy.Process
 
+	binDir    string            // where the example services' binaries are
 	addrs     map[string]string // service name → address
 	burstSent int               // requests of the burst scene on the admission route
 	client    *http.Client
@@ -141,6 +143,7 @@ func (d *demo) start(ctx context.Context) (policyPath, apiAddr string, err error
 	if binDir == "" {
 		binDir = filepath.Dir(self)
 	}
+	d.binDir = binDir
 	backendBin := filepath.Join(binDir, "backend")
 	if _, err := os.Stat(backendBin); err != nil {
 		return "", "", fmt.Errorf("example service binary not found (run `make build`): %w", err)
@@ -320,7 +323,14 @@ func (d *demo) scenes(ctx context.Context, policyPath, original, apiAddr string)
 	// 8. The catalog moves to its candidate, on the evidence.
 	d.say("")
 	d.say("scene 5: rollout of %s: shadow → canary (its failures fall back) → gates → promoted", rolloutRoute)
-	return d.rollout(ctx, policyPath, apiAddr)
+	if err := d.rollout(ctx, policyPath, apiAddr); err != nil {
+		return err
+	}
+
+	// 9. A gRPC service compared field by field.
+	d.say("")
+	d.say("scene 6: a gRPC service (%s), unary and streaming calls compared field by field", grpcbackend.ServiceName)
+	return d.grpcScene(ctx, policyPath, apiAddr)
 }
 
 // RenderPolicy is the demo's policy with its listener and the two services

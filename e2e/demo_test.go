@@ -20,7 +20,7 @@ func TestDemo(t *testing.T) {
 	require.NoError(t, err)
 	shadowlab, err := harness.BuildShadowlab()
 	require.NoError(t, err)
-	for _, build := range []func() (string, error){harness.BuildBackend, harness.BuildPlugin} {
+	for _, build := range []func() (string, error){harness.BuildBackend, harness.BuildGRPCBackend, harness.BuildPlugin} {
 		_, err = build() // the demo runs them from beside itself
 		require.NoError(t, err)
 	}
@@ -40,5 +40,6 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, stdout.String(), "every answer came from the primary (legacy): true")
 	assert.Contains(t, stdout.String(), "ok: the burst was spread under the limit, and nothing was lost")
 	assert.Contains(t, stdout.String(), "ok: the canary's failures were absorbed by the fallback and counted, and the route was promoted on passing gates")
+	assert.Contains(t, stdout.String(), "ok: the gRPC report holds exactly the seeded differences")
 	assert.Regexp(t, `local\s+jobs\s+-\s+\d+\s+\d+\s+0\s+0\s+0\s+0`, stdout.String(), "the admission report counts the burst")
 }

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/examples/grpcbackend"
 	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/serve"
 	"github.com/shadowlab/shadowlab/xds"
@@ -34,6 +35,12 @@ type ports struct {
 	Listener  string
 	Legacy    string
 	Candidate string
+
+	// The gRPC example services (envOptions.grpc): their addresses, the
+	// candidate's descriptor set file and the CA its certificate is
+	// issued by.
+	GRPCLegacy, GRPCCandidate string
+	Descriptors, CA           string
 }
 
 // env is one real deployment: the two example backends, an in-process
@@ -46,6 +53,7 @@ type env struct {
 	cpAddrs    cpAddrs
 
 	legacy, candidate *backend.Server
+	grpc              [2]*grpcbackend.Server // legacy, candidate; with envOptions.grpc
 	cp                *controlPlane
 	envoy             *harness.Envoy
 	client            *http.Client
@@ -54,6 +62,7 @@ type env struct {
 type envOptions struct {
 	delta bool         // incremental xDS instead of state of the world
 	api   bool         // the services answer as the example billing API
+	grpc  bool         // the gRPC example services run too (grpc_test.go)
 	serve serve.Config // control plane settings (ports and policy are the env's)
 	logs  io.Writer    // also receives the control plane's logs (JSON, debug level)
 }
@@ -80,6 +89,9 @@ func newEnv(t *testing.T, policyTmpl string, opts envOptions) *env {
 	e.candidate, err = e.lab.Backend("candidate", candidateOpts...)
 	require.NoError(t, err)
 	e.ports = ports{Listener: freeAddr(t), Legacy: e.legacy.Addr(), Candidate: e.candidate.Addr()}
+	if opts.grpc {
+		e.startGRPC()
+	}
 	e.writePolicy(policyTmpl)
 
 	e.cpAddrs = cpAddrs{xds: freeAddr(t), gateway: freeAddr(t), api: freeAddr(t), admission: freeAddr(t)}

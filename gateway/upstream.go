@@ -1,12 +1,8 @@
 package gateway
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -50,7 +46,7 @@ func newUpstream(svc *policy.Service, maxConns uint32) *upstream {
 	}
 	if svc.TLS != nil {
 		up.scheme = "https"
-		t.TLSClientConfig, up.err = tlsConfig(svc.TLS)
+		t.TLSClientConfig, up.err = svc.TLS.ClientConfig()
 	}
 	up.client = &http.Client{
 		Transport:     t,
@@ -82,27 +78,3 @@ func (up *upstream) endpoint() string {
 }
 
 func (up *upstream) close() { up.client.CloseIdleConnections() }
-
-// tlsConfig loads a service's TLS files (the policy checked them; they may
-// have changed since).
-func tlsConfig(t *policy.TLS) (*tls.Config, error) {
-	c := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
-	if t.CA != "" {
-		pem, err := os.ReadFile(t.CA)
-		if err != nil {
-			return nil, fmt.Errorf("tls ca: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls ca %s: no PEM certificate", t.CA)
-		}
-	}
-	if t.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-		if err != nil {
-			return nil, fmt.Errorf("tls client certificate: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
-}

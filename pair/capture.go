@@ -54,10 +54,10 @@ func primaryHalf(r *wire.CaptureRecord, at time.Time) Half {
 		At:        at,
 	}
 	h.Path, _, _ = strings.Cut(r.Target, "?")
-	for _, kv := range r.Headers {
-		if _, dup := h.Response.Headers[kv[0]]; !dup {
-			h.Response.Headers[kv[0]] = kv[1]
-		}
+	firstValues(h.Response.Headers, r.Headers)
+	if len(r.Trailers) > 0 {
+		h.Response.Trailers = make(map[string]string, len(r.Trailers))
+		firstValues(h.Response.Trailers, r.Trailers)
 	}
 	switch {
 	case r.Status == 0:
@@ -66,4 +66,13 @@ func primaryHalf(r *wire.CaptureRecord, at time.Time) Half {
 		h.Incomplete = "response body cut short"
 	}
 	return h
+}
+
+// firstValues puts the first value of each field into m.
+func firstValues(m map[string]string, fields [][2]string) {
+	for _, kv := range fields {
+		if _, dup := m[kv[0]]; !dup {
+			m[kv[0]] = kv[1]
+		}
+	}
 }

@@ -133,6 +133,7 @@ type Pairer struct {
 
 	// routes are what comparing each route of the policy in use needs.
 	routes policy.PerRoute[*routeState]
+	refl   reflections // server-reflection clients of gRPC services
 
 	in   chan Half
 	work chan job
@@ -183,6 +184,7 @@ type job struct {
 type routeState struct {
 	compare policy.Compare
 	learner *compare.Learner // nil when learnNoise is off
+	grpc    *grpcRoute       // the services' descriptors, when either is gRPC
 }
 
 // New returns a pairer; Use gives it a policy and Run starts it. Its
@@ -492,12 +494,20 @@ func (p *Pairer) compare(j job) {
 		p.rec.Record(p.pair(k, j.primary, j.shadow, report.Skipped, "route no longer in the policy"))
 		return
 	}
+	primary, shadow := j.primary.Response, j.shadow.Response
+	var undecoded *compare.Difference
+	if isGRPC(&primary, &shadow) {
+		ctx, cancel := context.WithTimeout(context.Background(), grpcResolveTimeout)
+		primary, shadow, undecoded = st.grpc.asJSON(ctx, j.primary.Path, primary, shadow, st.compare.Rules.DecodeLimit())
+		cancel()
+	}
 	if st.learner != nil {
 		fp := cmp.Or(j.shadow.Fingerprint, j.primary.Fingerprint) // one request: one fingerprint
-		st.learner.Observe(wire.SidePrimary, fp, j.primary.Response)
-		st.learner.Observe(wire.SideShadow, fp, j.shadow.Response)
+		st.learner.Observe(wire.SidePrimary, fp, primary)
+		st.learner.Observe(wire.SideShadow, fp, shadow)
 	}
-	res := compare.Compare(j.primary.Response, j.shadow.Response, st.compare.Rules)
+	res := compare.Compare(primary, shadow, st.compare.Rules)
+	res.Differences = explainBytes(res.Differences, undecoded)
 	outcome := report.Match
 	switch {
 	case len(res.Differences) > 0: // an undecodable body is one
@@ -525,19 +535,23 @@ func tooLarge(primary, shadow *Half) string {
 // keeps its learner (and what it learned) while its compare block is
 // unchanged (same hash); a route whose block changed starts learning anew.
 func (p *Pairer) Use(pol *policy.Policy) {
+	used := map[string]bool{}
 	p.routes.Use(pol, func(r *policy.Route, old *routeState, had bool) (*routeState, bool) {
-		switch {
-		case r.Shadow == nil || !r.Shadow.Capture:
+		if r.Shadow == nil || !r.Shadow.Capture {
 			return nil, false
-		case had && old.compare.Hash == r.Shadow.Compare.Hash:
-			return old, true
 		}
 		st := &routeState{compare: r.Shadow.Compare}
-		if st.compare.LearnNoise {
+		if had && old.compare.Hash == r.Shadow.Compare.Hash {
+			st.learner = old.learner
+		} else if st.compare.LearnNoise {
 			st.learner = compare.NewLearner(p.cfg.Learner, st.compare.Rules)
+		}
+		if r.Primary.GRPC != nil || r.Shadow.Service.GRPC != nil {
+			st.grpc = &grpcRoute{primary: p.refl.resolver(r.Primary, used), shadow: p.refl.resolver(r.Shadow.Service, used)}
 		}
 		return st, true
 	})
+	p.refl.retire(used)
 }
 
 // state returns what comparing route needs under the policy in use; nil

@@ -287,6 +287,9 @@ func (c *checker) services(ss map[string]docService, p *Policy) {
 		if s.TLS != nil {
 			svc.TLS = c.tls(fieldPath(sp, "tls"), s.TLS, s.Endpoints)
 		}
+		if s.GRPC != nil {
+			svc.GRPC = c.grpc(fieldPath(sp, "grpc"), s.GRPC, svc)
+		}
 		p.Services = append(p.Services, svc)
 		p.services[name] = svc
 	}
@@ -404,7 +407,7 @@ func (c *checker) routes(d *document, listeners map[string]bool, p *Policy) {
 			out.Timeout = r.Timeout.Duration
 		}
 		mp := fieldPath(rp, "match")
-		key, ok := c.match(mp, &r.Match)
+		key, ok := c.match(mp, &out.Match)
 		cp := fieldPath(rp, "compare")
 		if r.Shadow != nil {
 			out.Shadow = c.shadow(fieldPath(rp, "shadow"), r, p)
@@ -483,7 +486,7 @@ func (c *checker) match(path string, m *Match) (key string, ok bool) {
 	ok = true
 	var got []string
 	for _, s := range []struct{ field, value string }{
-		{"pathPrefix", m.PathPrefix}, {"path", m.Path}, {"pathRegex", m.PathRegex},
+		{"grpc", m.GRPC}, {"pathPrefix", m.PathPrefix}, {"path", m.Path}, {"pathRegex", m.PathRegex},
 	} {
 		fp := fieldPath(path, s.field)
 		if s.value == "" {
@@ -505,15 +508,23 @@ func (c *checker) match(path string, m *Match) (key string, ok bool) {
 			}
 		case "pathRegex":
 			ok = c.regex(fp, s.value) && ok
+		case "grpc":
+			ok = c.grpcMatch(fp, s.value) && ok
 		}
 	}
 	switch {
 	case len(got) == 0 && ok:
-		c.add(path, "one of pathPrefix, path or pathRegex is required")
+		c.add(path, "one of grpc, pathPrefix, path or pathRegex is required")
 		ok = false
 	case len(got) > 1:
-		c.add(path, "exactly one of pathPrefix, path or pathRegex is allowed (got %s)", strings.Join(got, " and "))
+		c.add(path, "exactly one of grpc, pathPrefix, path or pathRegex is allowed (got %s)", strings.Join(got, " and "))
 		ok = false
+	case ok && m.GRPC != "":
+		if strings.Contains(m.GRPC, "/") {
+			m.Path = "/" + m.GRPC
+		} else {
+			m.PathPrefix = "/" + m.GRPC + "/"
+		}
 	}
 
 	mp := fieldPath(path, "methods")

@@ -24,6 +24,12 @@ type docService struct {
 	ConnectTimeout *duration `yaml:"connectTimeout"`
 	Protocol       string    `yaml:"protocol"`
 	TLS            *docTLS   `yaml:"tls"`
+	GRPC           *docGRPC  `yaml:"grpc"`
+}
+
+type docGRPC struct {
+	Descriptors string `yaml:"descriptors"`
+	Reflection  bool   `yaml:"reflection"`
 }
 
 type docTLS struct {

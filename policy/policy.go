@@ -14,6 +14,7 @@ import (
 
 	"github.com/shadowlab/shadowlab/admission"
 	"github.com/shadowlab/shadowlab/compare"
+	"github.com/shadowlab/shadowlab/grpcmsg"
 	"github.com/shadowlab/shadowlab/wire"
 )
 
@@ -70,7 +71,23 @@ type Service struct {
 	Endpoints      []string      `json:"endpoints"` // host:port each, at least one
 	ConnectTimeout time.Duration `json:"connectTimeout"`
 	Protocol       Protocol      `json:"protocol"`
-	TLS            *TLS          `json:"tls"` // nil: plaintext
+	TLS            *TLS          `json:"tls"`            // nil: plaintext
+	GRPC           *GRPC         `json:"grpc,omitempty"` // nil: not a gRPC service (omitted: hashes of policies without gRPC are unchanged)
+}
+
+// GRPC is how a gRPC service's messages are decoded for comparison: with
+// the descriptors of a FileDescriptorSet file, or asked of the service's
+// own server reflection. Each side of a pair is decoded with its own
+// service's descriptors.
+type GRPC struct {
+	Descriptors string `json:"descriptors,omitempty"` // a FileDescriptorSet file (protoc --include_imports --descriptor_set_out, buf build -o)
+	Reflection  bool   `json:"reflection,omitempty"`
+	// Files are the descriptors read from Descriptors when the policy was
+	// loaded; nil with Reflection.
+	Files *grpcmsg.Files `json:"-"`
+	// DescriptorsHash is the hex SHA-256 of the Descriptors file as read,
+	// so that a route's hash changes with the file.
+	DescriptorsHash string `json:"descriptorsHash,omitempty"`
 }
 
 // Protocol is how a service is spoken to.
@@ -117,8 +134,13 @@ type Route struct {
 	match *compiledMatch // Match with its regexes compiled (match.go)
 }
 
-// Match selects requests. Exactly one of PathPrefix, Path, PathRegex is set.
+// Match selects requests. Exactly one of PathPrefix, Path, PathRegex, GRPC
+// is written; GRPC compiles to PathPrefix ("/pkg.Service/") or Path
+// ("/pkg.Service/Method"), which is what everything downstream matches on.
 type Match struct {
+	// GRPC is a gRPC service ("shop.v1.Orders") or method
+	// ("shop.v1.Orders/GetOrder"), fully qualified.
+	GRPC       string        `yaml:"grpc" json:"grpc,omitempty"`
 	PathPrefix string        `yaml:"pathPrefix" json:"pathPrefix,omitempty"`
 	Path       string        `yaml:"path" json:"path,omitempty"`
 	PathRegex  string        `yaml:"pathRegex" json:"pathRegex,omitempty"` // RE2, whole-path match

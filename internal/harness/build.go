@@ -25,14 +25,18 @@ func BuildShadowlab() (string, error) { return shadowlab() }
 // BuildBackend: see BuildShadowlab.
 func BuildBackend() (string, error) { return backendBin() }
 
+// BuildGRPCBackend: see BuildShadowlab.
+func BuildGRPCBackend() (string, error) { return grpcBackendBin() }
+
 // BuildPlugin: see BuildShadowlab.
 func BuildPlugin() (string, error) { return plugin() }
 
 var (
-	shadowlab  = sync.OnceValues(func() (string, error) { return build("shadowlab", "cmd/shadowlab", false) })
-	backendBin = sync.OnceValues(func() (string, error) { return build("backend", "examples/cmd/backend", false) })
-	plugin     = sync.OnceValues(func() (string, error) { return build("shadowlab.wasm", "wasm", true) })
-	buildDir   = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "shadowlab-harness-") })
+	shadowlab      = sync.OnceValues(func() (string, error) { return build("shadowlab", "cmd/shadowlab", false) })
+	backendBin     = sync.OnceValues(func() (string, error) { return build("backend", "examples/cmd/backend", false) })
+	plugin         = sync.OnceValues(func() (string, error) { return build("shadowlab.wasm", "wasm", true) })
+	grpcBackendBin = sync.OnceValues(func() (string, error) { return build("grpcbackend", "examples/cmd/grpcbackend", false) })
+	buildDir       = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "shadowlab-harness-") })
 )
 
 // build builds the module's package pkg into the build directory as name;
