@@ -153,6 +153,28 @@ func BenchmarkComparePairs(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
 		})
+		b.Run("size="+s.name+"/path=protojson", func(b *testing.B) {
+			b.SetBytes(int64(len(pBody) + len(sBody)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var js [2][]byte
+				for i, body := range [][]byte{pBody, sBody} {
+					msgs, err := Frames(body, "", 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if js[i], err = decodeProtojson(md, msgs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				res := compare.Compare(compare.Response{Status: 200, Headers: jsonHeaders, Body: js[0]},
+					compare.Response{Status: 200, Headers: jsonHeaders, Body: js[1]}, rules)
+				if len(res.Differences) != 1 {
+					b.Fatalf("%d differences, want 1: %+v", len(res.Differences), res.Differences)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+		})
 		b.Run("size="+s.name+"/path=json", func(b *testing.B) {
 			b.SetBytes(int64(len(pJSON) + len(sJSON)))
 			b.ReportAllocs()
