@@ -113,7 +113,6 @@ func BenchmarkComparePairs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	jsonHeaders := map[string]string{"content-type": "application/json"}
 	ctx := context.Background()
 	for _, s := range benchSizes {
 		pm, sm := benchOrder(b, md, s.size, 0), benchOrder(b, md, s.size, 1)
@@ -127,65 +126,48 @@ func BenchmarkComparePairs(b *testing.B) {
 			b.Fatal(err)
 		}
 
-		b.Run("size="+s.name+"/path=grpc", func(b *testing.B) {
-			b.SetBytes(int64(len(pBody) + len(sBody)))
-			b.ReportAllocs()
-			for b.Loop() {
-				var js [2][]byte
-				for i, body := range [][]byte{pBody, sBody} {
-					msgs, err := Frames(body, "", 0)
-					if err != nil {
-						b.Fatal(err)
-					}
-					md, err := f.Method(ctx, path)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if js[i], err = Decode(md, msgs); err != nil {
-						b.Fatal(err)
-					}
+		decodeWith := func(decode func([][]byte) ([]byte, error)) func(body []byte) []byte {
+			return func(body []byte) []byte {
+				msgs, err := Frames(body, "", 0)
+				if err != nil {
+					b.Fatal(err)
 				}
-				res := compare.Compare(compare.Response{Status: 200, Headers: jsonHeaders, Body: js[0]},
-					compare.Response{Status: 200, Headers: jsonHeaders, Body: js[1]}, rules)
-				if len(res.Differences) != 1 {
-					b.Fatalf("%d differences, want 1: %+v", len(res.Differences), res.Differences)
+				js, err := decode(msgs)
+				if err != nil {
+					b.Fatal(err)
 				}
+				return js
 			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+		}
+		direct := decodeWith(func(msgs [][]byte) ([]byte, error) {
+			md, err := f.Method(ctx, path)
+			if err != nil {
+				return nil, err
+			}
+			return Decode(md, msgs)
 		})
+		b.Run("size="+s.name+"/path=grpc", func(b *testing.B) { benchPairs(b, rules, pBody, sBody, direct) })
 		b.Run("size="+s.name+"/path=protojson", func(b *testing.B) {
-			b.SetBytes(int64(len(pBody) + len(sBody)))
-			b.ReportAllocs()
-			for b.Loop() {
-				var js [2][]byte
-				for i, body := range [][]byte{pBody, sBody} {
-					msgs, err := Frames(body, "", 0)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if js[i], err = decodeProtojson(md, msgs); err != nil {
-						b.Fatal(err)
-					}
-				}
-				res := compare.Compare(compare.Response{Status: 200, Headers: jsonHeaders, Body: js[0]},
-					compare.Response{Status: 200, Headers: jsonHeaders, Body: js[1]}, rules)
-				if len(res.Differences) != 1 {
-					b.Fatalf("%d differences, want 1: %+v", len(res.Differences), res.Differences)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+			benchPairs(b, rules, pBody, sBody, decodeWith(func(msgs [][]byte) ([]byte, error) { return decodeProtojson(md, msgs) }))
 		})
 		b.Run("size="+s.name+"/path=json", func(b *testing.B) {
-			b.SetBytes(int64(len(pJSON) + len(sJSON)))
-			b.ReportAllocs()
-			for b.Loop() {
-				res := compare.Compare(compare.Response{Status: 200, Headers: jsonHeaders, Body: pJSON},
-					compare.Response{Status: 200, Headers: jsonHeaders, Body: sJSON}, rules)
-				if len(res.Differences) != 1 {
-					b.Fatalf("%d differences, want 1: %+v", len(res.Differences), res.Differences)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+			benchPairs(b, rules, pJSON, sJSON, func(body []byte) []byte { return body })
 		})
 	}
+}
+
+// benchPairs compares the pair (p, s), each side first turned into JSON by
+// toJSON, and reports pairs per second.
+func benchPairs(b *testing.B, rules *compare.Rules, p, s []byte, toJSON func([]byte) []byte) {
+	jsonHeaders := map[string]string{"content-type": "application/json"}
+	b.SetBytes(int64(len(p) + len(s)))
+	b.ReportAllocs()
+	for b.Loop() {
+		res := compare.Compare(compare.Response{Status: 200, Headers: jsonHeaders, Body: toJSON(p)},
+			compare.Response{Status: 200, Headers: jsonHeaders, Body: toJSON(s)}, rules)
+		if len(res.Differences) != 1 {
+			b.Fatalf("%d differences, want 1: %+v", len(res.Differences), res.Differences)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
 }
