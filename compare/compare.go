@@ -11,7 +11,8 @@ type Response struct {
 	Headers map[string]string // lower-case names; the first value of each
 	Body    []byte            // as received: still encoded per Content-Encoding
 	// Trailers are the response trailers, lower-case names, first value of
-	// each; nil when there were none. (Recorded, not compared yet.)
+	// each; nil when there were none. Only gRPC's status is read from
+	// them (into GRPCStatus and GRPCMessage, by the pairer).
 	Trailers map[string]string
 	// GRPCStatus is a gRPC answer's status by name ("OK", "NOT_FOUND"),
 	// "" for anything else; GRPCMessage its grpc-message. A differing

@@ -108,6 +108,9 @@ func cut(b []byte, limit int) string {
 	return string(b[:k]) + ellipsis
 }
 
+// Excerpt is s as an excerpt: valid UTF-8, at most MaxExcerpt bytes.
+func Excerpt(s string) string { return cut([]byte(s), MaxExcerpt) }
+
 // headerExcerpt is a header value as an excerpt: "" when absent, Redacted
 // for sensitive headers.
 func headerExcerpt(r *Rules, name, v string, ok bool) string {

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/shadowlab/shadowlab/examples/grpcbackend"
 	"github.com/shadowlab/shadowlab/report"
@@ -78,8 +80,7 @@ func (d *demo) grpcScene(ctx context.Context, policyPath, apiAddr string) error 
 	if err != nil {
 		return err
 	}
-	api := "http://" + apiAddr
-	before, err := d.waitGRPCRoute(ctx, client, api)
+	before, err := d.waitGRPCRoute(ctx, client, apiAddr)
 	if err != nil {
 		return err
 	}
@@ -139,18 +140,18 @@ func (d *demo) grpcScene(ctx context.Context, policyPath, apiAddr string) error 
 
 // waitGRPCRoute makes calls until the new route's pairs reach the report,
 // and returns how many there are then.
-func (d *demo) waitGRPCRoute(ctx context.Context, client *grpcbackend.Client, api string) (int, error) {
+func (d *demo) waitGRPCRoute(ctx context.Context, client *grpcbackend.Client, apiAddr string) (int, error) {
 	start := time.Now()
 	for time.Since(start) < 30*time.Second {
 		_, _ = client.Do(ctx, grpcProbe)
-		rep, err := fetchReport(ctx, d.client, strings.TrimPrefix(api, "http://"))
+		rep, err := fetchReport(ctx, d.client, apiAddr)
 		if err != nil {
 			return 0, err
 		}
 		if rr := routeOf(rep, grpcRoute); rr.Pairs > 0 {
 			// The probes' pairs may still be arriving: let them land.
 			time.Sleep(1500 * time.Millisecond)
-			rep, err = fetchReport(ctx, d.client, strings.TrimPrefix(api, "http://"))
+			rep, err = fetchReport(ctx, d.client, apiAddr)
 			if err != nil {
 				return 0, err
 			}
@@ -175,7 +176,7 @@ var grpcProbe = grpcbackend.Request{Method: "CancelOrder", Arg: "o-1"}
 // expectedStatus reports whether err is the status the legacy service
 // answers r with (GetOrder of an unknown order: NOT_FOUND).
 func expectedStatus(r grpcbackend.Request, err error) bool {
-	return r.Method == "GetOrder" && r.Arg == "o-9" && strings.Contains(err.Error(), "NotFound")
+	return r.Method == "GetOrder" && r.Arg == "o-9" && status.Code(err) == codes.NotFound
 }
 
 // withGRPCRoute adds the gRPC services and route to the demo's policy:

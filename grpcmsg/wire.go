@@ -209,6 +209,32 @@ type occurrence struct {
 	v          uint64
 }
 
+// consumeValue reads the value at b[i:] of field num, of wire type wt: its
+// occurrence (a scalar's bits, or a length-delimited value's offsets, which
+// are base + offsets in b) and its length, negative for malformed bytes or
+// an invalid wire type. A group is skipped whole.
+func consumeValue(num protowire.Number, wt protowire.Type, b []byte, i int, base int32) (occurrence, int) {
+	o := occurrence{wire: wt}
+	var n int
+	switch wt {
+	case protowire.VarintType:
+		o.v, n = protowire.ConsumeVarint(b[i:])
+	case protowire.Fixed32Type:
+		var v uint32
+		v, n = protowire.ConsumeFixed32(b[i:])
+		o.v = uint64(v)
+	case protowire.Fixed64Type:
+		o.v, n = protowire.ConsumeFixed64(b[i:])
+	case protowire.BytesType:
+		var v []byte
+		v, n = protowire.ConsumeBytes(b[i:])
+		o.start, o.end = base+int32(i+n-len(v)), base+int32(i+n)
+	default:
+		n = protowire.ConsumeFieldValue(num, wt, b[i:])
+	}
+	return o, n
+}
+
 // wireMessage appends the JSON of b, a message of p.
 func (w *writer) wireMessage(p *plan, b []byte, depth int) {
 	if depth > maxWireDepth || p.opaque || p.wkt == wktOther || len(b) > math.MaxInt32 {
@@ -304,25 +330,7 @@ func (w *writer) scan(p *plan, b []byte) bool {
 			return false
 		}
 		i += n
-		o := occurrence{wire: wt}
-		switch wt {
-		case protowire.VarintType:
-			o.v, n = protowire.ConsumeVarint(b[i:])
-		case protowire.Fixed32Type:
-			var v uint32
-			v, n = protowire.ConsumeFixed32(b[i:])
-			o.v = uint64(v)
-		case protowire.Fixed64Type:
-			o.v, n = protowire.ConsumeFixed64(b[i:])
-		case protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b[i:])
-			o.start, o.end = int32(i+n-len(v)), int32(i+n)
-		case protowire.StartGroupType:
-			n = protowire.ConsumeFieldValue(num, wt, b[i:])
-		default:
-			return false
-		}
+		o, n := consumeValue(num, wt, b, i, 0)
 		if n < 0 {
 			return false
 		}
@@ -584,23 +592,7 @@ func (w *writer) readEntry(f *fieldPlan, b []byte, o *occurrence) (entry, bool) 
 			return e, false
 		}
 		i += n
-		var val occurrence
-		switch wt {
-		case protowire.VarintType:
-			val.v, n = protowire.ConsumeVarint(raw[i:])
-		case protowire.Fixed32Type:
-			var v uint32
-			v, n = protowire.ConsumeFixed32(raw[i:])
-			val.v = uint64(v)
-		case protowire.Fixed64Type:
-			val.v, n = protowire.ConsumeFixed64(raw[i:])
-		case protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(raw[i:])
-			val.start, val.end = o.start+int32(i+n-len(v)), o.start+int32(i+n)
-		default:
-			n = protowire.ConsumeFieldValue(num, wt, raw[i:])
-		}
+		val, n := consumeValue(num, wt, raw, i, o.start)
 		if n < 0 {
 			return e, false
 		}
@@ -623,7 +615,6 @@ func (w *writer) readEntry(f *fieldPlan, b []byte, o *occurrence) (entry, bool) 
 			if f.val.kind == protoreflect.StringKind && !utf8.Valid(b[val.start:val.end]) {
 				return e, false
 			}
-			val.wire = wt
 			e.val, e.hasVal = val, true
 		}
 		// Anything else in an entry the runtime skips.

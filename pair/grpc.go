@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,8 +33,8 @@ import (
 // wait).
 const grpcResolveTimeout = 3 * time.Second
 
-// grpcRoute is how a gRPC route's two sides are decoded; a nil resolver
-// means that side's service declares no descriptors.
+// grpcRoute is how a route's two sides are decoded when they answer gRPC;
+// a nil resolver means that side's service declares no descriptors.
 type grpcRoute struct {
 	primary, shadow grpcmsg.Resolver
 }
@@ -119,9 +118,9 @@ type grpcSide struct {
 // asJSON turns a gRPC pair into the two responses the comparator reads.
 // When the messages were compared as bytes, undecoded is the difference
 // that stands for a body difference (nil otherwise).
-func (g *grpcRoute) asJSON(ctx context.Context, method string, primary, shadow compare.Response, limit int) (p, s compare.Response, undecoded *compare.Difference) {
-	ps := decodeSide(ctx, g.primaryResolver(), method, primary, limit)
-	ss := decodeSide(ctx, g.shadowResolver(), method, shadow, limit)
+func (g grpcRoute) asJSON(ctx context.Context, method string, primary, shadow compare.Response, limit int) (p, s compare.Response, undecoded *compare.Difference) {
+	ps := decodeSide(ctx, g.primary, method, primary, limit)
+	ss := decodeSide(ctx, g.shadow, method, shadow, limit)
 	if ps.err == nil && ss.err == nil {
 		return ps.withBody(ps.json, "application/json"), ss.withBody(ss.json, "application/json"), nil
 	}
@@ -144,33 +143,12 @@ func explainBytes(ds []compare.Difference, undecoded *compare.Difference) []comp
 	return ds
 }
 
-func (g *grpcRoute) primaryResolver() grpcmsg.Resolver {
-	if g == nil {
-		return nil
-	}
-	return g.primary
-}
-
-func (g *grpcRoute) shadowResolver() grpcmsg.Resolver {
-	if g == nil {
-		return nil
-	}
-	return g.shadow
-}
-
 // why is the excerpt of a side in an undecodable difference.
 func (s *grpcSide) why() string {
 	if s.err == nil {
 		return "(decodes)"
 	}
-	return clipText(s.err.Error(), compare.MaxExcerpt)
-}
-
-func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n-3], "") + "..."
+	return compare.Excerpt(s.err.Error())
 }
 
 // errNoDescriptors: the side's service declares no grpc block.

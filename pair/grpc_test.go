@@ -43,7 +43,7 @@ func orderWithUnknown(id string) []byte {
 
 func TestGRPCAsJSON(t *testing.T) {
 	ctx := context.Background()
-	route := &grpcRoute{primary: files(t, grpcbackend.VersionLegacy), shadow: files(t, grpcbackend.VersionCandidate)}
+	route := grpcRoute{primary: files(t, grpcbackend.VersionLegacy), shadow: files(t, grpcbackend.VersionCandidate)}
 	order := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "o-1")
 	order = protowire.AppendVarint(protowire.AppendTag(order, 5, protowire.VarintType), 1234)
 
@@ -76,7 +76,7 @@ func TestGRPCAsJSON(t *testing.T) {
 	require.Equal(t, "(decodes)", ds[0].Shadow)
 
 	// A service without descriptors, and a truncated message.
-	bare := &grpcRoute{shadow: route.shadow}
+	bare := grpcRoute{shadow: route.shadow}
 	_, _, undecoded = bare.asJSON(ctx, grpcbackend.MethodGetOrder, grpcAnswer(frame(order), "0"), grpcAnswer(frame(order), "0"), 1<<20)
 	require.Contains(t, undecoded.Primary, "no descriptors")
 	_, _, undecoded = route.asJSON(ctx, grpcbackend.MethodGetOrder, grpcAnswer(frame(order)[:8], "0"), grpcAnswer(frame(order), "0"), 1<<20)

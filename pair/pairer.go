@@ -184,7 +184,7 @@ type job struct {
 type routeState struct {
 	compare policy.Compare
 	learner *compare.Learner // nil when learnNoise is off
-	grpc    *grpcRoute       // the services' descriptors, when either is gRPC
+	grpc    grpcRoute        // the services' descriptors (none when neither is gRPC)
 }
 
 // New returns a pairer; Use gives it a policy and Run starts it. Its
@@ -546,9 +546,7 @@ func (p *Pairer) Use(pol *policy.Policy) {
 		} else if st.compare.LearnNoise {
 			st.learner = compare.NewLearner(p.cfg.Learner, st.compare.Rules)
 		}
-		if r.Primary.GRPC != nil || r.Shadow.Service.GRPC != nil {
-			st.grpc = &grpcRoute{primary: p.refl.resolver(r.Primary, used), shadow: p.refl.resolver(r.Shadow.Service, used)}
-		}
+		st.grpc = grpcRoute{primary: p.refl.resolver(r.Primary, used), shadow: p.refl.resolver(r.Shadow.Service, used)}
 		return st, true
 	})
 	p.refl.retire(used)

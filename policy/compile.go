@@ -288,7 +288,7 @@ func (c *checker) services(ss map[string]docService, p *Policy) {
 			svc.TLS = c.tls(fieldPath(sp, "tls"), s.TLS, s.Endpoints)
 		}
 		if s.GRPC != nil {
-			svc.GRPC = c.grpc(fieldPath(sp, "grpc"), s.GRPC, svc)
+			svc.GRPC = c.grpc(sp, s.GRPC, svc)
 		}
 		p.Services = append(p.Services, svc)
 		p.services[name] = svc

@@ -54,7 +54,8 @@ func protoIdent(s string) bool {
 // descriptor set is read now, whole, so that a missing or broken file is
 // refused with the policy rather than found by the first pair. A gRPC
 // service speaks HTTP/2.
-func (c *checker) grpc(path string, g *docGRPC, svc *Service) *GRPC {
+func (c *checker) grpc(svcPath string, g *docGRPC, svc *Service) *GRPC {
+	path := fieldPath(svcPath, "grpc")
 	out := &GRPC{Descriptors: g.Descriptors, Reflection: g.Reflection}
 	switch {
 	case g.Descriptors == "" && !g.Reflection:
@@ -66,7 +67,7 @@ func (c *checker) grpc(path string, g *docGRPC, svc *Service) *GRPC {
 	}
 	switch svc.Protocol {
 	case ProtocolHTTP1:
-		c.add(strings.TrimSuffix(path, "grpc")+"protocol", "gRPC needs HTTP/2: write protocol: %s (or leave it out)", ProtocolHTTP2)
+		c.add(fieldPath(svcPath, "protocol"), "gRPC needs HTTP/2: write protocol: %s (or leave it out)", ProtocolHTTP2)
 	default:
 		svc.Protocol = ProtocolHTTP2
 	}
