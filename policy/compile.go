@@ -40,15 +40,22 @@ const (
 // from absent ones).
 type checker struct {
 	idx      *index
-	problems []Problem
+	problems *problemList
+	found    int // problems found, including those not reported
 
-	// undecoded holds the paths Parse could not decode: a block that failed
-	// to decode is absent, and its absence is not reported again.
+	// undecoded holds the paths Parse could not decode, or refused over a
+	// limit: such a block is absent (or empty), and neither its absence nor
+	// references to what it would define are reported again.
 	undecoded map[string]bool
 }
 
+// add reports a problem at path, unless path is in or under a block that
+// could not be decoded.
 func (c *checker) add(path, format string, args ...any) {
-	c.problems = append(c.problems, Problem{Path: path, Line: c.idx.line(path), Msg: fmt.Sprintf(format, args...)})
+	c.found++
+	if !suppressed(c.undecoded, path) {
+		c.problems.add(path, c.idx.line(path), format, args...)
+	}
 }
 
 // where says where path is, for "(first at ...)": its line, or the path
@@ -327,6 +334,8 @@ func (c *checker) tls(path string, t *docTLS, endpoints []string) *TLS {
 		c.add(fieldPath(path, "serverName"), "must be a DNS host name (got %q)", clip(t.ServerName))
 	case t.ServerName == "" && len(hosts) == 1:
 		out.ServerName = hosts[0] // the name verified; SNI when it is a DNS name
+	case t.ServerName == "" && c.undecoded[fieldPath(parentPath(path), "endpoints")]:
+		// the endpoints are not there to tell; their problem is reported
 	case t.ServerName == "":
 		c.add(fieldPath(path, "serverName"), "required when the endpoints have different hosts (%s): the name every endpoint's certificate is verified for", strings.Join(hosts, ", "))
 	}
@@ -361,6 +370,9 @@ func (c *checker) serviceRef(path, name string, p *Policy) *Service {
 	}
 	if s := p.services[name]; s != nil {
 		return s
+	}
+	if c.undecoded["services"] {
+		return nil
 	}
 	if len(p.Services) == 0 {
 		c.add(path, "unknown service %q (no services are defined)", clip(name))
@@ -463,7 +475,7 @@ func (c *checker) routeListeners(path string, names []string, defined map[string
 			c.add(ip, "must not be empty")
 		case seen[n]:
 			c.add(ip, "listener %q listed twice", clip(n))
-		case !defined[n]:
+		case !defined[n] && !c.undecoded["listeners"]:
 			c.add(ip, "unknown listener %q (defined: %s)", clip(n), strings.Join(sortedSet(defined), ", "))
 		}
 		seen[n] = true
@@ -546,6 +558,9 @@ func (c *checker) match(path string, m *Match) (key string, ok bool) {
 		}
 		ok = false
 	}
+	if len(seen) == len(m.Methods) { // each valid
+		c.oneOf(mp, m.Methods, "methods")
+	}
 
 	hp := fieldPath(path, "headers")
 	headerKeys := make([]string, 0, len(m.Headers))
@@ -554,7 +569,7 @@ func (c *checker) match(path string, m *Match) (key string, ok bool) {
 		ok = ok && hok
 		headerKeys = append(headerKeys, k)
 	}
-	if !ok {
+	if !ok || c.undecoded[mp] || c.undecoded[hp] { // not all there: no key
 		return "", false
 	}
 	methods := slices.Clone(m.Methods)
@@ -644,16 +659,6 @@ func isToken(s string) bool {
 		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(b)) {
 			return false
 		}
-	}
-	return true
-}
-
-// regex checks that s compiles with Go's regexp, whose syntax is RE2's, the
-// engine Envoy uses.
-func (c *checker) regex(path, s string) bool {
-	if _, err := regexp.Compile(s); err != nil {
-		c.add(path, "invalid RE2 regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
-		return false
 	}
 	return true
 }
@@ -803,7 +808,7 @@ func (c *checker) headerList(path string, headers []string, secretsOK bool) []st
 //     answered at once and nothing is held; with observe it is accepted (it
 //     says what delay mode would do).
 func (c *checker) admission(path string, a *docAdmission) *Admission {
-	before := len(c.problems)
+	before := c.found
 	out := &Admission{Rate: a.Rate, Scope: wire.ScopeLocal}
 	rp := fieldPath(path, "rate")
 	if a.Rate == "" {
@@ -855,7 +860,7 @@ func (c *checker) admission(path string, a *docAdmission) *Admission {
 	default:
 		out.Budget.MaxDelay = a.MaxDelay.Duration
 	}
-	if len(c.problems) == before {
+	if c.found == before {
 		c.admissionBudget(path, out)
 	}
 	return out

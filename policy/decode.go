@@ -102,28 +102,24 @@ func mib(n int) string { return strconv.Itoa(n>>20) + " MiB" }
 // Decoding is strict: unknown fields, values of the wrong type, duplicate
 // keys and YAML aliases are problems. Every problem found is returned
 // together in one *Error; the policy is returned only when there is none,
-// compiled, with every default resolved and its hashes set.
+// compiled, with every default resolved and its hashes set. Past
+// MaxProblems, problems are counted (Error.More), not listed.
 func Parse(data []byte, source string) (*Policy, error) {
-	d := &decoder{idx: newIndex(), bad: map[string]bool{}, fields: map[reflect.Type]structFields{}}
+	d := &decoder{idx: newIndex(), problems: &problemList{}, bad: map[string]bool{}, fields: map[reflect.Type]structFields{}}
 	root := d.document(data)
 	if root == nil {
-		return nil, &Error{Source: source, Problems: sortedProblems(d.problems)}
+		return nil, d.problems.error(source)
 	}
 	d.walk(root, reflect.TypeFor[document](), "", 0)
 
 	var doc document
 	var p *Policy
 	if d.decode(root, &doc) {
-		c := &checker{idx: d.idx, undecoded: d.bad}
+		c := &checker{idx: d.idx, problems: d.problems, undecoded: d.bad}
 		p = c.policy(&doc)
-		for _, pr := range c.problems {
-			if !d.suppressed(pr.Path) {
-				d.problems = append(d.problems, pr)
-			}
-		}
 	}
-	if len(d.problems) > 0 {
-		return nil, &Error{Source: source, Problems: sortedProblems(d.problems)}
+	if d.problems.len() > 0 {
+		return nil, d.problems.error(source)
 	}
 	if err := p.setHashes(); err != nil {
 		return nil, err
@@ -164,7 +160,7 @@ func parseDurationNode(n *yaml.Node) (time.Duration, error) {
 // fill the struct from the same tree.
 type decoder struct {
 	idx      *index
-	problems []Problem
+	problems *problemList
 	bad      map[string]bool // paths that could not be decoded
 	fields   map[reflect.Type]structFields
 }
@@ -177,15 +173,16 @@ type structFields struct {
 }
 
 func (d *decoder) fail(path string, line int, format string, args ...any) {
-	d.problems = append(d.problems, Problem{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+	d.problems.add(path, line, format, args...)
 	d.bad[path] = true
 }
 
-// suppressed reports whether path is, or is under, a path that could not be
-// decoded: its validation problems would only repeat the decoding one.
-func (d *decoder) suppressed(path string) bool {
+// suppressed reports whether path is, or is under, a path in bad, one that
+// could not be decoded: its validation problems would only repeat the
+// decoding one.
+func suppressed(bad map[string]bool, path string) bool {
 	for {
-		if d.bad[path] {
+		if bad[path] {
 			return true
 		}
 		if path == "" {
@@ -202,6 +199,11 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 func (d *decoder) document(data []byte) *yaml.Node {
 	if len(data) > MaxFileBytes {
 		d.fail("", 0, "the policy is %d bytes (at most %s)", len(data), mib(MaxFileBytes))
+		return nil
+	}
+	if n := yamlNodeBound(data); n > MaxYAMLNodes {
+		d.fail("", 0, "the policy is too large to parse: its text could make %d YAML nodes (at most %d; each \":\", \",\", \"[\", \"{\", \"?\" and list \"- \" counts 2)",
+			n, MaxYAMLNodes)
 		return nil
 	}
 	if line, msg := textProblem(data); msg != "" {
@@ -239,6 +241,29 @@ func (d *decoder) document(data []byte) *yaml.Node {
 	}
 	d.idx.add("", root.Line)
 	return root
+}
+
+// yamlNodeBound is an upper bound of the nodes yaml.v3 builds for data,
+// counted from the text before it is parsed. Every node but the documents
+// (at most two are decoded) and their roots is an item of a collection, and
+// every item is introduced by an indicator: a block sequence's "-" followed
+// by a blank, a mapping's ":" or "?" (a key and its value), a flow
+// collection's "[", "{" or "," (a flow sequence's item, a flow mapping's
+// key and value). Each introduces at most two nodes. Indicator characters
+// inside scalars and comments are counted too: the bound errs high.
+func yamlNodeBound(data []byte) int {
+	n := 4
+	for i, b := range data {
+		switch b {
+		case ':', '?', ',', '[', '{':
+			n += 2
+		case '-':
+			if i+1 == len(data) || data[i+1] <= ' ' || data[i+1] >= utf8.RuneSelf {
+				n += 2 // followed by a blank, a line break (maybe NEL, LS, PS) or the end
+			}
+		}
+	}
+	return n
 }
 
 // yamlError records a YAML syntax error at its line. yaml.v3 leaves the
@@ -329,13 +354,13 @@ func (d *decoder) decode(root *yaml.Node, doc *document) bool {
 	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		if len(d.problems) == 0 {
+		if d.problems.len() == 0 {
 			d.fail("", root.Line, "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return false
 	}
 	lines := map[int]bool{}
-	for _, pr := range d.problems {
+	for _, pr := range d.problems.list {
 		lines[pr.Line] = true
 	}
 	for _, msg := range te.Errors {
@@ -456,16 +481,58 @@ func (d *decoder) walkStruct(n *yaml.Node, t reflect.Type, path string) {
 		if d.duplicate(seen, k, child) {
 			continue
 		}
-		kept = append(kept, k, v)
 		ft, ok := sf.types[k.Value]
-		if !ok {
-			d.fail(child, k.Line, "field %q not known (%s)", k.Value, suggest(k.Value, sf.names))
+		if !ok { // dropped too: yaml.v3 compares every key of a mapping with every other
+			if d.problems.full() {
+				d.problems.more++
+			} else {
+				d.fail(child, k.Line, "field %q not known (%s)", k.Value, suggest(k.Value, sf.names))
+			}
 			continue
 		}
+		kept = append(kept, k, v)
 		d.idx.add(child, k.Line)
+		if d.tooMany(v, ft, child, t, k.Value) {
+			continue
+		}
 		d.walk(v, ft, child, stringLimits[t][k.Value])
 	}
 	n.Content = kept
+}
+
+// collectionLimits are the limits of the lists and maps of the policy
+// document, by struct and YAML field, with what their items are called;
+// every other list is limited to MaxListItems.
+var collectionLimits = map[reflect.Type]map[string]struct {
+	max  int
+	noun string
+}{
+	reflect.TypeFor[document]():   {"routes": {MaxRoutes, "routes"}, "listeners": {MaxListeners, "listeners"}, "services": {MaxServices, "services"}},
+	reflect.TypeFor[docService](): {"endpoints": {MaxEndpoints, "endpoints"}},
+	reflect.TypeFor[docRoute]():   {"listeners": {MaxListeners, "listeners"}},
+}
+
+// tooMany reports a list or map n, field name of struct t, that is over
+// its limit: one problem at its path, and nothing in it is checked (it is
+// emptied, and what is checked after decoding is not reported under it).
+func (d *decoder) tooMany(n *yaml.Node, ft reflect.Type, path string, t reflect.Type, name string) bool {
+	count := len(n.Content)
+	switch {
+	case ft.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		count /= 2
+	case ft.Kind() != reflect.Slice || n.Kind != yaml.SequenceNode:
+		return false
+	}
+	limit, ok := collectionLimits[t][name]
+	if !ok {
+		limit.max, limit.noun = MaxListItems, "items"
+	}
+	if count <= limit.max {
+		return false
+	}
+	d.fail(path, d.idx.line(path), "%d %s (at most %d)", count, limit.noun, limit.max)
+	n.Content = nil
+	return true
 }
 
 // duplicate reports, the second time a key is seen in a mapping, that it is
@@ -478,12 +545,15 @@ func (d *decoder) duplicate(seen map[string]*yaml.Node, k *yaml.Node, path strin
 		seen[k.Value] = k
 		return false
 	}
+	if d.problems.full() {
+		d.problems.more++
+		return true
+	}
 	where := fmt.Sprintf("first at line %d, again at line %d", first.Line, k.Line)
 	if first.Line == k.Line {
 		where = fmt.Sprintf("first at line %d column %d, again at column %d", k.Line, first.Column, k.Column)
 	}
-	d.problems = append(d.problems, Problem{Path: path, Line: k.Line,
-		Msg: fmt.Sprintf("duplicate key %q: %s (only the first is used)", clip(k.Value), where)})
+	d.problems.add(path, k.Line, "duplicate key %q: %s (only the first is used)", clip(k.Value), where)
 	return true
 }
 
@@ -522,8 +592,7 @@ func (d *decoder) key(k *yaml.Node, path string) bool {
 		d.fail(path, k.Line, "YAML merge keys (<<) are not supported; write the fields out")
 		return false
 	case len(k.Value) > MaxStringBytes: // the mapping itself is checked on
-		d.problems = append(d.problems, Problem{Path: path, Line: k.Line,
-			Msg: fmt.Sprintf("mapping key %q is %d bytes (at most %d)", clip(k.Value), len(k.Value), MaxStringBytes)})
+		d.problems.add(path, k.Line, "mapping key %q is %d bytes (at most %d)", clip(k.Value), len(k.Value), MaxStringBytes)
 		return false
 	}
 	return true
@@ -606,10 +675,12 @@ func yamlFields(t reflect.Type) structFields {
 	return structFields{names: names, types: types}
 }
 
+var separators = strings.NewReplacer("_", "", "-", "")
+
 // suggest names the closest known field, or lists them all.
 func suggest(got string, known []string) string {
 	norm := func(s string) string {
-		return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
+		return separators.Replace(strings.ToLower(s))
 	}
 	best, bestDist := "", 3
 	for _, k := range known {

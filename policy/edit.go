@@ -28,6 +28,9 @@ type RolloutEdit struct {
 // problems, and nothing is written. Comments are kept; the YAML is
 // re-indented.
 func EditRollout(data []byte, source, route string, edit RolloutEdit) ([]byte, error) {
+	if len(data) > MaxFileBytes || yamlNodeBound(data) > MaxYAMLNodes { // as Parse would
+		return nil, fmt.Errorf("%s: %w (over %s or %d YAML nodes)", source, ErrTooLarge, mib(MaxFileBytes), MaxYAMLNodes)
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)

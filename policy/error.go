@@ -38,10 +38,14 @@ type Problem struct {
 	Msg string
 }
 
-// Error lists every problem found in one policy. It wraps ErrInvalid.
+// Error lists the problems found in one policy: every one, up to
+// MaxProblems. It wraps ErrInvalid.
 type Error struct {
 	Source   string // file name or other label given to Parse
 	Problems []Problem
+	// More counts the problems found beyond MaxProblems, which are not
+	// listed.
+	More int
 }
 
 // Error renders one problem per line, "source:LINE: PATH: MSG", sorted by
@@ -64,6 +68,9 @@ func (e *Error) Error() string {
 		}
 		b.WriteString(p.Msg)
 	}
+	if e.More > 0 {
+		fmt.Fprintf(&b, "\n%s… and %d more problems (only the first %d found are listed)", prefix(e.Source, 0), e.More, len(ps))
+	}
 	return b.String()
 }
 
@@ -80,6 +87,32 @@ func prefix(source string, line int) string {
 		return fmt.Sprintf("line %d: ", line)
 	}
 	return ""
+}
+
+// problemList collects the problems of one policy: the first MaxProblems
+// found, and how many more there were. A policy at MaxFileBytes can hold
+// millions of problems (a mapping of unknown fields); listing them would
+// take gigabytes.
+type problemList struct {
+	list []Problem
+	more int
+}
+
+// add records a problem; its message is formatted only if it is listed.
+func (ps *problemList) add(path string, line int, format string, args ...any) {
+	if ps.full() {
+		ps.more++
+		return
+	}
+	ps.list = append(ps.list, Problem{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (ps *problemList) full() bool { return len(ps.list) >= MaxProblems }
+
+func (ps *problemList) len() int { return len(ps.list) + ps.more }
+
+func (ps *problemList) error(source string) *Error {
+	return &Error{Source: source, Problems: sortedProblems(ps.list), More: ps.more}
 }
 
 // sortedProblems returns ps sorted by line, path and message, without

@@ -5,11 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // FuzzParse checks that Parse never panics, that every failure is an *Error
 // with at least one problem, and that a policy it accepts compiles the same
-// again (same hashes) with every route reachable by name.
+// again (same hashes) with every route reachable by name; and that
+// yamlNodeBound is never below the nodes yaml.v3 builds.
 func FuzzParse(f *testing.F) {
 	files, err := filepath.Glob("testdata/*.yaml")
 	if err != nil {
@@ -24,13 +27,19 @@ func FuzzParse(f *testing.F) {
 	}
 	for _, s := range []string{
 		"", "---\n", "version: 1\n", "version: 1\nx: &a 1\nlisteners: *a\n", "a: [1\n",
-		"version: 1\nversion: 1\nroutes: [{name: r, name: s}]\n", "version: 1\n# caf\xe9\n", "a: \x01\n", "a: *b\n",
+		"version: 1\nversion: 1\nroutes: [{name: r, name: s}]\n", "[: , ?, {a, b}]\n", "- - ? : -\n", "version: 1\n# caf\xe9\n", "a: \x01\n", "a: *b\n",
 		"version: 1\nlisteners: [{name: a, address: '[::1]:1'}]\nservices: {s: {endpoints: ['h.example:1']}, t: {endpoints: ['127.0.0.1:2']}}\n" +
 			"routes: [{name: r, match: {pathRegex: '/a.*', headers: [{name: x, present: true}]}, primary: s, shadow: {service: t, percent: 1.5}}]\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var doc yaml.Node
+		if yaml.Unmarshal(data, &doc) == nil {
+			if n, bound := countNodes(&doc), yamlNodeBound(data); n > bound {
+				t.Fatalf("%d YAML nodes, over the bound %d", n, bound)
+			}
+		}
 		p, err := Parse(data, "fuzz")
 		if err != nil {
 			var perr *Error

@@ -245,7 +245,9 @@ func TestWholeFile(t *testing.T) {
 		"control character":              {"version: 1\nlisteners: [\x01]\n", `f:2: character U+0001 at column 13 is not allowed in YAML`},
 		"NUL":                            {"version: 1\x00\n", `f:1: character U+0000 at column 11 is not allowed in YAML`},
 		"UTF-16":                         {"\xff\xfev\x00", `f:1: the policy must be UTF-8 text (found a UTF-16 byte order mark)`},
-		"too large":                      {"# " + strings.Repeat("x", MaxFileBytes) + "\n", `f: the policy is 8388611 bytes (at most 8 MiB)`},
+		"too large":                      {"# " + strings.Repeat("x", MaxFileBytes) + "\n", "f: the policy is " + strconv.Itoa(MaxFileBytes+3) + " bytes (at most 32 MiB)"},
+		"too many nodes": {"x: [" + strings.Repeat("a,", MaxYAMLNodes/2) + "a]\n",
+			"f: the policy is too large to parse: its text could make " + strconv.Itoa(MaxYAMLNodes+8) + ` YAML nodes (at most ` + strconv.Itoa(MaxYAMLNodes) + `; each ":", ",", "[", "{", "?" and list "- " counts 2)`},
 		"key too long": {"version: 1\n? " + strings.Repeat("k", MaxStringBytes+1) + "\n: 1\nlisteners: []\nservices: {}\nroutes: []\n",
 			"f:2: mapping key \"" + strings.Repeat("k", 60) + "…\" is 4097 bytes (at most 4096)\nf:4: listeners: at least one listener is required\nf:5: services: at least one service is required\nf:6: routes: at least one route is required"},
 	}
@@ -461,7 +463,7 @@ func TestReadFile(t *testing.T) {
 		"symlink to fifo": {path: fifoLink, want: ErrNotRegular, msg: "not a regular file (a named pipe)"},
 		"directory":       {path: dir, want: ErrNotRegular, msg: "not a regular file (a directory)"},
 		"device":          {path: os.DevNull, want: ErrNotRegular, msg: "not a regular file (a device)"},
-		"too large":       {path: big, want: ErrTooLarge, msg: "policy file too large (53687091200 bytes, at most 8 MiB)"},
+		"too large":       {path: big, want: ErrTooLarge, msg: "policy file too large (53687091200 bytes, at most 32 MiB)"},
 		"missing":         {path: filepath.Join(dir, "nope"), want: fs.ErrNotExist},
 	}
 	for name, tc := range tests {

@@ -250,17 +250,43 @@ const (
 	DefaultMaxRequestBytes = int64(1 << 20)
 )
 
-// Limits on a policy, documented in README's policy reference. A file over
-// MaxFileBytes is refused before it is read; a string over its limit is a
-// problem at its path and line. The per-field limits are for strings that
-// reach Envoy; every other string is limited to MaxStringBytes.
+// Limits on a policy, documented in README's policy reference. Parse
+// checks each, so a policy over any of them is refused whole before
+// anything is translated.
+//
+// A file over MaxFileBytes is refused before it is read, and one whose
+// text could make more than MaxYAMLNodes YAML nodes before it is parsed
+// (yaml.v3 keeps every node of the file at once: about 200 bytes each).
+// A list or map over its limit is one problem at its path and line, and
+// nothing in it is checked; so is a string over its limit. The per-field
+// limits are for what reaches Envoy or is large by nature; every other
+// list is limited to MaxListItems and every other string to
+// MaxStringBytes. A regex Envoy would refuse (see regexProgramSize), and a
+// list of tenants or methods that Envoy would match with such a regex, are
+// problems too.
 const (
-	MaxFileBytes        = 8 << 20 // the policy file
-	MaxPathBytes        = 4096    // match.path, match.pathPrefix
-	MaxRegexBytes       = 1024    // match.pathRegex, match.headers[].regex
-	MaxHeaderNameBytes  = 256     // header names (match.headers[].name, tenants.header, compare.headers, compare.varyOn, admission.key), match.methods
-	MaxHeaderValueBytes = 4096    // match.headers[].exact and .prefix, tenants.values
-	MaxStringBytes      = 4096    // any other string, and mapping keys
+	MaxFileBytes = 32 << 20  // the policy file: 50 000 routes, one flow-style line each with methods and tenants, are 8.8 MiB
+	MaxYAMLNodes = 8_000_000 // an upper bound counted from the text (yamlNodeBound); those 50 000 routes are 2.7 million
+
+	MaxRoutes    = 50_000 // routes
+	MaxListeners = 64     // listeners, and a route's listeners
+	MaxServices  = 10_000 // services
+	MaxEndpoints = 1_000  // a service's endpoints
+	MaxListItems = 256    // any other list: match.methods, match.headers, tenants.values, compare's lists, rollout.idempotent
+
+	MaxPathBytes        = 4096 // match.path, match.pathPrefix
+	MaxRegexBytes       = 1024 // match.pathRegex, match.headers[].regex
+	MaxHeaderNameBytes  = 256  // header names (match.headers[].name, tenants.header, compare.headers, compare.varyOn, admission.key), match.methods
+	MaxHeaderValueBytes = 4096 // match.headers[].exact and .prefix, tenants.values
+	MaxStringBytes      = 4096 // any other string, and mapping keys
+
+	// MaxRegexProgramSize is Envoy's default limit on the size of a
+	// regex's RE2 program (runtime re2.max_program_size.error_level).
+	MaxRegexProgramSize = 100
+
+	// MaxProblems bounds the problems an *Error lists; the others are
+	// counted (Error.More).
+	MaxProblems = 1000
 )
 
 // AdmissionHoldMargin is added to a held request's delay when the global

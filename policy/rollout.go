@@ -261,6 +261,7 @@ func (c *checker) tenants(path string, t *Tenants) {
 		c.add(vp, "at least one value is required (omit tenants for every client)")
 	}
 	first := map[string]string{}
+	valid := true
 	for i, v := range t.Values {
 		ip := itemPath(vp, i)
 		switch f, dup := first[v]; {
@@ -270,7 +271,12 @@ func (c *checker) tenants(path string, t *Tenants) {
 			c.add(ip, "duplicate value %q (first at %s)", clip(v), c.where(f))
 		default:
 			first[v] = ip
+			continue
 		}
+		valid = false
+	}
+	if valid {
+		c.oneOf(vp, t.Values, "values")
 	}
 }
 

@@ -96,4 +96,6 @@ func TestEditRollout(t *testing.T) {
 	require.ErrorContains(t, err, "nothing was written")
 	_, err = EditRollout(out, "p.yaml", "nowhere", RolloutEdit{Stage: &canary})
 	require.ErrorContains(t, err, `no route "nowhere"`)
+	_, err = EditRollout(append(out, "# "+strings.Repeat(",", MaxYAMLNodes/2)...), "p.yaml", "orders", RolloutEdit{Stage: &canary})
+	require.ErrorIs(t, err, ErrTooLarge) // refused before it is parsed, as Parse would
 }

@@ -75,6 +75,10 @@ type Config struct {
 	// Credentials authenticate the ports' peers (auth.go); none: plain
 	// ports, on loopback only.
 	Credentials Credentials
+	// ScopeAt is xds.Options.ScopeAt: the route count from which a
+	// listener whose routes allow it is split by first path segment (0:
+	// xds.DefaultScopeAt; negative: never).
+	ScopeAt int
 }
 
 // Instance is a running serve.
@@ -160,6 +164,7 @@ func (in *Instance) build(published chan<- error) error {
 	if err != nil {
 		return err
 	}
+	opts.ScopeAt = cfg.ScopeAt
 	opts.GatewayAddress = advertise(cfg.GatewayAdvertise, in.GatewayAddr)
 	opts.APIAddress = advertise(cfg.APIAdvertise, in.APIAddr)
 	opts.AdmissionAddress = advertise(cfg.AdmissionAdvertise, in.AdmissionAddr)

@@ -11,14 +11,17 @@ import (
 )
 
 // The capture role (root id wire.CaptureRootID): on the sampled routes of
-// a mirrored policy route, it records the primary's answer to each
-// mirrored request — status, the headers the route compares, the body up
-// to the route's limit, latency — and sends the records in batches
+// mirrored policy routes, it records the primary's answer to each mirrored
+// request — status, the headers the route compares, the body up to the
+// route's limit, latency — and sends the records in batches
 // (wire.AppendCaptureRecord) to shadowlab's API from the tick, one call per
-// tick at most per worker. It never pauses a request or a response: each
-// body chunk is copied as it passes. Measured on Envoy 1.40 (see
-// BENCHMARKS.md), this costs Envoy about half of what one ext_proc stream
-// per request did.
+// tick at most per worker. An instance configured without a route serves
+// every route of its listener, each with the settings in its route
+// metadata (wire.MetadataNamespace); one configured with a route serves
+// that route, unless route metadata says otherwise. It never pauses a
+// request or a response: each body chunk is copied as it passes. Measured
+// on Envoy 1.40 (see BENCHMARKS.md), this costs Envoy about half of what
+// one ext_proc stream per request did.
 //
 // Calls are made only from the tick, on the root context: a call made
 // from a stream's context loses its callback once the stream is gone.
@@ -27,9 +30,16 @@ import (
 type captureContext struct {
 	types.DefaultPluginContext
 	vm       *vmContext
-	cfg      wire.CaptureConfig
-	headers  []string // response headers kept
+	cfg      wire.CaptureConfig // the instance's: its per-route fields are fixed's
 	dispatch dispatchFunc
+
+	// fixed is the route of an instance configured with one; nil: every
+	// route's settings come from its metadata.
+	fixed *captureRoute
+	// routes are the settings of the route metadata seen, by their raw
+	// JSON; nil for settings that are not valid. Cleared when full.
+	routes map[string]*captureRoute
+	warned bool // about a route without settings (once per VM)
 
 	buf      []byte // records not sent yet
 	records  int
@@ -39,11 +49,33 @@ type captureContext struct {
 }
 
 type captureMetrics struct {
-	records, batches, dropped, failed proxywasm.MetricCounter
+	records, batches, dropped, failed, noSettings proxywasm.MetricCounter
 }
 
+// captureRoute is what one route captures: its settings (the per-route
+// fields of a wire.CaptureConfig) and the response headers they keep.
+type captureRoute struct {
+	cfg     wire.CaptureConfig
+	headers []string
+}
+
+func newCaptureRoute(cfg wire.CaptureConfig) *captureRoute {
+	return &captureRoute{cfg: cfg, headers: cfg.KeptHeaders()}
+}
+
+// maxCachedRoutes bounds captureContext.routes: the distinct settings of
+// the routes one instance serves (a policy route's Envoy routes share
+// theirs).
+const maxCachedRoutes = 4096
+
+// routeMetadataPath is the property of the route's capture settings: Envoy
+// walks the route's Metadata message to the Struct's string and returns
+// its bytes (a number there comes back as its 8-byte double; a route
+// without them is NotFound).
+var routeMetadataPath = []string{"xds", "route_metadata", "filter_metadata", wire.MetadataNamespace, wire.MetadataCapture}
+
 func newCaptureContext(vm *vmContext) *captureContext {
-	return &captureContext{vm: vm, dispatch: proxywasm.DispatchHttpCall}
+	return &captureContext{vm: vm, dispatch: proxywasm.DispatchHttpCall, routes: map[string]*captureRoute{}}
 }
 
 func (c *captureContext) OnPluginStart(int) (status types.OnPluginStartStatus) {
@@ -62,12 +94,15 @@ func (c *captureContext) OnPluginStart(int) (status types.OnPluginStartStatus) {
 		proxywasm.LogCritical("shadowlab capture: " + logConfigError(err))
 		return types.OnPluginStartStatusFailed
 	}
-	c.headers = c.cfg.KeptHeaders()
+	if c.cfg.Route != "" {
+		c.fixed = newCaptureRoute(c.cfg)
+	}
 	c.m = captureMetrics{
-		records: proxywasm.DefineCounterMetric("shadowlab_capture_records"),
-		batches: proxywasm.DefineCounterMetric("shadowlab_capture_batches"),
-		dropped: proxywasm.DefineCounterMetric("shadowlab_capture_dropped"),
-		failed:  proxywasm.DefineCounterMetric("shadowlab_capture_batch_failed"),
+		records:    proxywasm.DefineCounterMetric("shadowlab_capture_records"),
+		batches:    proxywasm.DefineCounterMetric("shadowlab_capture_batches"),
+		dropped:    proxywasm.DefineCounterMetric("shadowlab_capture_dropped"),
+		failed:     proxywasm.DefineCounterMetric("shadowlab_capture_batch_failed"),
+		noSettings: proxywasm.DefineCounterMetric("shadowlab_capture_no_settings"),
 	}
 	if err := proxywasm.SetTickPeriodMilliSeconds(c.cfg.TickMs); err != nil {
 		proxywasm.LogCritical("shadowlab capture: setting tick period: " + err.Error())
@@ -78,6 +113,47 @@ func (c *captureContext) OnPluginStart(int) (status types.OnPluginStartStatus) {
 
 func (c *captureContext) NewHttpContext(uint32) types.HttpContext {
 	return &captureStream{c: c}
+}
+
+// route is the capture settings of the request's route: its metadata's
+// (parsed once per distinct value), else the instance's own; nil when
+// there are none or they are not valid, counted (the request is not
+// captured).
+func (c *captureContext) route() *captureRoute {
+	raw, err := proxywasm.GetProperty(routeMetadataPath)
+	if err != nil || len(raw) == 0 {
+		if c.fixed == nil {
+			c.noSettings("no route metadata " + wire.MetadataNamespace + "." + wire.MetadataCapture)
+		}
+		return c.fixed
+	}
+	r, ok := c.routes[string(raw)]
+	if !ok {
+		if len(c.routes) >= maxCachedRoutes {
+			clear(c.routes)
+		}
+		cfg, err := wire.ParseCaptureRoute(raw)
+		if err == nil {
+			r = newCaptureRoute(cfg)
+		} else {
+			proxywasm.LogWarn("shadowlab capture: Envoy route " + strconv.Quote(envoyRoute()) + ": " + logConfigError(err) + ": not captured")
+		}
+		c.routes[string(raw)] = r
+	}
+	if r == nil {
+		inc(c.m.noSettings, 1)
+	}
+	return r
+}
+
+// noSettings counts a request on a route without settings, and warns at
+// the first.
+func (c *captureContext) noSettings(why string) {
+	inc(c.m.noSettings, 1)
+	if !c.warned {
+		c.warned = true
+		proxywasm.LogWarn("shadowlab capture: Envoy route " + strconv.Quote(envoyRoute()) + " has " + why + ": not captured (counted in shadowlab_capture_no_settings)")
+	}
 }
 
 // OnTick sends the records gathered since the last batch, unless
@@ -132,18 +208,24 @@ func (c *captureContext) onBatchDone(numHeaders, records int) {
 type captureStream struct {
 	types.DefaultHttpContext
 	c        *captureContext
-	start    time.Time // request headers seen
-	end      time.Time // the response's last byte seen (zero until then)
+	r        *captureRoute // the route's settings (set unless skip)
+	start    time.Time     // request headers seen
+	end      time.Time     // the response's last byte seen (zero until then)
 	rec      wire.CaptureRecord
 	sawResp  bool
 	complete bool
 	grpc     bool // the response is gRPC's: its status and encoding are kept too
-	skip     bool // not this instance's route, or not in its sample: nothing recorded
+	skip     bool // no settings, not this instance's route, or not in its sample: nothing recorded
 }
 
 func (s *captureStream) OnHttpRequestHeaders(int, bool) types.Action {
 	defer recoverIn("capture request headers")
-	cfg := &s.c.cfg
+	s.r = s.c.route()
+	if s.r == nil {
+		s.skip = true
+		return types.ActionContinue
+	}
+	cfg := &s.r.cfg
 	if cfg.EnvoyRoutes != "" && !wire.InRoutes(cfg.EnvoyRoutes, envoyRoute()) { // the property is read only where needed: a host call per request
 		s.skip = true
 		return types.ActionContinue
@@ -179,7 +261,7 @@ func (s *captureStream) OnHttpResponseHeaders(_ int, endOfStream bool) types.Act
 	if st, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
 		s.rec.Status, _ = strconv.Atoi(st)
 	}
-	for _, h := range s.c.headers {
+	for _, h := range s.r.headers {
 		if v, err := proxywasm.GetHttpResponseHeader(h); err == nil {
 			s.rec.Headers = append(s.rec.Headers, [2]string{h, v})
 			s.grpc = s.grpc || h == "content-type" && strings.HasPrefix(v, "application/grpc")
@@ -233,7 +315,7 @@ func (s *captureStream) OnHttpResponseBody(size int, endOfStream bool) types.Act
 	if s.rec.Flags&wire.FlagTooLarge != 0 {
 		return types.ActionContinue
 	}
-	if uint64(len(s.rec.Body))+uint64(size) > uint64(s.c.cfg.MaxBodyBytes) {
+	if uint64(len(s.rec.Body))+uint64(size) > uint64(s.r.cfg.MaxBodyBytes) {
 		s.rec.Flags |= wire.FlagTooLarge
 		s.rec.Body = nil
 		return types.ActionContinue
@@ -254,7 +336,7 @@ func (s *captureStream) OnHttpStreamDone() {
 	if !s.sawResp || !s.complete {
 		s.rec.Flags |= wire.FlagIncomplete
 	}
-	s.rec.Route = c.cfg.Route
+	s.rec.Route = s.r.cfg.Route
 	end := s.end
 	if end.IsZero() {
 		end = c.vm.now()

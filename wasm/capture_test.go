@@ -3,6 +3,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,159 @@ func TestCaptureGRPCTrailers(t *testing.T) {
 	require.Equal(t, [][2]string{{"content-type", "application/json"}}, plain.Headers, "gRPC fields are read for gRPC only")
 	require.Nil(t, plain.Trailers)
 	require.Zero(t, plain.Flags&wire.FlagIncomplete)
+}
+
+// instanceConfig is one capture instance per listener: no route, the
+// routes' settings come from their metadata.
+const instanceConfig = `{"report_cluster":"shadowlab_api"}`
+
+// onRoute makes the next requests take an Envoy route whose capture
+// metadata is settings (the emulator's properties are global).
+func onRoute(t *testing.T, host proxytest.HostEmulator, settings string) {
+	t.Helper()
+	require.NoError(t, host.SetProperty(routeMetadataPath, []byte(settings)))
+}
+
+func recordsByID(t *testing.T, host proxytest.HostEmulator) map[string]wire.CaptureRecord {
+	t.Helper()
+	out := map[string]wire.CaptureRecord{}
+	for _, b := range batches(t, host) {
+		for _, r := range b {
+			out[r.RequestID] = r
+		}
+	}
+	return out
+}
+
+// TestCaptureRouteMetadata: one instance captures every route with the
+// settings in the route's metadata; a route without valid settings is not
+// captured, and counted.
+func TestCaptureRouteMetadata(t *testing.T) {
+	clock := &fakeClock{t: start}
+	host := newCaptureHost(t, instanceConfig, clock)
+	exchange(t, host, clock, "id-none", "200", []string{"{}"}, true) // switched on, no metadata
+	require.EqualValues(t, 1, captureCounter(t, host, "no_settings"))
+	require.Len(t, host.GetWarnLogs(), 1)
+
+	orders := wire.CaptureConfig{Route: "orders", MaxBodyBytes: 4, Headers: "x-version"}
+	users := wire.CaptureConfig{Route: "users"}
+	onRoute(t, host, string(orders.AppendRouteJSON(nil)))
+	exchange(t, host, clock, "id-o1", "200", []string{"{}"}, true)
+	exchange(t, host, clock, "id-o2", "200", []string{`{"a":1}`}, true) // over orders' 4 bytes
+	onRoute(t, host, string(users.AppendRouteJSON(nil)))
+	exchange(t, host, clock, "id-u1", "200", []string{`{"a":1}`}, true) // users: 1 MiB
+	onRoute(t, host, `{"route":"bad","report_cluster":"x"}`)
+	exchange(t, host, clock, "id-bad1", "200", nil, true)
+	exchange(t, host, clock, "id-bad2", "200", nil, true)
+	onRoute(t, host, "\x00\x00\x00\x00\x00\x00\x1c\x40") // a number, as Envoy hands it
+	exchange(t, host, clock, "id-num", "200", nil, true)
+	onRoute(t, host, string(orders.AppendRouteJSON(nil)))
+	exchange(t, host, clock, "id-o3", "200", nil, true)
+
+	host.Tick()
+	got := recordsByID(t, host)
+	require.Len(t, got, 4)
+	require.Equal(t, wire.CaptureRecord{Route: "orders", RequestID: "id-o1", Method: "GET", Target: "/r/1?q=a", Status: 200, LatencyMicros: 3000,
+		BodyBytes: 2, Headers: [][2]string{{"content-type", "application/json"}, {"x-version", "2"}}, Body: []byte("{}")}, got["id-o1"])
+	require.Equal(t, uint8(wire.FlagTooLarge), got["id-o2"].Flags)
+	require.Equal(t, "orders", got["id-o3"].Route)
+	require.Equal(t, wire.CaptureRecord{Route: "users", RequestID: "id-u1", Method: "GET", Target: "/r/1?q=a", Status: 200, LatencyMicros: 3000,
+		BodyBytes: 7, Headers: [][2]string{{"content-type", "application/json"}}, Body: []byte(`{"a":1}`)}, got["id-u1"], "users keeps no x-version")
+	require.EqualValues(t, 4, captureCounter(t, host, "records"))
+	require.EqualValues(t, 4, captureCounter(t, host, "no_settings"), "no metadata, twice bad, a number")
+	warns := strings.Join(host.GetWarnLogs(), "\n")
+	require.Equal(t, 1, strings.Count(warns, "shadowlab.capture.report_cluster: unknown field"), "bad settings parsed and logged once: %s", warns)
+	require.Contains(t, warns, "shadowlab.capture: expected '{'")
+}
+
+// An instance configured with a route captures it as before, unless the
+// route's metadata says otherwise.
+func TestCaptureRouteMetadataWins(t *testing.T) {
+	clock := &fakeClock{t: start}
+	host := newCaptureHost(t, captureConfig, clock)
+	exchange(t, host, clock, "id-1", "200", []string{`{"a":1}`}, true)
+	onRoute(t, host, `{"route":"other","headers":"set-cookie"}`)
+	exchange(t, host, clock, "id-2", "200", []string{`{"a":1}`}, true)
+	host.Tick()
+	got := recordsByID(t, host)
+	require.Equal(t, "r", got["id-1"].Route)
+	require.Equal(t, [][2]string{{"content-type", "application/json"}, {"x-version", "2"}}, got["id-1"].Headers)
+	require.Equal(t, "other", got["id-2"].Route)
+	require.Equal(t, [][2]string{{"content-type", "application/json"}}, got["id-2"].Headers, "its own headers, never set-cookie")
+	require.Zero(t, captureCounter(t, host, "no_settings"))
+}
+
+// Sampling is per route: each route's metadata has its own share and
+// mark.
+func TestCaptureRouteMetadataSamples(t *testing.T) {
+	clock := &fakeClock{t: start}
+	host := newCaptureHost(t, instanceConfig, clock)
+	sampled := wire.CaptureConfig{Route: "half", SampleHeader: wire.HeaderSample, SamplePerMillion: 500_000, SampleStickyHeader: "x-user"}
+	routes := map[string]string{"half": string(sampled.AppendRouteJSON(nil)), "all": `{"route":"all"}`}
+	want := map[string]int{}
+	users := 0
+	for i := range 40 {
+		user := "u" + string(rune('a'+i%26)) + string(rune('0'+i/26))
+		for _, route := range []string{"half", "all"} {
+			onRoute(t, host, routes[route])
+			ctx := host.InitializeHttpContext()
+			headers := [][2]string{{":method", "GET"}, {":path", "/"}, {wire.HeaderRequestID, route + "-" + user}, {"x-user", user}}
+			require.Equal(t, types.ActionContinue, host.CallOnRequestHeaders(ctx, headers, true))
+			mark := header(host.GetCurrentRequestHeaders(ctx), wire.HeaderSample)
+			in := route == "all" || wire.Sampled(sampled.SampleKey("", requestHeaderOf(headers), ""), 500_000)
+			if route == "half" {
+				require.Equal(t, in, mark == wire.MarkOn, user)
+				if in {
+					users++
+				}
+			} else {
+				require.Empty(t, mark, "the route that does not sample marks nothing")
+			}
+			if in {
+				want[route]++
+			}
+			require.Equal(t, types.ActionContinue, host.CallOnResponseHeaders(ctx, [][2]string{{":status", "200"}}, true))
+			host.CompleteHttpContext(ctx)
+		}
+	}
+	require.Positive(t, users)
+	require.Less(t, users, 40)
+	host.Tick()
+	got := map[string]int{}
+	for _, r := range recordsByID(t, host) {
+		got[r.Route]++
+	}
+	require.Equal(t, want, got)
+	require.Equal(t, 40, got["all"])
+}
+
+func requestHeaderOf(headers [][2]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v := header(headers, name)
+		return v, v != ""
+	}
+}
+
+// The settings are parsed once per distinct value, and the cache is
+// bounded: full, it starts over.
+func TestCaptureRouteCache(t *testing.T) {
+	clock := &fakeClock{t: start}
+	host := newCaptureHost(t, instanceConfig, clock)
+	c := newCaptureContext(&vmContext{now: clock.now})
+	first := `{"route":"r0"}`
+	onRoute(t, host, first)
+	r := c.route()
+	require.Equal(t, "r0", r.cfg.Route)
+	require.Equal(t, uint32(wire.DefaultCaptureBodyBytes), r.cfg.MaxBodyBytes)
+	require.Same(t, r, c.route(), "cached: one property read and one map lookup")
+	for i := 1; i < maxCachedRoutes; i++ {
+		onRoute(t, host, `{"route":"r`+strconv.Itoa(i)+`"}`)
+		require.NotNil(t, c.route())
+	}
+	require.Len(t, c.routes, maxCachedRoutes)
+	onRoute(t, host, `{"route":"one more"}`)
+	require.Equal(t, "one more", c.route().cfg.Route)
+	require.Len(t, c.routes, 1, "full: cleared")
+	onRoute(t, host, first)
+	require.NotSame(t, r, c.route(), "parsed again")
 }

@@ -220,10 +220,38 @@ const (
 	CaptureRootID   = "shadowlab_capture"
 )
 
-// CaptureConfig is the configuration of one capture instance (one per
-// mirrored route), a flat JSON object like PluginConfig's.
+// Route metadata of a capturing Envoy route, for a capture instance
+// configured without a route: metadata.filter_metadata[MetadataNamespace]
+// is a Struct whose field MetadataCapture is a string, the route's
+// settings as CaptureConfig.AppendRouteJSON writes them. The plugin reads
+// it as the property xds.route_metadata.filter_metadata.shadowlab.capture.
+const (
+	MetadataNamespace = "shadowlab"
+	MetadataCapture   = "capture"
+)
+
+// CaptureConfig configures the capture, a flat JSON object like
+// PluginConfig's. Its fields are of two kinds:
+//
+//   - per route (Route, MaxBodyBytes, Headers, EnvoyRoutes and the Sample
+//     fields): what is captured on an Envoy route, and for which policy
+//     route;
+//   - per instance (ReportCluster, ReportPath, ReportAuthority, TickMs,
+//     MaxPendingBytes, MaxInflight): how each worker sends the batches of
+//     every route the instance captures, and their bounds.
+//
+// An instance configured with a Route captures that policy route wherever
+// it is switched on (one instance per policy route: the manifests of
+// package render). An instance configured without one (ParseCaptureConfig
+// then refuses the per-route fields) takes the settings of each Envoy
+// route from its route metadata (MetadataNamespace, AppendRouteJSON,
+// ParseCaptureRoute): one instance per listener serves every route, and
+// does not capture a route without them. Route metadata, when an Envoy
+// route has it, wins in both cases.
 type CaptureConfig struct {
-	// Route is the policy route the captured answers belong to. Required.
+	// Route is the policy route the captured answers belong to. Required
+	// in route metadata; "" in an instance's configuration: the settings
+	// come from route metadata.
 	Route string
 	// MaxBodyBytes is the most of a body kept; a longer one is recorded as
 	// FlagTooLarge without its bytes. Default 1 MiB.
@@ -313,49 +341,72 @@ const (
 
 func (c *CaptureConfig) fields() []pluginField {
 	return []pluginField{
-		{name: "route", str: &c.Route},
-		{name: "max_body_bytes", u32: &c.MaxBodyBytes, optional: true},
-		{name: "headers", str: &c.Headers, optional: true},
+		{name: "route", str: &c.Route, optional: true, perRoute: true},
+		{name: "max_body_bytes", u32: &c.MaxBodyBytes, optional: true, perRoute: true},
+		{name: "headers", str: &c.Headers, optional: true, perRoute: true},
 		{name: "report_cluster", str: &c.ReportCluster},
 		{name: "report_path", str: &c.ReportPath, optional: true},
 		{name: "report_authority", str: &c.ReportAuthority, optional: true},
 		{name: "tick_ms", u32: &c.TickMs, optional: true},
 		{name: "max_pending_bytes", u32: &c.MaxPendingBytes, optional: true},
 		{name: "max_inflight", u32: &c.MaxInflight, optional: true},
-		{name: "envoy_routes", str: &c.EnvoyRoutes, optional: true},
-		{name: "sample_header", str: &c.SampleHeader, optional: true},
-		{name: "sample_per_million", u32: &c.SamplePerMillion, optional: true},
-		{name: "sample_methods", str: &c.SampleMethods, optional: true},
-		{name: "sample_tenant_header", str: &c.SampleTenantHeader, optional: true},
-		{name: "sample_tenants", str: &c.SampleTenants, optional: true},
-		{name: "sample_sticky_header", str: &c.SampleStickyHeader, optional: true},
+		{name: "envoy_routes", str: &c.EnvoyRoutes, optional: true, perRoute: true},
+		{name: "sample_header", str: &c.SampleHeader, optional: true, perRoute: true},
+		{name: "sample_per_million", u32: &c.SamplePerMillion, optional: true, perRoute: true},
+		{name: "sample_methods", str: &c.SampleMethods, optional: true, perRoute: true},
+		{name: "sample_tenant_header", str: &c.SampleTenantHeader, optional: true, perRoute: true},
+		{name: "sample_tenants", str: &c.SampleTenants, optional: true, perRoute: true},
+		{name: "sample_sticky_header", str: &c.SampleStickyHeader, optional: true, perRoute: true},
 	}
+}
+
+// routeFields are c's per-route fields.
+func (c *CaptureConfig) routeFields() []pluginField {
+	var out []pluginField
+	for _, f := range c.fields() {
+		if f.perRoute {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // AppendJSON appends c as the plugin reads it.
 func (c CaptureConfig) AppendJSON(b []byte) []byte { return appendFields(b, c.fields()) }
 
-// ParseCaptureConfig reads a capture configuration, applies the defaults
-// and reports every problem at once.
+// AppendRouteJSON appends c's per-route fields as route metadata carries
+// them (MetadataCapture); the instance's fields are left out.
+func (c CaptureConfig) AppendRouteJSON(b []byte) []byte { return appendFields(b, c.routeFields()) }
+
+// metadataAt names route metadata's settings in errors.
+const metadataAt = MetadataNamespace + "." + MetadataCapture
+
+// ParseCaptureConfig reads an instance's configuration, applies the
+// defaults and reports every problem at once. Without a route, the
+// per-route fields are refused: they come from route metadata.
 func ParseCaptureConfig(data []byte) (CaptureConfig, error) {
 	var c CaptureConfig
-	if err := parseFields(data, c.fields(), `{"route": "...", "report_cluster": "..."}`); err != nil {
+	const at = "configuration"
+	if err := parseFields(data, c.fields(), at, `{"report_cluster": "..."}`); err != nil {
 		return c, err
 	}
 	var errs []error
-	if c.Route == "" {
-		errs = append(errs, errors.New("configuration.route: required"))
+	if c.Route != "" {
+		errs = c.routeDefaults(at)
+	} else {
+		for _, f := range c.routeFields() {
+			if !f.zero() {
+				errs = append(errs, errors.New(at+"."+f.name+": set per route, in route metadata "+metadataAt+", when route is empty"))
+			}
+		}
 	}
 	if c.ReportCluster == "" {
-		errs = append(errs, errors.New("configuration.report_cluster: required"))
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultCaptureBodyBytes
+		errs = append(errs, errors.New(at+".report_cluster: required"))
 	}
 	if c.ReportPath == "" {
 		c.ReportPath = CapturePath
 	} else if c.ReportPath[0] != '/' {
-		errs = append(errs, errors.New("configuration.report_path: must start with / (got "+strconv.Quote(c.ReportPath)+")"))
+		errs = append(errs, errors.New(at+".report_path: must start with / (got "+strconv.Quote(c.ReportPath)+")"))
 	}
 	if c.ReportAuthority == "" {
 		c.ReportAuthority = ReportAuthority
@@ -369,15 +420,40 @@ func ParseCaptureConfig(data []byte) (CaptureConfig, error) {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultCaptureInflight
 	}
+	return c, errors.Join(errs...)
+}
+
+// ParseCaptureRoute reads the settings of an Envoy route's metadata
+// (AppendRouteJSON), applies the defaults as ParseCaptureConfig does and
+// reports every problem at once, each as "shadowlab.capture.<field>: ...".
+// The instance's fields are unknown here; they are zero in the result.
+func ParseCaptureRoute(data []byte) (CaptureConfig, error) {
+	var c CaptureConfig
+	if err := parseFields(data, c.routeFields(), metadataAt, `{"route": "..."}`); err != nil {
+		return c, err
+	}
+	return c, errors.Join(c.routeDefaults(metadataAt)...)
+}
+
+// routeDefaults checks c's per-route fields and applies their defaults;
+// at names the configuration in errors.
+func (c *CaptureConfig) routeDefaults(at string) []error {
+	var errs []error
+	if c.Route == "" {
+		errs = append(errs, errors.New(at+".route: required"))
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultCaptureBodyBytes
+	}
 	if c.SamplePerMillion > 1_000_000 {
-		errs = append(errs, errors.New("configuration.sample_per_million: at most 1000000 (got "+strconv.FormatUint(uint64(c.SamplePerMillion), 10)+")"))
+		errs = append(errs, errors.New(at+".sample_per_million: at most 1000000 (got "+strconv.FormatUint(uint64(c.SamplePerMillion), 10)+")"))
 	}
 	for _, h := range []struct{ name, v string }{{"sample_header", c.SampleHeader}, {"sample_sticky_header", c.SampleStickyHeader}} {
 		if h.v != "" && (h.v != strings.ToLower(h.v) || strings.ContainsAny(h.v, " :,")) {
-			errs = append(errs, errors.New("configuration."+h.name+": a lower-case header name (got "+strconv.Quote(h.v)+")"))
+			errs = append(errs, errors.New(at+"."+h.name+": a lower-case header name (got "+strconv.Quote(h.v)+")"))
 		}
 	}
-	return c, errors.Join(errs...)
+	return errs
 }
 
 // Sampled reports whether a request with this x-request-id is in a sample

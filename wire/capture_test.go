@@ -119,9 +119,83 @@ func TestCaptureConfig(t *testing.T) {
 	_, err = ParseCaptureConfig([]byte(`{"max_body_bytes":"x","report_path":"p"}`))
 	require.ErrorContains(t, err, "configuration.max_body_bytes: must be a whole number")
 	_, err = ParseCaptureConfig([]byte(`{"report_path":"p"}`))
-	require.Equal(t, "configuration.route: required\nconfiguration.report_cluster: required\nconfiguration.report_path: must start with / (got \"p\")", err.Error())
+	require.Equal(t, "configuration.report_cluster: required\nconfiguration.report_path: must start with / (got \"p\")", err.Error())
 	_, err = ParseCaptureConfig(nil)
 	require.ErrorContains(t, err, "configuration: empty")
+}
+
+// One instance per listener: its configuration has no route and only the
+// per-instance fields; each Envoy route's settings travel in its metadata.
+func TestCaptureConfigWithoutRoute(t *testing.T) {
+	got, err := ParseCaptureConfig([]byte(`{"report_cluster":"shadowlab_api","tick_ms":100}`))
+	require.NoError(t, err)
+	require.Equal(t, CaptureConfig{ReportCluster: "shadowlab_api", ReportPath: CapturePath, ReportAuthority: ReportAuthority,
+		TickMs: 100, MaxPendingBytes: DefaultCapturePending, MaxInflight: DefaultCaptureInflight}, got, "no per-route defaults")
+	require.Equal(t, `{"report_cluster":"shadowlab_api","report_path":"/api/v1/capture","report_authority":"shadowlab","tick_ms":100,"max_pending_bytes":8388608,"max_inflight":4}`,
+		string(got.AppendJSON(nil)), "no route written")
+
+	_, err = ParseCaptureConfig([]byte(`{"report_cluster":"api","headers":"x-v","sample_per_million":5,"route":""}`))
+	require.Equal(t, "configuration.headers: set per route, in route metadata shadowlab.capture, when route is empty\n"+
+		"configuration.sample_per_million: set per route, in route metadata shadowlab.capture, when route is empty", err.Error())
+}
+
+func TestCaptureRoute(t *testing.T) {
+	full := CaptureConfig{Route: "orders", MaxBodyBytes: 64, Headers: "x-version", EnvoyRoutes: "orders.mirror",
+		SampleHeader: HeaderSample, SamplePerMillion: 250_000, SampleMethods: "GET,HEAD", SampleTenantHeader: "x-tenant",
+		SampleTenants: "acme\nglobex", SampleStickyHeader: "x-user-id",
+		ReportCluster: "api", ReportPath: "/p", ReportAuthority: "a", TickMs: 100, MaxPendingBytes: 1, MaxInflight: 1}
+	perRoute := full
+	perRoute.ReportCluster, perRoute.ReportPath, perRoute.ReportAuthority = "", "", ""
+	perRoute.TickMs, perRoute.MaxPendingBytes, perRoute.MaxInflight = 0, 0, 0
+
+	tests := map[string]struct {
+		json string
+		want CaptureConfig
+		err  string
+	}{
+		"every per-route field": {json: string(full.AppendRouteJSON(nil)), want: perRoute},
+		"defaults":              {json: `{"route":"r"}`, want: CaptureConfig{Route: "r", MaxBodyBytes: DefaultCaptureBodyBytes}},
+		"route required":        {json: `{"headers":"x-v"}`, err: "shadowlab.capture.route: required"},
+		"instance field":        {json: `{"route":"r","report_cluster":"api"}`, err: "shadowlab.capture.report_cluster: unknown field"},
+		"every problem": {json: `{"sample_per_million":1000001,"sample_header":"X-S"}`,
+			err: "shadowlab.capture.route: required\nshadowlab.capture.sample_per_million: at most 1000000 (got 1000001)\n" +
+				"shadowlab.capture.sample_header: a lower-case header name (got \"X-S\")"},
+		"wrong type":    {json: `{"route":1}`, err: "shadowlab.capture.route: must be a string"},
+		"not an object": {json: `"{\"route\":\"r\"}"`, err: "shadowlab.capture: expected '{' at offset 0"},
+		"empty":         {json: ``, err: "shadowlab.capture: empty, need at least {\"route\": \"...\"}"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := ParseCaptureRoute([]byte(tc.json))
+			if tc.err != "" {
+				require.EqualError(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+	require.Equal(t, `{"route":"orders","max_body_bytes":64,"headers":"x-version","envoy_routes":"orders.mirror",`+
+		`"sample_header":"x-shadowlab-sample","sample_per_million":250000,"sample_methods":"GET,HEAD","sample_tenant_header":"x-tenant",`+
+		`"sample_tenants":"acme\u000aglobex","sample_sticky_header":"x-user-id"}`, string(full.AppendRouteJSON(nil)))
+}
+
+// FuzzParseCaptureRoute: never panics, and what it accepts it writes back
+// (AppendRouteJSON) as settings that parse to the same.
+func FuzzParseCaptureRoute(f *testing.F) {
+	f.Add([]byte(`{"route":"r","max_body_bytes":64,"headers":"x-v","sample_header":"x-s","sample_per_million":5}`))
+	f.Add([]byte(`{"route":"r","sample_tenants":"a\nb","sample_sticky_header":"x-user-id"}`))
+	f.Add([]byte(`{"route":"r","report_cluster":"api"}`))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0x1c, 0x40}) // a number in the metadata: Envoy hands its double
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseCaptureRoute(data)
+		if err != nil {
+			return
+		}
+		again, err := ParseCaptureRoute(c.AppendRouteJSON(nil))
+		require.NoError(t, err)
+		require.Equal(t, c, again)
+	})
 }
 
 func TestSampleCandidate(t *testing.T) {

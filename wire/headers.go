@@ -40,6 +40,12 @@ const (
 // shadowlab (the mirror, the admission plugin and server) sets them.
 const HeaderPrefix = "x-shadowlab-"
 
+// HeaderScope is the scope key of a request on a listener whose routes are
+// split by first path segment: "<listener><path without its query>",
+// written by Envoy's early header mutation before the route is chosen and
+// removed before the request leaves Envoy.
+const HeaderScope = "x-shadowlab-scope"
+
 // Marks are the headers that mark a mirrored request: only shadowlab's own
 // configuration may set them.
 var Marks = []string{HeaderShadow, HeaderRoute, HeaderDryRun}

@@ -88,6 +88,9 @@ type pluginField struct {
 	u32      *uint32
 	u64      *uint64
 	optional bool
+	// perRoute marks a CaptureConfig field set per Envoy route (route
+	// metadata), not per instance.
+	perRoute bool
 }
 
 func (c *PluginConfig) fields() []pluginField {
@@ -144,14 +147,15 @@ func appendFields(b []byte, fields []pluginField) []byte {
 }
 
 // parseFields reads a flat JSON object into fields: every type problem and
-// unknown field, each as "configuration.<field>: ...".
-func parseFields(data []byte, fields []pluginField, needs string) error {
+// unknown field, each as "<at>.<field>: ..." (at is "configuration" for a
+// plugin configuration).
+func parseFields(data []byte, fields []pluginField, at, needs string) error {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.New("configuration: empty, need at least " + needs)
+		return errors.New(at + ": empty, need at least " + needs)
 	}
 	values, err := parseFlatObject(data)
 	if err != nil {
-		return errors.New("configuration: " + err.Error())
+		return errors.New(at + ": " + err.Error())
 	}
 	byName := map[string]pluginField{}
 	for _, f := range fields {
@@ -166,11 +170,11 @@ func parseFields(data []byte, fields []pluginField, needs string) error {
 	for _, k := range names {
 		f, ok := byName[k]
 		if !ok {
-			errs = append(errs, errors.New("configuration."+k+": unknown field"))
+			errs = append(errs, errors.New(at+"."+k+": unknown field"))
 			continue
 		}
 		if err := f.set(values[k]); err != nil {
-			errs = append(errs, errors.New("configuration."+k+": "+err.Error()))
+			errs = append(errs, errors.New(at+"."+k+": "+err.Error()))
 		}
 	}
 	return errors.Join(errs...)
@@ -184,7 +188,7 @@ func parseFields(data []byte, fields []pluginField, needs string) error {
 // plugin with admission.Config.Validate.
 func ParsePluginConfig(data []byte) (PluginConfig, error) {
 	var c PluginConfig
-	if err := parseFields(data, c.fields(), `{"limit": N, "max_delay_ms": N}`); err != nil {
+	if err := parseFields(data, c.fields(), "configuration", `{"limit": N, "max_delay_ms": N}`); err != nil {
 		return c, err
 	}
 	var errs []error
@@ -229,6 +233,17 @@ func (c *PluginConfig) defaults() {
 	if c.ReportMs == 0 {
 		c.ReportMs = DefaultReportMs
 	}
+}
+
+// zero reports whether f holds its zero value (is unset).
+func (f pluginField) zero() bool {
+	switch {
+	case f.str != nil:
+		return *f.str == ""
+	case f.u32 != nil:
+		return *f.u32 == 0
+	}
+	return *f.u64 == 0
 }
 
 func (f pluginField) set(v jsonValue) error {

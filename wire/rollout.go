@@ -52,7 +52,7 @@ func (c RolloutConfig) AppendJSON(b []byte) []byte { return appendFields(b, c.fi
 // problem at once.
 func ParseRolloutConfig(data []byte) (RolloutConfig, error) {
 	var c RolloutConfig
-	if err := parseFields(data, c.fields(), `{"route": "...", "sticky_header": "x-user-id"}`); err != nil {
+	if err := parseFields(data, c.fields(), "configuration", `{"route": "...", "sticky_header": "x-user-id"}`); err != nil {
 		return c, err
 	}
 	var errs []error

@@ -9,7 +9,7 @@ import (
 )
 
 // bigPolicy is a policy with n mirrored routes, each for two tenants.
-func bigPolicy(b *testing.B, n int) *policy.Policy {
+func bigPolicy(b testing.TB, n int) *policy.Policy {
 	b.Helper()
 	var sb strings.Builder
 	sb.WriteString("version: 1\nlisteners: [{name: ingress, address: \"127.0.0.1:10000\"}]\n")

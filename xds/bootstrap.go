@@ -83,18 +83,23 @@ func Bootstrap(cfg BootstrapConfig) (*bootstrapv3.Bootstrap, error) {
 				TypedExtensionProtocolOptions: map[string]*anypb.Any{httpProtocolOptionsKey: http2Options()},
 			}},
 		},
-		LayeredRuntime: &bootstrapv3.LayeredRuntime{Layers: []*bootstrapv3.RuntimeLayer{
-			{Name: "defaults", LayerSpecifier: &bootstrapv3.RuntimeLayer_StaticLayer{StaticLayer: &structpb.Struct{}}},
-			{Name: RuntimeLayer, LayerSpecifier: &bootstrapv3.RuntimeLayer_RtdsLayer_{RtdsLayer: &bootstrapv3.RuntimeLayer_RtdsLayer{
-				Name:       RuntimeLayer,
-				RtdsConfig: adsSource(),
-			}}},
-			{Name: "admin", LayerSpecifier: &bootstrapv3.RuntimeLayer_AdminLayer_{AdminLayer: &bootstrapv3.RuntimeLayer_AdminLayer{}}},
-		}},
+		LayeredRuntime: &bootstrapv3.LayeredRuntime{Layers: runtimeBootstrapLayers()},
 	}
 	toShadowlab(b.StaticResources.Clusters[0], cfg.TLS, "h2")
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("bootstrap fails Envoy validation: %w", err)
 	}
 	return b, nil
+}
+
+// runtimeBootstrapLayers are Envoy's runtime layers: defaults, the
+// percentages' RTDS shards (RuntimeShardName), and the admin layer.
+func runtimeBootstrapLayers() []*bootstrapv3.RuntimeLayer {
+	layers := []*bootstrapv3.RuntimeLayer{{Name: "defaults", LayerSpecifier: &bootstrapv3.RuntimeLayer_StaticLayer{StaticLayer: &structpb.Struct{}}}}
+	for i := range RuntimeShards {
+		name := RuntimeShardName(i)
+		layers = append(layers, &bootstrapv3.RuntimeLayer{Name: name, LayerSpecifier: &bootstrapv3.RuntimeLayer_RtdsLayer_{
+			RtdsLayer: &bootstrapv3.RuntimeLayer_RtdsLayer{Name: name, RtdsConfig: adsSource()}}})
+	}
+	return append(layers, &bootstrapv3.RuntimeLayer{Name: "admin", LayerSpecifier: &bootstrapv3.RuntimeLayer_AdminLayer_{AdminLayer: &bootstrapv3.RuntimeLayer_AdminLayer{}}})
 }

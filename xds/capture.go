@@ -8,10 +8,12 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/shadowlab/shadowlab/policy"
@@ -76,18 +78,32 @@ func checkCapture(p *policy.Policy, opts Options) []error {
 	return errs
 }
 
-// captureWasmFilters are the plugin's capture instances, one per mirrored
-// route, each off unless the route's sampled variants switch it on: only
-// mirrored requests are captured, and nothing else pays for it.
+// captureWasmFilters is the plugin's capture instance when some route is
+// captured: one for every route, off unless a route's sampled variants
+// switch it on (captureOn), so only mirrored requests are captured and
+// nothing else pays for it. Its own configuration holds what every route
+// shares (where batches go, how often); each route's settings travel in
+// its Envoy routes' metadata, so adding, editing or removing a captured
+// route changes routes, never the listener (whose update would drain
+// connections), and 10 000 captured routes are one plugin instance, not
+// 10 000 each with its own timer.
 func captureWasmFilters(p *policy.Policy, opts Options) []*hcmv3.HttpFilter {
-	var out []*hcmv3.HttpFilter
-	for _, r := range p.Routes {
-		if opts.captureOf(r) != captureGateway {
-			continue
-		}
-		out = append(out, offPlugin(CaptureWasmFilter(r.Name), wire.CaptureRootID, captureConfig(r).AppendJSON(nil), opts))
+	if !opts.captured(p, captureGateway) {
+		return nil
 	}
-	return out
+	base := wire.CaptureConfig{ReportCluster: APICluster, ReportPath: wire.CapturePath, ReportAuthority: wire.ReportAuthority, TickMs: captureTickMs}
+	return []*hcmv3.HttpFilter{offPlugin(CaptureWasmFilter, wire.CaptureRootID, base.AppendJSON(nil), opts)}
+}
+
+// captureOn switches the capture instance on for Envoy route rt of policy
+// route r, with r's settings in rt's metadata (wire.MetadataNamespace,
+// wire.MetadataCapture), where the plugin reads them.
+func captureOn(rt *routev3.Route, r *policy.Route) {
+	switchOn(rt, CaptureWasmFilter)
+	settings := structpb.NewStringValue(string(captureConfig(r).AppendRouteJSON(nil)))
+	rt.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		wire.MetadataNamespace: {Fields: map[string]*structpb.Value{wire.MetadataCapture: settings}},
+	}}
 }
 
 // offPlugin is an instance of the plugin named name, in the role rootID,

@@ -1,6 +1,11 @@
 package xds
 
-import "github.com/shadowlab/shadowlab/wire"
+import (
+	"fmt"
+	"hash/fnv"
+
+	"github.com/shadowlab/shadowlab/wire"
+)
 
 // Every Envoy-facing name shadowlab produces comes from this file: clusters,
 // listeners, route configurations, runtime keys, stat prefixes and filters.
@@ -10,7 +15,9 @@ import "github.com/shadowlab/shadowlab/wire"
 // reports) is package wire's.
 
 const (
-	// RuntimeLayer is the RTDS layer (and Runtime resource) name.
+	// RuntimeLayer prefixes the RTDS layers (RuntimeShardName); it was the
+	// one layer's name before they were split, which an Envoy asking for
+	// it has a bootstrap from before.
 	RuntimeLayer = "shadowlab"
 
 	// XDSCluster is the bootstrap's static cluster for the control plane.
@@ -91,9 +98,10 @@ const (
 // instance of policy route r.
 func AdmissionWasmFilter(r string) string { return "shadowlab.admission.local/" + r }
 
-// CaptureWasmFilter is the HTTP filter name of the capture plugin
-// instance of policy route r: it records the primary's answers.
-func CaptureWasmFilter(r string) string { return "shadowlab.capture/" + r }
+// CaptureWasmFilter is the HTTP filter name of the capture plugin's
+// instance, one per listener, which records the primary's answers of the
+// routes that switch it on, each by the settings in its route metadata.
+const CaptureWasmFilter = "shadowlab.capture"
 
 // WasmCodePath is the API path serving the plugin whose SHA-256 is sha
 // (hex).
@@ -107,3 +115,30 @@ func RolloutWasmFilter(r string) string { return "shadowlab.rollout/" + r }
 // CandidateUnsafeRouteName the one for its other methods.
 func CandidateRouteName(r string) string       { return r + "/candidate" }
 func CandidateUnsafeRouteName(r string) string { return r + "/candidate/unsafe" }
+
+// ScopesName is the scoped routes (SRDS) configuration of listener l.
+func ScopesName(l string) string { return "scopes/" + l }
+
+// ScopeName is the scope of listener l's requests whose first path segment
+// is seg; SegmentRouteConfigName its route configuration.
+func ScopeName(l, seg string) string              { return "scope/" + l + "/" + seg }
+func SegmentRouteConfigName(l, seg string) string { return "routes/" + l + "/" + seg }
+
+// RuntimeShards is the number of RTDS layers the mirror percentages are
+// spread over (RuntimeShard): a percentage edit sends Envoy the layer of
+// its route, with about 1/RuntimeShards of the keys, not all of them. Not
+// more: Envoy rebuilds its runtime snapshot from every layer each time one
+// loads, and starting with 256 layers of 10 000 keys took it 5.5 s (16: well
+// under a second).
+const RuntimeShards = 16
+
+// RuntimeShardName is the RTDS layer (and Runtime resource) of shard i.
+func RuntimeShardName(i int) string { return fmt.Sprintf("%s/%x", RuntimeLayer, i) }
+
+// RuntimeShard is the shard whose layer holds route r's percentage: FNV-1a
+// of the name, so a route keeps its layer whatever else changes.
+func RuntimeShard(r string) int {
+	h := fnv.New32a()
+	h.Write([]byte(r))
+	return int(h.Sum32() % RuntimeShards)
+}

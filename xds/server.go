@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	runtimesvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -41,12 +43,24 @@ type fleet struct{}
 func (fleet) ID(*corev3.Node) string { return "shadowlab" }
 
 // Server is the xDS control plane: an ADS server (state of the world and
-// delta on one port) over a snapshot cache that only ever holds a snapshot
+// delta on one port) over snapshot caches that only ever hold a snapshot
 // that translated, validated and was consistent.
+//
+// Each policy is translated twice, from the same route pieces: in one
+// route table per listener for state-of-the-world streams, and with the
+// listeners that allow it scoped by first path segment (Options.ScopeAt)
+// for delta streams. Over delta xDS a scoped edit sends Envoy one small
+// route configuration; over state of the world every route configuration
+// of the type is sent again on any change, and ten thousand small ones
+// weigh more than one table (measured: 5.4 MB against 4.2 MB for one route
+// edited of 10 000), so state-of-the-world Envoys keep the table.
 type Server struct {
-	log   *zap.Logger
-	opts  Options
-	cache cachev3.SnapshotCache
+	log    *zap.Logger
+	opts   Options
+	table  *Translator           // for state-of-the-world streams
+	scoped *Translator           // for delta streams
+	cache  cachev3.SnapshotCache // state of the world
+	delta  cachev3.SnapshotCache
 	// services are more gRPC services served beside xDS (Also).
 	services []func(*grpc.Server)
 
@@ -72,7 +86,10 @@ type response struct{ nonce, version string }
 
 // NewServer returns a control plane with nothing published yet.
 func NewServer(opts Options, log *zap.Logger) *Server {
-	s := &Server{opts: opts, nodes: map[int64]string{}, sent: map[sentKey]response{}}
+	table := opts
+	table.ScopeAt = -1
+	s := &Server{opts: opts, table: NewTranslator(table), nodes: map[int64]string{}, sent: map[sentKey]response{}}
+	s.scoped = s.table.WithScopeAt(opts.ScopeAt)
 	s.log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(c, time.Second, logBurst, 0, zapcore.SamplerHook(func(_ zapcore.Entry, d zapcore.SamplingDecision) {
 			if d&zapcore.LogDropped != 0 {
@@ -81,6 +98,7 @@ func NewServer(opts Options, log *zap.Logger) *Server {
 		}))
 	}))
 	s.cache = cachev3.NewSnapshotCache(true, fleet{}, s.log.Named("cache").Sugar())
+	s.delta = cachev3.NewSnapshotCache(true, fleet{}, s.log.Named("cache").Sugar())
 	return s
 }
 
@@ -100,19 +118,16 @@ func clip(s string) string {
 	return fmt.Sprintf("%s… (%d bytes more)", strings.ToValidUTF8(s[:maxLogged], ""), len(s)-maxLogged)
 }
 
-// Publish translates p and, only if translation, validation and the
+// Publish translates p (incrementally: only the routes that changed since
+// the last policy) and, only if translation, validation and the
 // consistency check all succeed, makes it the snapshot every Envoy receives.
 // On error nothing changes: Envoy keeps the last good config.
 func (s *Server) Publish(ctx context.Context, p *policy.Policy) (string, error) {
-	res, err := Translate(p, s.opts)
-	if err != nil {
-		return "", fmt.Errorf("translating policy: %w", err)
-	}
-	snap, err := res.Snapshot()
+	snap, version, err := translated(s.table, p)
 	if err != nil {
 		return "", err
 	}
-	version, err := res.Version()
+	scoped, _, err := translated(s.scoped, p)
 	if err != nil {
 		return "", err
 	}
@@ -124,9 +139,37 @@ func (s *Server) Publish(ctx context.Context, p *policy.Policy) (string, error) 
 	if err := s.cache.SetSnapshot(ctx, fleet{}.ID(nil), snap); err != nil {
 		return "", fmt.Errorf("setting snapshot: %w", err)
 	}
+	if err := s.delta.SetSnapshot(ctx, fleet{}.ID(nil), scoped); err != nil {
+		return "", fmt.Errorf("setting snapshot: %w", err)
+	}
 	s.version, s.snapshot, s.publishedAt = version, snap, time.Now()
 	s.policy.Store(p)
 	return version, nil
+}
+
+// translated is p's snapshot by translator t, and its version.
+func translated(t *Translator, p *policy.Policy) (*cachev3.Snapshot, string, error) {
+	res, err := t.Translate(p)
+	if err != nil {
+		return nil, "", fmt.Errorf("translating policy: %w", err)
+	}
+	snap, err := res.Snapshot()
+	if err != nil {
+		return nil, "", err
+	}
+	version, err := res.Version()
+	return snap, version, err
+}
+
+// streams serves each kind of stream from its own cache: state of the
+// world from the table snapshot, delta from the scoped one.
+type streams struct {
+	cachev3.SnapshotCache // state of the world, and fetch
+	delta                 cachev3.SnapshotCache
+}
+
+func (c streams) CreateDeltaWatch(r *cachev3.DeltaRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
+	return c.delta.CreateDeltaWatch(r, sub, out)
 }
 
 // Policy is the last policy published (nil before the first).
@@ -160,7 +203,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)
-	srv := serverv3.NewServer(ctx, s.cache, s.callbacks())
+	srv := serverv3.NewServer(ctx, streams{s.cache, s.delta}, s.callbacks())
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	runtimesvcv3.RegisterRuntimeDiscoveryServiceServer(g, srv)
 	for _, register := range s.services {
@@ -188,6 +231,7 @@ func (s *Server) callbacks() serverv3.CallbackFuncs {
 		StreamClosedFunc:      func(id int64, _ *corev3.Node) { s.forget(id) },
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.forget(id) },
 		StreamRequestFunc: func(id int64, r *discoveryv3.DiscoveryRequest) error {
+			s.oldBootstrap(id, r.GetTypeUrl(), r.GetResourceNames())
 			rejected := ""
 			if r.GetErrorDetail() != nil {
 				rejected = s.parkNACK(id, r)
@@ -201,6 +245,7 @@ func (s *Server) callbacks() serverv3.CallbackFuncs {
 			s.sent[sentKey{id, resp.GetTypeUrl()}] = response{resp.GetNonce(), resp.GetVersionInfo()}
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+			s.oldBootstrap(id, r.GetTypeUrl(), r.GetResourceNamesSubscribe())
 			s.onRequest(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", "", r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 			return nil
 		},
@@ -249,6 +294,21 @@ func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, nonce, vers
 			ce.Write(append(fields, zap.String(logVersion, clip(version)), zap.Duration(logTook, took))...)
 		}
 	}
+}
+
+// oldBootstrap warns about an Envoy that asks for the single runtime layer
+// of bootstraps made before the percentages were split into
+// RuntimeShards layers: it is never answered and mirrors nothing until its
+// bootstrap is regenerated.
+func (s *Server) oldBootstrap(stream int64, typeURL string, names []string) {
+	if typeURL != resourcev3.RuntimeType || !slices.Contains(names, RuntimeLayer) {
+		return
+	}
+	s.mu.Lock()
+	node := s.nodes[stream]
+	s.mu.Unlock()
+	s.log.Error("this Envoy's bootstrap predates the split runtime layers and is not sent its mirror percentages (it mirrors nothing): regenerate it with `shadowlab bootstrap`",
+		zap.String(logNodeID, node), zap.Int64(logStreamID, stream))
 }
 
 func (s *Server) forget(stream int64) {

@@ -2,38 +2,30 @@ package xds
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/proto"
 )
 
-// Snapshot packs r for the snapshot cache. Each resource type carries its own
-// version, a hash of its content, so a state-of-the-world client is sent only
-// the types that changed: a percentage edit resends the runtime layer and
-// nothing else. The snapshot is checked with Consistent() before it is
-// returned.
+// Snapshot packs r for the snapshot cache. Each resource carries its own
+// content version (delta xDS sends a client only the resources whose
+// version changed) and each type a version over its resources' (a
+// state-of-the-world client is sent only the types that changed: a
+// percentage edit resends the runtime layers and nothing else). The
+// translator computed the versions from its pieces; the cache is handed
+// them rather than hashing every resource of every snapshot again. The
+// snapshot is checked with Consistent() before it is returned.
 func (r *Resources) Snapshot() (*cachev3.Snapshot, error) {
-	snap := &cachev3.Snapshot{}
-	add := func(t types.ResponseType, items []types.Resource) error {
-		v, err := contentVersion(items)
+	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
+	for t, items := range r.byType() {
+		versions := r.versionsOf(t, items)
+		url, err := cachev3.GetResponseTypeURL(t)
 		if err != nil {
-			return err
-		}
-		snap.Resources[t] = cachev3.NewResources(v, items)
-		return nil
-	}
-	for t, items := range map[types.ResponseType][]types.Resource{
-		types.Listener: asResources(r.Listeners),
-		types.Route:    asResources(r.Routes),
-		types.Cluster:  asResources(r.Clusters),
-		types.Runtime:  asResources(r.Runtimes),
-	} {
-		if err := add(t, items); err != nil {
 			return nil, err
 		}
+		snap.Resources[t] = cachev3.NewResources(typeVersion(items, versions), items)
+		snap.VersionMap[url] = versions
 	}
 	if err := snap.Consistent(); err != nil {
 		return nil, fmt.Errorf("inconsistent snapshot: %w", err)
@@ -44,12 +36,53 @@ func (r *Resources) Snapshot() (*cachev3.Snapshot, error) {
 // Version is a short content hash over every resource in r: equal resources,
 // equal version.
 func (r *Resources) Version() (string, error) {
-	var all []types.Resource
-	all = append(all, asResources(r.Listeners)...)
-	all = append(all, asResources(r.Routes)...)
-	all = append(all, asResources(r.Clusters)...)
-	all = append(all, asResources(r.Runtimes)...)
-	return contentVersion(all)
+	h := sha256.New()
+	byType := r.byType()
+	for _, t := range []types.ResponseType{types.Listener, types.Route, types.ScopedRoute, types.Cluster, types.Runtime} {
+		fmt.Fprintf(h, "%d=%s\x00", t, typeVersion(byType[t], r.versionsOf(t, byType[t])))
+	}
+	return shortHash(h), nil
+}
+
+func (r *Resources) byType() map[types.ResponseType][]types.Resource {
+	return map[types.ResponseType][]types.Resource{
+		types.Listener:    asResources(r.Listeners),
+		types.Route:       asResources(r.Routes),
+		types.ScopedRoute: asResources(r.Scopes),
+		types.Cluster:     asResources(r.Clusters),
+		types.Runtime:     asResources(r.Runtimes),
+	}
+}
+
+// versionsOf is each item's content version by name: the translator's, or
+// hashed now for a resource it did not version.
+func (r *Resources) versionsOf(t types.ResponseType, items []types.Resource) map[string]string {
+	if v := r.versions[t]; len(v) == len(items) {
+		return v
+	}
+	out := make(map[string]string, len(items))
+	for _, it := range items {
+		name := cachev3.GetResourceName(it)
+		v, ok := r.versions[t][name]
+		if !ok {
+			v = hashOf(it)
+		}
+		out[name] = v
+	}
+	return out
+}
+
+// typeVersion is the version of a type: a hash over its resources' names
+// and versions, in the translation's (deterministic) order.
+func typeVersion(items []types.Resource, versions map[string]string) string {
+	h := sha256.New()
+	for _, it := range items {
+		n := cachev3.GetResourceName(it)
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(versions[n]))
+	}
+	return shortHash(h)
 }
 
 func asResources[T types.Resource](items []T) []types.Resource {
@@ -58,19 +91,4 @@ func asResources[T types.Resource](items []T) []types.Resource {
 		out[i] = it
 	}
 	return out
-}
-
-// contentVersion hashes the deterministic wire form of items, in order.
-func contentVersion(items []types.Resource) (string, error) {
-	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, it := range items {
-		b, err := opts.Marshal(it)
-		if err != nil {
-			return "", fmt.Errorf("hashing %T: %w", it, err)
-		}
-		fmt.Fprintf(h, "%d:", len(b))
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }

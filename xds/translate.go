@@ -7,7 +7,6 @@
 package xds
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -27,23 +26,32 @@ import (
 	runtimev3 "github.com/envoyproxy/go-control-plane/envoy/service/runtime/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/shadowlab/shadowlab/policy"
 	"github.com/shadowlab/shadowlab/wire"
 )
 
-// Resources is everything Envoy needs for one policy, each list sorted by
-// name.
+// Resources is everything Envoy needs for one policy, each list in a
+// deterministic order: listeners and routes in policy order, clusters the
+// routes' shadows (in policy order) then the services and shadowlab's own.
 type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
-	Clusters  []*clusterv3.Cluster
-	Runtimes  []*runtimev3.Runtime
+	// Scopes are the scoped route configurations of the listeners whose
+	// routes are split by first path segment (layout.go); empty otherwise.
+	Scopes   []*routev3.ScopedRouteConfiguration
+	Clusters []*clusterv3.Cluster
+	Runtimes []*runtimev3.Runtime
+
+	// versions is each resource's content version, by type and name, as
+	// the translator computed it from its pieces (nil: hashed when the
+	// snapshot is made).
+	versions map[types.ResponseType]map[string]string
 }
 
 // percentDenominator is the resolution of mirror percentages: a millionth,
@@ -74,6 +82,10 @@ type Options struct {
 	// and the API (the same files the bootstrap gives it for xDS); nil:
 	// plain TCP.
 	TLS *ClientTLS
+	// ScopeAt is the number of routes from which a listener whose routes
+	// are each confined to one first path segment is scoped (layout.go):
+	// 0 means DefaultScopeAt, a negative number never.
+	ScopeAt int
 }
 
 // captureKind is how a mirrored route's answers are captured.
@@ -107,108 +119,9 @@ func (o Options) captured(p *policy.Policy, kind captureKind) bool {
 	return false
 }
 
-// Translate builds the Envoy resources for p. It is pure and deterministic.
-// It returns every problem it finds (joined); a policy that passed
-// policy.Load should always translate, so an error here is a bug to report.
-func Translate(p *policy.Policy, opts Options) (*Resources, error) {
-	errs := append(checkAdmission(p, opts), checkCapture(p, opts)...)
-	errs = append(errs, checkRollout(p, opts)...)
-	res := &Resources{}
-
-	for _, l := range p.Listeners {
-		lis, err := listener(l, p, opts)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listener %q: %w", l.Name, err))
-			continue
-		}
-		res.Listeners = append(res.Listeners, lis)
-		res.Routes = append(res.Routes, routeConfiguration(l, opts))
-	}
-
-	for _, s := range p.Services {
-		c, err := serviceCluster(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("service %q: %w", s.Name, err))
-			continue
-		}
-		if candidateService(p, s) {
-			unlimitRetries(c)
-		}
-		res.Clusters = append(res.Clusters, c)
-	}
-	for _, r := range p.Routes {
-		if !r.Mirrored() {
-			continue
-		}
-		c, err := shadowCluster(r, opts)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("route %q: shadow: %w", r.Name, err))
-			continue
-		}
-		res.Clusters = append(res.Clusters, c)
-	}
-	if opts.AdmissionAddress != "" && len(p.AdmissionRoutes(wire.ScopeGlobal)) > 0 {
-		c, err := admissionCluster(opts.AdmissionAddress, opts.TLS)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("admission server: %w", err))
-		} else {
-			res.Clusters = append(res.Clusters, c)
-		}
-	}
-	if opts.APIAddress != "" && (len(p.AdmissionRoutes(wire.ScopeLocal)) > 0 || opts.captured(p, captureGateway)) {
-		c, err := apiCluster(opts.APIAddress, opts.TLS)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("api: %w", err))
-		} else {
-			res.Clusters = append(res.Clusters, c)
-		}
-	}
-	res.Runtimes = []*runtimev3.Runtime{runtimeLayer(p.Routes)}
-
-	slices.SortFunc(res.Listeners, byName[*listenerv3.Listener])
-	slices.SortFunc(res.Routes, byName[*routev3.RouteConfiguration])
-	slices.SortFunc(res.Clusters, byName[*clusterv3.Cluster])
-
-	errs = append(errs, res.validate()...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return res, nil
-}
-
-type named interface{ GetName() string }
-
-func byName[T named](a, b T) int { return strings.Compare(a.GetName(), b.GetName()) }
-
-// validate runs Envoy's own proto validation (PGV) on every resource.
-func (r *Resources) validate() []error {
-	var errs []error
-	check := func(kind string, m interface {
-		named
-		ValidateAll() error
-	}) {
-		if err := m.ValidateAll(); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q fails Envoy validation: %w", kind, m.GetName(), err))
-		}
-	}
-	for _, m := range r.Listeners {
-		check("listener", m)
-	}
-	for _, m := range r.Routes {
-		check("route configuration", m)
-	}
-	for _, m := range r.Clusters {
-		check("cluster", m)
-	}
-	for _, m := range r.Runtimes {
-		check("runtime", m)
-	}
-	return errs
-}
-
 // listener is the Envoy listener for policy listener l: one HTTP connection
 // manager whose routes come over RDS.
-func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.Listener, error) {
+func listener(l *policy.Listener, p *policy.Policy, opts Options, scoped bool) (*listenerv3.Listener, error) {
 	addr, err := socketAddress(l.Address)
 	if err != nil {
 		return nil, err
@@ -218,13 +131,9 @@ func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.L
 	}
 	requests, failures := rolloutLogs(p)
 	hcm := &hcmv3.HttpConnectionManager{
-		AccessLog:  requests,
-		StatPrefix: StatPrefix(l.Name),
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			RouteConfigName: RouteConfigName(l.Name),
-			ConfigSource:    adsSource(),
-		}},
+		AccessLog:   requests,
+		StatPrefix:  StatPrefix(l.Name),
+		CodecType:   hcmv3.HttpConnectionManager_AUTO,
 		HttpFilters: httpFilters(p, opts, failures),
 		// Envoy generates x-request-id, which pairs a primary with its
 		// shadow. Whether Envoy keeps a client-supplied one depends on
@@ -238,9 +147,10 @@ func listener(l *policy.Listener, p *policy.Policy, opts Options) (*listenerv3.L
 		UseRemoteAddress:          wrapperspb.Bool(true),
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{{
 			Name:        EarlyHeaderMutation,
-			TypedConfig: mustAny(&earlymutationv3.HeaderMutation{Mutations: clientHeadersToRemove(l)}),
+			TypedConfig: mustAny(&earlymutationv3.HeaderMutation{Mutations: earlyMutations(l, scoped)}),
 		}},
 	}
+	routeSpecifier(l.Name, scoped, hcm)
 	return &listenerv3.Listener{
 		Name:    ListenerName(l.Name),
 		Address: addr,
@@ -273,22 +183,6 @@ func clientHeadersToRemove(l *policy.Listener) []*mutationv3.HeaderMutation {
 		muts = append(muts, &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Remove{Remove: wire.HeaderRequestID}})
 	}
 	return muts
-}
-
-// routeConfiguration holds, in policy order, the routes served on listener l.
-func routeConfiguration(l *policy.Listener, opts Options) *routev3.RouteConfiguration {
-	var out []*routev3.Route
-	for _, r := range l.Routes {
-		out = append(out, envoyRoutes(r, opts)...)
-	}
-	return &routev3.RouteConfiguration{
-		Name: RouteConfigName(l.Name),
-		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    VirtualHost,
-			Domains: []string{"*"},
-			Routes:  out,
-		}},
-	}
 }
 
 // envoyRoutes expands one policy route into Envoy routes, first match wins:
@@ -348,7 +242,7 @@ func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
 		}
 		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, dryRun)
 		if opts.captureOf(r) == captureGateway {
-			switchOn(rt, CaptureWasmFilter(r.Name))
+			captureOn(rt, r)
 		}
 		out = append(out, rt)
 	}
@@ -364,7 +258,7 @@ func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
 	}
 	direct := primaryRoute(DirectRouteName(r.Name), r, nil)
 	if sticky {
-		switchOn(direct, CaptureWasmFilter(r.Name))
+		captureOn(direct, r)
 	}
 	return append(out, direct)
 }
@@ -479,22 +373,6 @@ func setHeader(key, value string) *mutationv3.HeaderMutation {
 		Header:       &corev3.HeaderValue{Key: key, Value: value},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}}}
-}
-
-// runtimeLayer is the RTDS layer: each mirrored route's percentage as a
-// fraction of a million.
-func runtimeLayer(routes []*policy.Route) *runtimev3.Runtime {
-	fields := map[string]*structpb.Value{}
-	for _, r := range routes {
-		if !r.Mirrored() {
-			continue
-		}
-		fields[MirrorPercentKey(r.Name)] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			"numerator":   structpb.NewNumberValue(float64(r.Shadow.PerMillion)),
-			"denominator": structpb.NewStringValue(percentDenominator.String()),
-		}})
-	}
-	return &runtimev3.Runtime{Name: RuntimeLayer, Layer: &structpb.Struct{Fields: fields}}
 }
 
 // serviceCluster is the cluster primary traffic to service s goes to.

@@ -66,8 +66,12 @@ var goldenOptions = Options{
 	Wasm:             WasmCode{SHA256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
 }
 
-// TestTranslateGolden: testdata/<case>.policy.yaml → <case>.envoy.yaml, and
-// basic without capture → basic.mirror-only.envoy.yaml.
+// scopedOptions scope every listener whose routes allow it.
+var scopedOptions = func() Options { o := goldenOptions; o.ScopeAt = 1; return o }()
+
+// TestTranslateGolden: testdata/<case>.policy.yaml → <case>.envoy.yaml;
+// basic without capture → basic.mirror-only.envoy.yaml; segments scoped →
+// segments.scoped.envoy.yaml.
 func TestTranslateGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/*.policy.yaml")
 	require.NoError(t, err)
@@ -83,6 +87,8 @@ func TestTranslateGolden(t *testing.T) {
 		"basic.mirror-only": {"testdata/basic.policy.yaml", Options{}},
 		// Envoy authenticates to the gateway, global admission and the API.
 		"admission.mtls": {"testdata/admission.policy.yaml", mtls},
+		// One route configuration per first path segment.
+		"segments.scoped": {"testdata/segments.policy.yaml", scopedOptions},
 	}
 	for _, path := range cases {
 		tests[strings.TrimSuffix(filepath.Base(path), ".policy.yaml")] = goldenCase{path, goldenOptions}

@@ -11,16 +11,28 @@ import (
 )
 
 // YAML renders r the way Envoy's docs write config: snake_case field names,
-// map keys sorted, one document with listeners, routes, clusters and
-// runtimes. The output is deterministic (golden files rely on it).
+// map keys sorted, one document with listeners, routes, scopes (when a
+// listener is scoped), clusters and runtimes. Of the runtime layers, only
+// those with keys are shown (the empty ones are served all the same). The
+// output is deterministic (golden files rely on it).
 func (r *Resources) YAML() ([]byte, error) {
 	doc := map[string][]any{}
-	for key, items := range map[string][]proto.Message{
+	var runtimes []proto.Message
+	for _, rt := range r.Runtimes {
+		if len(rt.GetLayer().GetFields()) > 0 {
+			runtimes = append(runtimes, rt)
+		}
+	}
+	parts := map[string][]proto.Message{
 		"listeners": messages(r.Listeners),
 		"routes":    messages(r.Routes),
 		"clusters":  messages(r.Clusters),
-		"runtimes":  messages(r.Runtimes),
-	} {
+		"runtimes":  runtimes,
+	}
+	if len(r.Scopes) > 0 {
+		parts["scopes"] = messages(r.Scopes)
+	}
+	for key, items := range parts {
 		doc[key] = []any{}
 		for _, m := range items {
 			v, err := plain(m)

@@ -144,7 +144,7 @@ func loadPolicy(path string, stderr io.Writer) (*policy.Policy, bool) {
 	if err != nil {
 		var perr *policy.Error
 		if errors.As(err, &perr) {
-			fmt.Fprintf(stderr, "%s: %d problem(s):\n%s\n", path, len(perr.Problems), perr.Error())
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n%s\n", path, len(perr.Problems)+perr.More, perr.Error())
 		} else {
 			fmt.Fprintf(stderr, "shadowlab: %v\n", err)
 		}
@@ -318,6 +318,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.PolicyPath, "policy", "", "policy file to serve and follow (required)")
 	fs.StringVar(&cfg.XDSAddress, "xds-address", "127.0.0.1:18000", "host:port for the xDS (ADS) gRPC server")
 	fs.StringVar(&cfg.GatewayAddress, "gateway-address", "127.0.0.1:18003", "host:port for the shadow gateway Envoy mirrors to (it forwards to the shadow service and records its answer); empty: mirror without capture")
+	fs.IntVar(&cfg.ScopeAt, "scope-at", 0, fmt.Sprintf("route count from which a listener whose routes each name one first path segment is split into one route configuration per segment (scoped routes), so that a one-route edit sends Envoy a small resource; 0: %d, -1: never", xds.DefaultScopeAt))
 	fs.StringVar(&cfg.GatewayAdvertise, "gateway-advertise", "", "address Envoy dials for the gateway (default: --gateway-address, 0.0.0.0 as 127.0.0.1)")
 	keyFile := fs.String("fingerprint-key-file", "", "file holding the key of the request fingerprints' keyed hash (at least 16 bytes; default: a random key per start)")
 	fs.Int64Var(&cfg.Gateway.MaxBufferedBytes, "gateway-max-buffered", 0, "request bodies the gateway holds at once, in bytes; past it mirrored requests are shed (default 256 MiB)")
