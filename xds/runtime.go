@@ -15,16 +15,17 @@ import (
 // percent is a mirrored route's runtime entry: its key and its percentage
 // as Envoy reads a fractional percent, built once per route content.
 type percent struct {
-	key        string
-	perMillion uint32
-	value      *structpb.Value
-	shard      int
+	key   string
+	entry []byte // key and percentage, as the layer's version hashes them
+	value *structpb.Value
+	shard int
 }
 
 func newPercent(r *policy.Route) *percent {
+	key := MirrorPercentKey(r.Name)
 	return &percent{
-		key:        MirrorPercentKey(r.Name),
-		perMillion: r.Shadow.PerMillion,
+		key:   key,
+		entry: binary.BigEndian.AppendUint32([]byte(key+"\x00"), r.Shadow.PerMillion),
 		value: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			"numerator":   structpb.NewNumberValue(float64(r.Shadow.PerMillion)),
 			"denominator": structpb.NewStringValue(percentDenominator.String()),
@@ -56,7 +57,7 @@ func runtimeLayers(ps []*percent, kept map[string]*runtimev3.Runtime) (runtimes 
 		h := sha256.New()
 		h.Write([]byte(name))
 		for _, pc := range ps {
-			writeEntry(h, pc)
+			h.Write(pc.entry)
 		}
 		v := shortHash(h)
 		rt, ok := kept[v]
@@ -73,13 +74,6 @@ func runtimeLayers(ps []*percent, kept map[string]*runtimev3.Runtime) (runtimes 
 		layer(RuntimeShardName(i), ps)
 	}
 	return runtimes, versions
-}
-
-func writeEntry(h hash.Hash, pc *percent) {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], pc.perMillion)
-	h.Write([]byte(pc.key))
-	h.Write(n[:])
 }
 
 // shortHash is the content version of what was written to h.
