@@ -178,10 +178,12 @@ func TestControlPlaneRestart(t *testing.T) {
 }
 
 // TestNACKKeepsLastGood publishes a policy that passes shadowlab's
-// validation but that Envoy refuses (a path regex beyond RE2's default
-// program-size limit of 100): the NACK is counted and logged with Envoy's
-// reason, traffic keeps flowing on the previous routes, and the next good
-// edit is applied.
+// validation but that Envoy refuses (a second listener on an address
+// another process holds: Envoy cannot bind it; a regex beyond RE2's
+// program-size limit, this test's earlier trigger, is now refused by the
+// policy itself): the NACK is counted and logged with Envoy's reason,
+// traffic keeps flowing on the previous listeners and routes, and the next
+// good edit is applied.
 func TestNACKKeepsLastGood(t *testing.T) {
 	for name, opts := range map[string]envOptions{"sotw": {}, "delta": {delta: true}} {
 		t.Run(name, func(t *testing.T) {
@@ -193,13 +195,11 @@ func TestNACKKeepsLastGood(t *testing.T) {
 
 func testNACKKeepsLastGood(t *testing.T, opts envOptions) {
 	e := newEnv(t, basePolicy, opts)
-	huge := strings.Replace(basePolicy, "  - name: rest\n", `  - name: huge
-    match: {pathRegex: "/huge/[a-z]{150}"}
-    primary: legacy
-  - name: rest
-`, 1)
+	taken := strings.Replace(basePolicy, `listeners: [{name: ingress, address: "{{.Listener}}"}]`,
+		`listeners: [{name: ingress, address: "{{.Listener}}"}, {name: taken, address: "{{.Legacy}}"}]`, 1)
+	require.NotEqual(t, basePolicy, taken)
 	before := e.routeVersions()
-	e.writePolicy(huge)
+	e.writePolicy(taken)
 	require.Eventually(t, func() bool { return e.cp.srv.NACKs() > 0 }, 10*time.Second, 10*time.Millisecond, "envoy did not NACK")
 	assert.Equal(t, before, e.routeVersions(), "envoy must keep its last good routes")
 

@@ -110,14 +110,15 @@ func TestTranslatorIncremental(t *testing.T) {
 			ws, err := want.Snapshot()
 			require.NoError(t, err)
 			assert.Equal(t, ws.VersionMap, gs.VersionMap, "step %d", step)
-			assert.LessOrEqual(t, len(tr.pieces.routes), len(p.Routes), "only the current policy's pieces are kept")
+			assert.LessOrEqual(t, len(tr.routes), 2*len(p.Routes), "only the current policy's pieces are kept")
 		}
 	}
 }
 
 // TestOneRouteEditChangesOneResource: in a scoped listener, editing one
-// route changes its segment's route configuration and nothing else;
-// editing its percentage changes its runtime layer and nothing else.
+// route, its percentage too, changes its segment's route configuration and
+// nothing else; in one table, editing a percentage changes its runtime
+// layer and nothing else.
 func TestOneRouteEditChangesOneResource(t *testing.T) {
 	tr := NewTranslator(scopedOptions)
 	before, err := tr.Translate(segmentPolicy(t, 400, nil, false))
@@ -148,18 +149,26 @@ func TestOneRouteEditChangesOneResource(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[types.ResponseType][]string{types.Route: {"routes/ingress/s34"}}, changed(tenant))
 
-	tr = NewTranslator(scopedOptions)
-	before, err = tr.Translate(segmentPolicy(t, 400, nil, false))
-	require.NoError(t, err)
-	pct, err := tr.Translate(segmentPolicy(t, 400, func(i int) string {
+	// A percentage is in the routes of a scoped listener, and over RTDS for
+	// one table.
+	edited := segmentPolicy(t, 400, func(i int) string {
 		if i == 137 {
 			return ", percent: 55"
 		}
 		return ""
-	}, false))
-	require.NoError(t, err)
-	got := changed(pct)
-	assert.Equal(t, []string{RuntimeShardName(RuntimeShard("r137"))}, got[types.Runtime])
-	delete(got, types.Runtime)
-	assert.Empty(t, got)
+	}, false)
+	for _, tt := range []struct {
+		opts Options
+		want map[types.ResponseType][]string
+	}{
+		{scopedOptions, map[types.ResponseType][]string{types.Route: {"routes/ingress/s34"}}},
+		{func() Options { o := goldenOptions; o.ScopeAt = -1; return o }(), map[types.ResponseType][]string{types.Runtime: {RuntimeShardName(RuntimeShard("r137"))}}},
+	} {
+		tr = NewTranslator(tt.opts)
+		before, err = tr.Translate(segmentPolicy(t, 400, nil, false))
+		require.NoError(t, err)
+		pct, err := tr.Translate(edited)
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, changed(pct), "scope at %d", tt.opts.ScopeAt)
+	}
 }

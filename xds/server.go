@@ -60,6 +60,7 @@ type Server struct {
 	table  *Translator           // for state-of-the-world streams
 	scoped *Translator           // for delta streams
 	cache  cachev3.SnapshotCache // state of the world
+	routes cachev3.SnapshotCache // state of the world, route configurations (streams)
 	delta  cachev3.SnapshotCache
 	// services are more gRPC services served beside xDS (Also).
 	services []func(*grpc.Server)
@@ -98,6 +99,7 @@ func NewServer(opts Options, log *zap.Logger) *Server {
 		}))
 	}))
 	s.cache = cachev3.NewSnapshotCache(true, fleet{}, s.log.Named("cache").Sugar())
+	s.routes = cachev3.NewSnapshotCache(false, fleet{}, s.log.Named("cache").Sugar())
 	s.delta = cachev3.NewSnapshotCache(true, fleet{}, s.log.Named("cache").Sugar())
 	return s
 }
@@ -136,8 +138,12 @@ func (s *Server) Publish(ctx context.Context, p *policy.Policy) (string, error) 
 	if version == s.version {
 		return version, nil
 	}
-	if err := s.cache.SetSnapshot(ctx, fleet{}.ID(nil), snap); err != nil {
-		return "", fmt.Errorf("setting snapshot: %w", err)
+	// The route configurations last: their responses follow the clusters'
+	// and listeners' on the stream, as ADS orders them.
+	for _, c := range []cachev3.SnapshotCache{s.cache, s.routes} {
+		if err := c.SetSnapshot(ctx, fleet{}.ID(nil), snap); err != nil {
+			return "", fmt.Errorf("setting snapshot: %w", err)
+		}
 	}
 	if err := s.delta.SetSnapshot(ctx, fleet{}.ID(nil), scoped); err != nil {
 		return "", fmt.Errorf("setting snapshot: %w", err)
@@ -162,10 +168,25 @@ func translated(t *Translator, p *policy.Policy) (*cachev3.Snapshot, string, err
 }
 
 // streams serves each kind of stream from its own cache: state of the
-// world from the table snapshot, delta from the scoped one.
+// world from the table snapshot, delta from the scoped one. A state-of-the-
+// world request for route configurations goes to a cache out of ADS mode,
+// which answers the names asked for: in ADS mode go-control-plane answers
+// only a request that names every route configuration of the snapshot, and
+// drops the others, expecting Envoy to ask again — which Envoy does only
+// when its listeners change. So after Envoy refused a listener (a port
+// another process holds: a NACK), the snapshot held routes Envoy never asks
+// for, Envoy's route request was dropped, and no later route edit reached
+// it until it reconnected (TestNACKKeepsLastGood).
 type streams struct {
 	cachev3.SnapshotCache // state of the world, and fetch
-	delta                 cachev3.SnapshotCache
+	routes, delta         cachev3.SnapshotCache
+}
+
+func (c streams) CreateWatch(r *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+	if r.GetTypeUrl() == resourcev3.RouteType {
+		return c.routes.CreateWatch(r, sub, out)
+	}
+	return c.SnapshotCache.CreateWatch(r, sub, out)
 }
 
 func (c streams) CreateDeltaWatch(r *cachev3.DeltaRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
@@ -203,7 +224,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)
-	srv := serverv3.NewServer(ctx, streams{s.cache, s.delta}, s.callbacks())
+	srv := serverv3.NewServer(ctx, streams{s.cache, s.routes, s.delta}, s.callbacks())
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	runtimesvcv3.RegisterRuntimeDiscoveryServiceServer(g, srv)
 	for _, register := range s.services {

@@ -193,19 +193,23 @@ func clientHeadersToRemove(l *policy.Listener) []*mutationv3.HeaderMutation {
 //     mirrored with the dry-run marker and captured;
 //  3. everything else the route matches, primary only.
 //
-// Sampling is the route match's runtime fraction (the percentage, served
-// over RTDS), not the mirror policy's: a request is then mirrored exactly
-// when its primary is captured, so an unsampled request never looks like a
-// lost shadow. A route without a shadow is just (3), named after the route.
-func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
+// Sampling is the route match's runtime fraction, not the mirror policy's:
+// a request is then mirrored exactly when its primary is captured, so an
+// unsampled request never looks like a lost shadow. The percentage is
+// served over RTDS (MirrorPercentKey), or, with inline, written in the
+// fraction's default and no runtime key: in a scoped listener, where
+// editing it resends one small route configuration, not a runtime layer
+// Envoy rebuilds its whole runtime from. A route without a shadow is just
+// (3), named after the route.
+func envoyRoutes(r *policy.Route, opts Options, inline bool) []*routev3.Route {
 	if !r.Candidate() {
-		return shadowRoutes(r, opts)
+		return shadowRoutes(r, opts, inline)
 	}
 	out := candidateRoutes(r)
 	if !canary(r) {
 		return out // promoted: the candidate answers everyone
 	}
-	for _, rt := range shadowRoutes(r, opts) {
+	for _, rt := range shadowRoutes(r, opts, inline) {
 		switchOn(rt, RolloutWasmFilter(r.Name))
 		rt.RequestHeadersToRemove = append(rt.RequestHeadersToRemove, wire.HeaderCanaryBucket)
 		out = append(out, rt)
@@ -215,7 +219,7 @@ func envoyRoutes(r *policy.Route, opts Options) []*routev3.Route {
 
 // shadowRoutes are route r's Envoy routes while its primary answers
 // everyone.
-func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
+func shadowRoutes(r *policy.Route, opts Options, inline bool) []*routev3.Route {
 	if r.Shadow == nil {
 		return []*routev3.Route{primaryRoute(r.Name, r, nil)}
 	}
@@ -238,6 +242,10 @@ func shadowRoutes(r *policy.Route, opts Options) []*routev3.Route {
 			rt.Match.RuntimeFraction = &corev3.RuntimeFractionalPercent{
 				DefaultValue: &typev3.FractionalPercent{Numerator: 0, Denominator: percentDenominator},
 				RuntimeKey:   MirrorPercentKey(r.Name),
+			}
+			if inline {
+				rt.Match.RuntimeFraction.DefaultValue.Numerator = r.Shadow.PerMillion
+				rt.Match.RuntimeFraction.RuntimeKey = ""
 			}
 		}
 		rt.GetRoute().RequestMirrorPolicies = mirrorPolicies(r, dryRun)

@@ -29,20 +29,24 @@ import (
 //
 // Given the same Options, a Translator gives the same resources for the
 // same policy as a new one does (TestTranslatorIncremental). Safe for
-// concurrent use.
+// concurrent use, but a translator and those made from it by WithScopeAt
+// read each other's pieces: use them from one goroutine.
 type Translator struct {
-	opts Options
+	opts    Options
+	sibling *Translator // whose pieces this one may reuse (WithScopeAt)
 
 	mu       sync.Mutex
-	pieces   *keptRoutes                   // shared with the translators made by WithScopeAt
+	routes   map[pieceKey]*routePiece      // the last policy's
 	tables   map[string]*tablePiece        // by name and routes' versions
 	runtimes map[string]*runtimev3.Runtime // by version
 }
 
-// keptRoutes are the route pieces of the last policy translated.
-type keptRoutes struct {
-	mu     sync.Mutex
-	routes map[string]*routePiece // by policy.Route.Hash
+// pieceKey is a route's content (policy.Route.Hash) and whether its
+// percentage is written in its routes (a scoped listener's) or served over
+// RTDS.
+type pieceKey struct {
+	hash   string
+	inline bool
 }
 
 // routePiece is what one policy route contributes, built once per content.
@@ -66,7 +70,7 @@ type tablePiece struct {
 
 // NewTranslator returns a translator with nothing kept yet.
 func NewTranslator(opts Options) *Translator {
-	return &Translator{opts: opts, pieces: &keptRoutes{routes: map[string]*routePiece{}}, tables: map[string]*tablePiece{}, runtimes: map[string]*runtimev3.Runtime{}}
+	return &Translator{opts: opts, routes: map[pieceKey]*routePiece{}, tables: map[string]*tablePiece{}, runtimes: map[string]*runtimev3.Runtime{}}
 }
 
 // WithScopeAt is a translator like t whose Options.ScopeAt is at, sharing
@@ -76,7 +80,9 @@ func NewTranslator(opts Options) *Translator {
 func (t *Translator) WithScopeAt(at int) *Translator {
 	opts := t.opts
 	opts.ScopeAt = at
-	return &Translator{opts: opts, pieces: t.pieces, tables: map[string]*tablePiece{}, runtimes: map[string]*runtimev3.Runtime{}}
+	u := NewTranslator(opts)
+	u.sibling, t.sibling = t, u
+	return u
 }
 
 // Translate builds the Envoy resources for p from scratch. It is pure and
@@ -92,8 +98,6 @@ func Translate(p *policy.Policy, opts Options) (*Resources, error) {
 func (t *Translator) Translate(p *policy.Policy) (*Resources, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.pieces.mu.Lock()
-	defer t.pieces.mu.Unlock()
 	opts := t.opts
 	errs := append(checkAdmission(p, opts), checkCapture(p, opts)...)
 	errs = append(errs, checkRollout(p, opts)...)
@@ -104,19 +108,47 @@ func (t *Translator) Translate(p *policy.Policy) (*Resources, error) {
 	}}
 	add := func(typ types.ResponseType, name, version string) { res.versions[typ][name] = version }
 
-	pieces := make(map[string]*routePiece, n)
-	byRoute := make(map[*policy.Route]*routePiece, n)
-	built := t.buildMissing(p.Routes)
-	var percents []*percent
-	for i, r := range p.Routes {
-		pc := built[i]
-		if pc == nil {
-			pc = t.pieces.routes[r.Hash]
+	// Which listeners are scoped, and so which pieces each route needs:
+	// its percentage inline (in a scoped listener) or over RTDS.
+	scoped := make(map[string]bool, len(p.Listeners))
+	needs := make(map[*policy.Route][2]bool, n) // [runtime, inline]
+	for _, l := range p.Listeners {
+		scoped[l.Name] = opts.scopedListener(l)
+		for _, r := range l.Routes {
+			v := needs[r]
+			v[b2i(scoped[l.Name])] = true
+			needs[r] = v
 		}
-		pieces[r.Hash], byRoute[r] = pc, pc
+	}
+	var wants []want
+	for _, r := range p.Routes {
+		for i, need := range needs[r] {
+			if need {
+				wants = append(wants, want{r, i == 1})
+			}
+		}
+	}
+	pieces := t.pieces(wants)
+	byRoute := make(map[*policy.Route][2]*routePiece, n)
+	var percents []*percent
+	for _, r := range p.Routes {
+		var both [2]*routePiece
+		for i, need := range needs[r] {
+			if need {
+				both[i] = pieces[pieceKey{r.Hash, i == 1}]
+			}
+		}
+		byRoute[r] = both
+		pc := both[0]
+		if pc == nil {
+			pc = both[1]
+		}
+		if pc == nil {
+			continue // on no listener: refused by policy.Load
+		}
 		errs = append(errs, pc.errs...)
-		if pc.percent != nil {
-			percents = append(percents, pc.percent)
+		if both[0] != nil && both[0].percent != nil {
+			percents = append(percents, both[0].percent)
 		}
 		if pc.shadow != nil {
 			res.Clusters = append(res.Clusters, pc.shadow)
@@ -136,13 +168,13 @@ func (t *Translator) Translate(p *policy.Policy) (*Resources, error) {
 		}
 		key = append(append(key[:0], name...), 0)
 		for _, r := range routes {
-			key = append(key, byRoute[r].version...)
+			key = append(key, byRoute[r][b2i(scoped)].version...)
 		}
 		tp, ok := t.tables[string(key)]
 		if !ok {
 			var envoy []*routev3.Route
 			for _, r := range routes {
-				envoy = append(envoy, byRoute[r].envoy...)
+				envoy = append(envoy, byRoute[r][b2i(scoped)].envoy...)
 			}
 			h := sha256.New()
 			h.Write(key)
@@ -161,7 +193,7 @@ func (t *Translator) Translate(p *policy.Policy) (*Resources, error) {
 		}
 	}
 	for _, l := range p.Listeners {
-		scoped := opts.scopedListener(l)
+		scoped := scoped[l.Name]
 		lis, err := listener(l, p, opts, scoped)
 		if err == nil {
 			err = valid("listener", lis)
@@ -229,41 +261,59 @@ func (t *Translator) Translate(p *policy.Policy) (*Resources, error) {
 	}
 	res.Runtimes = runtimes
 
-	t.pieces.routes, t.tables, t.runtimes = pieces, tables, keptRuntimes
+	t.routes, t.tables, t.runtimes = pieces, tables, keptRuntimes
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return res, nil
 }
 
-// buildMissing builds the pieces of the routes that have none kept (by
-// index; nil for a kept one), on every core: a cold translation of 10 000
-// routes is mostly this.
-func (t *Translator) buildMissing(routes []*policy.Route) []*routePiece {
-	var todo []int
-	for i, r := range routes {
-		if _, ok := t.pieces.routes[r.Hash]; !ok || r.Hash == "" {
-			todo = append(todo, i)
+// want is a piece a translation needs: route r's, its percentage inline
+// or not.
+type want struct {
+	r      *policy.Route
+	inline bool
+}
+
+func (w want) key() pieceKey { return pieceKey{w.r.Hash, w.inline} }
+
+// pieces are the route pieces wanted: kept by t or its sibling, or built
+// now on every core (a cold translation of 10 000 routes is mostly this).
+func (t *Translator) pieces(wants []want) map[pieceKey]*routePiece {
+	out := make(map[pieceKey]*routePiece, len(wants))
+	var todo []want
+	for _, w := range wants {
+		pc, ok := t.routes[w.key()]
+		if !ok && t.sibling != nil {
+			pc, ok = t.sibling.routes[w.key()]
+		}
+		if ok && w.r.Hash != "" {
+			out[w.key()] = pc
+		} else {
+			todo = append(todo, w)
 		}
 	}
-	out := make([]*routePiece, len(routes))
+	built := make([]*routePiece, len(todo))
 	workers := min(runtime.GOMAXPROCS(0), len(todo)/64+1)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for j := w; j < len(todo); j += workers {
-				out[todo[j]] = buildRoute(routes[todo[j]], t.opts)
+				built[j] = buildRoute(todo[j].r, t.opts, todo[j].inline)
 			}
 		})
 	}
 	wg.Wait()
+	for j, w := range todo {
+		out[w.key()] = built[j]
+	}
 	return out
 }
 
 // buildRoute translates route r: its Envoy routes and, when mirrored, its
 // shadow cluster, each validated by Envoy's rules (PGV) and versioned.
-func buildRoute(r *policy.Route, opts Options) *routePiece {
-	pc := &routePiece{envoy: envoyRoutes(r, opts)}
+func buildRoute(r *policy.Route, opts Options, inline bool) *routePiece {
+	pc := &routePiece{envoy: envoyRoutes(r, opts, inline)}
 	h := sha256.New()
 	for _, rt := range pc.envoy {
 		if err := valid("route", rt); err != nil {
@@ -285,6 +335,13 @@ func buildRoute(r *policy.Route, opts Options) *routePiece {
 		}
 	}
 	return pc
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 type named interface{ GetName() string }
