@@ -135,7 +135,7 @@ func (t *Translator) Translate(p *policy.Policy) (*Resources, error) {
 		var both [2]*routePiece
 		for i, need := range needs[r] {
 			if need {
-				both[i] = pieces[pieceKey{r.Hash, i == 1}]
+				both[i] = pieces[want{r, i == 1}]
 			}
 		}
 		byRoute[r] = both
@@ -261,7 +261,13 @@ func (t *Translator) Translate(p *policy.Policy) (*Resources, error) {
 	}
 	res.Runtimes = runtimes
 
-	t.routes, t.tables, t.runtimes = pieces, tables, keptRuntimes
+	kept := make(map[pieceKey]*routePiece, len(pieces))
+	for w, pc := range pieces {
+		if w.r.Hash != "" { // a route not from policy.Load has no content hash: never kept
+			kept[w.key()] = pc
+		}
+	}
+	t.routes, t.tables, t.runtimes = kept, tables, keptRuntimes
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -279,8 +285,8 @@ func (w want) key() pieceKey { return pieceKey{w.r.Hash, w.inline} }
 
 // pieces are the route pieces wanted: kept by t or its sibling, or built
 // now on every core (a cold translation of 10 000 routes is mostly this).
-func (t *Translator) pieces(wants []want) map[pieceKey]*routePiece {
-	out := make(map[pieceKey]*routePiece, len(wants))
+func (t *Translator) pieces(wants []want) map[want]*routePiece {
+	out := make(map[want]*routePiece, len(wants))
 	var todo []want
 	for _, w := range wants {
 		pc, ok := t.routes[w.key()]
@@ -288,7 +294,7 @@ func (t *Translator) pieces(wants []want) map[pieceKey]*routePiece {
 			pc, ok = t.sibling.routes[w.key()]
 		}
 		if ok && w.r.Hash != "" {
-			out[w.key()] = pc
+			out[w] = pc
 		} else {
 			todo = append(todo, w)
 		}
@@ -305,7 +311,7 @@ func (t *Translator) pieces(wants []want) map[pieceKey]*routePiece {
 	}
 	wg.Wait()
 	for j, w := range todo {
-		out[w.key()] = built[j]
+		out[w] = built[j]
 	}
 	return out
 }
