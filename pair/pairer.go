@@ -462,12 +462,19 @@ func (p *Pairer) pair(k pairKey, primary, shadow *Half, outcome report.Outcome, 
 			out.At = h.At
 		}
 	}
+	var ev report.Responses
 	if primary != nil {
 		out.PrimaryStatus, out.PrimaryLatency = primary.Response.Status, primary.Latency
+		ev.Primary = &primary.Response
 	}
 	if shadow != nil {
 		out.ShadowStatus, out.ShadowLatency = shadow.Response.Status, shadow.Latency
 		out.Tenant = shadow.Tenant
+		ev.Shadow = &shadow.Response
+	}
+	if st := p.state(k.route); st != nil && (ev.Primary != nil || ev.Shadow != nil) {
+		ev.Rules = st.compare.Rules
+		out.Responses = &ev
 	}
 	return out
 }
@@ -518,6 +525,12 @@ func (p *Pairer) compare(j job) {
 	pr := p.pair(k, j.primary, j.shadow, outcome, res.Skipped)
 	pr.Differences = res.Differences
 	pr.Marks = res.Marks
+	if outcome != report.Match { // the responses the pair's page shows, as compared
+		ev := &report.Responses{Primary: new(primary), Shadow: new(shadow), Rules: st.compare.Rules}
+		pr.Responses = ev
+	} else {
+		pr.Responses = nil
+	}
 	p.rec.Record(pr)
 }
 

@@ -61,13 +61,51 @@ type AdmissionReport struct {
 	DelayP50Ms float64 `json:"delay_p50_ms"`
 	DelayP99Ms float64 `json:"delay_p99_ms"`
 	DelayMaxMs float64 `json:"delay_max_ms"`
+	// Arrivals are the last maxArrivalSeconds seconds that saw decisions,
+	// oldest first, in memory only (since serve started). A local scope's
+	// counts arrive with the plugin's reports (about one a second), so its
+	// seconds are when a report came in.
+	Arrivals []Arrival `json:"arrivals,omitempty"`
 }
+
+// Arrival is one second of a scope, route and key's admission decisions.
+type Arrival struct {
+	At int64 `json:"at"` // unix seconds
+	// N counts the requests decided in that second (admitted, delayed,
+	// rejected or passed failing open); Released the held requests let
+	// through.
+	N        uint64 `json:"n"`
+	Released uint64 `json:"released"`
+}
+
+// maxArrivalSeconds bounds the seconds of arrivals kept per scope, route
+// and key.
+const maxArrivalSeconds = 300
 
 type admissionKey struct{ scope, route, key string }
 
 type admissionEntry struct {
-	counts wire.Counts
-	dirty  bool
+	counts   wire.Counts
+	dirty    bool
+	arrivals []Arrival
+}
+
+// arrive counts c's decisions and releases in second at.
+func (e *admissionEntry) arrive(at int64, c wire.Counts) {
+	n := wire.SatAdd(wire.SatAdd(c.Admitted, c.Delayed), wire.SatAdd(c.Rejected, c.FailOpen))
+	rel := c.ReleasedTotal()
+	if n == 0 && rel == 0 {
+		return
+	}
+	if k := len(e.arrivals); k > 0 && e.arrivals[k-1].At == at {
+		e.arrivals[k-1].N = wire.SatAdd(e.arrivals[k-1].N, n)
+		e.arrivals[k-1].Released = wire.SatAdd(e.arrivals[k-1].Released, rel)
+		return
+	}
+	if len(e.arrivals) >= maxArrivalSeconds {
+		e.arrivals = append(e.arrivals[:0], e.arrivals[1:]...)
+	}
+	e.arrivals = append(e.arrivals, Arrival{At: at, N: n, Released: rel})
 }
 
 // admissions holds the counts; its own lock, independent of the routes'.
@@ -97,12 +135,12 @@ func (r *Reporter) AddAdmission(scope wire.Scope, route, key string, c wire.Coun
 	a := r.adm
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.addLocked(admissionKey{scope.String(), clip(route, maxLabelLen), clip(key, maxLabelLen)}, c)
+	a.addLocked(admissionKey{scope.String(), clip(route, maxLabelLen), clip(key, maxLabelLen)}, c, r.now().Unix())
 }
 
 const maxLabelLen = 200
 
-func (a *admissions) addLocked(k admissionKey, c wire.Counts) {
+func (a *admissions) addLocked(k admissionKey, c wire.Counts, at int64) {
 	e := a.entries[k]
 	if e == nil {
 		rk := admissionKey{k.scope, k.route, ""}
@@ -118,6 +156,7 @@ func (a *admissions) addLocked(k admissionKey, c wire.Counts) {
 	}
 	e.counts.Add(c)
 	e.dirty = true
+	e.arrive(at, c)
 }
 
 // Admission returns the admission outcomes, sorted by scope, route and key.
@@ -126,7 +165,9 @@ func (r *Reporter) Admission() []AdmissionReport {
 	a.mu.Lock()
 	out := make([]AdmissionReport, 0, len(a.entries))
 	for k, e := range a.entries {
-		out = append(out, admissionReport(k, e.counts))
+		ar := admissionReport(k, e.counts)
+		ar.Arrivals = slices.Clone(e.arrivals)
+		out = append(out, ar)
 	}
 	a.mu.Unlock()
 	slices.SortFunc(out, func(x, y AdmissionReport) int {
@@ -207,6 +248,7 @@ func (r *Reporter) serveLocalAdmission(w http.ResponseWriter, req *http.Request)
 		return
 	}
 	local := r.localRoutes.All()
+	at := r.now().Unix()
 	a := r.adm
 	a.mu.Lock()
 	var dropped int
@@ -215,7 +257,7 @@ func (r *Reporter) serveLocalAdmission(w http.ResponseWriter, req *http.Request)
 			dropped++
 			continue
 		}
-		a.addLocked(admissionKey{wire.ScopeLocal.String(), l.Route, clip(l.Key, maxLabelLen)}, l.Counts)
+		a.addLocked(admissionKey{wire.ScopeLocal.String(), l.Route, clip(l.Key, maxLabelLen)}, l.Counts, at)
 	}
 	a.mu.Unlock()
 	if dropped > 0 {
@@ -324,6 +366,7 @@ func (c *admissionCollector) Collect(ch chan<- prometheus.Metric) {
 func MergeAdmission(replicas map[string][]AdmissionReport) []AdmissionReport {
 	sums := map[admissionKey]wire.Counts{}
 	per := map[admissionKey][]AdmissionReport{}
+	arrivals := map[admissionKey]map[int64]Arrival{}
 	for name, rows := range replicas {
 		for _, r := range rows {
 			k := admissionKey{r.Scope, r.Route, r.Key}
@@ -331,8 +374,15 @@ func MergeAdmission(replicas map[string][]AdmissionReport) []AdmissionReport {
 			c.Add(r.Counts)
 			sums[k] = c
 			own := admissionReport(k, r.Counts) // its figures from its counts, as the merged row's
-			own.Replica = name
+			own.Replica, own.Arrivals = name, r.Arrivals
 			per[k] = append(per[k], own)
+			if arrivals[k] == nil {
+				arrivals[k] = map[int64]Arrival{}
+			}
+			for _, a := range r.Arrivals {
+				m := arrivals[k][a.At]
+				arrivals[k][a.At] = Arrival{At: a.At, N: wire.SatAdd(m.N, a.N), Released: wire.SatAdd(m.Released, a.Released)}
+			}
 		}
 	}
 	var out []AdmissionReport
@@ -340,7 +390,13 @@ func MergeAdmission(replicas map[string][]AdmissionReport) []AdmissionReport {
 		if k.scope == wire.ScopeGlobal.String() && len(per[k]) > 1 {
 			out = append(out, per[k]...)
 		}
-		out = append(out, admissionReport(k, c))
+		merged := admissionReport(k, c)
+		for _, a := range arrivals[k] {
+			merged.Arrivals = append(merged.Arrivals, a)
+		}
+		slices.SortFunc(merged.Arrivals, func(x, y Arrival) int { return cmp.Compare(x.At, y.At) })
+		merged.Arrivals = merged.Arrivals[max(0, len(merged.Arrivals)-maxArrivalSeconds):]
+		out = append(out, merged)
 	}
 	last := func(a AdmissionReport) int { // within a key, the merged row comes after the replicas'
 		if a.Replica == "" {
@@ -413,4 +469,13 @@ func (r *Reporter) UseLocalAdmission(pol *policy.Policy) {
 	r.localRoutes.Use(pol, func(rt *policy.Route, _ struct{}, _ bool) (struct{}, bool) {
 		return struct{}{}, rt.Admission != nil && rt.Admission.Scope == wire.ScopeLocal
 	})
+}
+
+// delayBounds is wire.DelayBucketsMs as the report lists it.
+func delayBounds() []float64 {
+	out := make([]float64, len(wire.DelayBucketsMs))
+	for i, b := range wire.DelayBucketsMs {
+		out[i] = float64(b)
+	}
+	return out
 }

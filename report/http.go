@@ -23,7 +23,9 @@ const maxPairsLimit = 1000
 //	GET /api/v1/report            Report (all routes)
 //	GET /api/v1/routes/{route}    RouteReport; 404 naming the route if unknown
 //	GET /api/v1/pairs             {"pairs": [PairRecord...]}, newest first;
-//	                              ?route=R&outcome=O&limit=N (default 50, max 1000)
+//	                              ?route=R&outcome=O&request_id=X&limit=N (default 50, max 1000)
+//	GET /api/v1/pairs/{id}        PairDetail: the pair with its responses (redacted);
+//	                              404 when the store no longer has it
 //	GET /api/v1/admission         admission outcomes per scope, route and key
 //	GET /api/v1/rollout           RolloutReport: each rolled-out route's stage and gates
 //	GET /api/v1/rollout/{route}   RouteRollout; 404 naming the route if it has no rollout
@@ -39,6 +41,7 @@ func (r *Reporter) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/report", r.serveReport)
 	mux.HandleFunc("GET /api/v1/routes/{route}", r.serveRoute)
 	mux.HandleFunc("GET /api/v1/pairs", r.servePairs)
+	mux.HandleFunc("GET /api/v1/pairs/{id}", r.servePair)
 	mux.HandleFunc("GET /healthz", r.serveHealth)
 	mux.HandleFunc("GET /api/v1/admission", r.serveAdmission)
 	mux.HandleFunc("GET /api/v1/rollout", r.serveRollout)
@@ -93,12 +96,12 @@ func (r *Reporter) serveRoute(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Reporter) servePairs(w http.ResponseWriter, req *http.Request) {
-	q, err := queryParams(req, "route", "outcome", "limit")
+	q, err := queryParams(req, "route", "outcome", "request_id", "limit")
 	if err != nil {
 		r.writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	pq := PairsQuery{Route: q["route"], Outcome: Outcome(q["outcome"]), Limit: 50}
+	pq := PairsQuery{Route: q["route"], Outcome: Outcome(q["outcome"]), RequestID: q["request_id"], Limit: 50}
 	if pq.Outcome != "" && !knownOutcome(pq.Outcome) {
 		r.writeError(w, http.StatusBadRequest, fmt.Errorf("outcome: must be one of %s (got %q)", outcomeList(), pq.Outcome))
 		return
@@ -120,6 +123,29 @@ func (r *Reporter) servePairs(w http.ResponseWriter, req *http.Request) {
 	r.writeJSON(w, http.StatusOK, struct {
 		Pairs []PairRecord `json:"pairs"`
 	}{pairs})
+}
+
+func (r *Reporter) servePair(w http.ResponseWriter, req *http.Request) {
+	if _, err := queryParams(req); err != nil {
+		r.writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	s := req.PathValue("id")
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 1 {
+		r.writeError(w, http.StatusBadRequest, fmt.Errorf("pair id: must be a positive integer (got %q)", clip(s, 40)))
+		return
+	}
+	pd, ok, err := r.Pair(req.Context(), id)
+	switch {
+	case err != nil:
+		r.log.Error("reading a pair failed", zap.Error(err))
+		r.writeError(w, http.StatusInternalServerError, err)
+	case !ok:
+		r.writeError(w, http.StatusNotFound, fmt.Errorf("pair %d: not kept (the store keeps the last %d non-match pairs)", id, r.cfg.MaxRecentPairs))
+	default:
+		r.writeJSON(w, http.StatusOK, pd)
+	}
 }
 
 func (r *Reporter) serveHealth(w http.ResponseWriter, req *http.Request) {

@@ -63,7 +63,7 @@ func TestHandler(t *testing.T) {
 					keys = append(keys, k)
 				}
 				slices.Sort(keys)
-				want := []string{"differences", "folded_pairs", "latency", "marks", "match_rate", "noise", "outcomes", "pairs", "reasons", "route"}
+				want := []string{"differences", "folded_pairs", "history", "latency", "marks", "match_rate", "noise", "outcomes", "pairs", "reasons", "route", "tenants"}
 				if d := cmp.Diff(want, keys); d != "" {
 					t.Errorf("route keys (-want +got):\n%s", d)
 				}
@@ -109,7 +109,7 @@ func TestHandler(t *testing.T) {
 		"pairs filtered": {
 			url: "/api/v1/pairs?route=billing&outcome=primary_only&limit=5", status: 200,
 			check: func(t *testing.T, body []byte) {
-				if got := compact(t, body); !strings.HasPrefix(got, `{"pairs":[{"id":33,"route":"billing","request_id":"req-0100","method":"GET","path":"/x","outcome":"primary_only","reason":"shadow timed out","primary_status":200,"shadow_status":0,"primary_latency_ms":3,"shadow_latency_ms":0,"at":"2026-03-01T17:01:40Z","differences":[],"difference_count":0}]}`) {
+				if got := compact(t, body); !strings.HasPrefix(got, `{"pairs":[{"id":33,"route":"billing","request_id":"req-0100","method":"GET","path":"/x","outcome":"primary_only","reason":"shadow timed out","primary_status":200,"shadow_status":0,"primary_latency_ms":3,"shadow_latency_ms":0,"at":"2026-03-01T17:01:40Z","differences":[],"difference_count":0,"evidence":false}]}`) {
 					t.Errorf("body %s", got)
 				}
 			},
@@ -133,7 +133,7 @@ func TestHandler(t *testing.T) {
 		"limit too large":   {url: "/api/v1/pairs?limit=1001", status: 400, error: `limit: must be an integer from 1 to 1000 (got "1001")`},
 		"limit not numeric": {url: "/api/v1/pairs?limit=ten", status: 400, error: `limit: must be an integer from 1 to 1000 (got "ten")`},
 		"unknown outcome":   {url: "/api/v1/pairs?outcome=bad", status: 400, error: `outcome: must be one of match, diff, primary_only, shadow_only, ambiguous, skipped (got "bad")`},
-		"unknown parameter": {url: "/api/v1/pairs?rout=billing", status: 400, error: "rout: unknown query parameter (known: route, outcome, limit)"},
+		"unknown parameter": {url: "/api/v1/pairs?rout=billing", status: 400, error: "rout: unknown query parameter (known: route, outcome, request_id, limit)"},
 		"repeated":          {url: "/api/v1/pairs?limit=1&limit=2", status: 400, error: "limit: given 2 times"},
 		"bad query":         {url: "/api/v1/pairs?limit=%zz", status: 400},
 		"healthz":           {url: "/healthz", status: 200, check: func(t *testing.T, body []byte) { mustEqualJSON(t, body, `{"status":"ok"}`) }},

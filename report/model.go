@@ -15,6 +15,13 @@ type Report struct {
 	// Admission is every scope, route and key's admission outcomes, sorted
 	// by scope, route, key; [] when none.
 	Admission []AdmissionReport `json:"admission"`
+	// Policy is every route of the policy in use, in policy order; [] when
+	// no policy was given (a report read from a store alone).
+	Policy []PolicyRoute `json:"policy"`
+	// DelayBucketBoundsMs are the upper bounds of the admission delay
+	// buckets (wire.DelayBucketsMs): AdmissionReport's delay_buckets has
+	// one more, past the last bound.
+	DelayBucketBoundsMs []float64 `json:"delay_bucket_bounds_ms"`
 }
 
 // RouteReport is one route's results: the JSON body of
@@ -55,6 +62,12 @@ type RouteReport struct {
 	// reason is counted as "unspecified"; past 32 distinct reasons per
 	// outcome the rest are counted as "other". {} when none.
 	Reasons map[Outcome]map[string]int `json:"reasons"`
+	// History is the route's outcomes per 10 s over the last hour since
+	// serve started (in memory only).
+	History History `json:"history"`
+	// Tenants breaks the route's pairs down by tenant (policy.Route.
+	// TenantOf) since serve started; [] when the route has no tenants.
+	Tenants []RouteTenant `json:"tenants"`
 }
 
 // PathReport is one differing pattern of a route with one kind of difference.
@@ -136,6 +149,9 @@ type PairRecord struct {
 	// hold excerpts); DifferenceCount is how many it had.
 	Differences     []PairDifference `json:"differences"`
 	DifferenceCount int              `json:"difference_count"`
+	// Evidence says the pair's responses are kept: GET /api/v1/pairs/{id}
+	// shows them.
+	Evidence bool `json:"evidence"`
 }
 
 // PairDifference is where one difference of a recent pair lies.
@@ -148,7 +164,8 @@ type PairDifference struct {
 
 // PairsQuery selects recent non-match pairs; zero fields select everything.
 type PairsQuery struct {
-	Route   string
-	Outcome Outcome
-	Limit   int // default 50, at most 1000
+	Route     string
+	Outcome   Outcome
+	RequestID string
+	Limit     int // default 50, at most 1000
 }

@@ -44,4 +44,18 @@ type Pair struct {
 	PrimaryStatus, ShadowStatus   int           // 0 when that half is missing
 	PrimaryLatency, ShadowLatency time.Duration // upstream latency, 0 when missing
 	At                            time.Time
+
+	// Responses are both responses as compared, for the pair's page; nil
+	// when there are none. The reporter renders them (redacted, bounded)
+	// only for the non-match pairs it keeps responses of, and drops them.
+	Responses *Responses
+}
+
+// Responses are what a pair's page shows of it: each side's response as the
+// comparator saw it (gRPC messages already as JSON), nil when that side is
+// missing, and the rules it was compared under (compared headers,
+// redaction).
+type Responses struct {
+	Primary, Shadow *compare.Response
+	Rules           *compare.Rules
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -56,6 +55,22 @@ type Config struct {
 	// MaxMetricKeys bounds the key label values of the admission metrics
 	// per scope and route; further keys are labelled OtherKey. Default 50.
 	MaxMetricKeys int
+	// MaxExhibits bounds the recent non-match pairs whose responses
+	// (redacted, see compare.Exhibit) are kept for their pair's page; the
+	// oldest are deleted. Default 1000.
+	MaxExhibits int
+	// MaxPinnedExhibits bounds the responses kept, beyond MaxExhibits, of
+	// pairs that are a difference's sample (the report links each sample
+	// to its pair); past it a sample's responses age like the others.
+	// Default 1000.
+	MaxPinnedExhibits int
+	// MaxExhibitBytes bounds the body text kept per side. Default 32 KiB.
+	MaxExhibitBytes int
+	// ExhibitsPerFlush bounds the recent pairs whose responses are
+	// rendered per FlushInterval (samples' always are): rendering costs
+	// serve CPU, and a flood of differences needs only some shown.
+	// Default 100.
+	ExhibitsPerFlush int
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -73,6 +88,10 @@ func (c Config) withDefaults() (Config, error) {
 		{"QueueSize", &c.QueueSize, 10_000},
 		{"MaxAdmissionKeys", &c.MaxAdmissionKeys, 1000},
 		{"MaxMetricKeys", &c.MaxMetricKeys, 50},
+		{"MaxExhibits", &c.MaxExhibits, 1000},
+		{"MaxPinnedExhibits", &c.MaxPinnedExhibits, 1000},
+		{"MaxExhibitBytes", &c.MaxExhibitBytes, 32 << 10},
+		{"ExhibitsPerFlush", &c.ExhibitsPerFlush, 100},
 	}
 	for _, f := range ints {
 		switch {
@@ -141,6 +160,10 @@ type Reporter struct {
 
 	metrics *metrics
 	rollout rollouts
+	policy  policyRoutes
+	// exhibitBudget is how many more recent pairs' responses may be
+	// rendered until the next flush.
+	exhibitBudget atomic.Int64
 }
 
 type writerReq struct {
@@ -182,6 +205,7 @@ func New(cfg Config, log *zap.Logger) (*Reporter, error) {
 	}
 	r.health.pinned = pinned
 	r.metrics = newMetrics(r)
+	r.exhibitBudget.Store(int64(cfg.ExhibitsPerFlush))
 	if pinned != nil {
 		log.Error("report store cannot be written: its results were read and serve runs in memory until restarted",
 			zap.String("path", cfg.DBPath), zap.Error(pinned))
@@ -277,6 +301,9 @@ func (r *Reporter) Record(p Pair) {
 	}
 	// Bound what is kept per pair, whatever the sender put in it.
 	p.RequestID, p.Method, p.Path, p.Reason = clip(p.RequestID, 128), clip(p.Method, 16), clip(p.Path, 1024), clip(p.Reason, 256)
+	p.Tenant = clip(p.Tenant, maxLabelLen)
+	ev := p.Responses
+	p.Responses = nil
 	if !knownOutcome(p.Outcome) {
 		p.Outcome, p.Reason = Skipped, fmt.Sprintf("unknown outcome %q", p.Outcome)
 	}
@@ -305,6 +332,9 @@ func (r *Reporter) Record(p Pair) {
 		return
 	}
 	row := pairRow{rs: rs, pair: p, at: at, diffCount: len(p.Differences)}
+	if ev != nil && (rec.newSample || r.exhibitBudget.Add(-1) >= 0) {
+		row.exhibit = r.newExhibitRow(&p, ev, rec.newSample)
+	}
 	row.pair.Differences = nil
 	if len(rec.keys) > 0 {
 		keys := rec.keys
@@ -391,7 +421,8 @@ func (r *Reporter) SetNoise(route string, noise []compare.NoisePath) {
 // Report is a snapshot of every route, sorted by name; each route is
 // consistent in itself.
 func (r *Reporter) Report() Report {
-	rep := Report{GeneratedAt: r.now().UTC().Round(0), Routes: []RouteReport{}, Admission: r.Admission()}
+	rep := Report{GeneratedAt: r.now().UTC().Round(0), Routes: []RouteReport{}, Admission: r.Admission(),
+		Policy: r.policyList(), DelayBucketBoundsMs: delayBounds()}
 	for _, rs := range r.states() {
 		rs.mu.Lock()
 		if !rs.dead.Load() {
@@ -449,42 +480,14 @@ func (r *Reporter) Pairs(ctx context.Context, q PairsQuery) ([]PairRecord, error
 		return nil, fmt.Errorf("report: unknown outcome %q", q.Outcome)
 	}
 	noise := map[string]map[string]compare.NoisePath{} // route → noise, read once
-	noiseOf := func(route string) map[string]compare.NoisePath {
-		if n, ok := noise[route]; ok {
-			return n
-		}
-		set := map[string]compare.NoisePath{}
-		r.mu.RLock()
-		rs := r.routes[route]
-		r.mu.RUnlock()
-		if rs != nil {
-			rs.mu.Lock()
-			maps.Copy(set, rs.noise)
-			rs.mu.Unlock()
-		}
-		noise[route] = set
-		return set
-	}
 	out := []PairRecord{}
-	err := r.store.pairs(ctx, q.Route, q.Outcome, func(sp storedPair) bool {
-		rec := sp.rec
-		if rec.Outcome == Diff {
-			set := noiseOf(rec.Route)
-			all := sp.complete
-			for _, k := range sp.keys {
-				if n, ok := set[k.pattern]; !ok || !noiseCovers(n, k.kind) {
-					all = false
-				}
-			}
-			if all {
-				rec.Outcome = Match
-			}
-			for i := range rec.Differences {
-				d := &rec.Differences[i]
-				n, ok := set[d.Pattern]
-				d.Noise = ok && noiseCovers(n, d.Kind)
-			}
+	err := r.store.pairs(ctx, pairFilter{route: q.Route, outcome: q.Outcome, requestID: q.RequestID}, func(sp storedPair) bool {
+		set, ok := noise[sp.rec.Route]
+		if !ok {
+			set = r.noiseOf(sp.rec.Route)
+			noise[sp.rec.Route] = set
 		}
+		rec := classify(sp, set)
 		if q.Outcome != "" && rec.Outcome != q.Outcome {
 			return true
 		}
@@ -589,12 +592,13 @@ func (r *Reporter) flush() error {
 	for n := len(r.queue); n > 0; n-- {
 		pairs = append(pairs, <-r.queue)
 	}
+	r.exhibitBudget.Store(int64(r.cfg.ExhibitsPerFlush))
 	adm := r.adm.takeDirty()
 	if len(deltas) == 0 && len(pairs) == 0 && len(adm) == 0 {
 		return nil
 	}
 	start := time.Now()
-	err := r.store.write(context.Background(), deltas, pairs, adm, r.cfg.MaxRecentPairs)
+	err := r.store.write(context.Background(), deltas, pairs, adm, keep{pairs: r.cfg.MaxRecentPairs, exhibits: r.cfg.MaxExhibits, pinned: r.cfg.MaxPinnedExhibits})
 	r.metrics.flushSeconds.Observe(time.Since(start).Seconds())
 	r.noteWrite(err)
 	if err == nil {

@@ -134,6 +134,8 @@ type routeState struct {
 	noise       map[string]compare.NoisePath
 	marks       map[string]int // echoed marks: pattern → pairs
 	latency     [2]histogram
+	history     history           // in memory only: see history.go
+	tenants     map[string]*tally // in memory only
 
 	dirty         bool // anything below is set
 	dirtySigs     map[string]struct{}
@@ -154,6 +156,8 @@ func newRouteState(name string) *routeState {
 		patterns:      map[patKey][]Sample{},
 		noise:         map[string]compare.NoisePath{},
 		marks:         map[string]int{},
+		history:       history{},
+		tenants:       map[string]*tally{},
 		dirtySigs:     map[string]struct{}{},
 		dirtyOutcomes: map[outcomeKey]struct{}{},
 	}
@@ -168,8 +172,9 @@ type sampleRow struct {
 
 // recorded is what recordLocked hands back for metrics, logs and the store.
 type recorded struct {
-	keys     []patKey // distinct, folded into "other" past the cap
-	allNoise bool     // compared, with differences all on current noise
+	keys      []patKey // distinct, folded into "other" past the cap
+	allNoise  bool     // compared, with differences all on current noise
+	newSample bool     // the pair is a sample of at least one pattern
 }
 
 // redactedHeaders are the difference paths whose excerpts are never kept,
@@ -205,6 +210,7 @@ func (rs *routeState) recordLocked(p *Pair, at time.Time, lim limits) recorded {
 	}
 	rs.dirty = true
 	if !compared(p.Outcome) {
+		rs.tallyLocked(p, at, nil, nil)
 		reason := p.Reason
 		if reason == "" {
 			reason = unspecifiedReason
@@ -255,6 +261,7 @@ func (rs *routeState) recordLocked(p *Pair, at time.Time, lim limits) recorded {
 			}
 			rs.patterns[k] = append(samples, s)
 			rs.newSamples = append(rs.newSamples, sampleRow{k, len(samples), s})
+			rec.newSample = true
 		}
 	}
 
@@ -263,10 +270,14 @@ func (rs *routeState) recordLocked(p *Pair, at time.Time, lim limits) recorded {
 	case ok:
 		e.count++
 		rs.dirtySigs[sig] = struct{}{}
+		rs.tallyLocked(p, at, e, rec.keys)
 	case sig == "" || len(rs.sigs) < lim.signatures:
-		rs.sigs[sig] = &signature{keys: rec.keys, count: 1}
+		e = &signature{keys: rec.keys, count: 1}
+		rs.sigs[sig] = e
 		rs.dirtySigs[sig] = struct{}{}
+		rs.tallyLocked(p, at, e, rec.keys)
 	default:
+		rs.tallyLocked(p, at, nil, rec.keys)
 		rs.foldedPairs++
 		for _, k := range rec.keys {
 			rs.folded[k]++
@@ -275,6 +286,17 @@ func (rs *routeState) recordLocked(p *Pair, at time.Time, lim limits) recorded {
 	}
 	rec.allNoise = len(rec.keys) > 0 && rs.allNoise(rec.keys)
 	return rec
+}
+
+// tallyLocked counts a pair in its history bucket and its tenant's tally.
+// The caller holds rs.mu.
+func (rs *routeState) tallyLocked(p *Pair, at time.Time, sig *signature, keys []patKey) {
+	if t := rs.history.tallyAt(at); t != nil {
+		t.add(p.Outcome, sig, keys)
+	}
+	if p.Tenant != "" {
+		rs.tenantLocked(p.Tenant).add(p.Outcome, sig, keys)
+	}
 }
 
 func (rs *routeState) reasonCount(o Outcome) int {
@@ -369,6 +391,7 @@ func (rs *routeState) reportLocked() RouteReport {
 		}
 	}
 	rr.Outcomes[Match], rr.Outcomes[Diff] = match, diff
+	rr.History, rr.Tenants = rs.historyLocked(), rs.tenantsLocked()
 	for _, n := range rr.Outcomes {
 		rr.Pairs += n
 	}

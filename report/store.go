@@ -31,6 +31,8 @@ import (
 //	                                                   of its delay buckets (version 4): 1 the
 //	                                                   coarse 17, 2 the fine wire.DelayBucketsMs
 //	marks      (route, pattern) → count                echoed marks (version 3)
+//	exhibits   (pair_id) → route, pinned, body         a recent pair's responses, redacted
+//	                                                   (exhibitDoc as JSON; version 5)
 //
 // Aggregate rows hold absolute values, written with upserts, so a flush is
 // idempotent. PRAGMA application_id marks the file as shadowlab's and PRAGMA
@@ -42,7 +44,7 @@ var ErrStore = errors.New("report store")
 
 const (
 	storeApplicationID = 0x53484c42 // "SHLB"
-	storeVersion       = 4
+	storeVersion       = 5
 )
 
 // migrations[i] brings a store from user_version i to i+1.
@@ -133,6 +135,14 @@ var migrations = []string{
 	) WITHOUT ROWID;`,
 	// Rows written before hold the coarse layout; loadAdmission converts.
 	`ALTER TABLE admission ADD COLUMN layout INTEGER NOT NULL DEFAULT 1;`,
+	`CREATE TABLE exhibits (
+		pair_id INTEGER PRIMARY KEY,
+		route   TEXT NOT NULL,
+		pinned  INTEGER NOT NULL,
+		body    TEXT NOT NULL
+	);
+	CREATE INDEX exhibits_pinned ON exhibits (pinned, pair_id);
+	CREATE INDEX pairs_by_request ON pairs (route, request_id);`,
 }
 
 // Layouts of the admission counts' delay buckets (column layout).
@@ -407,7 +417,12 @@ type pairRow struct {
 	complete  bool // signature has every pattern of the pair
 	diffs     []storedDifference
 	diffCount int
+	exhibit   *exhibitRow // nil: responses not kept
 }
+
+// keep bounds what the store keeps: recent pairs, the responses of the
+// most recent of them, and the responses of samples beyond those.
+type keep struct{ pairs, exhibits, pinned int }
 
 type storedDifference struct {
 	Path    string       `json:"path"`
@@ -416,22 +431,25 @@ type storedDifference struct {
 }
 
 // write persists one flush in one transaction and trims the recent pairs.
-func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow, adm []admissionRow, maxPairs int) error {
+func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow, adm []admissionRow, lim keep) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
 	stmts := map[string]*sql.Stmt{}
-	exec := func(q string, args ...any) error {
+	result := func(q string, args ...any) (sql.Result, error) {
 		st := stmts[q]
 		if st == nil {
 			if st, err = tx.PrepareContext(ctx, q); err != nil {
-				return err
+				return nil, err
 			}
 			stmts[q] = st
 		}
-		_, err := st.ExecContext(ctx, args...)
+		return st.ExecContext(ctx, args...)
+	}
+	exec := func(q string, args ...any) error {
+		_, err := result(q, args...)
 		return err
 	}
 	for _, d := range deltas {
@@ -508,7 +526,7 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 			}
 		}
 	}
-	inserted := false
+	inserted, pinned := false, -1
 	for _, pr := range pairs {
 		if pr.rs.dead.Load() {
 			continue
@@ -518,17 +536,45 @@ func (s *store) write(ctx context.Context, deltas []*routeDelta, pairs []pairRow
 			return err
 		}
 		p := pr.pair
-		if err := exec(`INSERT INTO pairs (route, request_id, method, path, outcome, reason, primary_status, shadow_status,
+		res, err := result(`INSERT INTO pairs (route, request_id, method, path, outcome, reason, primary_status, shadow_status,
 			primary_latency_ns, shadow_latency_ns, at_ns, signature, signature_complete, differences, difference_count)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			pr.rs.name, p.RequestID, p.Method, p.Path, string(p.Outcome), p.Reason, p.PrimaryStatus, p.ShadowStatus,
-			int64(p.PrimaryLatency), int64(p.ShadowLatency), pr.at.UnixNano(), pr.signature, pr.complete, string(diffs), pr.diffCount); err != nil {
+			int64(p.PrimaryLatency), int64(p.ShadowLatency), pr.at.UnixNano(), pr.signature, pr.complete, string(diffs), pr.diffCount)
+		if err != nil {
 			return err
 		}
 		inserted = true
+		if pr.exhibit == nil {
+			continue
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		body, err := json.Marshal(pr.exhibit.doc)
+		if err != nil {
+			return err
+		}
+		pin := pr.exhibit.pinned
+		if pin && pinned < 0 {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM exhibits WHERE pinned = 1`).Scan(&pinned); err != nil {
+				return err
+			}
+		}
+		if pin = pin && pinned < lim.pinned; pin {
+			pinned++
+		}
+		if err := exec(`INSERT INTO exhibits (pair_id, route, pinned, body) VALUES (?, ?, ?, ?)`, id, pr.rs.name, pin, string(body)); err != nil {
+			return err
+		}
 	}
 	if inserted {
-		if err := exec(`DELETE FROM pairs WHERE id <= (SELECT max(id) FROM pairs) - ?`, maxPairs); err != nil {
+		if err := exec(`DELETE FROM pairs WHERE id <= (SELECT max(id) FROM pairs) - ?`, lim.pairs); err != nil {
+			return err
+		}
+		if err := exec(`DELETE FROM exhibits WHERE pair_id < (SELECT min(id) FROM pairs)
+			OR (pinned = 0 AND pair_id < (SELECT min(pair_id) FROM (SELECT pair_id FROM exhibits WHERE pinned = 0 ORDER BY pair_id DESC LIMIT ?)))`, lim.exhibits); err != nil {
 			return err
 		}
 	}
@@ -609,7 +655,7 @@ func (s *store) reset(ctx context.Context, route string) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	for _, table := range []string{"routes", "outcomes", "signatures", "folded", "samples", "latency", "noise", "marks", "pairs"} {
+	for _, table := range []string{"routes", "outcomes", "signatures", "folded", "samples", "latency", "noise", "marks", "pairs", "exhibits"} {
 		q, args := "DELETE FROM "+table, []any{}
 		if route != "" {
 			q, args = q+" WHERE route = ?", []any{route}
@@ -628,17 +674,31 @@ type storedPair struct {
 	complete bool
 }
 
+// pairFilter selects recent pairs; zero fields select everything.
+type pairFilter struct {
+	route, requestID string
+	outcome          Outcome
+	id               int64
+}
+
 // pairs reads recent pairs newest first, calling keep for each until it
 // returns false.
-func (s *store) pairs(ctx context.Context, route string, outcome Outcome, keep func(storedPair) bool) error {
+func (s *store) pairs(ctx context.Context, f pairFilter, keep func(storedPair) bool) error {
 	q := `SELECT id, route, request_id, method, path, outcome, reason, primary_status, shadow_status,
-		primary_latency_ns, shadow_latency_ns, at_ns, signature, signature_complete, differences, difference_count FROM pairs`
+		primary_latency_ns, shadow_latency_ns, at_ns, signature, signature_complete, differences, difference_count,
+		EXISTS (SELECT 1 FROM exhibits WHERE pair_id = id) FROM pairs`
 	var where []string
 	var args []any
-	if route != "" {
-		where, args = append(where, "route = ?"), append(args, route)
+	if f.route != "" {
+		where, args = append(where, "route = ?"), append(args, f.route)
 	}
-	if outcome != "" {
+	if f.requestID != "" {
+		where, args = append(where, "request_id = ?"), append(args, f.requestID)
+	}
+	if f.id != 0 {
+		where, args = append(where, "id = ?"), append(args, f.id)
+	}
+	if outcome := f.outcome; outcome != "" {
 		if compared(outcome) { // re-classified after reading
 			outcome = Diff
 		}
@@ -659,7 +719,7 @@ func (s *store) pairs(ctx context.Context, route string, outcome Outcome, keep f
 		var pl, sl, at int64
 		var sig, diffs string
 		if err := rows.Scan(&r.ID, &r.Route, &r.RequestID, &r.Method, &r.Path, &r.Outcome, &r.Reason, &r.PrimaryStatus, &r.ShadowStatus,
-			&pl, &sl, &at, &sig, &sp.complete, &diffs, &r.DifferenceCount); err != nil {
+			&pl, &sl, &at, &sig, &sp.complete, &diffs, &r.DifferenceCount, &r.Evidence); err != nil {
 			return err
 		}
 		r.PrimaryLatencyMS, r.ShadowLatencyMS = durationMS(time.Duration(pl)), durationMS(time.Duration(sl))
