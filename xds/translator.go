@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -351,8 +350,6 @@ func b2i(b bool) int {
 }
 
 type named interface{ GetName() string }
-
-func byName[T named](a, b T) int { return cmp.Compare(a.GetName(), b.GetName()) }
 
 // valid runs Envoy's own proto validation (PGV) on m.
 func valid(kind string, m interface {
