@@ -335,6 +335,14 @@ func TestSecurityAuth(t *testing.T) {
 		}
 		code, _ := s.api("GET", "/healthz", "", nil)
 		assert.Equal(t, http.StatusOK, code, "health needs no token")
+		// The operator's page holds no data: open; what it reads is not.
+		code, body := s.api("GET", "/ui/", "", nil)
+		assert.Equal(t, http.StatusOK, code, "the page needs no token")
+		assert.Contains(t, body, "<html")
+		for _, path := range []string{"/api/v1/pairs/1", "/api/v1/pairs?request_id=x"} {
+			code, _ = s.api("GET", path, "", nil)
+			assert.Equal(t, http.StatusUnauthorized, code, "GET %s without a token", path)
+		}
 
 		// Nothing forged was recorded.
 		pairs, err := s.cp.Reporter.Pairs(context.Background(), report.PairsQuery{Route: "users", Limit: 1000})
@@ -346,7 +354,7 @@ func TestSecurityAuth(t *testing.T) {
 			assert.NotEqual(t, "forged-route", a.Route)
 		}
 		after := s.refused()
-		assert.Equal(t, map[string]int{"read": before["read"] + 4, "write": before["write"] + 6}, after, "every refusal counted")
+		assert.Equal(t, map[string]int{"read": before["read"] + 6, "write": before["write"] + 6}, after, "every refusal counted")
 
 		// The write token writes.
 		code, _ = s.api("POST", wire.ReportPath, writeToken, wire.AppendReportLine(nil, "token-writer", "", &wire.Counts{Admitted: 1}))

@@ -87,7 +87,9 @@ func newSecurity(cfg Config, log *zap.Logger) (*security, error) {
 	if c.ReadTokenFile != "" && c.ReadTokenFile == c.WriteTokenFile {
 		errs = append(errs, errors.New("the read and write tokens must be distinct files"))
 	}
-	s.access.Open = []string{"GET /healthz", "GET /readyz", "GET " + strings.TrimSuffix(xds.WasmCodePath(""), ".wasm")}
+	// The operator's page holds no data: it reads the API with the token
+	// its user gives it.
+	s.access.Open = []string{"GET /healthz", "GET /readyz", "GET " + strings.TrimSuffix(xds.WasmCodePath(""), ".wasm"), "GET /ui/", "GET /{$}"}
 	return s, errors.Join(errs...)
 }
 
@@ -113,7 +115,8 @@ func (s *security) wrap(l net.Listener, optional bool, protos ...string) net.Lis
 }
 
 // guard puts the API's handler behind its credentials (tokens, the
-// plugin's certificate); /healthz and the plugin's code stay open: the code
+// plugin's certificate); /healthz, the operator's page (not the API it
+// reads) and the plugin's code stay open: the code
 // is public and Envoy checks it against the SHA-256 it got over
 // authenticated xDS.
 func (s *security) guard(srv *http.Server, reg prometheus.Registerer) error {

@@ -194,7 +194,7 @@ func (in *Instance) build(published chan<- error) error {
 		return err
 	}
 	pub := &publisher{Server: in.XDS, first: published, ready: in.ready,
-		use: []func(*policy.Policy){in.Pairer.Use, in.Reporter.UseLocalAdmission, in.Reporter.UseRollout}}
+		use: []func(*policy.Policy){in.Pairer.Use, in.Reporter.UseLocalAdmission, in.Reporter.UseRollout, in.Reporter.UsePolicy}}
 	fallbacks := fallback.New(in.Reporter, time.Now, log.Named("fallback"))
 	pub.use = append(pub.use, fallbacks.Use)
 	in.XDS.Also(fallbacks.Register)

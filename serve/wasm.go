@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shadowlab/shadowlab/ui"
 	"github.com/shadowlab/shadowlab/wire"
 	"github.com/shadowlab/shadowlab/xds"
 )
@@ -60,13 +61,15 @@ func loadWasm(path string) (*wasmModule, error) {
 	return nil, nil
 }
 
-// apiHandler serves the report API, the plugin's capture batches
-// (wire.CapturePath) and, when there is a plugin, its code at
+// apiHandler serves the report API, the operator's page (/ui/, and / to
+// it), the plugin's capture batches (wire.CapturePath) and, when there is a plugin, its code at
 // xds.WasmCodePath(sha256) (immutable: the name is the content hash).
 func apiHandler(api http.Handler, wasm *wasmModule, capture http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
 	mux.Handle("POST "+wire.CapturePath, capture)
+	mux.Handle("GET /ui/", ui.Handler())
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	if wasm == nil {
 		return mux
 	}
