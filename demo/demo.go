@@ -49,6 +49,11 @@ type Config struct {
 	// Wait bounds how long an attached deployment may take to be ready;
 	// default 2 min.
 	Wait time.Duration
+	// Keep, after every scene passed, keeps everything up (services,
+	// serve, Envoy) until ctx is cancelled (Ctrl-C), for the operator page
+	// to be looked at; a process dying meanwhile fails the demo. Not with
+	// Attach: that deployment is not the demo's to keep or stop.
+	Keep bool
 }
 
 func (c Config) wait() time.Duration {
@@ -67,8 +72,14 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if cfg.Seed == 0 {
 		cfg.Seed = 1
 	}
+	if cfg.Keep && cfg.Attach != "" {
+		return fmt.Errorf("--keep: the deployment --attach drives is not the demo's to keep up or stop; its operator page is http://%s/ui/", dialable(cfg.API))
+	}
 	d := &demo{cfg: cfg, out: stdout}
 	err := d.run(ctx)
+	if err == nil && ctx.Err() == nil {
+		err = d.page(ctx)
+	}
 	d.shutdown()
 	if cfg.Verbose || (err != nil && ctx.Err() == nil) {
 		d.dumpLogs(stderr)
@@ -81,7 +92,11 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		}
 	}
 	if ctx.Err() != nil {
-		fmt.Fprintln(stdout, "interrupted: everything stopped")
+		if d.kept {
+			fmt.Fprintln(stdout, "stopped: everything the demo started is down")
+		} else {
+			fmt.Fprintln(stdout, "interrupted: everything stopped")
+		}
 		return nil
 	}
 	return err
@@ -99,6 +114,8 @@ type demo struct {
 	burstSent int               // requests of the burst scene on the admission route
 	client    *http.Client
 	listener  string // Envoy's listener address
+	api       string // serve's API address (the operator page's)
+	kept      bool   // page kept everything up until ctx was cancelled
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -129,7 +146,48 @@ func (d *demo) run(ctx context.Context) error {
 			return err
 		}
 	}
+	d.api = dialable(apiAddr)
 	return d.scenes(ctx, policyPath, string(original), apiAddr)
+}
+
+// page prints the operator page's address and, with Keep, keeps everything
+// up until ctx is cancelled, which is not an error, or until a process the
+// demo started exits, which is.
+func (d *demo) page(ctx context.Context) error {
+	d.say("")
+	d.say("operator page: http://%s/ui/", d.api)
+	switch {
+	case d.cfg.Attach != "":
+		return nil
+	case !d.cfg.Keep:
+		d.say("  the demo stops everything now; `shadowlab demo --keep` (`make demo` in a terminal) keeps it up to look at")
+		return nil
+	}
+	d.say("keeping everything up: Envoy listener http://%s, operator page http://%s/ui/ — Ctrl-C to stop", d.listener, d.api)
+	died := make(chan string, len(d.procs)+1)
+	stop := make(chan struct{})
+	defer close(stop)
+	watch := func(name string, exited <-chan struct{}) {
+		select {
+		case <-exited:
+			died <- name
+		case <-stop:
+		}
+	}
+	if d.envoy != nil {
+		go watch("envoy", d.envoy.Exited())
+	}
+	for _, p := range d.procs {
+		go watch(p.name, p.exited)
+	}
+	select {
+	case <-ctx.Done():
+		d.kept = true
+		return nil
+	case name := <-died:
+		d.say("  PROBLEM: %s exited while the demo kept everything up", name)
+		return fmt.Errorf("%s exited while kept up", name)
+	}
 }
 
 // start runs the services, serve and Envoy as local processes on free

@@ -42,4 +42,7 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, stdout.String(), "ok: the canary's failures were absorbed by the fallback and counted, and the route was promoted on passing gates")
 	assert.Contains(t, stdout.String(), "ok: the gRPC report holds exactly the seeded differences")
 	assert.Regexp(t, `local\s+jobs\s+-\s+\d+\s+\d+\s+0\s+0\s+0\s+0`, stdout.String(), "the admission report counts the burst")
+	assert.Regexp(t, `(?m)^operator page: http://127\.0\.0\.1:\d+/ui/$`, stdout.String(), "the demo ends with the page's address")
+	assert.Contains(t, stdout.String(), "`shadowlab demo --keep`", "without --keep it says how to keep it up")
+	assert.NotContains(t, stdout.String(), "keeping everything up", "without --keep nothing is kept up")
 }

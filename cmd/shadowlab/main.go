@@ -607,6 +607,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Attach, "attach", "", "policy file of a deployment already running (docker compose): start nothing, drive its Envoy and services (the file is edited by scene 2, then put back)")
 	fs.StringVar(&cfg.API, "api", "127.0.0.1:18080", "with --attach: host:port of serve's API")
 	fs.DurationVar(&cfg.Wait, "wait", 2*time.Minute, "with --attach: how long the deployment may take to be ready")
+	fs.BoolVar(&cfg.Keep, "keep", false, "after every scene passed, keep everything up for the operator page (its address printed) until Ctrl-C; not with --attach")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}

@@ -93,6 +93,10 @@ func TestRun(t *testing.T) {
 		"demo attach missing policy": {
 			args: []string{"demo", "--attach", "nope.yaml", "--wait", "1s"}, code: exitFailed, stderr: []string{"nope.yaml"},
 		},
+		"demo keep with attach": {
+			args: []string{"demo", "--attach", "nope.yaml", "--api", "127.0.0.1:18080", "--keep"}, code: exitFailed,
+			stderr: []string{"--keep: the deployment --attach drives is not the demo's", "http://127.0.0.1:18080/ui/"},
+		},
 		"bootstrap out in a missing directory": {
 			args: []string{"bootstrap", "--out", "/nonexistent/dir/envoy.yaml"}, code: exitFailed, stderr: []string{"/nonexistent/dir"},
 		},
