@@ -170,3 +170,31 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkExhibit renders both sides of a pair for its page, as the
+// report does for the non-match pairs it keeps (at most
+// report.Config.ExhibitsPerFlush a flush, 32 KiB a side): beside
+// BenchmarkCompare, what keeping a pair's responses costs serve.
+func BenchmarkExhibit(b *testing.B) {
+	rules, err := NewRules(Spec{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bs := range benchSizes {
+		pairs := benchPairs(bs.size)
+		b.Run(bs.name, func(b *testing.B) {
+			b.SetBytes(int64(len(pairs[0][0].Body) + len(pairs[0][1].Body)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				p := pairs[i%len(pairs)]
+				if e := NewExhibit(p[0], rules, 32<<10); len(e.Lines) == 0 {
+					b.Fatal("no lines")
+				}
+				NewExhibit(p[1], rules, 32<<10)
+				i++
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+		})
+	}
+}

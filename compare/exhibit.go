@@ -2,6 +2,7 @@ package compare
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -75,14 +76,15 @@ func NewExhibit(resp Response, rules *Rules, maxBytes int) Exhibit {
 	}
 	e.BodyBytes = len(body)
 	pr := printer{r: rules, max: maxBytes, e: &e}
+	pr.all = make([]byte, 0, 2*min(len(body), maxBytes)+64) // text and paths
 	var d doc
 	switch {
 	case len(body) == 0:
 		e.BodyKind = "empty"
 	case d.parseBody(body, resp.Headers["content-type"]):
 		e.BodyKind = "json"
-		pr.d = &d
-		pr.value(0, []byte{'$'}, 0, nil, false, false)
+		pr.d, pr.path = &d, []byte{'$'}
+		pr.value(0, 0, nil, false, false)
 	case utf8.Valid(body):
 		e.BodyKind = "text"
 		pr.text(body)
@@ -90,6 +92,7 @@ func NewExhibit(resp Response, rules *Rules, maxBytes int) Exhibit {
 		e.BodyKind = "binary"
 		pr.binary(body)
 	}
+	pr.finish()
 	return e
 }
 
@@ -122,7 +125,9 @@ func redactAll(r *Rules, text []byte) ([]byte, bool) {
 	return append(out, text[at:]...), true
 }
 
-// printer writes an Exhibit's lines.
+// printer writes an Exhibit's lines. path and line are scratch buffers:
+// path holds the current value's path, grown and cut back as the walk goes
+// down and up.
 type printer struct {
 	r    *Rules
 	d    *doc
@@ -130,34 +135,78 @@ type printer struct {
 	max  int
 	size int
 	keyB []byte
+	path []byte
+	line []byte
+	pre  []byte // a member's name as written, copied into line at once
+	// all holds every line's text and path, made into one string by
+	// finish: one allocation instead of two per line.
+	all   []byte
+	spans []lineSpan
+}
+
+// lineSpan is a line whose text and path lie in printer.all.
+type lineSpan struct {
+	depth                        int
+	text, textEnd, path, pathEnd int
+	redacted                     bool
+}
+
+// finish turns the spans into the Exhibit's lines.
+func (p *printer) finish() {
+	all := string(p.all)
+	if !utf8.ValidString(all) {
+		// Cut on a rune that spans two lines, or invalid input: mend each.
+		for _, sp := range p.spans {
+			p.e.Lines = append(p.e.Lines, ExhibitLine{Depth: sp.depth, Text: strings.ToValidUTF8(all[sp.text:sp.textEnd], "\uFFFD"),
+				Path: all[sp.path:sp.pathEnd], Redacted: sp.redacted})
+		}
+		return
+	}
+	p.e.Lines = slices.Grow(p.e.Lines, len(p.spans))
+	for _, sp := range p.spans {
+		p.e.Lines = append(p.e.Lines, ExhibitLine{Depth: sp.depth, Text: all[sp.text:sp.textEnd], Path: all[sp.path:sp.pathEnd], Redacted: sp.redacted})
+	}
 }
 
 // add appends a line; false once the budget is spent (Truncated is set).
-func (p *printer) add(depth int, text []byte, path []byte, redacted bool) bool {
+// Redacted values in text from offset scan on are replaced (scan < 0: the
+// line shows no value that can hold one).
+func (p *printer) add(depth int, text []byte, path []byte, redacted bool, scan int) bool {
 	if p.e.Truncated {
 		return false
 	}
-	if p.size+len(text) > p.max && len(p.e.Lines) > 0 {
+	if p.size+len(text) > p.max && len(p.spans) > 0 {
 		p.e.Truncated = true
 		return false
 	}
 	if len(text) > maxExhibitLine {
 		text = append(text[:maxExhibitLine:maxExhibitLine], ellipsis...)
 	}
-	if r, ok := redactAll(p.r, text); ok {
-		text, redacted = r, true
+	if scan >= 0 && scan <= len(text) && hasSecretText(p.r, text[scan:]) {
+		text, redacted = append(text[:scan:scan], redactAllOf(p.r, text[scan:])...), true
 	}
 	p.size += len(text)
-	p.e.Lines = append(p.e.Lines, ExhibitLine{Depth: depth, Text: strings.ToValidUTF8(string(text), "\uFFFD"), Path: string(path), Redacted: redacted})
+	sp := lineSpan{depth: depth, text: len(p.all), redacted: redacted}
+	p.all = append(p.all, text...)
+	sp.textEnd, sp.path = len(p.all), len(p.all)
+	p.all = append(p.all, path...)
+	sp.pathEnd = len(p.all)
+	p.spans = append(p.spans, sp)
 	return true
 }
 
-// value prints node t at path: prefix is its member name as written
+// redactAllOf is text with every redacted value replaced.
+func redactAllOf(r *Rules, text []byte) []byte {
+	out, _ := redactAll(r, text)
+	return out
+}
+
+// value prints node t at p.path: prefix is its member name as written
 // ("\"price\": "), comma whether a sibling follows.
-func (p *printer) value(t uint32, path []byte, depth int, prefix []byte, comma, redacted bool) bool {
+func (p *printer) value(t uint32, depth int, prefix []byte, comma, redacted bool) bool {
 	d := p.d
 	n := &d.tape[t]
-	line := append([]byte{}, prefix...)
+	line := append(p.line[:0], prefix...)
 	if redacted {
 		line = append(line, '"')
 		line = append(line, Redacted...)
@@ -165,7 +214,8 @@ func (p *printer) value(t uint32, path []byte, depth int, prefix []byte, comma, 
 		if comma {
 			line = append(line, ',')
 		}
-		return p.add(depth, line, path, true)
+		p.line = line
+		return p.add(depth, line, p.path, true, -1)
 	}
 	switch n.kind {
 	case kindObject, kindArray:
@@ -178,44 +228,54 @@ func (p *printer) value(t uint32, path []byte, depth int, prefix []byte, comma, 
 			if comma {
 				line = append(line, ',')
 			}
-			return p.add(depth, line, path, false)
+			p.line = line
+			return p.add(depth, line, p.path, false, -1)
 		}
-		if !p.add(depth, append(line, open), path, false) {
+		p.line = append(line, open)
+		if !p.add(depth, p.line, p.path, false, -1) {
 			return false
 		}
+		base := len(p.path)
 		k := t + 1
 		for i := range n.n {
-			var child, pre []byte
+			var pre []byte
 			red := false
-			next := k
 			if n.kind == kindObject {
 				name := key(d, k, &p.keyB)
 				red = p.r.redacts(name)
-				child = appendField(append([]byte{}, path...), name)
-				pre = append(append([]byte{}, d.raw(k)...), ':', ' ')
+				p.path = appendField(p.path, name)
+				p.pre = append(append(p.pre[:0], d.raw(k)...), ':', ' ')
+				pre = p.pre
 				k++ // the value
-				next = d.tape[k].next
 			} else {
-				child = append(append(append([]byte{}, path...), '['), strconv.Itoa(int(i))...)
-				child = append(child, ']')
-				next = d.tape[k].next
+				p.path = append(p.path, '[')
+				p.path = strconv.AppendInt(p.path, int64(i), 10)
+				p.path = append(p.path, ']')
 			}
-			if !p.value(k, child, depth+1, pre, i+1 < n.n, red) {
+			next := d.tape[k].next
+			ok := p.value(k, depth+1, pre, i+1 < n.n, red)
+			p.path = p.path[:base]
+			if !ok {
 				return false
 			}
 			k = next
 		}
-		end := []byte{closing}
+		p.line = append(p.line[:0], closing)
 		if comma {
-			end = append(end, ',')
+			p.line = append(p.line, ',')
 		}
-		return p.add(depth, end, path, false)
+		return p.add(depth, p.line, p.path, false, -1)
+	}
+	scan := -1
+	if n.kind == kindString { // numbers, booleans and null hold no secret
+		scan = len(line)
 	}
 	line = append(line, d.src[n.start:n.end]...)
 	if comma {
 		line = append(line, ',')
 	}
-	return p.add(depth, line, path, false)
+	p.line = line
+	return p.add(depth, line, p.path, false, scan)
 }
 
 // text prints a text body line by line.
@@ -227,7 +287,7 @@ func (p *printer) text(body []byte) {
 		} else {
 			body = nil
 		}
-		if !p.add(0, bytes.TrimSuffix(line, []byte{'\r'}), []byte("body"), false) {
+		if !p.add(0, bytes.TrimSuffix(line, []byte{'\r'}), []byte("body"), false, 0) {
 			return
 		}
 	}
@@ -237,7 +297,7 @@ func (p *printer) text(body []byte) {
 // redacted value is not shown (its bytes in hex are still the secret).
 func (p *printer) binary(body []byte) {
 	if hasSecretText(p.r, body) {
-		p.add(0, []byte(Redacted), []byte("body"), true)
+		p.add(0, []byte(Redacted), []byte("body"), true, -1)
 		return
 	}
 	for off := 0; off < len(body); off += hexPerLine {
@@ -249,7 +309,7 @@ func (p *printer) binary(body []byte) {
 		for _, c := range row {
 			line = append(line, ' ', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		if !p.add(0, line, []byte("body"), false) {
+		if !p.add(0, line, []byte("body"), false, -1) {
 			return
 		}
 	}
