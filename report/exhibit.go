@@ -92,6 +92,8 @@ func (r *Reporter) Pair(ctx context.Context, id int64) (PairDetail, bool, error)
 	switch {
 	case err != nil:
 		return PairDetail{}, false, err
+	case body == "" && r.cfg.NoExhibits:
+		out.EvidenceNote = "serve keeps no responses (--pair-responses 0): the differences' excerpts are what there is"
 	case body == "":
 		out.EvidenceNote = fmt.Sprintf("the responses were not kept: serve keeps them for the last %d non-match pairs, the first samples of each difference, and at most %d pairs a %v", r.cfg.MaxExhibits, r.cfg.ExhibitsPerFlush, r.cfg.FlushInterval)
 	default:

@@ -208,3 +208,20 @@ func getJSON(t *testing.T, url string, status int, v any) {
 		t.Fatalf("%s: %v", url, err)
 	}
 }
+
+// With NoExhibits no response is kept, and the pair's page says why.
+func TestNoPairResponses(t *testing.T) {
+	r := newTestReporter(t, Config{NoExhibits: true})
+	r.Record(withResponses(t, comparedPair("billing", 1, changed("$.price", "1", "9")), 1))
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pairs, err := r.Pairs(t.Context(), PairsQuery{})
+	if err != nil || len(pairs) != 1 || pairs[0].Evidence {
+		t.Fatalf("pairs %+v %v", pairs, err)
+	}
+	pd, ok, err := r.Pair(t.Context(), pairs[0].ID)
+	if err != nil || !ok || pd.Primary != nil || !strings.Contains(pd.EvidenceNote, "--pair-responses 0") || len(pd.Differences) != 1 {
+		t.Errorf("pair %+v %v %v", pd, ok, err)
+	}
+}

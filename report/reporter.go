@@ -71,6 +71,9 @@ type Config struct {
 	// serve CPU, and a flood of differences needs only some shown.
 	// Default 100.
 	ExhibitsPerFlush int
+	// NoExhibits keeps no pair's responses: the pair page shows the
+	// differences' excerpts only.
+	NoExhibits bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -332,7 +335,7 @@ func (r *Reporter) Record(p Pair) {
 		return
 	}
 	row := pairRow{rs: rs, pair: p, at: at, diffCount: len(p.Differences)}
-	if ev != nil && (rec.newSample || r.exhibitBudget.Add(-1) >= 0) {
+	if ev != nil && !r.cfg.NoExhibits && (rec.newSample || r.exhibitBudget.Add(-1) >= 0) {
 		row.exhibit = r.newExhibitRow(&p, ev, rec.newSample)
 	}
 	row.pair.Differences = nil

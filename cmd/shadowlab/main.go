@@ -332,6 +332,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.IntVar(&cfg.Admitter.MaxHeld, "max-held", 0, "requests global admission holds at once; past it they get 429 (default 5000)")
 	fs.StringVar(&cfg.WasmPath, "wasm", "", "the admission plugin for local admission (default: shadowlab.wasm beside this binary, then bin/shadowlab.wasm)")
 	fs.StringVar(&cfg.Report.DBPath, "db", "shadowlab.db", "SQLite file keeping results across restarts; empty: memory only")
+	pairResponses := fs.Int("pair-responses", 1000, "recent non-matching pairs whose responses (redacted, 32 KiB a side) are kept for the operator page's pair view, besides those of each difference's first samples (up to as many more); 0: none kept")
 	fs.DurationVar(&cfg.Pairer.TTL, "pair-ttl", 30*time.Second, "how long a captured half waits for its other side")
 	fs.DurationVar(&cfg.Pairer.Grace, "pair-grace", time.Second, "how long a complete pair waits for a duplicate half before it is compared")
 	peers := credentialFlags(fs, &cfg.Credentials)
@@ -339,6 +340,15 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) int {
 	format := fs.String("log-format", "json", "json or console")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	switch n := *pairResponses; {
+	case n < 0:
+		fmt.Fprintf(stderr, "--pair-responses: must be 0 or more (got %d)\n", n)
+		return exitUsage
+	case n == 0:
+		cfg.Report.NoExhibits = true
+	default:
+		cfg.Report.MaxExhibits, cfg.Report.MaxPinnedExhibits = n, n
 	}
 	if cfg.PolicyPath == "" || fs.NArg() != 0 {
 		fmt.Fprintln(stderr, "usage: shadowlab serve --policy FILE [--xds-address host:port] [--gateway-address host:port] [--api-address host:port] [--db FILE]")
