@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -602,6 +603,28 @@ func TestOperatorPage(t *testing.T) {
 		b.waitView("overview")
 		b.screenshot("overview-phone")
 		b.do(chromedp.EmulateViewport(laptopWidth, laptopHeight))
+	})
+
+	t.Run("keyboard: Tab reaches a route, Enter opens it", func(t *testing.T) {
+		b := b.sub(t)
+		link := `table#routes tr[data-route="orders"] a[href]`
+		require.True(t, exists(b, link), link)
+		b.do(chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur()`))
+		reached := false
+		for range 80 {
+			b.do(chromedp.KeyEvent(kb.Tab))
+			if eval[bool](b, `document.activeElement === document.querySelector(`+jsString(link)+`)`) {
+				reached = true
+				break
+			}
+		}
+		require.True(t, reached, "Tab never focused %s", link)
+		assert.True(t, eval[bool](b, `getComputedStyle(document.activeElement).outlineStyle !== "none"`), "the focused link shows a focus outline")
+		b.do(chromedp.KeyEvent(kb.Enter))
+		b.waitView("route")
+		assert.Contains(t, text(b, "h1"), "orders")
+		b.do(chromedp.Click(chromedp.CSS("a#nav-overview")))
+		b.waitView("overview")
 	})
 
 	t.Run("route pages list exactly the seeded differences", func(t *testing.T) {

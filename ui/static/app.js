@@ -482,90 +482,169 @@
 
   // ------------------------------------------------------------ charts
 
-  // sparkline draws the match rate of each history bucket that compared a
-  // pair, on a time axis of the buckets' starts.
-  function sparkline(history, opts) {
-    const w = (opts && opts.w) || 96;
-    const hgt = (opts && opts.h) || 22;
-    const buckets = arr(history && history.buckets);
-    const step = (history && history.bucket_seconds) || 10;
-    // Buckets are summed into bins of two minutes: 10 s buckets of a few
-    // pairs each make a line too jagged to read at this size.
-    const bin = Math.max(step, 120);
-    const bins = new Map();
+  // A history chart's time axis runs from the oldest bucket of the history
+  // (at least AXIS_MIN_S before now) to now, at most AXIS_MAX_S: a demo
+  // that ran for a minute fills a fifth of the chart, not one pixel of an
+  // hour. The API's buckets are drawn as they are up to a span of
+  // BIN_RAW_MAX_S; past it they are summed into wider bins, so that an
+  // hour stays readable.
+  const AXIS_MIN_S = 300;
+  const AXIS_MAX_S = 3600;
+  const BIN_RAW_MAX_S = 900;
+  const BIN_WIDER = [[1800, 30], [2700, 60], [Infinity, 120]]; // span up to → bin (s)
+
+  // timeAxis lays a history out on a time axis {t0, t1, bin, step, n, now}
+  // (unix seconds): n bins of bin seconds from t0 to t1, the end of the
+  // bucket now fills. Bins end on t1, so the last bin holds the current
+  // bucket whatever its width; step is the API's bucket width.
+  function timeAxis(history, nowMs) {
+    const step = Math.max(1, Number(history && history.bucket_seconds) || 10);
+    const starts = [];
+    for (const b of arr(history && history.buckets)) {
+      const t = toDate(b.start);
+      if (t) starts.push(t.getTime() / 1000);
+    }
+    const now = (typeof nowMs === "number" ? nowMs : Date.now()) / 1000;
+    const latest = starts.length ? Math.max(...starts) + step : now;
+    const end = Math.max(now, latest); // a server clock ahead of ours
+    const t1 = Math.ceil(end / step) * step;
+    const oldest = starts.length ? Math.min(...starts) : t1;
+    const from = Math.max(t1 - AXIS_MAX_S, Math.min(oldest, t1 - AXIS_MIN_S));
+    const want = t1 - from;
+    let bin = step;
+    if (want > BIN_RAW_MAX_S) {
+      for (const [upTo, b] of BIN_WIDER) {
+        if (want <= upTo) {
+          bin = Math.max(step, Math.ceil(b / step) * step);
+          break;
+        }
+      }
+    }
+    const n = Math.max(1, Math.ceil(want / bin));
+    const t0 = t1 - n * bin;
+    return { t0, t1, bin, step, n, now };
+  }
+
+  // binOf is the start of the axis bin that holds the bucket starting at t
+  // (unix seconds), or null when it falls outside the axis.
+  function binOf(axis, t) {
+    if (t < axis.t0 || t >= axis.t1) return null;
+    return axis.t1 - (Math.floor((axis.t1 - t - axis.step) / axis.bin) + 1) * axis.bin;
+  }
+
+  // binned sums fields (name → function of a bucket) per bin of the axis:
+  // a Map from bin start to {field: sum}, only bins that saw a bucket.
+  function binned(axis, buckets, fields) {
+    const out = new Map();
     for (const b of buckets) {
       const t = toDate(b.start);
       if (!t) continue;
-      const k = Math.floor(t.getTime() / 1000 / bin) * bin;
-      const c = bins.get(k) || { match: 0, n: 0 };
-      c.match += b.match || 0;
-      c.n += (b.match || 0) + (b.diff || 0);
-      bins.set(k, c);
+      const k = binOf(axis, t.getTime() / 1000);
+      if (k === null) continue;
+      let c = out.get(k);
+      if (!c) {
+        c = {};
+        for (const f of Object.keys(fields)) c[f] = 0;
+        out.set(k, c);
+      }
+      for (const [f, fn] of Object.entries(fields)) c[f] += fn(b) || 0;
     }
+    return out;
+  }
+
+  function fmtSpan(sec) {
+    const m = Math.round(sec / 60);
+    return m >= 60 ? (m % 60 === 0 ? m / 60 + " h" : (m / 60).toFixed(1) + " h") : m + " min";
+  }
+  function fmtBin(sec) {
+    return sec < 60 ? sec + " s" : sec / 60 + " min";
+  }
+  function fmtHM(t) {
+    const d = toDate(t);
+    return d ? pad2(d.getHours()) + ":" + pad2(d.getMinutes()) : "—";
+  }
+  // axisWords is how a chart names its axis: "last 6 min".
+  function axisWords(axis) {
+    return "last " + fmtSpan(axis.t1 - axis.t0);
+  }
+
+  // sparkline draws the match rate, match ÷ (match + diff), of each bin of
+  // the axis that compared a pair; bins without compared pairs are skipped.
+  function sparkline(history, opts) {
+    const w = (opts && opts.w) || 120;
+    const hgt = (opts && opts.h) || 24;
+    const axis = timeAxis(history);
+    const bins = binned(axis, arr(history && history.buckets), { match: (b) => b.match, diff: (b) => b.diff });
     const pts = [];
     for (const [t, c] of Array.from(bins.entries()).sort((a, b) => a[0] - b[0])) {
-      if (c.n > 0) pts.push({ t, r: c.match / c.n });
+      if (c.match + c.diff > 0) pts.push({ t, r: c.match / (c.match + c.diff), match: c.match, n: c.match + c.diff });
     }
+    const caption = h("span", { class: "spark-axis", "aria-hidden": "true" },
+      h("span", null, fmtHM(axis.t0)), h("span", { class: "spark-span" }, axisWords(axis)), h("span", null, fmtHM(axis.now)));
     if (pts.length === 0) {
-      return h("span", { class: "muted spark-none", title: "No compared pairs in the last hour" }, "no trend");
+      return h("span", { class: "muted spark-none", title: "No compared pairs (match or diff) in the " + axisWords(axis) }, "no trend");
     }
-    const t0 = pts[0].t;
-    const span = Math.max(pts[pts.length - 1].t - t0, bin * 6);
     let lo = Math.min(...pts.map((p) => p.r), 0.9);
     lo = Math.max(0, Math.floor(lo * 20) / 20);
-    const x = (t) => 2 + ((t - t0) / span) * (w - 4);
+    const x = (t) => 2 + ((t + axis.bin / 2 - axis.t0) / (axis.t1 - axis.t0)) * (w - 4);
     const y = (r) => 2 + (1 - (r - lo) / (1 - lo || 1)) * (hgt - 4);
-    const line = pts.map((p) => x(p.t).toFixed(1) + "," + y(p.r).toFixed(1)).join(" ");
     const last = pts[pts.length - 1];
-    const label = "Match rate per " + bin / 60 + " min over the last hour, latest " + fmtRate(last.r) +
-      ", lowest " + fmtRate(Math.min(...pts.map((p) => p.r))) + " (computed in the page from the history's match and diff counts; dashed line: 99 %)";
-    const kids = [];
+    const lowest = pts.reduce((m, p) => (p.r < m.r ? p : m), pts[0]);
+    const label = "Match rate per " + fmtBin(axis.bin) + " over the " + axisWords(axis) + " (" + fmtClock(axis.t0) + " to " + fmtClock(axis.now) +
+      "): latest " + fmtRate(last.r) + " (" + last.match + " of " + last.n + " compared), lowest " + fmtRate(lowest.r) + " at " + fmtClock(lowest.t) +
+      ". Computed in the page from the API's match and diff counts, match ÷ (match + diff) per " + fmtBin(axis.bin) +
+      "; spans without compared pairs are skipped. Dashed line: 99 %; the scale runs from " + Math.round(lo * 100) + " % to 100 %.";
+    const kids = [s("line", { class: "spark-base", x1: 0, x2: w, y1: hgt - 0.5, y2: hgt - 0.5 })];
     if (lo < RULE.matchRate) {
       const yt = y(RULE.matchRate).toFixed(1);
       kids.push(s("line", { class: "spark-ref", x1: 0, x2: w, y1: yt, y2: yt }));
     }
-    if (pts.length === 1) kids.push(s("circle", { class: "spark-dot", cx: x(last.t).toFixed(1), cy: y(last.r).toFixed(1), r: 2 }));
-    else kids.push(s("polyline", { class: "spark-line", points: line }));
-    kids.push(s("circle", { class: last.r < RULE.matchRate ? "spark-end bad" : "spark-end", cx: x(last.t).toFixed(1), cy: y(last.r).toFixed(1), r: 2 }));
+    if (pts.length > 1) {
+      kids.push(s("polyline", { class: "spark-line", points: pts.map((p) => x(p.t).toFixed(1) + "," + y(p.r).toFixed(1)).join(" ") }));
+    }
+    kids.push(s("circle", { class: last.r < RULE.matchRate ? "spark-end bad" : "spark-end", cx: x(last.t).toFixed(1), cy: y(last.r).toFixed(1), r: pts.length > 1 ? 2 : 2.5 }));
     return h("span", { class: "spark", title: label },
-      s("svg", { class: "sparkline", width: w, height: hgt, viewBox: "0 0 " + w + " " + hgt, role: "img", "aria-label": label, focusable: "false" }, kids));
+      s("svg", { class: "sparkline", width: w, height: hgt, viewBox: "0 0 " + w + " " + hgt, role: "img", "aria-label": label, focusable: "false" }, kids),
+      caption);
   }
 
-  // barStrip draws one count per history bucket (optionally stacked) on a
-  // time axis of the last hour.
-  function barStrip(buckets, step, series, opts) {
+  // barStrip draws counts per bin of the axis, stacked by series: bins is a
+  // Map from bin start to {field: count}, each series {field, label, cls}.
+  function barStrip(axis, bins, series, opts) {
     const w = opts.w;
     const hgt = opts.h;
-    const pts = [];
-    for (const b of buckets) {
-      const t = toDate(b.start);
-      if (!t) continue;
-      const vals = series.map((sr) => sr.value(b));
-      pts.push({ t: t.getTime() / 1000, vals, total: vals.reduce((a, v) => a + v, 0) });
-    }
-    const max = Math.max(1, ...pts.map((p) => p.total));
-    const now = Date.now() / 1000;
-    const t1 = Math.max(now, pts.length ? pts[pts.length - 1].t + step : now);
-    const t0 = Math.min(t1 - 3600, pts.length ? pts[0].t : t1 - 3600);
-    const slots = Math.max(1, (t1 - t0) / step);
-    const bw = w / slots;
+    const span = axis.t1 - axis.t0;
+    const total = (c) => series.reduce((a, sr) => a + (c[sr.field] || 0), 0);
+    const max = Math.max(1, ...Array.from(bins.values()).map(total));
+    const bw = (axis.bin / span) * w;
+    const gap = bw >= 4 ? Math.min(2, bw * 0.15) : 0;
     const rects = [];
-    for (const p of pts) {
+    for (const [t, c] of bins) {
       let y = hgt;
-      p.vals.forEach((v, i) => {
-        if (v <= 0) return;
+      const x = ((t - axis.t0) / span) * w;
+      const tip = fmtClock(t) + "–" + fmtClock(t + axis.bin) + ": " + series.map((sr) => (c[sr.field] || 0) + " " + sr.label).join(", ");
+      for (const sr of series) {
+        const v = c[sr.field] || 0;
+        if (v <= 0) continue;
         const bh = Math.max(1, (v / max) * (hgt - 1));
         y -= bh;
         rects.push(s("rect", {
-          class: series[i].cls, x: (((p.t - t0) / step) * bw).toFixed(2), y: y.toFixed(2),
-          width: Math.max(bw * 0.85, 1).toFixed(2), height: bh.toFixed(2),
-        }, s("title", null, fmtClock(p.t) + ": " + v + " " + series[i].label)));
-      });
+          class: sr.cls, x: (x + gap / 2).toFixed(2), y: y.toFixed(2),
+          width: Math.max(bw - gap, 1).toFixed(2), height: bh.toFixed(2),
+        }, s("title", null, tip)));
+      }
     }
     return s("svg", {
       class: "strip " + (opts.cls || ""), width: w, height: hgt, viewBox: "0 0 " + w + " " + hgt,
       preserveAspectRatio: "none", role: "img", "aria-label": opts.label, focusable: "false",
     }, s("line", { class: "axis", x1: 0, x2: w, y1: hgt - 0.5, y2: hgt - 0.5 }), rects);
+  }
+
+  // timeLabels labels a wide chart's axis: the time at each end, the span
+  // in the middle.
+  function timeLabels(axis) {
+    return h("div", { class: "axis-labels" },
+      h("span", null, fmtClock(axis.t0)), h("span", { class: "axis-span" }, axisWords(axis)), h("span", null, fmtClock(axis.now)));
   }
 
   // ------------------------------------------------------------ shared bits
@@ -704,7 +783,7 @@
               h("th", { scope: "col", title: "Share of the route's traffic mirrored to the shadow, and for which tenants" }, "Mirrored"),
               h("th", { scope: "col", class: "num", title: "Pairs recorded, whatever their outcome" }, "Pairs"),
               h("th", { scope: "col", class: "num", title: "match / (match + diff)" }, "Match rate"),
-              h("th", { scope: "col", title: "Match rate per 2 minutes over the last hour; the dashed line is 99 %" }, "Trend (1 h)"),
+              h("th", { scope: "col", title: "Match rate, match ÷ (match + diff), per 10 s (wider bins past 15 min) from the oldest pairs of the last hour, at least 5 min, to now; the dashed line is 99 %" }, "Match-rate trend"),
               h("th", { scope: "col", title: "Upstream latency of each side, p50 / p99" }, "Latency p50 / p99"),
               h("th", { scope: "col", title: "Pairs whose outcome was not a match" }, "Not matched"),
               h("th", { scope: "col", title: "Admission decisions for the route, all scopes and keys" }, "Admission"))),
@@ -774,7 +853,7 @@
         class: "num rate" + (rr && typeof rr.match_rate === "number" ? (rr.match_rate < RULE.matchRate ? " bad-text" : "") : " muted"),
         title: rr ? "match / (match + diff) = " + (oc.match || 0) + " / " + ((oc.match || 0) + (oc.diff || 0)) : "No results yet",
       }, fmtRate(rr ? rr.match_rate : null)),
-      h("td", { class: "trend", "data-label": "Trend (1 h)" }, rr ? sparkline(history) : h("span", { class: "muted" }, "—")),
+      h("td", { class: "trend", "data-label": "Match-rate trend" }, rr ? sparkline(history) : h("span", { class: "muted" }, "—")),
       h("td", { "data-field": "latency", "data-label": "Latency p50 / p99" }, latency),
       h("td", { "data-field": "other", "data-label": "Not matched" }, rr ? notMatched(oc, pairs) : h("span", { class: "muted" }, "—")),
       h("td", { "data-field": "admission", "data-label": "Admission" }, admCell));
@@ -869,7 +948,9 @@
     const oc = outcomesOf(rr);
     const history = obj(rr.history);
     const buckets = arr(history.buckets);
-    const step = history.bucket_seconds || 10;
+    const axis = timeAxis(history);
+    const outcomes = binned(axis, buckets, { match: (b) => b.match, diff: (b) => b.diff, other: (b) => b.other });
+    const per = "one bar per " + fmtBin(axis.bin) + (axis.bin > axis.step ? " (the API's " + fmtBin(axis.step) + " buckets, summed)" : "");
     return {
       view: "route",
       title: name,
@@ -881,22 +962,23 @@
             typeof rr.match_rate === "number" && rr.match_rate < RULE.matchRate ? "bad" : ""),
           OUTCOMES.map((o) => statLine(OUTCOME_LABEL[o], num(oc[o] || 0), OUTCOME_HELP[o])),
           rr.folded_pairs > 0 ? statLine("folded", num(rr.folded_pairs), "Diff pairs counted per pattern only (too many distinct sets of differences); they stay diffs") : null),
-        section("Outcomes over the last hour", "trend",
-          buckets.length === 0
+        section("Outcomes over the " + (outcomes.size ? axisWords(axis) : "last hour"), "trend",
+          outcomes.size === 0
             ? h("p", { class: "muted" }, "No pairs in the last hour.")
             : [
-              h("div", { class: "chart-wide" }, barStrip(buckets, step, [
-                { label: "match", cls: "b-match", value: (b) => b.match || 0 },
-                { label: "diff", cls: "b-diff", value: (b) => b.diff || 0 },
-                { label: "other outcomes", cls: "b-other", value: (b) => b.other || 0 },
-              ], { w: 720, h: 64, label: "Pairs per " + step + " s over the last hour, by outcome" }),
-              h("div", { class: "axis-labels" }, h("span", null, "1 h ago"), h("span", null, "now"))),
+              h("div", { class: "chart-wide" }, barStrip(axis, outcomes, [
+                { field: "match", label: "match", cls: "b-match" },
+                { field: "diff", label: "diff", cls: "b-diff" },
+                { field: "other", label: "other outcomes", cls: "b-other" },
+              ], { w: 720, h: 64, label: "Pairs by outcome, " + per + ", over the " + axisWords(axis) + " (" + fmtClock(axis.t0) + " to " + fmtClock(axis.now) + ")" }),
+              timeLabels(axis)),
               h("p", { class: "chart-legend" },
                 h("span", { class: "key k-match" }, "match"), h("span", { class: "key k-diff" }, "diff"),
                 h("span", { class: "key k-other" }, "other outcomes"),
-                h("span", { class: "muted" }, " · one bar per " + step + " s, last hour")),
+                h("span", { class: "muted" }, "· " + per + "; the tallest bar is " + Math.max(...Array.from(outcomes.values()).map((c) => c.match + c.diff + c.other)) + " pairs" +
+                  "; pairs from " + fmtClock(Math.min(...outcomes.keys())) + " to " + fmtClock(Math.max(...outcomes.keys()) + axis.bin))),
             ]),
-        differencesSection(name, rr, buckets, step),
+        differencesSection(name, rr, buckets, axis),
         h("div", { class: "cols" }, latencySection(rr), noiseSection(rr)),
         arr(rr.tenants).length ? tenantsSection(rr, d.rollout) : null,
         d.rollout ? rolloutSection(d.rollout, arr(rr.tenants).length === 0) : null,
@@ -906,16 +988,18 @@
     };
   }
 
-  function differencesSection(route, rr, buckets, step) {
+  function differencesSection(route, rr, buckets, axis) {
     const diffs = arr(rr.differences);
     const diffPairs = outcomesOf(rr).diff || 0;
     return section("Differing paths", "differences",
       h("p", { class: "muted section-note" }, "Where the shadow answered differently, outside learned noise, by JSON path pattern. Counts are diff pairs with at least one difference there."),
       diffs.length === 0 ? h("p", { class: "empty" }, "No differences outside learned noise.") : null,
       h("ul", { id: "differences", class: "diffs" }, diffs.map((df) => {
-        const perBucket = buckets.map((b) => {
-          const hit = arr(b.differences).find((x) => x.pattern === df.pattern && x.kind === df.kind);
-          return { start: b.start, n: hit ? hit.count : 0 };
+        const perBin = binned(axis, buckets, {
+          n: (b) => {
+            const hit = arr(b.differences).find((x) => x.pattern === df.pattern && x.kind === df.kind);
+            return hit ? hit.count : 0;
+          },
         });
         return h("li", { key: df.kind + " " + df.pattern, "data-pattern": df.pattern, "data-kind": df.kind, class: "diff-item" },
           h("div", { class: "diff-head" },
@@ -923,9 +1007,9 @@
             badge(df.kind.replace("_", " "), "kind kind-" + df.kind),
             h("span", { class: "count", title: "Diff pairs with a difference here: " + df.count + " of " + diffPairs + " (" + fmtShare(df.count, diffPairs) + ", computed in the page)" },
               h("span", { "data-field": "count", class: "n" }, String(df.count)), " pairs"),
-            perBucket.some((b) => b.n > 0)
-              ? barStrip(perBucket, step, [{ label: "pairs", cls: "b-diff", value: (b) => b.n }],
-                { w: 180, h: 22, cls: "mini", label: "Pairs with this difference per " + step + " s, last hour" })
+            Array.from(perBin.values()).some((c) => c.n > 0)
+              ? barStrip(axis, perBin, [{ field: "n", label: "pairs with this difference", cls: "b-diff" }],
+                { w: 180, h: 22, cls: "mini", label: "Pairs with this difference per " + fmtBin(axis.bin) + " over the " + axisWords(axis) + ", on the outcomes chart's axis" })
               : null),
           arr(df.samples).length ? h("ul", { class: "samples" }, arr(df.samples).map((sm) =>
             h("li", { key: sm.request_id + " " + sm.path, class: "sample-item" },
@@ -1267,8 +1351,11 @@
             h("th", { scope: "col", class: "num" }, "Admitted"), h("th", { scope: "col", class: "num" }, "Delayed"),
             h("th", { scope: "col", class: "num" }, "Rejected"), h("th", { scope: "col" }, "Other"),
             h("th", { scope: "col", title: "Waits of the released requests, by delay bucket" }, "Waits"),
-            h("th", { scope: "col", title: "Decisions per second, last 5 minutes that had any" }, "Arrivals per second"))),
+            h("th", { scope: "col", title: "Requests decided and held requests released per second, over the last 5 minutes that had any" }, "Decided and released per second"))),
           h("tbody", null, rows.map((a) => admissionRow(a, axis)))), "Admission"),
+        rows.some((a) => a.scope === "local")
+          ? h("p", { class: "muted section-note arr-note" }, "Per second, as reported: a local scope's counts arrive with each Envoy plugin's report, about once a second, so each second shows what the reports received in it carried.")
+          : null,
       ],
     };
   }
@@ -1293,7 +1380,7 @@
     h("td", { "data-label": "Other" }, other.length ? h("ul", { class: "inline-list" }, other.map(([k, label, help]) => h("li", { title: help }, h("span", { class: "n" }, num(a[k])), " " + label)))
       : h("span", { class: "muted" }, "—")),
     h("td", { "data-label": "Waits", class: "wide" }, waits(a)),
-    h("td", { "data-label": "Arrivals per second", class: "wide" }, arrivals(a, axis)));
+    h("td", { "data-label": "Decided and released per second", class: "wide" }, arrivals(a, axis)));
   }
 
   function waits(a) {
@@ -1325,6 +1412,11 @@
         h("span", null, "max " + (a.delay_max_ms < 0 ? "> 1 h" : "≤ " + fmtMs(a.delay_max_ms)))));
   }
 
+  // arrivals draws, per second of the shared axis, the requests decided
+  // (bars, rect[data-n]) and the held requests released (lighter bars,
+  // rect[data-released]) on one scale: a burst shows as one tall decided
+  // bar followed by a low, wide band of releases. Where both fall in one
+  // second the shorter bar is drawn in front.
   function arrivals(a, axis) {
     const pts = arr(a.arrivals).filter((x) => typeof x.at === "number").slice().sort((x, y) => x.at - y.at);
     if (pts.length === 0 || !axis) {
@@ -1334,22 +1426,46 @@
     const t0 = axis.t0;
     const t1 = axis.t1;
     const span = t1 - t0 + 1;
-    const max = Math.max(1, ...pts.map((x) => x.n || 0));
-    const bw = 1;
-    const w = span;
-    const hgt = 40;
-    const peak = pts.reduce((m, x) => ((x.n || 0) > (m.n || 0) ? x : m), pts[0]);
+    const nOf = (x) => x.n || 0;
+    const relOf = (x) => x.released || 0;
+    const max = Math.max(1, ...pts.map((x) => Math.max(nOf(x), relOf(x))));
+    const hgt = 56;
+    const gap = 280 / span >= 5 ? 0.12 : 0; // a hairline between seconds when they are wide enough
+    const peak = (f) => pts.reduce((m, x) => (f(x) > f(m) ? x : m), pts[0]);
+    const peakN = peak(nOf);
+    const peakR = peak(relOf);
+    const local = a.scope === "local";
+    const asReported = local ? ", as reported" : "";
+    const bars = [];
+    for (const x of pts) {
+      const n = nOf(x);
+      const r = relOf(x);
+      const hn = n > 0 ? Math.max(1, (n / max) * (hgt - 2)) : 0;
+      const hr = r > 0 ? Math.max(1, (r / max) * (hgt - 2)) : 0;
+      const tip = fmtClock(x.at) + ": " + n + " decided, " + r + " released" + (local ? " (as reported by the plugins in that second)" : "");
+      const dec = s("rect", {
+        key: "n" + x.at, class: "bar", x: (x.at - t0 + gap / 2).toFixed(2), y: (hgt - hn).toFixed(2), width: 1 - gap, height: hn.toFixed(2),
+        "data-at": x.at, "data-n": n,
+      }, s("title", null, tip));
+      const rel = r > 0 ? s("rect", {
+        key: "r" + x.at, class: "rel", x: (x.at - t0 + gap / 2).toFixed(2), y: (hgt - hr).toFixed(2), width: 1 - gap, height: hr.toFixed(2),
+        "data-at": x.at, "data-released": r,
+      }, s("title", null, tip)) : null;
+      if (hr > hn) bars.push(rel, dec);
+      else bars.push(dec, rel);
+    }
+    const label = "Per second from " + fmtClock(t0) + " to " + fmtClock(t1) + asReported + ": requests decided, peak " + nOf(peakN) + " at " + fmtClock(peakN.at) +
+      (relOf(peakR) > 0 ? "; held requests released, peak " + relOf(peakR) + " at " + fmtClock(peakR.at) : "; none released");
     return h("div", { class: "arrivals-wrap" },
-      s("svg", { class: "arrivals", width: 280, height: hgt, viewBox: "0 0 " + w + " " + hgt, preserveAspectRatio: "none", role: "img", focusable: "false",
-        "aria-label": "Decisions per second from " + fmtClock(t0) + " to " + fmtClock(t1) + ", peak " + peak.n + " at " + fmtClock(peak.at) },
-      s("line", { class: "axis", x1: 0, x2: w, y1: hgt - 0.5, y2: hgt - 0.5 }),
-      pts.map((x) => {
-        const bh = Math.max(1, ((x.n || 0) / max) * (hgt - 2));
-        return s("rect", { key: String(x.at), class: "bar", x: (x.at - t0) * bw, y: (hgt - bh).toFixed(2), width: bw, height: bh.toFixed(2), "data-at": x.at, "data-n": x.n },
-          s("title", null, fmtClock(x.at) + ": " + x.n + " per second"));
-      })),
-      h("div", { class: "axis-labels" }, h("span", null, fmtClock(t0)), h("span", null, fmtClock(t1))),
-      h("div", { class: "wait-stats" }, "peak " + peak.n + "/s at " + fmtClock(peak.at)));
+      s("svg", { class: "arrivals", width: 280, height: hgt, viewBox: "0 0 " + span + " " + hgt, preserveAspectRatio: "none", role: "img", focusable: "false", "aria-label": label },
+        s("line", { class: "axis", x1: 0, x2: span, y1: hgt - 0.5, y2: hgt - 0.5 }),
+        bars),
+      h("div", { class: "axis-labels" }, h("span", null, fmtClock(t0)), h("span", { class: "axis-span" }, span + " s" + asReported), h("span", null, fmtClock(t1))),
+      h("ul", { class: "arr-legend" },
+        h("li", { class: "key k-decided", title: "Requests admission decided in that second: admitted, delayed, rejected or passed failing open" },
+          "decided per second", h("span", { class: "peak" }, "peak " + nOf(peakN) + "/s at " + fmtClock(peakN.at))),
+        h("li", { class: "key k-released", title: "Held requests let through in that second" },
+          "released per second", h("span", { class: "peak" }, relOf(peakR) > 0 ? "peak " + relOf(peakR) + "/s at " + fmtClock(peakR.at) : "none"))));
   }
 
   // ------------------------------------------------------------ unknown
