@@ -45,8 +45,10 @@ type ExhibitLine struct {
 }
 
 // Exhibit limits: a header value is cut at maxExhibitHeader bytes, a text
-// line at maxExhibitLine.
+// line at maxExhibitLine; a line's path counts toward the body's budget
+// past its first pathAllowance bytes.
 const (
+	pathAllowance    = 64
 	maxExhibitHeader = 1024
 	maxExhibitLine   = 4096
 	hexPerLine       = 16
@@ -175,7 +177,10 @@ func (p *printer) add(depth int, text []byte, path []byte, redacted bool, scan i
 	if p.e.Truncated {
 		return false
 	}
-	if p.size+len(text) > p.max && len(p.spans) > 0 {
+	// A path counts past its first pathAllowance bytes: a deeply nested
+	// body has short lines with long paths.
+	cost := len(text) + max(len(path)-pathAllowance, 0)
+	if p.size+cost > p.max && len(p.spans) > 0 {
 		p.e.Truncated = true
 		return false
 	}
@@ -185,7 +190,7 @@ func (p *printer) add(depth int, text []byte, path []byte, redacted bool, scan i
 	if scan >= 0 && scan <= len(text) && hasSecretText(p.r, text[scan:]) {
 		text, redacted = append(text[:scan:scan], redactAllOf(p.r, text[scan:])...), true
 	}
-	p.size += len(text)
+	p.size += len(text) + max(len(path)-pathAllowance, 0)
 	sp := lineSpan{depth: depth, text: len(p.all), redacted: redacted}
 	p.all = append(p.all, text...)
 	sp.textEnd, sp.path = len(p.all), len(p.all)

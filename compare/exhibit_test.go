@@ -116,3 +116,20 @@ func TestNewExhibitRedactsHeaders(t *testing.T) {
 		}
 	}
 }
+
+// A deeply nested body's paths count toward the budget: what an exhibit
+// holds stays near its bound whatever the shape.
+func TestNewExhibitDeepPaths(t *testing.T) {
+	body := strings.Repeat(`{"abcdefgh":`, 900) + "1" + strings.Repeat("}", 900)
+	e := NewExhibit(Response{Status: 200, Body: []byte(body)}, nil, 32<<10)
+	if e.BodyKind != "json" || !e.Truncated {
+		t.Fatalf("kind %s truncated %v", e.BodyKind, e.Truncated)
+	}
+	total := 0
+	for _, l := range e.Lines {
+		total += len(l.Text) + len(l.Path)
+	}
+	if total > 32<<10+len(e.Lines)*pathAllowance+maxExhibitLine {
+		t.Errorf("%d lines hold %d bytes of text and paths", len(e.Lines), total)
+	}
+}
