@@ -78,14 +78,19 @@ func NewExhibit(resp Response, rules *Rules, maxBytes int) Exhibit {
 	}
 	e.BodyBytes = len(body)
 	pr := printer{r: rules, max: maxBytes, e: &e}
-	pr.all = make([]byte, 0, 2*min(len(body), maxBytes)+64) // text and paths
-	var d doc
+	// Room for the usual shape (a pretty-printed line per ~16 bytes of
+	// body, its path about as long as its text), so add rarely grows them.
+	pr.all = make([]byte, 0, 3*min(len(body), maxBytes)+64)
+	pr.spans = make([]lineSpan, 0, min(len(body), maxBytes)/16+4)
+	st := rules.state() // the comparator's pooled scratch
+	defer rules.release(st)
+	d := &st.a
 	switch {
 	case len(body) == 0:
 		e.BodyKind = "empty"
 	case d.parseBody(body, resp.Headers["content-type"]):
 		e.BodyKind = "json"
-		pr.d, pr.path = &d, []byte{'$'}
+		pr.d, pr.path = d, []byte{'$'}
 		pr.value(0, 0, nil, false, false)
 	case utf8.Valid(body):
 		e.BodyKind = "text"
