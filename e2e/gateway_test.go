@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/shadowlab/shadowlab/compare"
 	"github.com/shadowlab/shadowlab/examples/backend"
 	"github.com/shadowlab/shadowlab/internal/harness"
 	"github.com/shadowlab/shadowlab/internal/testpki"
@@ -679,4 +680,33 @@ func TestThirdPartyReleases(t *testing.T) {
 	}
 	assert.Contains(t, noise, "$.uuid")
 	assert.Contains(t, marks, "$.headers.X-Shadowlab-Shadow")
+
+	// The pair page of a /cookies pair, as the third party answered: each
+	// difference on a line of its side's body, the session cookie's value
+	// (a secret by name) nowhere.
+	require.NoError(t, e.serve.Reporter.Flush())
+	pairs, err := e.serve.Reporter.Pairs(context.Background(), report.PairsQuery{Route: "httpbin", Outcome: report.Diff, Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, pairs, 1)
+	pd, ok, err := e.serve.Reporter.Pair(context.Background(), pairs[0].ID)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NotNil(t, pd.Primary, pd.EvidenceNote)
+	require.NotNil(t, pd.Shadow, pd.EvidenceNote)
+	assert.Equal(t, "json", pd.Primary.BodyKind)
+	onLine := func(ex *compare.Exhibit, path string) bool {
+		return slices.ContainsFunc(ex.Lines, func(l compare.ExhibitLine) bool { return l.Path == path })
+	}
+	for _, d := range pd.Differences {
+		side := pd.Shadow
+		if d.Kind == compare.Removed {
+			side = pd.Primary
+		}
+		assert.True(t, onLine(side, d.Path), "difference %s (%s) has a line in its side's body: %+v", d.Path, d.Kind, side.Lines)
+	}
+	assert.True(t, slices.ContainsFunc(pd.Primary.Lines, func(l compare.ExhibitLine) bool { return l.Path == "$.session" && l.Redacted }),
+		"the primary's $.session shown redacted: %+v", pd.Primary.Lines)
+	page, err := json.Marshal(pd)
+	require.NoError(t, err)
+	assert.NotContains(t, string(page), "5f2b9c", "the session cookie's value reached the pair page")
 }
