@@ -73,7 +73,7 @@ compose-demo: images ## the demo in containers (docker compose, host loopback): 
 	examples/compose/run.sh demo
 
 .PHONY: bench
-bench: envoy ## benchmarks: comparator vs baseline on one core; gRPC pairs vs JSON pairs on one core; Envoy (own core) plain / mirror / mirror+capture at 10 and 100 %, faults, serve pairs per core, rollout (promoted, fallback); admission plugin; shared budget per decision; a burst per scope, quiet and saturated; large policies and one-route edits, SotW and delta (BENCHMARKS.md)
+bench: envoy ## benchmarks: comparator vs baseline, and the pair page's exhibits, on one core; gRPC pairs vs JSON pairs on one core; Envoy (own core) plain / mirror / mirror+capture at 10 and 100 %, faults, serve pairs per core, rollout (promoted, fallback); admission plugin; shared budget per decision; a burst per scope, quiet and saturated; large policies and one-route edits, SotW and delta (BENCHMARKS.md)
 	$(GO) test ./compare -run '^$$' -bench 'Compare|Baseline|Exhibit' -cpu 1 -benchtime 2s
 	$(GO) test ./grpcmsg -run '^$$' -bench 'ComparePairs|Decode' -cpu 1 -benchtime 2s
 	ENVOY_BIN="$(ENVOY)" $(GO) run ./bench/envoyload -faults -rollout -rate 3000
