@@ -30,6 +30,16 @@ func BenchmarkCompare(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchEachSize(b, func(p [2]Response) {
+		if res := Compare(p[0], p[1], rules); len(res.Differences) == 0 {
+			b.Fatal("no differences")
+		}
+	})
+}
+
+// benchEachSize runs one sub-benchmark per benchSizes, calling pair on
+// their pairs in turn, and reports pairs/s.
+func benchEachSize(b *testing.B, pair func(p [2]Response)) {
 	for _, bs := range benchSizes {
 		pairs := benchPairs(bs.size)
 		b.Run(bs.name, func(b *testing.B) {
@@ -37,10 +47,7 @@ func BenchmarkCompare(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				p := pairs[i%len(pairs)]
-				if res := Compare(p[0], p[1], rules); len(res.Differences) == 0 {
-					b.Fatal("no differences")
-				}
+				pair(pairs[i%len(pairs)])
 				i++
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
@@ -49,22 +56,11 @@ func BenchmarkCompare(b *testing.B) {
 }
 
 func BenchmarkBaseline(b *testing.B) {
-	for _, bs := range benchSizes {
-		pairs := benchPairs(bs.size)
-		b.Run(bs.name, func(b *testing.B) {
-			b.SetBytes(int64(len(pairs[0][0].Body) + len(pairs[0][1].Body)))
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				p := pairs[i%len(pairs)]
-				if diffs := baselineCompare(p[0].Body, p[1].Body); len(diffs) == 0 {
-					b.Fatal("no differences")
-				}
-				i++
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
-		})
-	}
+	benchEachSize(b, func(p [2]Response) {
+		if diffs := baselineCompare(p[0].Body, p[1].Body); len(diffs) == 0 {
+			b.Fatal("no differences")
+		}
+	})
 }
 
 // baselineCompare is what a straightforward comparator looks like:
@@ -180,21 +176,10 @@ func BenchmarkExhibit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, bs := range benchSizes {
-		pairs := benchPairs(bs.size)
-		b.Run(bs.name, func(b *testing.B) {
-			b.SetBytes(int64(len(pairs[0][0].Body) + len(pairs[0][1].Body)))
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				p := pairs[i%len(pairs)]
-				if e := NewExhibit(p[0], rules, 32<<10); len(e.Lines) == 0 {
-					b.Fatal("no lines")
-				}
-				NewExhibit(p[1], rules, 32<<10)
-				i++
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
-		})
-	}
+	benchEachSize(b, func(p [2]Response) {
+		if e := NewExhibit(p[0], rules, 32<<10); len(e.Lines) == 0 {
+			b.Fatal("no lines")
+		}
+		NewExhibit(p[1], rules, 32<<10)
+	})
 }

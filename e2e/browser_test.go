@@ -462,14 +462,7 @@ var keepLine = regexp.MustCompile(`keeping everything up: Envoy listener http://
 // and says what it keeps up.
 func startKeptDemo(t *testing.T) *keptDemo {
 	t.Helper()
-	envoyBin, err := harness.EnvoyBin()
-	require.NoError(t, err)
-	shadowlab, err := harness.BuildShadowlab()
-	require.NoError(t, err)
-	for _, build := range []func() (string, error){harness.BuildBackend, harness.BuildGRPCBackend, harness.BuildPlugin} {
-		_, err = build() // the demo runs them from beside itself
-		require.NoError(t, err)
-	}
+	envoyBin, shadowlab := demoBinaries(t)
 	d := &keptDemo{out: &syncBuffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(shadowlab, "demo", "--keep")
 	d.cmd.Env = append(os.Environ(), "ENVOY_BIN="+envoyBin)

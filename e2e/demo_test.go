@@ -16,14 +16,7 @@ import (
 // TestDemo runs `shadowlab demo` as `make demo` does: built binaries, real
 // processes, real Envoy. It must pass its own checks and exit 0.
 func TestDemo(t *testing.T) {
-	bin, err := harness.EnvoyBin()
-	require.NoError(t, err)
-	shadowlab, err := harness.BuildShadowlab()
-	require.NoError(t, err)
-	for _, build := range []func() (string, error){harness.BuildBackend, harness.BuildGRPCBackend, harness.BuildPlugin} {
-		_, err = build() // the demo runs them from beside itself
-		require.NoError(t, err)
-	}
+	bin, shadowlab := demoBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// The default traffic, as `make demo`: with half of it, a route mirrored at
@@ -45,4 +38,19 @@ func TestDemo(t *testing.T) {
 	assert.Regexp(t, `(?m)^operator page: http://127\.0\.0\.1:\d+/ui/$`, stdout.String(), "the demo ends with the page's address")
 	assert.Contains(t, stdout.String(), "`shadowlab demo --keep`", "without --keep it says how to keep it up")
 	assert.NotContains(t, stdout.String(), "keeping everything up", "without --keep nothing is kept up")
+}
+
+// demoBinaries builds what `shadowlab demo` runs (the example services and
+// the plugin beside shadowlab) and returns Envoy's binary and shadowlab's.
+func demoBinaries(t *testing.T) (envoyBin, shadowlab string) {
+	t.Helper()
+	envoyBin, err := harness.EnvoyBin()
+	require.NoError(t, err)
+	shadowlab, err = harness.BuildShadowlab()
+	require.NoError(t, err)
+	for _, build := range []func() (string, error){harness.BuildBackend, harness.BuildGRPCBackend, harness.BuildPlugin} {
+		_, err = build() // the demo runs them from beside itself
+		require.NoError(t, err)
+	}
+	return envoyBin, shadowlab
 }

@@ -37,13 +37,7 @@ func TestPairResponses(t *testing.T) {
 	for n := 1; n <= 4; n++ {
 		r.Record(withResponses(t, comparedPair("billing", n, changed("$.price", "1", "9")), n))
 	}
-	if err := r.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	pairs, err := r.Pairs(t.Context(), PairsQuery{Route: "billing"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pairs := flushedPairs(t, r, "billing")
 	got := map[string]bool{}
 	for _, p := range pairs {
 		got[p.RequestID] = p.Evidence
@@ -105,14 +99,9 @@ func TestPairResponsesTrimmed(t *testing.T) {
 	r := newTestReporter(t, Config{MaxExhibits: 2, MaxPinnedExhibits: 1, MaxSamplesPerPath: 2})
 	for n := 1; n <= 6; n++ {
 		r.Record(withResponses(t, comparedPair("billing", n, changed("$.price", "1", "9")), n))
-		if err := r.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		flushedPairs(t, r, "billing")
 	}
-	pairs, err := r.Pairs(t.Context(), PairsQuery{Route: "billing"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pairs := flushedPairs(t, r, "billing")
 	var kept []string
 	for _, p := range pairs {
 		if p.Evidence {
@@ -191,6 +180,19 @@ func TestAdmissionArrivals(t *testing.T) {
 	if got := r.Admission()[0].Arrivals; len(got) != maxArrivalSeconds || got[len(got)-1].At != now.Unix() {
 		t.Errorf("%d seconds kept, last %+v", len(got), got[len(got)-1])
 	}
+}
+
+// flushedPairs flushes r and lists route's recent pairs.
+func flushedPairs(t *testing.T, r *Reporter, route string) []PairRecord {
+	t.Helper()
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pairs, err := r.Pairs(t.Context(), PairsQuery{Route: route})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pairs
 }
 
 // getJSON reads url, checks its status and decodes its body into v.
