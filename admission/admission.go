@@ -77,6 +77,21 @@ type State struct {
 	retry int64
 }
 
+// Later is whichever of a and b is further along a delay schedule still
+// running at now: b when its next slot is after both now and a's, else a.
+// A shared store that lost a key (Redis restarted empty) hands back the
+// zero State while requests held on the old schedule are still to be
+// released; a replica that remembers that schedule resumes it instead of
+// starting a new one beside it. Schedules only move forward (a new one
+// starts after the old one's last slot has passed), so the later State
+// never grants less spacing than the other.
+func Later(a, b State, now time.Time) State {
+	if b.next > max(a.next, clamp(now)) {
+		return b
+	}
+	return a
+}
+
 // maxTime bounds the times Decide works with: now is clamped to
 // [0, maxTime) ns since the Unix epoch (1970 to 2116), so that a time plus a
 // few spans never overflows.

@@ -320,3 +320,44 @@ func TestIdle(t *testing.T) {
 		})
 	}
 }
+
+// A key whose stored state was lost mid-schedule (the zero State) resumes
+// the remembered schedule: a burst decided on it is held after the old
+// burst's slots, not beside them; an ended schedule, a stale one or an
+// equal one is not preferred.
+func TestLater(t *testing.T) {
+	c := Config{Limit: 10, Window: time.Second, MaxDelay: 10 * time.Second, Mode: ModeDelay}
+	var s State
+	var releases []time.Duration
+	for range 50 { // five windows' worth at t0
+		var d Decision
+		s, d = Decide(s, t0, rand.NewPCG(1, 2), c)
+		releases = append(releases, d.Delay)
+	}
+	remembered := s
+	at := 2 * time.Second // the store restarts empty; a new burst
+	if got := Later(State{}, remembered, t0.Add(at)); got != remembered {
+		t.Fatal("a running schedule not preferred to the zero State")
+	}
+	s = Later(State{}, remembered, t0.Add(at))
+	for range 20 {
+		var d Decision
+		s, d = Decide(s, t0.Add(at), rand.NewPCG(3, 4), c)
+		if d.Outcome != Delay {
+			t.Fatalf("%v: the resumed schedule has no room before its slots", d.Outcome)
+		}
+		releases = append(releases, at+d.Delay)
+	}
+	if n := maxInWindow(releases, c.Window); n > c.Limit {
+		t.Errorf("%d releases in one window, limit %d", n, c.Limit)
+	}
+	if got := Later(State{}, remembered, t0.Add(time.Minute)); got != (State{}) {
+		t.Error("an ended schedule preferred")
+	}
+	if got := Later(s, remembered, t0.Add(at)); got != s {
+		t.Error("an older state of the same schedule preferred to the newer")
+	}
+	if got := Later(remembered, remembered, t0); got != remembered {
+		t.Error("equal states: a")
+	}
+}

@@ -67,10 +67,13 @@ const (
 	DefaultPrefix  = "shadowlab:admission:"
 	// maxAttempts bounds the compare-and-swaps of one decision (Timeout
 	// bounds their time): each lost one means another replica decided
-	// meanwhile. With n replicas deciding on one key at once a decision
-	// loses about (n-1)/n of its attempts, so this many all lost is
-	// vanishingly rare; such a decision fails open.
-	maxAttempts = 64
+	// meanwhile. Losses are not independent: a replica starved of CPU
+	// keeps arriving second while the others, whose cached value is fresh,
+	// decide back to back — with 64, three replicas deciding 1 000 requests
+	// at once on a busy machine lost a decision in about one run in three.
+	// One attempt is a loopback round trip (~0.1 ms), so 1 024 still ends
+	// well within Timeout on a healthy Redis; such a decision fails open.
+	maxAttempts = 1024
 	// maxCached bounds the States a Budget remembers per route: only a
 	// guess at Redis's value, so the cache is simply emptied when full.
 	maxCached = 10_000
@@ -255,7 +258,7 @@ func (b *Budget) Key(k string) string {
 // decided: the caller lets the request through.
 func (b *Budget) Decide(ctx context.Context, k string, now time.Time) (admission.Decision, error) {
 	var d admission.Decision
-	err := b.swap(ctx, k, func(s admission.State) admission.State {
+	err := b.swap(ctx, k, now, func(s admission.State) admission.State {
 		s, d = admission.Decide(s, now, rnd{}, b.cfg)
 		return s
 	})
@@ -267,7 +270,7 @@ func (b *Budget) Decide(ctx context.Context, k string, now time.Time) (admission
 // asking again. On error the caller lets it go.
 func (b *Budget) Release(ctx context.Context, k string, now time.Time) (time.Duration, error) {
 	var wait time.Duration
-	err := b.swap(ctx, k, func(s admission.State) admission.State {
+	err := b.swap(ctx, k, now, func(s admission.State) admission.State {
 		s, wait = admission.Release(s, now, b.cfg)
 		return s
 	})
@@ -286,8 +289,11 @@ return 1
 `)
 
 // swap applies step to k's State in Redis, atomically: compare-and-swap,
-// again from Redis's value when another replica got there first.
-func (b *Budget) swap(ctx context.Context, k string, step func(admission.State) admission.State) error {
+// again from Redis's value when another replica got there first — or from
+// the last State this replica saw, when that one's schedule runs further
+// (admission.Later): Redis restarted empty, or lost the key, while
+// requests held on that schedule are still to be released.
+func (b *Budget) swap(ctx context.Context, k string, now time.Time, step func(admission.State) admission.State) error {
 	s := b.s
 	if !s.mayAsk() {
 		s.stats.skipped.Add(1)
@@ -300,18 +306,12 @@ func (b *Budget) swap(ctx context.Context, k string, step func(admission.State) 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	key := b.Key(k)
-	old := b.cached(k)
+	old := b.cached(k) // what Redis is expected to hold
+	mine := decodeState(old)
+	st := mine
 	ttl := max(b.ttl.Milliseconds(), 1)
 	buf := make([]byte, 0, admission.StateSize)
 	for range maxAttempts {
-		var st admission.State
-		if old != "" {
-			if err := st.UnmarshalBinary([]byte(old)); err != nil {
-				// Not ours (another version, or written by hand): start
-				// the key afresh rather than fail every request.
-				st = admission.State{}
-			}
-		}
 		enc, _ := step(st).AppendBinary(buf[:0])
 		s.stats.roundTrips.Add(1)
 		res, err := casScript.Run(ctx, s.client, []string{key}, old, enc, ttl).Result()
@@ -327,6 +327,7 @@ func (b *Budget) swap(ctx context.Context, k string, step func(admission.State) 
 		case string:
 			s.stats.conflicts.Add(1)
 			old = v
+			st = admission.Later(decodeState(v), mine, now)
 		default:
 			s.failed(fmt.Errorf("unexpected answer %T", res))
 			return fmt.Errorf("%w: unexpected answer %T from the script", ErrUnavailable, res)
@@ -335,6 +336,17 @@ func (b *Budget) swap(ctx context.Context, k string, step func(admission.State) 
 	b.forget(k)
 	s.answered()
 	return fmt.Errorf("%w: %d compare-and-swaps lost in a row", ErrUnavailable, maxAttempts)
+}
+
+// decodeState reads a stored State; "" and what is not a State (another
+// version, or written by hand) are the zero State: the key starts afresh
+// rather than fail every request.
+func decodeState(v string) admission.State {
+	var st admission.State
+	if v == "" || st.UnmarshalBinary([]byte(v)) != nil {
+		return admission.State{}
+	}
+	return st
 }
 
 func (b *Budget) cached(k string) string {

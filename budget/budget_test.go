@@ -232,3 +232,45 @@ func TestRedisSlowFailsOpen(t *testing.T) {
 		return err == nil
 	}, 10*time.Second, 50*time.Millisecond, "decisions resume once Redis answers")
 }
+
+// TestRedisRestartedEmptyResumesTheSchedule: a burst is held on two
+// replicas' schedule; Redis restarts empty; a new burst, decided by either
+// replica, is held after the old burst's slots instead of beside them, so
+// the releases of both stay within the limit per window.
+func TestRedisRestartedEmptyResumesTheSchedule(t *testing.T) {
+	r := startRedis(t)
+	cfg := admission.Config{Limit: 10, Window: time.Second, MaxDelay: 15 * time.Second, Mode: admission.ModeDelay}
+	a, err := open(t, r.URL).Budget("jobs", cfg)
+	require.NoError(t, err)
+	b, err := open(t, r.URL).Budget("jobs", cfg)
+	require.NoError(t, err)
+	ctx := context.Background()
+	now := time.Now()
+	var releases []time.Time
+	decide := func(budget *Budget, at time.Time) {
+		d, err := budget.Decide(ctx, "k", at)
+		require.NoError(t, err)
+		require.NotEqual(t, admission.Reject, d.Action)
+		releases = append(releases, at.Add(d.Delay))
+	}
+	for i := range 60 { // six seconds of slots, both replicas
+		decide([]*Budget{a, b}[i%2], now)
+	}
+	r.Stop()
+	r.Restart()
+	later := now.Add(2 * time.Second)
+	for i := range 40 {
+		at := later
+		for {
+			_, err := []*Budget{b, a}[i%2].Decide(ctx, "probe", at) // wait for Redis
+			if err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		decide([]*Budget{b, a}[i%2], at)
+	}
+	slices.SortFunc(releases, func(x, y time.Time) int { return x.Compare(y) })
+	most, from := admission.MostInWindow(releases, time.Second)
+	assert.LessOrEqual(t, most, 10, "releases in the second from %s", from.Sub(now))
+}

@@ -123,19 +123,17 @@ func TestAdmissionReplicas(t *testing.T) {
 		time.Sleep(time.Second)
 		redis.Restart()
 		time.Sleep(time.Second)
-		// The bound resumes for what is admitted after Redis is back. The
-		// requests held before the outage keep the release times serve gave
-		// them, which the emptied budget no longer knows: released while a
-		// new burst is admitted, they can double the rate for the rest of
-		// their schedule (seen: 147 and 234 in a second). That gap is known
-		// and left for a later change; the third burst waits for the first
-		// to drain.
-		firstRes := first()
+		// The bound resumes once Redis is back, while the requests held
+		// before the outage are still being released on their schedule:
+		// Redis came back empty, but each serve resumes the schedule it
+		// remembers (admission.Later) instead of starting a new one beside
+		// it (before, a burst admitted then could double the rate: 147 and
+		// 234 in a second were seen).
 		thirdAt := time.Now()
 		third := burst(300)
-		got := slices.Concat(firstRes, during, third())
+		got := slices.Concat(first(), during, third())
 		arrivals := a.arrivals(path)
-		var after []time.Time // arrivals of the burst admitted once Redis is back
+		var after []time.Time // arrivals once Redis is back: the first burst's rest and the third
 		for _, at := range arrivals {
 			if at.After(thirdAt) {
 				after = append(after, at)
