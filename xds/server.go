@@ -76,6 +76,7 @@ type Server struct {
 	publishedAt time.Time
 	nodes       map[int64]string     // stream id → node id
 	sent        map[sentKey]response // last SotW response per stream and type
+	subscribed  map[sentKey]bool     // the types each stream subscribed to (logged once each)
 }
 
 type sentKey struct {
@@ -89,7 +90,7 @@ type response struct{ nonce, version string }
 func NewServer(opts Options, log *zap.Logger) *Server {
 	table := opts
 	table.ScopeAt = -1
-	s := &Server{opts: opts, table: NewTranslator(table), nodes: map[int64]string{}, sent: map[sentKey]response{}}
+	s := &Server{opts: opts, table: NewTranslator(table), nodes: map[int64]string{}, sent: map[sentKey]response{}, subscribed: map[sentKey]bool{}}
 	s.scoped = s.table.WithScopeAt(opts.ScopeAt)
 	s.log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(c, time.Second, logBurst, 0, zapcore.SamplerHook(func(_ zapcore.Entry, d zapcore.SamplingDecision) {
@@ -300,6 +301,12 @@ func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, nonce, vers
 		s.nodes[stream] = clip(node.GetId())
 	}
 	nodeID, took := s.nodes[stream], time.Since(s.publishedAt)
+	first := false
+	if nonce == "" && !nack {
+		k := sentKey{stream, typeURL}
+		first = !s.subscribed[k]
+		s.subscribed[k] = true
+	}
 	s.mu.Unlock()
 
 	fields := []zap.Field{zap.String(logNodeID, nodeID), zap.String(logTypeURL, clip(typeURL)), zap.Int64(logStreamID, stream)}
@@ -309,7 +316,15 @@ func (s *Server) onRequest(stream int64, node *corev3.Node, typeURL, nonce, vers
 		s.log.Error("envoy rejected configuration (NACK); it keeps running its previous one", append(fields,
 			zap.String(logNonce, clip(nonce)), zap.String("rejected_version", rejected), zap.String("error", clip(nackMsg)))...)
 	case nonce == "":
-		s.log.Info("envoy subscribed", fields...)
+		// Once per stream and type at Info: a type of many named
+		// resources (the runtime layers) is subscribed to one by one.
+		lvl := zap.DebugLevel
+		if first {
+			lvl = zap.InfoLevel
+		}
+		if ce := s.log.Check(lvl, "envoy subscribed"); ce != nil {
+			ce.Write(fields...)
+		}
 	default:
 		if ce := s.log.Check(zap.InfoLevel, "envoy applied configuration"); ce != nil {
 			ce.Write(append(fields, zap.String(logVersion, clip(version)), zap.Duration(logTook, took))...)
@@ -339,6 +354,11 @@ func (s *Server) forget(stream int64) {
 	for k := range s.sent {
 		if k.stream == stream {
 			delete(s.sent, k)
+		}
+	}
+	for k := range s.subscribed {
+		if k.stream == stream {
+			delete(s.subscribed, k)
 		}
 	}
 }
