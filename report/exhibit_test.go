@@ -227,3 +227,22 @@ func TestNoPairResponses(t *testing.T) {
 		t.Errorf("pair %+v %v %v", pd, ok, err)
 	}
 }
+
+// The report of every route, which the overview polls, carries the last
+// 15 minutes of history without patterns; one route's report the hour.
+func TestOverviewHistory(t *testing.T) {
+	r := newTestReporter(t, Config{})
+	r.Record(comparedPair("billing", 1, changed("$.price", "1", "2")))
+	later := comparedPair("billing", 2, changed("$.price", "1", "2"))
+	later.At = t0.Add(20 * time.Minute)
+	r.Record(later)
+	r.now = func() time.Time { return t0.Add(21 * time.Minute) }
+	all := r.Report().Routes[0].History.Buckets
+	if len(all) != 1 || !all[0].Start.Equal(t0.Add(20*time.Minute)) || len(all[0].Differences) != 0 || all[0].Diff != 1 {
+		t.Errorf("overview history %+v", all)
+	}
+	one := mustRoute(t, r, "billing").History.Buckets
+	if len(one) != 2 || len(one[0].Differences) != 1 {
+		t.Errorf("route history %+v", one)
+	}
+}

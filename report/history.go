@@ -43,7 +43,10 @@ type HistoryBucket struct {
 	Diff  int       `json:"diff"`
 	Other int       `json:"other"` // primary_only, shadow_only, ambiguous, skipped
 	// Differences are the non-noise patterns of the bucket's diff pairs,
-	// by count (descending); at most maxHistoryPatterns.
+	// by count (descending); at most maxHistoryPatterns. Listed in one
+	// route's report (GET /api/v1/routes/{route}); [] in the report of
+	// every route (GET /api/v1/report), which also holds only the last 15
+	// minutes' buckets.
 	Differences []PatternCount `json:"differences"`
 }
 
@@ -154,8 +157,29 @@ func (h history) tallyAt(at time.Time) *tally {
 	return t
 }
 
-// historyLocked reads the route's history. The caller holds rs.mu.
-func (rs *routeState) historyLocked() History {
+// historyView selects what a report shows of a route's history: buckets
+// from since on, with their differing patterns or not.
+type historyView struct {
+	since    time.Time
+	patterns bool
+}
+
+// fullHistory is one route's report's (GET /api/v1/routes/{route}): the
+// whole hour with its patterns.
+var fullHistory = historyView{patterns: true}
+
+// overviewHistory is the report of every route's (GET /api/v1/report,
+// which the overview polls every 2 s): the last overviewSpan, without
+// patterns, so that its size stays a few KB per route.
+func overviewHistory(now time.Time) historyView {
+	return historyView{since: now.Add(-overviewSpan)}
+}
+
+const overviewSpan = 15 * time.Minute
+
+// historyLocked reads the route's history as hv selects. The caller holds
+// rs.mu.
+func (rs *routeState) historyLocked(hv historyView) History {
 	out := History{BucketSeconds: int(historyBucket / time.Second), Buckets: []HistoryBucket{}}
 	starts := make([]int64, 0, len(rs.history))
 	for s := range rs.history {
@@ -163,8 +187,14 @@ func (rs *routeState) historyLocked() History {
 	}
 	slices.Sort(starts)
 	for _, s := range starts {
+		if time.Unix(s, 0).Before(hv.since.Truncate(historyBucket)) {
+			continue
+		}
 		match, diff, other, counts := rs.history[s].read(rs)
-		b := HistoryBucket{Start: time.Unix(s, 0).UTC(), Match: match, Diff: diff, Other: other, Differences: patternCounts(counts, maxHistoryPatterns)}
+		b := HistoryBucket{Start: time.Unix(s, 0).UTC(), Match: match, Diff: diff, Other: other, Differences: []PatternCount{}}
+		if hv.patterns {
+			b.Differences = patternCounts(counts, maxHistoryPatterns)
+		}
 		out.Buckets = append(out.Buckets, b)
 	}
 	return out

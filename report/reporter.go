@@ -429,7 +429,7 @@ func (r *Reporter) Report() Report {
 	for _, rs := range r.states() {
 		rs.mu.Lock()
 		if !rs.dead.Load() {
-			rep.Routes = append(rep.Routes, rs.reportLocked())
+			rep.Routes = append(rep.Routes, rs.reportLocked(overviewHistory(rep.GeneratedAt)))
 		}
 		rs.mu.Unlock()
 	}
@@ -449,7 +449,7 @@ func (r *Reporter) RouteReport(route string) (RouteReport, bool) {
 	if rs.dead.Load() {
 		return RouteReport{}, false
 	}
-	return rs.reportLocked(), true
+	return rs.reportLocked(fullHistory), true
 }
 
 // states returns the live route states sorted by name.

@@ -344,8 +344,9 @@ func (rs *routeState) setNoiseLocked(noise []compare.NoisePath) {
 }
 
 // reportLocked builds the route's report, re-classifying signatures with the
-// current noise. The caller holds rs.mu.
-func (rs *routeState) reportLocked() RouteReport {
+// current noise, with the part of its history hv selects. The caller holds
+// rs.mu.
+func (rs *routeState) reportLocked(hv historyView) RouteReport {
 	rr := RouteReport{
 		Route:       rs.name,
 		Outcomes:    map[Outcome]int{Match: 0, Diff: 0, PrimaryOnly: 0, ShadowOnly: 0, Ambiguous: 0, Skipped: 0},
@@ -391,7 +392,7 @@ func (rs *routeState) reportLocked() RouteReport {
 		}
 	}
 	rr.Outcomes[Match], rr.Outcomes[Diff] = match, diff
-	rr.History, rr.Tenants = rs.historyLocked(), rs.tenantsLocked()
+	rr.History, rr.Tenants = rs.historyLocked(hv), rs.tenantsLocked()
 	for _, n := range rr.Outcomes {
 		rr.Pairs += n
 	}
