@@ -134,8 +134,16 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Instance, error) 
 		in.Stop()
 		return nil, errors.New("policy was not published within 30s")
 	}
-	log.Info("serving", zap.String("xds", in.XDSAddr), zap.String("gateway", in.GatewayAddr),
-		zap.String("admission", in.AdmissionAddr), zap.String("api", in.APIAddr), zap.String("policy", cfg.PolicyPath))
+	fields := []zap.Field{zap.String("xds", in.XDSAddr), zap.String("gateway", in.GatewayAddr),
+		zap.String("admission", in.AdmissionAddr), zap.String("api", in.APIAddr), zap.String("policy", cfg.PolicyPath)}
+	if in.APIAddr != "" {
+		scheme := "http"
+		if in.sec != nil && in.sec.tls != nil {
+			scheme = "https"
+		}
+		fields = append(fields, zap.String("page", scheme+"://"+in.APIAddr+"/ui/"))
+	}
+	log.Info("serving", fields...)
 	return in, nil
 }
 
