@@ -32,12 +32,9 @@ type PairDetail struct {
 
 // DetailDifference is one difference of a pair, with its excerpts.
 type DetailDifference struct {
-	Path    string       `json:"path"`
-	Pattern string       `json:"pattern"`
-	Kind    compare.Kind `json:"kind"`
-	Noise   bool         `json:"noise"` // the pattern is currently learned noise
-	Primary string       `json:"primary"`
-	Shadow  string       `json:"shadow"`
+	PairDifference
+	Primary string `json:"primary"`
+	Shadow  string `json:"shadow"`
 }
 
 // exhibitRow is a pair's responses waiting for the store.
@@ -67,8 +64,8 @@ func (r *Reporter) newExhibitRow(p *Pair, ev *Responses, pinned bool) *exhibitRo
 	}
 	for _, d := range p.Differences[:min(len(p.Differences), maxDetailDifferences)] {
 		row.doc.Differences = append(row.doc.Differences, DetailDifference{
-			Path: d.Path, Pattern: d.Pattern, Kind: d.Kind,
-			Primary: redactExcerpt(d.Path, d.Primary), Shadow: redactExcerpt(d.Path, d.Shadow),
+			PairDifference: PairDifference{Path: d.Path, Pattern: d.Pattern, Kind: d.Kind},
+			Primary:        redactExcerpt(d.Path, d.Primary), Shadow: redactExcerpt(d.Path, d.Shadow),
 		})
 	}
 	return row
@@ -114,7 +111,7 @@ func (r *Reporter) Pair(ctx context.Context, id int64) (PairDetail, bool, error)
 	if out.Differences == nil {
 		out.Differences = make([]DetailDifference, 0, len(pr.Differences))
 		for _, d := range pr.Differences {
-			out.Differences = append(out.Differences, DetailDifference{Path: d.Path, Pattern: d.Pattern, Kind: d.Kind})
+			out.Differences = append(out.Differences, DetailDifference{PairDifference: d})
 		}
 	}
 	for i := range out.Differences {
