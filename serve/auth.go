@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/shadowlab/shadowlab/auth"
+	"github.com/shadowlab/shadowlab/ui"
 	"github.com/shadowlab/shadowlab/xds"
 )
 
@@ -89,7 +90,7 @@ func newSecurity(cfg Config, log *zap.Logger) (*security, error) {
 	}
 	// The operator's page holds no data: it reads the API with the token
 	// its user gives it.
-	s.access.Open = []string{"GET /healthz", "GET /readyz", "GET " + strings.TrimSuffix(xds.WasmCodePath(""), ".wasm"), "GET /ui/", "GET /{$}"}
+	s.access.Open = []string{"GET /healthz", "GET /readyz", "GET " + strings.TrimSuffix(xds.WasmCodePath(""), ".wasm"), "GET " + ui.Prefix, "GET /{$}"}
 	return s, errors.Join(errs...)
 }
 

@@ -68,8 +68,8 @@ func apiHandler(api http.Handler, wasm *wasmModule, capture http.Handler) http.H
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
 	mux.Handle("POST "+wire.CapturePath, capture)
-	mux.Handle("GET /ui/", ui.Handler())
-	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	mux.Handle("GET "+ui.Prefix, ui.Handler())
+	mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusFound))
 	if wasm == nil {
 		return mux
 	}
