@@ -108,13 +108,15 @@ func headerExcerptFull(r *Rules, name, v string) string {
 	if r.redactsHeader(name) {
 		return Redacted
 	}
-	b, _ := redactAll(r, []byte(v))
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	if b := redactAll(r, []byte(v)); b != nil {
+		v = string(b)
+	}
+	return strings.ToValidUTF8(v, "\uFFFD")
 }
 
-// redactAll replaces every redacted value in text (see scanSecrets); true
-// when it replaced any.
-func redactAll(r *Rules, text []byte) ([]byte, bool) {
+// redactAll is text with every redacted value replaced (see scanSecrets);
+// nil when it holds none.
+func redactAll(r *Rules, text []byte) []byte {
 	var out []byte
 	at := 0
 	scanSecrets(r, text, func(vs, ve int) bool {
@@ -127,9 +129,9 @@ func redactAll(r *Rules, text []byte) ([]byte, bool) {
 		return true
 	})
 	if out == nil {
-		return text, false
+		return nil
 	}
-	return append(out, text[at:]...), true
+	return append(out, text[at:]...)
 }
 
 // printer writes an Exhibit's lines. path and line are scratch buffers:
@@ -192,8 +194,10 @@ func (p *printer) add(depth int, text []byte, path []byte, redacted bool, scan i
 	if len(text) > maxExhibitLine {
 		text = append(text[:maxExhibitLine:maxExhibitLine], ellipsis...)
 	}
-	if scan >= 0 && scan <= len(text) && hasSecretText(p.r, text[scan:]) {
-		text, redacted = append(text[:scan:scan], redactAllOf(p.r, text[scan:])...), true
+	if scan >= 0 && scan <= len(text) {
+		if red := redactAll(p.r, text[scan:]); red != nil {
+			text, redacted = append(text[:scan:scan], red...), true
+		}
 	}
 	p.size += len(text) + max(len(path)-pathAllowance, 0)
 	sp := lineSpan{depth: depth, text: len(p.all), redacted: redacted}
@@ -203,12 +207,6 @@ func (p *printer) add(depth int, text []byte, path []byte, redacted bool, scan i
 	sp.pathEnd = len(p.all)
 	p.spans = append(p.spans, sp)
 	return true
-}
-
-// redactAllOf is text with every redacted value replaced.
-func redactAllOf(r *Rules, text []byte) []byte {
-	out, _ := redactAll(r, text)
-	return out
 }
 
 // value prints node t at p.path: prefix is its member name as written

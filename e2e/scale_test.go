@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,21 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shadowlab/shadowlab/examples/backend"
+	"github.com/shadowlab/shadowlab/internal/harness"
 )
 
-// largePolicy is a policy template with n mirrored routes, each under a
-// first path segment of its own, all captured: route "edited" mirrors the
-// tenants listed in tenants.
+// largePolicy is harness.LargePolicy on the env's template addresses.
 func largePolicy(n int, tenants string) string {
-	var b strings.Builder
-	b.WriteString("version: 1\nlisteners: [{name: ingress, address: \"{{.Listener}}\"}]\n")
-	b.WriteString("services:\n  legacy: {endpoints: [\"{{.Legacy}}\"]}\n  candidate: {endpoints: [\"{{.Candidate}}\"]}\nroutes:\n")
-	b.WriteString("  - {name: probe, match: {path: /__ready_probe}, primary: legacy}\n")
-	fmt.Fprintf(&b, "  - {name: edited, match: {pathPrefix: /edited/}, primary: legacy, shadow: {service: candidate, percent: 100, tenants: {header: x-tenant, values: [%s]}}}\n", tenants)
-	for i := range n - 2 {
-		fmt.Fprintf(&b, "  - {name: r%d, match: {pathPrefix: /r%d/, methods: [GET, POST]}, primary: legacy, shadow: {service: candidate, percent: %d, tenants: {header: x-tenant, values: [acme, globex]}}}\n", i, i, i%100)
-	}
-	return b.String()
+	return string(harness.LargePolicy(n, "{{.Listener}}", "{{.Legacy}}", "{{.Candidate}}", "/__ready_probe", tenants, 100))
 }
 
 // TestLargePolicySmallEdit: 10 000 routes served to the real Envoy over

@@ -462,19 +462,25 @@ func (p *Pairer) pair(k pairKey, primary, shadow *Half, outcome report.Outcome, 
 			out.At = h.At
 		}
 	}
-	var ev report.Responses
 	if primary != nil {
 		out.PrimaryStatus, out.PrimaryLatency = primary.Response.Status, primary.Latency
-		ev.Primary = &primary.Response
 	}
 	if shadow != nil {
 		out.ShadowStatus, out.ShadowLatency = shadow.Response.Status, shadow.Latency
 		out.Tenant = shadow.Tenant
-		ev.Shadow = &shadow.Response
 	}
-	if st := p.state(k.route); st != nil && (ev.Primary != nil || ev.Shadow != nil) {
-		ev.Rules = st.compare.Rules
-		out.Responses = &ev
+	if outcome == report.Match || primary == nil && shadow == nil {
+		return out // a match's responses are never shown
+	}
+	if st := p.state(k.route); st != nil {
+		ev := &report.Responses{Rules: st.compare.Rules}
+		if primary != nil {
+			ev.Primary = &primary.Response
+		}
+		if shadow != nil {
+			ev.Shadow = &shadow.Response
+		}
+		out.Responses = ev
 	}
 	return out
 }
@@ -525,11 +531,8 @@ func (p *Pairer) compare(j job) {
 	pr := p.pair(k, j.primary, j.shadow, outcome, res.Skipped)
 	pr.Differences = res.Differences
 	pr.Marks = res.Marks
-	if outcome != report.Match { // the responses the pair's page shows, as compared
-		ev := &report.Responses{Primary: new(primary), Shadow: new(shadow), Rules: st.compare.Rules}
-		pr.Responses = ev
-	} else {
-		pr.Responses = nil
+	if pr.Responses != nil { // what the pair's page shows: the responses as compared (gRPC as JSON)
+		pr.Responses.Primary, pr.Responses.Shadow = new(primary), new(shadow)
 	}
 	p.rec.Record(pr)
 }

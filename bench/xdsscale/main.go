@@ -102,19 +102,9 @@ func main() {
 	})
 }
 
-// generated is a policy of n mirrored routes on listener at addr, to
-// services at legacy and candidate: route "edited" mirrors the tenants
-// given and percent of its requests, the others acme and globex.
+// generated is harness.LargePolicy with the probe the benchmark waits on.
 func generated(n int, addr, legacy, candidate, tenants string, percent int) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\nlisteners: [{name: ingress, address: %q}]\n", addr)
-	fmt.Fprintf(&b, "services:\n  legacy: {endpoints: [%q]}\n  candidate: {endpoints: [%q]}\nroutes:\n", legacy, candidate)
-	b.WriteString("  - {name: probe, match: {path: /ready}, primary: legacy}\n")
-	fmt.Fprintf(&b, "  - {name: edited, match: {pathPrefix: /edited/}, primary: legacy, shadow: {service: candidate, percent: %d, tenants: {header: x-tenant, values: [%s]}}}\n", percent, tenants)
-	for i := range n - 2 {
-		fmt.Fprintf(&b, "  - {name: r%d, match: {pathPrefix: /r%d/, methods: [GET, POST]}, primary: legacy, shadow: {service: candidate, percent: %d, tenants: {header: x-tenant, values: [acme, globex]}}}\n", i, i, i%100)
-	}
-	return []byte(b.String())
+	return harness.LargePolicy(n, addr, legacy, candidate, "/ready", tenants, percent)
 }
 
 // translation is one size's figures (the child's JSON line).
